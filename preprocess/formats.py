@@ -1,0 +1,201 @@
+"""The data tree's files, compatible with the original DeepSDF release.
+
+::
+
+    DATA/SdfSamples/<dataset>/<class>/<instance>.npz               pos, neg: (n, 4) float32
+    DATA/SurfaceSamples/<dataset>/<class>/<instance>.ply           points (+ normals), original frame
+    DATA/NormalizationParameters/<dataset>/<class>/<instance>.npz  offset (3,), scale (1,)
+
+Every writer is atomic: it writes a temporary file in the target folder and renames it, so a
+killed run never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "SDF_SAMPLES", "SURFACE_SAMPLES", "NORMALIZATION_PARAMETERS",
+    "instance_paths", "atomic_path", "write_sdf_samples", "read_sdf_samples",
+    "write_surface_samples", "read_surface_samples", "write_normalization",
+    "read_normalization", "write_json", "read_split", "write_split",
+]
+
+SDF_SAMPLES = "SdfSamples"
+SURFACE_SAMPLES = "SurfaceSamples"
+NORMALIZATION_PARAMETERS = "NormalizationParameters"
+
+
+def instance_paths(data_dir, dataset: str, class_name: str, instance: str) -> dict:
+    """The three output paths of one instance, keyed by folder name."""
+    root = Path(data_dir)
+    return {
+        SDF_SAMPLES: root / SDF_SAMPLES / dataset / class_name / f"{instance}.npz",
+        SURFACE_SAMPLES: root / SURFACE_SAMPLES / dataset / class_name / f"{instance}.ply",
+        NORMALIZATION_PARAMETERS: root / NORMALIZATION_PARAMETERS / dataset / class_name
+        / f"{instance}.npz",
+    }
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
+                                         dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _save_npz(path, **arrays):
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as stream:
+            np.savez(stream, **arrays)
+
+
+def write_sdf_samples(path, points, sdf) -> tuple[int, int]:
+    """Write ``pos`` (sdf > 0) and ``neg`` (sdf <= 0) as (n, 4) float32 ``[x, y, z, sdf]``.
+
+    Returns the (positive, negative) counts.
+    """
+    rows = np.concatenate([np.asarray(points), np.asarray(sdf).reshape(-1, 1)], axis=1)
+    rows = rows.astype(np.float32)
+    positive = rows[:, 3] > 0
+    _save_npz(path, pos=rows[positive], neg=rows[~positive])
+    return int(positive.sum()), int((~positive).sum())
+
+
+def read_sdf_samples(path) -> tuple[np.ndarray, np.ndarray]:
+    """(pos, neg), each (n, 4) float32; rows with a NaN are dropped."""
+    with np.load(path) as data:
+        missing = {"pos", "neg"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path} lacks the key(s) {sorted(missing)}; not an SdfSamples file")
+        pos, neg = (np.asarray(data[k], dtype=np.float32) for k in ("pos", "neg"))
+    for name, array in (("pos", pos), ("neg", neg)):
+        if array.ndim != 2 or array.shape[1] != 4:
+            raise ValueError(f"{path}: '{name}' has shape {array.shape}, expected (n, 4)")
+    return pos[~np.isnan(pos).any(axis=1)], neg[~np.isnan(neg).any(axis=1)]
+
+
+def write_normalization(path, offset, scale) -> None:
+    """Write ``offset`` (3,) and ``scale`` (1,) as float64 (``normalized = (x + offset) * scale``)."""
+    _save_npz(path, offset=np.asarray(offset, dtype=np.float64).reshape(3),
+              scale=np.asarray(scale, dtype=np.float64).reshape(1))
+
+
+def read_normalization(path) -> tuple[np.ndarray, float]:
+    """(offset (3,), scale) from a NormalizationParameters file (a scalar scale is accepted)."""
+    with np.load(path) as data:
+        return np.asarray(data["offset"], dtype=np.float64).reshape(3), float(
+            np.asarray(data["scale"]).reshape(-1)[0])
+
+
+_PLY_TYPES = {"float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+              "uchar": "u1", "uint8": "u1", "char": "i1", "int8": "i1", "short": "i2",
+              "int16": "i2", "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4",
+              "uint": "u4", "uint32": "u4"}
+
+
+def write_surface_samples(path, points, normals=None) -> None:
+    """Binary little-endian PLY with a vertex element ``x y z [nx ny nz]`` (float32), no faces."""
+    points = np.asarray(points, dtype=np.float32)
+    names = ["x", "y", "z"]
+    columns = [points]
+    if normals is not None:
+        names += ["nx", "ny", "nz"]
+        columns.append(np.asarray(normals, dtype=np.float32))
+    data = np.ascontiguousarray(np.concatenate(columns, axis=1), dtype="<f4")
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(points)}"]
+    header += [f"property float {name}" for name in names]
+    header.append("end_header")
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as stream:
+            stream.write(("\n".join(header) + "\n").encode("ascii"))
+            stream.write(data.tobytes())
+
+
+def read_surface_samples(path) -> dict:
+    """Read the vertex element of a PLY point file.
+
+    Accepts this project's files and the original release's (whose header declares a face
+    element it does not fill): only the vertex element is read, anything after it is ignored.
+
+    Returns
+    -------
+    dict
+        ``points`` (n, 3) float32, and ``normals`` (n, 3) float32 when the file has them.
+    """
+    with open(path, "rb") as stream:
+        if stream.readline().strip() != b"ply":
+            raise ValueError(f"{path} is not a PLY file")
+        fmt, count, properties, in_vertex = None, None, [], False
+        while True:
+            line = stream.readline()
+            if not line:
+                raise ValueError(f"{path}: PLY header has no end_header")
+            words = line.decode("ascii", "replace").split()
+            if not words or words[0] in ("comment", "obj_info"):
+                continue
+            if words[0] == "end_header":
+                break
+            if words[0] == "format":
+                fmt = words[1]
+            elif words[0] == "element":
+                in_vertex = words[1] == "vertex"
+                if in_vertex:
+                    count = int(words[2])
+            elif words[0] == "property" and in_vertex:
+                if words[1] == "list":
+                    raise ValueError(f"{path}: list properties in the vertex element")
+                properties.append((words[2], _PLY_TYPES[words[1]]))
+        if count is None:
+            raise ValueError(f"{path}: PLY file has no vertex element")
+        if fmt == "ascii":
+            table = np.loadtxt(stream, max_rows=count, ndmin=2, usecols=range(len(properties)))
+            columns = {name: table[:, i] for i, (name, _) in enumerate(properties)}
+        else:
+            order = "<" if fmt == "binary_little_endian" else ">"
+            dtype = np.dtype([(name, order + code) for name, code in properties])
+            table = np.frombuffer(stream.read(dtype.itemsize * count), dtype=dtype, count=count)
+            columns = {name: table[name] for name, _ in properties}
+    result = {"points": np.stack([columns[k] for k in "xyz"], axis=1).astype(np.float32)}
+    if all(k in columns for k in ("nx", "ny", "nz")):
+        result["normals"] = np.stack([columns[k] for k in ("nx", "ny", "nz")],
+                                     axis=1).astype(np.float32)
+    return result
+
+
+def write_json(path, payload) -> None:
+    """Atomically write ``payload`` as indented JSON."""
+    with atomic_path(path) as temporary:
+        Path(temporary).write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def read_split(path) -> dict:
+    """A split file ``{dataset: {class: [instance, ...]}}``, validated."""
+    payload = json.loads(Path(path).read_text())
+    if not isinstance(payload, dict) or not all(
+            isinstance(classes, dict) and all(isinstance(v, list) for v in classes.values())
+            for classes in payload.values()):
+        raise ValueError(f"{path} is not a split file: expected "
+                         '{"<dataset>": {"<class>": ["<instance>", ...]}}')
+    return payload
+
+
+def write_split(path, split: dict) -> None:
+    """Write a split file with sorted instance lists."""
+    write_json(path, {d: {c: sorted(v) for c, v in sorted(classes.items())}
+                      for d, classes in sorted(split.items())})

@@ -1,0 +1,83 @@
+"""Loading meshes of any format trimesh reads into one validated triangle mesh."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from .errors import MeshError
+
+__all__ = ["load_mesh", "validate_mesh", "MESH_SUFFIXES"]
+
+logger = logging.getLogger(__name__)
+
+#: File suffixes the directory walker treats as meshes.
+MESH_SUFFIXES = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf")
+
+
+def load_mesh(path) -> trimesh.Trimesh:
+    """Read a mesh file, merging a scene's geometries (with their transforms) into one mesh.
+
+    Materials and textures are skipped (ShapeNet's ``model_normalized.obj`` often names
+    missing texture files).  Vertices are not merged or reordered, so triangle indices match
+    the file.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    mesh : trimesh.Trimesh
+        Validated by :func:`validate_mesh`.
+
+    Raises
+    ------
+    MeshError
+        With a one-line reason when the file cannot be read or holds no usable triangles.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MeshError(f"no such file: {path}")
+    try:
+        loaded = trimesh.load(path, force="mesh", process=False, skip_materials=True)
+    except Exception as error:  # trimesh raises many types for corrupt files
+        raise MeshError(f"cannot read {path.name}: {type(error).__name__}: {error}") from error
+    if isinstance(loaded, trimesh.PointCloud):
+        raise MeshError(f"{path.name} is a point cloud, not a triangle mesh")
+    if not isinstance(loaded, trimesh.Trimesh):
+        raise MeshError(f"{path.name} holds no triangle mesh (got {type(loaded).__name__})")
+    return validate_mesh(loaded, name=path.name)
+
+
+def validate_mesh(mesh: trimesh.Trimesh, *, name: str = "mesh") -> trimesh.Trimesh:
+    """Check that a mesh has finite vertices and triangles of positive total area.
+
+    Faces that index missing vertices are an error; degenerate faces are kept (they are
+    harmless to the scanners).
+
+    Raises
+    ------
+    MeshError
+        Naming what is wrong.
+    """
+    vertices = np.asarray(mesh.vertices)
+    faces = np.asarray(mesh.faces)
+    if faces.ndim != 2 or len(faces) == 0:
+        raise MeshError(f"{name} has no triangles (empty, or a point cloud)")
+    if faces.shape[1] != 3:
+        raise MeshError(f"{name} has faces of {faces.shape[1]} vertices, expected triangles")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise MeshError(f"{name} has faces that index missing vertices")
+    used = vertices[np.unique(faces)]
+    if not np.all(np.isfinite(used)):
+        raise MeshError(f"{name} has NaN or infinite vertex coordinates")
+    corners = vertices[faces]
+    area = 0.5 * np.linalg.norm(
+        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1).sum()
+    if not area > 0:
+        raise MeshError(f"{name} has zero surface area")
+    return mesh

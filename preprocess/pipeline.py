@@ -1,0 +1,203 @@
+"""One mesh to DeepSDF training data: normalize, scan, sample, sign, write."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import trimesh
+
+from . import formats
+from .cameras import CameraRig
+from .errors import PreprocessError
+from .mesh_io import load_mesh, validate_mesh
+from .normalize import normalization_parameters, to_normalized, to_original
+from .sampling import PRESETS, SamplingConfig, draw_samples
+from .scan import GRAZING, ScanAccumulator
+from .sdf import SIGN_METHODS, signed_distance
+from .surface import VisibleSurface
+
+__all__ = ["PreprocessConfig", "MeshSamples", "sample_mesh", "preprocess_instance",
+           "instance_seed", "make_scanner", "BACKENDS"]
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("pyrender", "raycast")
+
+#: Manifest warnings fire above these fractions.
+_BACK_OBSERVATION_WARNING = 0.01
+_TWO_SIDED_WARNING = 0.01
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Everything that decides the output for a mesh (the seed aside)."""
+
+    sampling: SamplingConfig = field(default_factory=lambda: PRESETS["train"])  # sample counts
+    rig: CameraRig = field(default_factory=CameraRig)  # the virtual depth cameras
+    sign_method: str = "vote"  # "vote" (reference, default) or "winding"
+    neighbours: int = 11  # voters per sample for the reference sign vote
+    surface_samples: int = 30_000  # points written to SurfaceSamples
+    grazing: float = GRAZING  # pixels with |n . view| below this are dropped
+
+    def __post_init__(self):
+        if self.sign_method not in SIGN_METHODS:
+            raise ValueError(f"unknown sign method {self.sign_method!r}; "
+                             f"choose one of {SIGN_METHODS}")
+        if self.neighbours < 1:
+            raise ValueError(f"neighbours must be at least 1, got {self.neighbours}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class MeshSamples:
+    """What :func:`sample_mesh` computes for one mesh.
+
+    Attributes
+    ----------
+    points : (n, 3) float64, normalized frame
+        Kept samples.
+    sdf : (n,) float64
+        Their signed distances (> 0 outside).
+    surface_points, surface_normals : (m, 3) float64
+        SurfaceSamples, **original** frame (normals are unit and frame-independent).
+    offset : (3,) float64 ; scale : float
+        ``normalized = (original + offset) * scale``.
+    stats : dict
+        Scan statistics, sample counts, dropped fraction, warnings, timings.
+    """
+
+    points: np.ndarray
+    sdf: np.ndarray
+    surface_points: np.ndarray
+    surface_normals: np.ndarray
+    offset: np.ndarray
+    scale: float
+    stats: dict
+
+
+def instance_seed(key: str, seed: int) -> int:
+    """A stable 63-bit seed from an instance key (e.g. ``"chairs/0001"``) and the run seed."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def make_scanner(backend: str, rig: CameraRig):
+    """Create a scanner: ``"pyrender"`` (OpenGL, EGL headless) or ``"raycast"`` (no OpenGL)."""
+    if backend == "raycast":
+        from .raycast import RayCastScanner
+
+        return RayCastScanner(rig)
+    if backend == "pyrender":
+        from .render_gl import OpenGLScanner
+
+        try:
+            return OpenGLScanner(rig)
+        except Exception as error:  # EGL/driver failures come in many types
+            raise PreprocessError(
+                f"cannot create an OpenGL context ({type(error).__name__}: {error}); install "
+                "Mesa's EGL (apt-get install libegl1 libgl1-mesa-dri) or use --backend raycast"
+            ) from error
+    raise ValueError(f"unknown scanner backend {backend!r}; choose one of {BACKENDS}")
+
+
+def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
+                rng: np.random.Generator) -> MeshSamples:
+    """Normalize, scan, sample and sign one mesh (nothing is written).
+
+    Raises
+    ------
+    MeshError, PreprocessError
+        For unusable meshes and for meshes the cameras do not see.
+    """
+    timings = {}
+    start = time.perf_counter()
+    validate_mesh(mesh)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    offset, scale = normalization_parameters(vertices, faces)
+    normalized = to_normalized(vertices, offset, scale)
+
+    accumulator = ScanAccumulator(normalized, faces, config.rig, grazing=config.grazing)
+    for view, ids in scanner.triangle_ids(normalized, faces):
+        accumulator.add_view(view, ids)
+    sides = accumulator.finish()
+    timings["scan"] = time.perf_counter() - start
+    if sides.stats["visible_triangles"] == 0:
+        raise PreprocessError("nothing rendered: no camera saw any triangle")
+    surface = VisibleSurface.from_scan(normalized, faces, sides)
+    if not surface.area > 0:
+        raise PreprocessError("nothing rendered: the visible triangles have zero area")
+
+    mark = time.perf_counter()
+    points, _ = draw_samples(surface, config.sampling, rng)
+    result = signed_distance(surface, points, method=config.sign_method,
+                             neighbours=config.neighbours, rng=rng,
+                             mesh_vertices=normalized, mesh_faces=faces,
+                             spacing=config.rig.pixel_size)
+    timings["sdf"] = time.perf_counter() - mark
+
+    surface_points, surface_faces = surface.sample(config.surface_samples, rng)
+    surface_normals = surface.outward_normals()[surface_faces]
+
+    stats = dict(sides.stats)
+    stats["faces"] = int(len(faces))
+    stats["hidden_triangles"] = int(len(faces) - sides.stats["visible_triangles"])
+    stats["two_sided_triangles"] = int(np.count_nonzero(surface.outward == 0))
+    stats["samples_drawn"] = int(len(points))
+    stats["samples_kept"] = int(result.keep.sum())
+    stats["dropped_fraction"] = float(1.0 - result.keep.mean())
+    stats["sign"] = {"method": config.sign_method, **result.counts}
+    stats["warnings"] = _quality_warnings(stats)
+    stats["seconds"] = {k: round(v, 4) for k, v in timings.items()}
+    return MeshSamples(points=points[result.keep], sdf=result.sdf[result.keep],
+                       surface_points=to_original(surface_points, offset, scale),
+                       surface_normals=surface_normals, offset=offset, scale=scale,
+                       stats=stats)
+
+
+def _quality_warnings(stats: dict) -> list[str]:
+    """Human-readable warnings about the mesh's quality, from the scan statistics."""
+    warnings = []
+    if stats["back_observation_fraction"] > _BACK_OBSERVATION_WARNING:
+        warnings.append(
+            f"{100 * stats['back_observation_fraction']:.1f}% of scan pixels saw the back of a "
+            "triangle (open surface or inconsistent winding); signs rely on the voting")
+    visible = max(stats["visible_triangles"], 1)
+    if stats["two_sided_triangles"] > _TWO_SIDED_WARNING * visible:
+        warnings.append(
+            f"{stats['two_sided_triangles']} of {visible} visible triangles were seen from "
+            "both sides (thin open sheets); samples near them are dropped")
+    return warnings
+
+
+def preprocess_instance(mesh_path, outputs: dict, config: PreprocessConfig, scanner,
+                        seed: int) -> dict:
+    """Load one mesh, compute its samples and write its three files atomically.
+
+    ``SdfSamples`` is written last, so an instance is complete exactly when it exists with
+    the two others.
+
+    Returns
+    -------
+    dict
+        The instance's manifest record fields (counts, statistics, timings).
+    """
+    start = time.perf_counter()
+    mesh = load_mesh(mesh_path)
+    samples = sample_mesh(mesh, config, scanner, np.random.default_rng(seed))
+    formats.write_normalization(outputs[formats.NORMALIZATION_PARAMETERS], samples.offset,
+                                samples.scale)
+    formats.write_surface_samples(outputs[formats.SURFACE_SAMPLES], samples.surface_points,
+                                  samples.surface_normals)
+    positive, negative = formats.write_sdf_samples(outputs[formats.SDF_SAMPLES],
+                                                   samples.points, samples.sdf)
+    stats = samples.stats
+    stats["positive"], stats["negative"] = positive, negative
+    stats["seconds"]["total"] = round(time.perf_counter() - start, 4)
+    return stats

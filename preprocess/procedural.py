@@ -1,0 +1,253 @@
+"""The embedded example categories: seeded procedural chairs and tables, built from boxes.
+
+Every shape is a union of oriented boxes, merged into one closed, consistently wound manifold
+by manifold3d (through trimesh).  Because the parts are returned too, the exact sign of every
+shape's SDF is known analytically everywhere, and its exact distance outside (the distance to
+a union is the minimum of the distances).
+
+Frame: y is up, the floor is y = 0, the seat's front faces +z; units are metres-like (a chair
+is about 0.9 tall).  The preprocessor normalizes them like any other mesh.
+
+Chair parameters (topology changes marked *): seat width, depth, thickness and height; leg
+thickness and splay; leg layout* (3 legs, 4 legs, or a pedestal with 4 or 5 feet); back*
+(none: a stool; a solid panel; or 2-4 vertical slats under a top rail), back height and tilt;
+arm rests*; stretchers between the legs*.
+
+Table parameters: top width, depth, thickness, height; leg thickness; legs* (4 legs or a
+pedestal); apron*; lower shelf*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+__all__ = ["OrientedBox", "ProceduralShape", "generate_chair", "generate_table",
+           "generate_shapes", "write_shapes", "CATEGORIES"]
+
+
+@dataclass(frozen=True)
+class OrientedBox:
+    """A box with centre ``center`` (3,), half extents ``half`` (3,) and rotation ``rotation``
+    (3, 3) whose columns are the box axes in the world frame."""
+
+    center: np.ndarray
+    half: np.ndarray
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def sdf(self, points) -> np.ndarray:
+        """(n,) exact signed distance of (n, 3) points to the box (> 0 outside)."""
+        local = (np.asarray(points, dtype=np.float64) - self.center) @ self.rotation
+        q = np.abs(local) - self.half
+        outside = np.linalg.norm(np.maximum(q, 0.0), axis=1)
+        inside = np.minimum(q.max(axis=1), 0.0)
+        return outside + inside
+
+    def mesh(self) -> trimesh.Trimesh:
+        transform = np.eye(4)
+        transform[:3, :3] = self.rotation
+        transform[:3, 3] = self.center
+        return trimesh.creation.box(extents=2 * np.asarray(self.half), transform=transform)
+
+
+@dataclass
+class ProceduralShape:
+    """A generated shape: its parameters, its parts and its merged mesh."""
+
+    category: str
+    params: dict
+    parts: list
+    mesh: trimesh.Trimesh
+
+    def sdf(self, points) -> np.ndarray:
+        """(n,) SDF of the union of the parts, in the shape's own frame.
+
+        The sign is exact everywhere and the value is exact outside; inside, its magnitude is
+        a lower bound of the true depth (the minimum over parts).
+        """
+        return np.min([part.sdf(points) for part in self.parts], axis=0)
+
+
+def _box(center, size, rotation=None) -> OrientedBox:
+    return OrientedBox(np.asarray(center, float), 0.5 * np.asarray(size, float),
+                       np.eye(3) if rotation is None else rotation)
+
+
+def _rotation_x(angle):
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _rotation_z(angle):
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def _rotation_y(angle):
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _leg(top, bottom, thickness) -> OrientedBox:
+    """A square leg from ``top`` to ``bottom`` (3,) points."""
+    top, bottom = np.asarray(top, float), np.asarray(bottom, float)
+    axis = top - bottom
+    length = np.linalg.norm(axis)
+    y = axis / length
+    x = np.cross(y, [0.0, 0.0, 1.0])
+    x = x / np.linalg.norm(x) if np.linalg.norm(x) > 1e-9 else np.array([1.0, 0, 0])
+    z = np.cross(x, y)
+    return OrientedBox(0.5 * (top + bottom), np.array([thickness, length, thickness]) / 2,
+                       np.stack([x, y, z], axis=1))
+
+
+def _pedestal(rng, height, thickness, reach, feet) -> list:
+    parts = [_box([0, height / 2 + 0.02, 0], [thickness * 1.6, height, thickness * 1.6])]
+    start = rng.uniform(0, np.pi)
+    for k in range(feet):
+        angle = start + 2 * np.pi * k / feet
+        direction = np.array([np.cos(angle), 0.0, np.sin(angle)])
+        rotation = _rotation_y(-angle)
+        parts.append(OrientedBox(direction * reach / 2 + [0, 0.025, 0],
+                                 np.array([reach / 2, 0.025, thickness / 2]), rotation))
+    return parts
+
+
+def generate_chair(rng: np.random.Generator) -> ProceduralShape:
+    """One random chair (see the module docstring for its parameters)."""
+    p = {
+        "seat_width": rng.uniform(0.40, 0.62),
+        "seat_depth": rng.uniform(0.38, 0.58),
+        "seat_thickness": rng.uniform(0.03, 0.08),
+        "seat_height": rng.uniform(0.40, 0.55),
+        "leg_thickness": rng.uniform(0.03, 0.06),
+        "leg_splay_deg": rng.uniform(0.0, 8.0),
+        "legs": str(rng.choice(["four", "four", "three", "pedestal"])),
+        "back": str(rng.choice(["solid", "solid", "slats", "none"], p=[0.35, 0.15, 0.35, 0.15])),
+        "back_height": rng.uniform(0.30, 0.55),
+        "back_tilt_deg": rng.uniform(0.0, 15.0),
+        "slats": int(rng.integers(2, 5)),
+        "arms": bool(rng.random() < 0.35),
+        "stretchers": bool(rng.random() < 0.4),
+    }
+    w, d, t, h = p["seat_width"], p["seat_depth"], p["seat_thickness"], p["seat_height"]
+    lt = p["leg_thickness"]
+    parts = [_box([0, h - t / 2, 0], [w, t, d])]
+    under = h - t  # underside of the seat
+    splay = np.radians(p["leg_splay_deg"])
+    if p["legs"] == "pedestal":
+        parts += _pedestal(rng, under, lt, 0.45 * min(w, d) + 0.1, int(rng.integers(4, 6)))
+        p["stretchers"] = False
+    else:
+        if p["legs"] == "four":
+            corners = [(sx, sz) for sx in (-1, 1) for sz in (-1, 1)]
+        else:
+            corners = [(0, -1), (-1, 1), (1, 1)]
+        for sx, sz in corners:
+            top = np.array([sx * (w / 2 - lt), under + t / 2, sz * (d / 2 - lt)])
+            spread = np.tan(splay) * under
+            bottom = np.array([top[0] + sx * spread, 0.0, top[2] + sz * spread])
+            parts.append(_leg(top, bottom, lt))
+        p["stretchers"] = p["stretchers"] and p["legs"] == "four"
+        if p["stretchers"]:
+            y = 0.35 * under
+            inset = np.tan(splay) * (under - y)
+            for sx in (-1, 1):
+                x = sx * (w / 2 - lt + inset)
+                parts.append(_box([x, y, 0], [lt * 0.7, lt * 0.7, d - 2 * lt + 2 * inset]))
+    if p["back"] != "none":
+        tilt = np.radians(p["back_tilt_deg"])
+        rotation = _rotation_x(-tilt)
+        bh, bt = p["back_height"], max(0.6 * t, 0.03)
+        base = np.array([0.0, h - 0.01, -d / 2 + bt / 2])
+        up = rotation @ np.array([0.0, 1.0, 0.0])
+        if p["back"] == "solid":
+            parts.append(OrientedBox(base + up * bh / 2, np.array([w, bh, bt]) / 2, rotation))
+        else:
+            rail = 0.06
+            parts.append(OrientedBox(base + up * (bh - rail / 2),
+                                     np.array([w, rail, bt]) / 2, rotation))
+            for k in range(p["slats"]):
+                x = -w / 2 + lt / 2 + k * (w - lt) / (p["slats"] - 1)
+                parts.append(OrientedBox(base + up * bh / 2 + [x, 0, 0],
+                                         np.array([lt, bh, bt]) / 2, rotation))
+    if p["arms"]:
+        arm_y = h + rng.uniform(0.15, 0.25)
+        for sx in (-1, 1):
+            x = sx * (w / 2 - lt / 2)
+            parts.append(_box([x, arm_y, 0.02], [lt * 1.2, 0.03, d * 0.85]))
+            parts.append(_box([x, (arm_y + h) / 2, d / 2 - lt], [lt, arm_y - h + 0.02, lt]))
+    return _finish("chairs", p, parts)
+
+
+def generate_table(rng: np.random.Generator) -> ProceduralShape:
+    """One random table (see the module docstring for its parameters)."""
+    p = {
+        "top_width": rng.uniform(0.8, 1.6),
+        "top_depth": rng.uniform(0.6, 1.0),
+        "top_thickness": rng.uniform(0.03, 0.07),
+        "height": rng.uniform(0.65, 0.8),
+        "leg_thickness": rng.uniform(0.04, 0.09),
+        "legs": str(rng.choice(["four", "four", "pedestal"])),
+        "apron": bool(rng.random() < 0.5),
+        "shelf": bool(rng.random() < 0.3),
+    }
+    w, d, t, h, lt = (p["top_width"], p["top_depth"], p["top_thickness"], p["height"],
+                      p["leg_thickness"])
+    parts = [_box([0, h - t / 2, 0], [w, t, d])]
+    if p["legs"] == "pedestal":
+        parts += _pedestal(rng, h - t, lt, 0.35 * min(w, d) + 0.1, 4)
+        p["apron"] = p["shelf"] = False
+    else:
+        for sx in (-1, 1):
+            for sz in (-1, 1):
+                parts.append(_box([sx * (w / 2 - lt), (h - t / 2) / 2, sz * (d / 2 - lt)],
+                                  [lt, h - t / 2, lt]))
+        if p["apron"]:
+            parts.append(_box([0, h - t - 0.04, d / 2 - lt], [w - 2 * lt, 0.08, 0.02]))
+            parts.append(_box([0, h - t - 0.04, -d / 2 + lt], [w - 2 * lt, 0.08, 0.02]))
+        if p["shelf"]:
+            parts.append(_box([0, 0.18, 0], [w - 2 * lt, 0.025, d - 2 * lt]))
+    return _finish("tables", p, parts)
+
+
+CATEGORIES = {"chairs": generate_chair, "tables": generate_table}
+
+
+def _finish(category, params, parts) -> ProceduralShape:
+    mesh = trimesh.boolean.union([part.mesh() for part in parts], engine="manifold")
+    if not (mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0):
+        raise RuntimeError(f"generated {category} mesh is not a closed, outward-wound manifold")
+    clean = {k: (round(float(v), 5) if isinstance(v, float) else v) for k, v in params.items()}
+    return ProceduralShape(category, clean, parts, mesh)
+
+
+def generate_shapes(category: str, count: int, seed: int = 0) -> list:
+    """``count`` shapes of ``category``; shape ``i`` depends only on ``(seed, i)``."""
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown category {category!r}; choose one of {sorted(CATEGORIES)}")
+    if count < 1:
+        raise ValueError(f"count must be positive, got {count}")
+    return [CATEGORIES[category](np.random.default_rng([seed, index])) for index in range(count)]
+
+
+def write_shapes(out_dir, category: str, count: int, seed: int = 0) -> list:
+    """Write ``out_dir/<category>/<category>_<i>.obj`` (+ a ``.json`` of its parameters).
+
+    Returns the mesh paths.  Existing files are overwritten (the output is deterministic).
+    """
+    import json
+
+    folder = Path(out_dir) / category
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, shape in enumerate(generate_shapes(category, count, seed)):
+        path = folder / f"{category}_{index:04d}.obj"
+        shape.mesh.export(path)
+        (folder / f"{category}_{index:04d}.json").write_text(
+            json.dumps({"seed": seed, "index": index, **shape.params}, indent=2) + "\n")
+        paths.append(path)
+    return paths

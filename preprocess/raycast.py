@@ -1,0 +1,77 @@
+"""OpenGL-free scanner: cast the pixel-centre rays of every view with trimesh.
+
+trimesh uses Embree (through ``embreex``) when it is installed and falls back to its pure
+numpy triangle intersector otherwise (correct but slow: use small resolutions without Embree).
+This backend is the reference the OpenGL backend is tested against, and the one to use where
+no OpenGL context can be created (macOS without EGL, some clusters).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import trimesh
+
+from .cameras import CameraRig
+from .scan import NO_HIT
+
+__all__ = ["RayCastScanner"]
+
+
+class RayCastScanner:
+    """Per-pixel triangle ids by ray casting (see :mod:`preprocess.cameras` for the pixels)."""
+
+    name = "raycast"
+
+    def __init__(self, rig: CameraRig):
+        self.rig = rig
+
+    def triangle_ids(self, vertices, faces):
+        """Yield ``(view, ids)`` for every view of the rig.
+
+        Parameters
+        ----------
+        vertices : (v, 3) float, normalized frame
+        faces : (f, 3) int
+
+        Yields
+        ------
+        view : int
+        ids : (resolution, resolution) int32
+            First triangle hit by each pixel centre's ray, :data:`NO_HIT` where none is hit
+            within ``[near, far]``.
+        """
+        mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+        intersector = mesh.ray
+        res = self.rig.resolution
+        for view in range(self.rig.count):
+            origins, direction = self.rig.rays(view)
+            directions = np.broadcast_to(direction, origins.shape)
+            ids = np.full(res * res, NO_HIT, dtype=np.int32)
+            tri, ray = _first_hits(intersector, origins, directions)
+            depth_ok = np.ones(len(ray), bool)
+            if len(ray):
+                hit_points = _hit_points(vertices, faces, tri, origins[ray], direction)
+                depth = (hit_points - origins[ray]) @ direction
+                depth_ok = (depth >= self.rig.near) & (depth <= self.rig.far)
+            ids[ray[depth_ok]] = tri[depth_ok]
+            yield view, ids.reshape(res, res)
+
+    def close(self):
+        """Nothing to release (for symmetry with the OpenGL scanner)."""
+
+
+def _first_hits(intersector, origins, directions):
+    """(triangle, ray) index arrays of the first hit of each ray that hits anything."""
+    tri = np.asarray(intersector.intersects_first(origins, directions), dtype=np.int64)
+    ray = np.nonzero(tri >= 0)[0]
+    return tri[ray], ray
+
+
+def _hit_points(vertices, faces, tri, origins, direction):
+    vertices = np.asarray(vertices, np.float64)
+    corners = vertices[np.asarray(faces)[tri]]
+    normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    denom = normal @ direction
+    denom = np.where(denom == 0, 1e-300, denom)
+    travel = np.einsum("ij,ij->i", normal, corners[:, 0] - origins) / denom
+    return origins + travel[:, None] * direction

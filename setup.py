@@ -1,0 +1,40 @@
+"""Installs two packages: ``deepsdf`` (the learning library and CLI) and
+``deepsdf_preprocess`` (the mesh-to-SDF preprocessor, whose code lives in ``preprocess/``).
+
+The preprocessor is mapped to a namespaced import name so that a user's own ``preprocess.py``
+(or the unrelated PyPI package ``preprocess``) can never shadow it.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="deepsdf",
+    version="0.1.0",
+    description="DeepSDF made practical: preprocessing, training, inference, completion",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["deepsdf", "deepsdf.*"]) + ["deepsdf_preprocess"],
+    package_dir={"deepsdf_preprocess": "preprocess"},
+    install_requires=[
+        # A range, so that CUDA users keep the torch build they have; the CPU install path
+        # (requirements-cpu.txt) pins the CPU wheel.
+        "torch>=2.1,<3",
+        "numpy>=1.23",
+        "scipy>=1.10",  # KD-trees for the sign vote
+        "trimesh>=4.0",
+        "manifold3d>=2.3",  # robust booleans for the procedural example shapes
+        "libigl>=2.5",  # exact point-to-mesh distance (AABB tree), winding numbers
+        "pyrender>=0.1.45",  # headless EGL context for the depth cameras
+        "scikit-image>=0.21",
+        "tqdm>=4.60",
+        "tensorboard>=2.12",
+    ],
+    extras_require={
+        "raycast": ["embreex>=2.17"],  # fast OpenGL-free scanner
+        "test": ["pytest>=7", "embreex>=2.17"],
+        "bench": ["mesh-to-sdf==0.0.15", "scikit-learn"],
+    },
+    entry_points={"console_scripts": ["deepsdf=deepsdf.cli:main"]},
+)
