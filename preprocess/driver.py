@@ -142,6 +142,7 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
                      "seed": seed, "backend": backend, "config": config.to_dict()})
     records = manifest.setdefault("instances", {})
 
+    _remove_stale_parts(data_dir, dataset)
     pending, skipped = [], []
     for job in jobs:
         outputs = formats.instance_paths(data_dir, dataset, job.class_name, job.instance)
@@ -196,6 +197,15 @@ def _execute(pending, workers, seed, backend, config):
         futures = [pool.submit(_run_job, job, outputs, seed) for job, outputs in pending]
         for future in as_completed(futures):
             yield future.result()
+
+
+def _remove_stale_parts(data_dir: Path, dataset: str) -> None:
+    """Delete temporary ``*.part`` files a killed run left (never a file under a final name)."""
+    for kind in (formats.SDF_SAMPLES, formats.SURFACE_SAMPLES,
+                 formats.NORMALIZATION_PARAMETERS):
+        for stale in (data_dir / kind / dataset).rglob("*.part"):
+            logger.info("removing %s, left by an interrupted run", stale)
+            stale.unlink()
 
 
 def _load_manifest(path: Path) -> dict:

@@ -137,10 +137,32 @@ class OpenGLScanner:
         GL.glBindVertexArray(0)
 
     def close(self):
-        """Release the OpenGL context."""
-        if self._context is not None:
-            self._context.delete()
-            self._context = None
+        """Release this scanner's OpenGL objects and context (other scanners keep theirs)."""
+        if self._context is None:
+            return
+        GL = self._gl
+        platform = self._context._platform
+        platform.make_current()
+        GL.glDeleteFramebuffers(1, [self._framebuffer])
+        GL.glDeleteRenderbuffers(2, [self._colour, self._depth])
+        GL.glDeleteBuffers(2, self._buffers)
+        GL.glDeleteVertexArrays(1, [self._vao])
+        GL.glDeleteProgram(self._program)
+        self._context._renderer.delete()
+        display = getattr(platform, "_egl_display", None)
+        if display is not None:
+            # pyrender's delete_context() calls eglTerminate, which also kills every other
+            # context of this process on the same display: destroy only this one.
+            from OpenGL import EGL
+
+            EGL.eglMakeCurrent(display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE,
+                               EGL.EGL_NO_CONTEXT)
+            EGL.eglDestroyContext(display, platform._egl_context)
+            platform._egl_context = None
+            platform._egl_display = None  # pyrender's __del__ must not terminate it either
+        else:
+            platform.delete_context()
+        self._context = None
 
     def __enter__(self):
         return self

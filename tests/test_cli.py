@@ -1,0 +1,89 @@
+"""The `deepsdf` command: help, generate, split, and a short end-to-end preprocess."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deepsdf.cli import main
+from deepsdf_preprocess import formats
+
+
+def test_help_lists_the_steps(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for step in ("generate", "preprocess", "split", "demo"):
+        assert step in text
+    with pytest.raises(SystemExit):
+        main(["preprocess", "--help"])
+    assert "--backend" in capsys.readouterr().out
+
+
+def test_console_script_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "deepsdf", "--version"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and "deepsdf" in result.stdout
+
+
+def test_split_is_seeded_and_complete(tmp_path):
+    assert main(["generate", str(tmp_path / "m"), "--count", "10"]) == 0
+    args = ["split", str(tmp_path / "m"), "--dataset", "D", "--test-fraction", "0.3"]
+    main(args + ["--train", str(tmp_path / "a.json"), "--test", str(tmp_path / "b.json")])
+    main(args + ["--train", str(tmp_path / "c.json"), "--test", str(tmp_path / "d.json")])
+    train, test = formats.read_split(tmp_path / "a.json"), formats.read_split(tmp_path / "b.json")
+    assert train == formats.read_split(tmp_path / "c.json")
+    assert test == formats.read_split(tmp_path / "d.json")
+    assert len(test["D"]["chairs"]) == 3 and len(train["D"]["chairs"]) == 7
+    assert sorted(train["D"]["chairs"] + test["D"]["chairs"]) == [f"chairs_{i:04d}" for i in range(10)]
+    main(args + ["--seed", "1", "--train", str(tmp_path / "e.json"), "--test", str(tmp_path / "f.json")])
+    assert formats.read_split(tmp_path / "f.json") != test
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["preprocess", str(tmp_path / "nowhere"), str(tmp_path / "d"),
+                 "--dataset", "D"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_preprocess_end_to_end_and_exit_code(tmp_path):
+    meshes = tmp_path / "meshes"
+    main(["generate", str(meshes), "--count", "2", "--category", "tables"])
+    args = ["preprocess", str(meshes), str(tmp_path / "data"), "--dataset", "D", "--backend",
+            "raycast", "--views", "12", "--resolution", "96", "--samples", "5000",
+            "--no-progress"]
+    assert main(args) == 0
+    pos, neg = formats.read_sdf_samples(tmp_path / "data/SdfSamples/D/tables/tables_0001.npz")
+    assert len(pos) + len(neg) > 4500
+    (meshes / "tables" / "broken.obj").write_text("not a mesh\n")
+    assert main(args) == 1  # a failed instance makes the run exit non-zero
+    manifest = json.loads((tmp_path / "data/manifests/D.json").read_text())
+    assert manifest["instances"]["tables/broken"]["status"] == "failed"
+    assert manifest["instances"]["tables/tables_0000"]["status"] == "ok"
+
+
+@pytest.mark.slow
+@pytest.mark.egl
+def test_full_reference_settings_on_one_chair(tmp_path, gl_scanner):
+    """One mesh at the defaults: 100 views at 400 x 400 through EGL, 500k samples."""
+    from deepsdf_preprocess.normalize import to_original
+    from deepsdf_preprocess.procedural import write_shapes, generate_shapes
+
+    write_shapes(tmp_path / "m", "chairs", 1, seed=9)
+    assert main(["preprocess", str(tmp_path / "m"), str(tmp_path / "d"), "--dataset", "D",
+                 "--no-progress"]) == 0
+    paths = formats.instance_paths(tmp_path / "d", "D", "chairs", "chairs_0000")
+    pos, neg = formats.read_sdf_samples(paths[formats.SDF_SAMPLES])
+    assert 490_000 <= len(pos) + len(neg) <= 500_000
+    assert len(formats.read_surface_samples(paths[formats.SURFACE_SAMPLES])["points"]) == 30_000
+    offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
+    shape = generate_shapes("chairs", 1, seed=9)[0]
+    rows = np.concatenate([pos, neg])
+    truth = shape.sdf(to_original(rows[:, :3], offset, scale)) * scale
+    far = np.abs(truth) > 1e-3
+    assert np.mean(np.sign(rows[far, 3]) != np.sign(truth[far])) <= 1e-3
+    outside = truth > 0
+    assert np.median(np.abs(rows[outside, 3] - truth[outside])) < 1e-6
