@@ -70,8 +70,9 @@ def write_sdf_samples(path, points, sdf) -> tuple[int, int]:
 
     Returns the (positive, negative) counts.
     """
-    rows = np.concatenate([np.asarray(points), np.asarray(sdf).reshape(-1, 1)], axis=1)
-    rows = rows.astype(np.float32)
+    rows = np.empty((len(points), 4), dtype=np.float32)
+    rows[:, :3] = points
+    rows[:, 3] = sdf
     positive = rows[:, 3] > 0
     _save_npz(path, pos=rows[positive], neg=rows[~positive])
     return int(positive.sum()), int((~positive).sum())

@@ -10,7 +10,7 @@ import trimesh
 
 from .errors import MeshError
 
-__all__ = ["load_mesh", "validate_mesh", "MESH_SUFFIXES"]
+__all__ = ["load_mesh", "validate_mesh", "closed_orientation", "MESH_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +81,29 @@ def validate_mesh(mesh: trimesh.Trimesh, *, name: str = "mesh") -> trimesh.Trime
     if not area > 0:
         raise MeshError(f"{name} has zero surface area")
     return mesh
+
+
+def closed_orientation(vertices, faces) -> int:
+    """+1 for a closed mesh wound outward, -1 wound inward, 0 for anything else.
+
+    Closed and consistently wound means: every directed edge ``(a, b)`` of the triangles
+    occurs exactly once, and so does its reverse ``(b, a)`` (judged on vertex indices as
+    stored: unwelded meshes count as open; non-manifold edges make a mesh open).  The sign of
+    the enclosed volume then tells outward from inward.
+
+    Parameters
+    ----------
+    vertices : (v, 3) float
+    faces : (f, 3) int
+    """
+    faces = np.asarray(faces, dtype=np.int64)
+    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    count = int(faces.max()) + 1
+    forward = np.sort(directed[:, 0] * count + directed[:, 1])
+    backward = np.sort(directed[:, 1] * count + directed[:, 0])
+    if np.any(forward[1:] == forward[:-1]) or not np.array_equal(forward, backward):
+        return 0
+    corners = np.asarray(vertices, dtype=np.float64)[faces]
+    volume = np.einsum("ij,ij->i", corners[:, 0],
+                       np.cross(corners[:, 1], corners[:, 2])).sum() / 6.0
+    return 1 if volume > 0 else (-1 if volume < 0 else 0)

@@ -13,7 +13,7 @@ import trimesh
 from . import formats
 from .cameras import CameraRig
 from .errors import PreprocessError
-from .mesh_io import load_mesh, validate_mesh
+from .mesh_io import closed_orientation, load_mesh, validate_mesh
 from .normalize import normalization_parameters, to_normalized, to_original
 from .sampling import PRESETS, SamplingConfig, draw_samples
 from .scan import GRAZING, ScanAccumulator
@@ -124,7 +124,8 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
     normalized = to_normalized(vertices, offset, scale)
 
     accumulator = ScanAccumulator(normalized, faces, config.rig, grazing=config.grazing)
-    for view, ids in scanner.triangle_ids(normalized, faces):
+    orientation = closed_orientation(vertices, faces)
+    for view, ids in scanner.triangle_ids(normalized, faces, orientation=orientation):
         accumulator.add_view(view, ids)
     sides = accumulator.finish()
     timings["scan"] = time.perf_counter() - start
@@ -147,6 +148,7 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
 
     stats = dict(sides.stats)
     stats["faces"] = int(len(faces))
+    stats["closed"] = bool(orientation != 0)
     stats["hidden_triangles"] = int(len(faces) - sides.stats["visible_triangles"])
     stats["two_sided_triangles"] = int(np.count_nonzero(surface.outward == 0))
     stats["samples_drawn"] = int(len(points))

@@ -25,13 +25,16 @@ class RayCastScanner:
     def __init__(self, rig: CameraRig):
         self.rig = rig
 
-    def triangle_ids(self, vertices, faces):
+    def triangle_ids(self, vertices, faces, *, orientation: int = 0):
         """Yield ``(view, ids)`` for every view of the rig.
 
         Parameters
         ----------
         vertices : (v, 3) float, normalized frame
         faces : (f, 3) int
+        orientation : int, keyword-only
+            Accepted for symmetry with the OpenGL scanner (which culls the far side of closed
+            meshes); ray casting finds the same first hits without it.
 
         Yields
         ------

@@ -10,7 +10,9 @@ context reused for every view and mesh) and draws with its own minimal program:
 
 - every triangle's three (unshared) vertices carry ``index + 1`` as a flat integer attribute
   and the fragment shader writes it into a single-sample 32-bit unsigned integer colour buffer (exact ids for up to 2^32 - 1 triangles, no antialiasing, no blending);
-- depth is tested in a 32-bit float depth buffer; face culling is off (both sides are seen).
+- depth is tested in a 32-bit float depth buffer; faces are not culled (both sides can be
+  seen), except on closed, consistently wound meshes, where a face turned away from the camera
+  can never be the first hit.
 
 Points and normals are then derived exactly from the ids by :mod:`.scan`.
 """
@@ -96,8 +98,14 @@ class OpenGLScanner:
             for v in range(rig.count)
         ]
 
-    def triangle_ids(self, vertices, faces):
-        """Yield ``(view, ids)`` for every view; same contract as ``RayCastScanner``."""
+    def triangle_ids(self, vertices, faces, *, orientation: int = 0):
+        """Yield ``(view, ids)`` for every view; same contract as ``RayCastScanner``.
+
+        ``orientation`` is :func:`~.mesh_io.closed_orientation` of the mesh: for a closed
+        mesh wound outward (+1) or inward (-1), the faces turned away from the camera can
+        never be the first hit, so they are culled (about 40% faster on llvmpipe).  With 0
+        (open or unknown meshes) both sides are rasterized.
+        """
         GL = self._gl
         self._context._platform.make_current()
         faces = np.asarray(faces, dtype=np.int64)
@@ -117,7 +125,11 @@ class OpenGLScanner:
         GL.glVertexAttribIPointer(1, 1, GL.GL_UNSIGNED_INT, 0, None)
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._framebuffer)
         GL.glViewport(0, 0, res, res)
-        GL.glDisable(GL.GL_CULL_FACE)
+        if orientation:
+            GL.glEnable(GL.GL_CULL_FACE)
+            GL.glCullFace(GL.GL_BACK if orientation > 0 else GL.GL_FRONT)
+        else:
+            GL.glDisable(GL.GL_CULL_FACE)
         GL.glDisable(GL.GL_BLEND)
         GL.glDisable(GL.GL_MULTISAMPLE)
         GL.glEnable(GL.GL_DEPTH_TEST)

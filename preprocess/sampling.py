@@ -66,10 +66,13 @@ def draw_samples(surface: VisibleSurface, config: SamplingConfig, rng: np.random
     """
     n_surface, n_uniform = config.counts()
     base, _ = surface.sample(n_surface, rng)
-    blocks, stds = [], []
-    for std in config.stddevs:
-        blocks.append(base + rng.normal(0.0, std, size=base.shape))
-        stds.append(np.full(n_surface, std))
-    blocks.append(rng.uniform(-config.bound, config.bound, size=(n_uniform, 3)))
-    stds.append(np.full(n_uniform, np.inf))
-    return np.concatenate(blocks), np.concatenate(stds)
+    points = np.empty((n_surface * len(config.stddevs) + n_uniform, 3))
+    noise_std = np.empty(len(points))
+    for block, std in enumerate(config.stddevs):
+        rows = slice(block * n_surface, (block + 1) * n_surface)
+        points[rows] = base + rng.normal(0.0, std, size=base.shape)
+        noise_std[rows] = std
+    points[len(points) - n_uniform:] = rng.uniform(-config.bound, config.bound,
+                                                   size=(n_uniform, 3))
+    noise_std[len(points) - n_uniform:] = np.inf
+    return points, noise_std

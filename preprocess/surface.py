@@ -81,7 +81,11 @@ class VisibleSurface:
         faces = np.minimum(faces, len(self.faces) - 1)
         r1 = np.sqrt(rng.random(count))
         r2 = rng.random(count)
-        corners = self.vertices[self.faces[faces]]
-        points = ((1 - r1)[:, None] * corners[:, 0] + (r1 * (1 - r2))[:, None] * corners[:, 1]
-                  + (r1 * r2)[:, None] * corners[:, 2])
+        # p = (1 - r1) a + r1 (1 - r2) b + r1 r2 c, accumulated in place (no (count, 3, 3)
+        # temporary of corners)
+        corners = self.faces[faces]
+        points = self.vertices[corners[:, 0]]
+        points *= (1 - r1)[:, None]
+        points += self.vertices[corners[:, 1]] * (r1 * (1 - r2))[:, None]
+        points += self.vertices[corners[:, 2]] * (r1 * r2)[:, None]
         return points, faces

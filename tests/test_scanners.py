@@ -93,3 +93,28 @@ def test_accumulator_rejects_wrong_images():
         accumulator.add_view(0, np.zeros((3, 3), int))
     with pytest.raises(ValueError, match="outside"):
         accumulator.add_view(0, np.full((160, 160), 99))
+
+
+def test_closed_orientation():
+    from deepsdf_preprocess.mesh_io import closed_orientation
+
+    box = trimesh.creation.box()
+    assert closed_orientation(box.vertices, box.faces) == 1
+    assert closed_orientation(box.vertices, box.faces[:, ::-1]) == -1
+    assert closed_orientation(box.vertices, box.faces[1:]) == 0  # a hole
+    mixed = box.faces.copy()
+    mixed[0] = mixed[0, ::-1]
+    assert closed_orientation(box.vertices, mixed) == 0  # inconsistent winding
+    unwelded = trimesh.Trimesh(box.vertices[box.faces].reshape(-1, 3),
+                               np.arange(36).reshape(-1, 3), process=False)
+    assert closed_orientation(unwelded.vertices, unwelded.faces) == 0
+
+
+@pytest.mark.egl
+def test_culling_on_closed_meshes_changes_nothing_but_silhouette_slips(gl_scanner):
+    mesh = torus_mesh()
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    plain = dict(gl_scanner.triangle_ids(vertices, faces))
+    culled = dict(gl_scanner.triangle_ids(vertices, faces, orientation=1))
+    differ = np.mean([np.mean(plain[v] != culled[v]) for v in plain])
+    assert differ < 1e-4

@@ -1,0 +1,209 @@
+"""Preprocessing speed, memory and accuracy against the `mesh-to-sdf` package.
+
+Each tool runs in its own fresh process, one process each, on the same mesh file: 100 views
+at 400 x 400 and the same number of samples.  A process's time runs from loading the mesh to
+its files written (imports excluded, the rendering context included); its memory is its peak
+resident set (``ru_maxrss``).  Accuracy is measured here, against the exact SDF of each
+(closed) mesh in each tool's own normalized frame:
+
+- signs: fraction wrong among kept samples farther than 1e-3 from the surface;
+- dropped: fraction of drawn samples a tool discarded (dropping more is no way to be right);
+- distance error within the clamp band |sdf| < 0.1: median and 99th percentile.
+
+Usage::
+
+    python benchmarks/preprocess.py                 # all meshes, ours and mesh-to-sdf
+    python benchmarks/preprocess.py --no-baseline   # ours only
+    python benchmarks/preprocess.py --samples 500000 --meshes chair-40k
+
+The script fails if mesh-to-sdf is missing, unless --no-baseline
+(``pip install -e .[bench]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MESHES = ("chair-40k", "torus-65k", "table-35k")
+
+
+def make_mesh(name: str):
+    """The benchmark meshes: closed manifolds, so the exact SDF is known."""
+    import trimesh
+
+    from deepsdf_preprocess.procedural import generate_chair, generate_table
+
+    if name == "chair-40k":  # a three-legged chair with slats, subdivided to 38400 faces
+        mesh = generate_chair(np.random.default_rng([0, 0])).mesh
+    elif name == "table-35k":
+        mesh = generate_table(np.random.default_rng([0, 1])).mesh
+    elif name == "torus-65k":
+        return trimesh.creation.torus(0.6, 0.25, major_sections=256, minor_sections=128)
+    else:
+        raise ValueError(f"unknown mesh {name!r}; choose from {MESHES}")
+    target = 40_000 if name.startswith("chair") else 35_000
+    while len(mesh.faces) < 0.75 * target:
+        mesh = mesh.subdivide()
+    return mesh
+
+
+# --------------------------------------------------------------------------- workers
+
+def run_ours(mesh_path: Path, out_dir: Path, samples: int) -> dict:
+    from dataclasses import replace
+
+    import pyrender  # noqa: F401  (imported before the clock, as mesh_to_sdf's import does)
+
+    from deepsdf_preprocess import formats
+    from deepsdf_preprocess.pipeline import PreprocessConfig, make_scanner, preprocess_instance
+    from deepsdf_preprocess.sampling import PRESETS
+
+    config = PreprocessConfig(sampling=replace(PRESETS["train"], count=samples))
+    start = time.perf_counter()
+    scanner = make_scanner("pyrender", config.rig)
+    outputs = formats.instance_paths(out_dir, "bench", "c", "mesh")
+    record = preprocess_instance(mesh_path, outputs, config, scanner, seed=0)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "drawn": record["samples_drawn"], "stages": record["seconds"],
+            "sign": record["sign"], "file": str(outputs[formats.SDF_SAMPLES])}
+
+
+def run_mesh_to_sdf(mesh_path: Path, out_dir: Path, samples: int) -> dict:
+    import trimesh
+    from mesh_to_sdf import sample_sdf_near_surface
+
+    start = time.perf_counter()
+    mesh = trimesh.load(mesh_path, force="mesh")
+    points, sdf = sample_sdf_near_surface(mesh, number_of_points=samples,
+                                          surface_point_method="scan", sign_method="normal",
+                                          scan_count=100, scan_resolution=400)
+    path = out_dir / "mesh_to_sdf.npz"
+    rows = np.c_[points, sdf].astype(np.float32)
+    np.savez(path, pos=rows[rows[:, 3] > 0], neg=rows[rows[:, 3] <= 0])
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "drawn": samples, "file": str(path)}
+
+
+def worker_main(tool: str, mesh_path: str, out_dir: str, samples: int) -> None:
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    run = run_ours if tool == "ours" else run_mesh_to_sdf
+    result = run(Path(mesh_path), Path(out_dir), samples)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
+# --------------------------------------------------------------------------- driver
+
+def spawn(tool: str, mesh_path: Path, out_dir: Path, samples: int) -> dict:
+    env = dict(os.environ, PYOPENGL_PLATFORM="egl")
+    start = time.perf_counter()
+    process = subprocess.run([sys.executable, __file__, "--worker", tool, str(mesh_path),
+                              str(out_dir), str(samples)], capture_output=True, text=True,
+                             env=env)
+    wall = time.perf_counter() - start
+    lines = [l for l in process.stdout.splitlines() if l.startswith("RESULT ")]
+    if process.returncode != 0 or not lines:
+        raise RuntimeError(f"{tool} failed on {mesh_path.name}:\n{process.stderr[-3000:]}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["process_seconds"] = wall
+    return result
+
+
+def accuracy(tool: str, mesh, result: dict) -> dict:
+    """Compare a tool's samples with the exact SDF of the mesh in that tool's frame."""
+    import igl
+
+    from deepsdf_preprocess.normalize import normalization_parameters
+
+    with np.load(result["file"]) as data:
+        rows = np.concatenate([data["pos"], data["neg"]]).astype(np.float64)
+    vertices = np.asarray(mesh.vertices, np.float64)
+    if tool == "ours":
+        offset, scale = normalization_parameters(vertices, mesh.faces)
+        normalized = (vertices + offset) * scale
+    else:  # mesh-to-sdf: bounding-box centre, farthest vertex at radius 1
+        centred = vertices - mesh.bounding_box.centroid
+        normalized = centred / np.linalg.norm(centred, axis=1).max()
+    truth = igl.signed_distance(rows[:, :3], normalized, np.asarray(mesh.faces, np.int64))[0]
+    far = np.abs(truth) > 1e-3
+    band = np.abs(truth) < 0.1
+    error = np.abs(rows[:, 3] - truth)[band]
+    return {"kept": len(rows), "dropped": 1 - len(rows) / result["drawn"],
+            "sign_wrong": float(np.mean(np.sign(rows[far, 3]) != np.sign(truth[far]))),
+            "dist_median": float(np.median(error)), "dist_p99": float(np.percentile(error, 99))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--meshes", nargs="+", default=list(MESHES), choices=MESHES)
+    parser.add_argument("--samples", type=int, default=250_000)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per tool; medians reported")
+    parser.add_argument("--no-baseline", action="store_true", help="skip mesh-to-sdf")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker_main(args.worker[0], args.worker[1], args.worker[2], int(args.worker[3]))
+        return 0
+    tools = ["ours"]
+    if not args.no_baseline:
+        try:
+            import mesh_to_sdf  # noqa: F401
+        except ImportError:
+            print("mesh-to-sdf is not installed: pip install -e .[bench], or pass --no-baseline",
+                  file=sys.stderr)
+            return 1
+        tools.append("mesh-to-sdf")
+    print(f"# {time.strftime('%Y-%m-%d')} on {platform.node()}: {os.cpu_count()} cores, "
+          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}; "
+          f"{args.samples} samples, 100 views at 400x400, medians of {args.repeats} runs")
+    header = ("mesh", "tool", "seconds", "peak RSS MB", "signs wrong >1e-3", "dropped",
+              "dist median", "dist p99")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    summary = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in args.meshes:
+            mesh = make_mesh(name)
+            mesh_path = Path(scratch) / f"{name}.ply"
+            mesh.export(mesh_path)
+            figures = {}
+            for tool in tools:
+                runs = []
+                for repeat in range(args.repeats):
+                    out = Path(scratch) / f"{name}-{tool}-{repeat}"
+                    out.mkdir()
+                    runs.append(spawn(tool, mesh_path, out, args.samples))
+                seconds = statistics.median(r["seconds"] for r in runs)
+                rss = statistics.median(r["peak_rss_mb"] for r in runs)
+                quality = accuracy(tool, mesh, runs[0])
+                figures[tool] = (seconds, rss)
+                print(f"| {name} ({len(mesh.faces)} faces) | {tool} | {seconds:.2f} | {rss:.0f} | "
+                      f"{100 * quality['sign_wrong']:.3f}% | {100 * quality['dropped']:.2f}% | "
+                      f"{quality['dist_median']:.2e} | {quality['dist_p99']:.2e} |", flush=True)
+                if tool == "ours":
+                    print(f"|  | (ours: stages {runs[0]['stages']}, signs {runs[0]['sign']}) "
+                          "| | | | | | |", flush=True)
+            if "mesh-to-sdf" in figures:
+                speed = figures["mesh-to-sdf"][0] / figures["ours"][0]
+                memory = figures["ours"][1] / figures["mesh-to-sdf"][1]
+                summary.append(f"{name}: {speed:.1f}x faster, {memory:.2f}x the peak memory")
+    for line in summary:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
