@@ -58,15 +58,16 @@ def draw_samples(surface: VisibleSurface, config: SamplingConfig, rng: np.random
 
     Returns
     -------
-    points : (n, 3) float64, normalized frame
+    points : (n, 3) float32, normalized frame
         Near-surface samples first (all copies of the first variance, then the next), then the
-        uniform ones.
+        uniform ones.  float32 is the precision ``SdfSamples`` stores, so distances are
+        computed for exactly the positions written.
     noise_std : (n,) float64
         Standard deviation of each sample's perturbation (``inf`` for uniform samples).
     """
     n_surface, n_uniform = config.counts()
     base, _ = surface.sample(n_surface, rng)
-    points = np.empty((n_surface * len(config.stddevs) + n_uniform, 3))
+    points = np.empty((n_surface * len(config.stddevs) + n_uniform, 3), dtype=np.float32)
     noise_std = np.empty(len(points))
     for block, std in enumerate(config.stddevs):
         rows = slice(block * n_surface, (block + 1) * n_surface)

@@ -49,8 +49,9 @@ SIGN_METHODS = ("vote", "winding")
 #: Barycentric coordinates below this put a closest point on an edge or a vertex.
 _EDGE_TOLERANCE = 1e-9
 
-#: Samples per chunk (bounds the memory of the per-sample temporaries).
-_CHUNK = 1 << 13
+#: Samples per chunk: bounds the per-sample temporaries, yet large enough for libigl to
+#: spread a query over its threads.
+_CHUNK = 1 << 14
 
 #: Cap on the number of points in the vote cloud.
 _MAX_CLOUD = 2_000_000
@@ -90,10 +91,10 @@ def closest_visible_points(surface: VisibleSurface, points):
         Row of ``surface.faces`` holding the closest point.
     closest : (n, 3) float64
     """
-    points = np.ascontiguousarray(points, dtype=np.float64)
+    points = np.asarray(points)
     distance = np.empty(len(points))
     face = np.empty(len(points), dtype=np.int64)
-    closest = np.empty_like(points)
+    closest = np.empty((len(points), 3))
     for rows, chunk_distance, chunk_face, chunk_closest in _closest_chunks(surface, points):
         distance[rows], face[rows], closest[rows] = chunk_distance, chunk_face, chunk_closest
     return distance, face, closest
@@ -115,18 +116,22 @@ def _closest_chunks(surface: VisibleSurface, points):
     order = morton_order(points)
     for start in range(0, len(points), _CHUNK):
         rows = order[start:start + _CHUNK]
-        chunk = np.ascontiguousarray(points[rows])
+        chunk = np.ascontiguousarray(points[rows], dtype=np.float64)
         squared, face, closest = tree.squared_distance(surface.vertices, surface.faces, chunk)
         yield rows, np.sqrt(squared), face, closest
 
 
-def morton_order(points, *, bits: int = 10) -> np.ndarray:
-    """(n,) int64 permutation sorting (n, 3) points in [-1.5, 1.5]^3 along a Z-order curve."""
-    points = np.asarray(points, dtype=np.float64)
-    code = np.zeros(len(points), dtype=np.int64)
+def morton_order(points) -> np.ndarray:
+    """(n,) int64 permutation sorting (n, 3) points along a Z-order curve.
+
+    The cube [-1.5, 1.5]^3 is cut into 1024^3 cells (points outside are clamped to it).
+    """
+    bits = 10
+    points = np.asarray(points)
+    code = np.zeros(len(points), dtype=np.int32)  # 3 * 10 bits
     for axis in range(3):  # one column at a time keeps the temporaries small
         value = np.clip((points[:, axis] + 1.5) * ((1 << bits) / 3.0), 0, (1 << bits) - 1)
-        value = value.astype(np.int64)
+        value = value.astype(np.int32)
         value = (value | (value << 16)) & 0x030000FF
         value = (value | (value << 8)) & 0x0300F00F
         value = (value | (value << 4)) & 0x030C30C3
@@ -157,24 +162,55 @@ def _face_rule(surface: VisibleSurface, points, face, closest):
 
 
 class _VertexRings:
-    """Exact signs for closest points on an edge or a vertex, where the incident faces agree.
+    """Exact signs for closest points on an edge or a vertex of the visible surface.
 
-    The visible triangles around the closest feature (the rings of the vertices with a
-    non-zero barycentric coordinate: a superset of the faces incident to the feature) each
-    give ``sign((x - closest) . n_outward)``.  When all of them agree, the angle-weighted
-    pseudonormal, a positive combination of the incident normals, agrees too, so the sign is
-    that of a closed surface's exact SDF.  Disagreement, a two-sided face or a zero gives 0.
-    Duplicate vertices (STL files, unwelded seams) are welded first so the rings are complete.
+    Two rules, in order:
+
+    1. *Agreement*: the visible triangles around the closest feature (the rings of the
+       vertices with a non-zero barycentric coordinate: a superset of the faces incident to
+       the feature) each give ``sign((x - closest) . n_outward)``.  When all of them agree,
+       the angle-weighted pseudonormal, a positive combination of the incident normals,
+       agrees too.
+    2. *Pseudonormal*: where they disagree (concave edges and saddles) but the feature is
+       *clean* -- every edge at its vertices is shared by exactly two one-sided triangles
+       whose outward orientations agree -- the sign of ``(x - closest) . N`` with the
+       angle-weighted pseudonormal ``N`` (the sum of the two normals on an edge) is exact
+       (Baerentzen & Aanaes 2005).
+
+    Anything else (two-sided sheets, boundaries, non-manifold edges, zeros) returns 0 and is
+    left to the vote.  Duplicate vertices (STL files, unwelded seams) are welded first.
     """
 
     def __init__(self, surface: VisibleSurface):
         self.surface = surface
         _, welded = np.unique(surface.vertices, axis=0, return_inverse=True)
         self.welded = welded.reshape(-1)
-        corners = self.welded[surface.faces].ravel()
-        order = np.argsort(corners, kind="stable")
+        self.corners = self.welded[surface.faces]  # (k, 3) welded vertex ids
+        count = int(self.welded.max()) + 1
+        flat = self.corners.ravel()
+        order = np.argsort(flat, kind="stable")
         self.ring_faces = order // 3
-        self.starts = np.searchsorted(corners[order], np.arange(self.welded.max() + 2))
+        self.starts = np.searchsorted(flat[order], np.arange(count + 1))
+        self.clean = self._clean_vertices(count)
+
+    def _clean_vertices(self, count: int) -> np.ndarray:
+        """(count,) bool: every edge at the vertex joins two one-sided, co-oriented faces."""
+        oriented = np.where((self.surface.outward < 0)[:, None], self.corners[:, ::-1],
+                            self.corners)
+        tail = oriented.ravel()
+        head = oriented[:, [1, 2, 0]].ravel()
+        key = tail * count + head
+        twin = head * count + tail
+        keys, multiplicity = np.unique(key, return_counts=True)
+        found = np.searchsorted(keys, twin).clip(max=len(keys) - 1)
+        has_twin = keys[found] == twin
+        one_sided = np.repeat(self.surface.outward != 0, 3)
+        good = (multiplicity[np.searchsorted(keys, key)] == 1) & has_twin & one_sided
+        good &= np.where(has_twin, multiplicity[found] == 1, False)
+        clean = np.ones(count, dtype=bool)
+        clean[tail[~good]] = False
+        clean[head[~good]] = False
+        return clean
 
     def signs(self, points, face, closest, barycentric) -> np.ndarray:
         """(n,) int8 signs (+1, -1, or 0 when undecided) of (n, 3) points."""
@@ -182,21 +218,59 @@ class _VertexRings:
         if n == 0:
             return np.zeros(0, np.int8)
         surface = self.surface
-        sample, corner = np.nonzero(barycentric > _EDGE_TOLERANCE)  # the feature's vertices
-        vertex = self.welded[surface.faces[face[sample], corner]]
+        feature = barycentric > _EDGE_TOLERANCE
+        sample, corner = np.nonzero(feature)  # one row per (sample, feature vertex)
+        vertex = self.corners[face[sample], corner]
         lengths = self.starts[vertex + 1] - self.starts[vertex]
-        entry_sample = np.repeat(sample, lengths)
+        entry = np.repeat(np.arange(len(sample)), lengths)
+        entry_sample = sample[entry]
         first = np.repeat(self.starts[vertex] - np.cumsum(lengths) + lengths, lengths)
         entry_face = self.ring_faces[first + np.arange(lengths.sum())]
-        side = np.einsum("ij,ij->i", points[entry_sample] - closest[entry_sample],
-                         surface.normals[entry_face])
-        vote = np.sign(side) * surface.outward[entry_face]
+        offset = points[entry_sample] - closest[entry_sample]
+        outward_normal = surface.normals[entry_face] * surface.outward[entry_face, None]
+        vote = np.sign(np.einsum("ij,ij->i", offset, outward_normal))
         low = np.full(n, 2.0)
         high = np.full(n, -2.0)
         np.minimum.at(low, entry_sample, vote)
         np.maximum.at(high, entry_sample, vote)
-        agreed = (low == high) & (np.abs(low) == 1)
-        return np.where(agreed, low, 0).astype(np.int8)
+        sign = np.where((low == high) & (np.abs(low) == 1), low, 0).astype(np.int8)
+
+        # Pseudonormals for the clean features the agreement rule left open.
+        vertices_per_sample = feature.sum(axis=1)
+        clean = np.ones(n, dtype=bool)
+        np.logical_and.at(clean, sample, self.clean[vertex])
+        open_ = (sign == 0) & clean & (vertices_per_sample <= 2)
+        if not open_.any():
+            return sign
+        keep = open_[entry_sample]  # only the entries of the samples still open
+        entry, entry_sample, entry_face = entry[keep], entry_sample[keep], entry_face[keep]
+        outward_normal = outward_normal[keep]
+        own = vertex[entry]  # the ring's centre vertex, per entry
+        ring_corners = self.corners[entry_face]
+        at = np.argmax(ring_corners == own[:, None], axis=1)
+        # The other vertex of an edge feature (-1 for a vertex feature).
+        feature_vertices = np.where(feature, self.corners[face], -1)[entry_sample]
+        other = np.where(feature_vertices == own[:, None], -1, feature_vertices).max(axis=1)
+        is_edge = vertices_per_sample[entry_sample] == 2
+        on_edge = (ring_corners == other[:, None]).any(axis=1)
+        first_of_edge = np.r_[True, sample[1:] != sample[:-1]][entry]
+        rows = np.arange(len(at))
+        corner_points = surface.vertices[surface.faces[entry_face]]
+        a = corner_points[rows, (at + 1) % 3] - corner_points[rows, at]
+        b = corner_points[rows, (at + 2) % 3] - corner_points[rows, at]
+        cosine = np.einsum("ij,ij->i", a, b) / np.maximum(
+            np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-300)
+        angle = np.arccos(np.clip(cosine, -1.0, 1.0))
+        # vertex: angle-weighted ring; edge: the faces on the edge, counted once
+        edge_face = is_edge & on_edge & first_of_edge
+        weight = np.where(is_edge, edge_face.astype(float), angle)
+        normal = np.zeros((n, 3))
+        np.add.at(normal, entry_sample, weight[:, None] * outward_normal)
+        edge_faces = np.bincount(entry_sample, weights=edge_face.astype(float), minlength=n)
+        side = np.sign(np.einsum("ij,ij->i", points - closest, normal))
+        valid = open_ & (side != 0) & ((vertices_per_sample == 1) | (edge_faces == 2))
+        sign[valid] = side[valid]
+        return sign
 
 
 def vote_cloud(surface: VisibleSurface, rng: np.random.Generator, *, spacing: float = 0.005):
@@ -274,7 +348,7 @@ def signed_distance(surface: VisibleSurface, points, *, method: str = "vote",
     """
     if method not in SIGN_METHODS:
         raise ValueError(f"unknown sign method {method!r}; choose one of {SIGN_METHODS}")
-    points = np.ascontiguousarray(points, dtype=np.float64)
+    points = np.asarray(points)
     if method == "winding":
         import igl
 
@@ -282,7 +356,8 @@ def signed_distance(surface: VisibleSurface, points, *, method: str = "vote",
             raise ValueError("method='winding' needs mesh_vertices and mesh_faces")
         distance = closest_visible_points(surface, points)[0]
         winding = igl.fast_winding_number(np.asarray(mesh_vertices, np.float64),
-                                          np.asarray(mesh_faces, np.int64), points)
+                                          np.asarray(mesh_faces, np.int64),
+                                          np.asarray(points, np.float64))
         sign = np.where(winding > 0.5, -1, 1)
         return SignedDistance(sdf=sign * distance, keep=np.ones(len(points), bool),
                               counts={"winding": len(points)})
@@ -296,7 +371,7 @@ def signed_distance(surface: VisibleSurface, points, *, method: str = "vote",
         distance[rows] = chunk_distance
         if exhaustive:
             continue
-        chunk_points = points[rows]
+        chunk_points = points[rows].astype(np.float64)
         chunk, barycentric = _face_rule(surface, chunk_points, face, closest)
         by_face += int(np.count_nonzero(chunk))
         rest = np.nonzero(chunk == 0)[0]
@@ -308,7 +383,8 @@ def signed_distance(surface: VisibleSurface, points, *, method: str = "vote",
     if len(undecided):
         cloud_points, cloud_normals = vote_cloud(surface, rng, spacing=spacing)
         tree = cKDTree(cloud_points)
-        sign[undecided], _, _ = vote_signs(tree, cloud_normals, points[undecided],
+        sign[undecided], _, _ = vote_signs(tree, cloud_normals,
+                                           points[undecided].astype(np.float64),
                                            neighbours=neighbours)
     keep = sign != 0
     counts = {"face_rule": by_face, "ring_rule": by_ring, "voted": int(len(undecided)),
