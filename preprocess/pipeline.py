@@ -123,11 +123,8 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
     offset, scale = normalization_parameters(vertices, faces)
     normalized = to_normalized(vertices, offset, scale)
 
-    accumulator = ScanAccumulator(normalized, faces, config.rig, grazing=config.grazing)
     orientation = closed_orientation(vertices, faces)
-    for view, ids in scanner.triangle_ids(normalized, faces, orientation=orientation):
-        accumulator.add_view(view, ids)
-    sides = accumulator.finish()
+    sides = _scan(scanner, normalized, faces, config, orientation)
     timings["scan"] = time.perf_counter() - start
     if sides.stats["visible_triangles"] == 0:
         raise PreprocessError("nothing rendered: no camera saw any triangle")
@@ -136,7 +133,7 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
         raise PreprocessError("nothing rendered: the visible triangles have zero area")
 
     mark = time.perf_counter()
-    points, _ = draw_samples(surface, config.sampling, rng)
+    points = draw_samples(surface, config.sampling, rng)[0]
     result = signed_distance(surface, points, method=config.sign_method,
                              neighbours=config.neighbours, rng=rng,
                              mesh_vertices=normalized, mesh_faces=faces,
@@ -161,6 +158,14 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
                        surface_points=to_original(surface_points, offset, scale),
                        surface_normals=surface_normals, offset=offset, scale=scale,
                        stats=stats)
+
+
+def _scan(scanner, vertices, faces, config: PreprocessConfig, orientation: int):
+    """Run the scanner over every view and return the :class:`~.scan.TriangleSides`."""
+    accumulator = ScanAccumulator(vertices, faces, config.rig, grazing=config.grazing)
+    for view, ids in scanner.triangle_ids(vertices, faces, orientation=orientation):
+        accumulator.add_view(view, ids)
+    return accumulator.finish()
 
 
 def _quality_warnings(stats: dict) -> list[str]:

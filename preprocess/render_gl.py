@@ -154,6 +154,10 @@ class OpenGLScanner:
             GL.glReadPixels(0, 0, res, res, GL.GL_RED_INTEGER, GL.GL_UNSIGNED_INT, image)
             # Row 0 of glReadPixels is the bottom of the image; ids are stored plus one.
             yield view, image[::-1].view(np.int32) + NO_HIT
+        # Release the driver's copy of the mesh until the next call.
+        for buffer in self._buffers:
+            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, buffer)
+            GL.glBufferData(GL.GL_ARRAY_BUFFER, 0, None, GL.GL_STATIC_DRAW)
         GL.glBindVertexArray(0)
 
     def close(self):

@@ -282,13 +282,15 @@ def vote_cloud(surface: VisibleSurface, rng: np.random.Generator, *, spacing: fl
     Returns
     -------
     points : (m, 3) float64
-    normals : (m, 3) float64
+    normals : (m, 3) float32
         Unit normals pointing to the side the cameras saw.
     """
     count = int(min(_MAX_CLOUD, max(1000, np.ceil(surface.area / spacing**2))))
     points, face = surface.sample(count, rng)
-    normals = surface.outward_normals()[face]
-    two_sided = surface.outward[face] == 0
+    normals = surface.outward_normals().astype(np.float32)[face]
+    two_sided = np.nonzero(surface.outward[face] == 0)[0]
+    if len(two_sided) == 0:
+        return points, normals
     return (np.concatenate([points, points[two_sided]]),
             np.concatenate([normals, -normals[two_sided]]))
 
@@ -363,22 +365,9 @@ def signed_distance(surface: VisibleSurface, points, *, method: str = "vote",
                               counts={"winding": len(points)})
     if rng is None:
         raise ValueError("method='vote' needs rng (a numpy Generator) for its vote cloud")
-    distance = np.empty(len(points))
+    distance = np.empty(len(points), dtype=np.float32)  # the precision SdfSamples stores
     sign = np.zeros(len(points), np.int8)
-    by_face = by_ring = 0
-    rings = None if exhaustive else _VertexRings(surface)
-    for rows, chunk_distance, face, closest in _closest_chunks(surface, points):
-        distance[rows] = chunk_distance
-        if exhaustive:
-            continue
-        chunk_points = points[rows].astype(np.float64)
-        chunk, barycentric = _face_rule(surface, chunk_points, face, closest)
-        by_face += int(np.count_nonzero(chunk))
-        rest = np.nonzero(chunk == 0)[0]
-        chunk[rest] = rings.signs(chunk_points[rest], face[rest], closest[rest],
-                                  barycentric[rest])
-        by_ring += int(np.count_nonzero(chunk[rest]))
-        sign[rows] = chunk
+    by_face, by_ring = _exact_signs(surface, points, distance, None if exhaustive else sign)
     undecided = np.nonzero(sign == 0)[0]
     if len(undecided):
         cloud_points, cloud_normals = vote_cloud(surface, rng, spacing=spacing)
@@ -390,6 +379,29 @@ def signed_distance(surface: VisibleSurface, points, *, method: str = "vote",
     counts = {"face_rule": by_face, "ring_rule": by_ring, "voted": int(len(undecided)),
               "dropped": int(np.count_nonzero(~keep))}
     return SignedDistance(sdf=np.where(keep, sign * distance, 0.0), keep=keep, counts=counts)
+
+
+def _exact_signs(surface: VisibleSurface, points, distance, sign) -> tuple[int, int]:
+    """Fill ``distance`` (and ``sign``, unless None) in place, chunk by chunk.
+
+    Signs come from the face rule, then the ring rules; 0 is left where neither applies.
+    Returns how many samples each rule decided.
+    """
+    by_face = by_ring = 0
+    rings = None if sign is None else _VertexRings(surface)
+    for rows, chunk_distance, face, closest in _closest_chunks(surface, points):
+        distance[rows] = chunk_distance
+        if sign is None:
+            continue
+        chunk_points = points[rows].astype(np.float64)
+        chunk, barycentric = _face_rule(surface, chunk_points, face, closest)
+        by_face += int(np.count_nonzero(chunk))
+        rest = np.nonzero(chunk == 0)[0]
+        chunk[rest] = rings.signs(chunk_points[rest], face[rest], closest[rest],
+                                  barycentric[rest])
+        by_ring += int(np.count_nonzero(chunk[rest]))
+        sign[rows] = chunk
+    return by_face, by_ring
 
 
 def reference_signed_distance(cloud_points, cloud_normals, points, *, plane_radius,
