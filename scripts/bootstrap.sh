@@ -8,9 +8,12 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 have_mesa_egl() {
-    ldconfig -p 2>/dev/null | grep -q 'libEGL\.so\.1' \
-        && ldconfig -p 2>/dev/null | grep -q 'libEGL_mesa\.so\.0' \
-        && ls /usr/lib/*/dri/swrast_dri.so /usr/lib/*/dri/libgallium* >/dev/null 2>&1
+    local libraries
+    libraries="$( (ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null) )"
+    grep -q 'libEGL\.so\.1' <<<"$libraries" \
+        && grep -q 'libEGL_mesa\.so\.0' <<<"$libraries" \
+        && { compgen -G '/usr/lib/*/dri/*swrast*' >/dev/null \
+             || compgen -G '/usr/lib/*/dri/libgallium*' >/dev/null; }
 }
 
 if ! have_mesa_egl; then
