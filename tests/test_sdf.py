@@ -32,6 +32,17 @@ def normalized(mesh):
     return to_normalized(mesh.vertices, offset, scale), np.asarray(mesh.faces), offset, scale
 
 
+def sampled(mesh, seed, **options):
+    """Normalize, scan, draw samples and sign them: (vertices, faces, offset, scale, surface,
+    points, result)."""
+    vertices, faces, offset, scale = normalized(mesh)
+    surface = scanned(vertices, faces)
+    rng = np.random.default_rng(seed)
+    points, _ = draw_samples(surface, SAMPLING, rng)
+    result = signed_distance(surface, points, rng=rng, **options)
+    return vertices, faces, offset, scale, surface, points, result
+
+
 def accuracy(sdf, keep, truth):
     far = np.abs(truth) > 1e-3
     wrong = (np.sign(sdf) != np.sign(truth)) & keep & far
@@ -52,11 +63,7 @@ def check(result, truth, *, median=1e-3, p99=5e-3):
 
 def test_box_matches_its_analytic_sdf_exactly():
     mesh = trimesh.creation.box(extents=(1.0, 0.6, 0.3))
-    vertices, faces, offset, scale = normalized(mesh)
-    surface = scanned(vertices, faces)
-    rng = np.random.default_rng(0)
-    points, _ = draw_samples(surface, SAMPLING, rng)
-    result = signed_distance(surface, points, rng=rng)
+    _, _, _, scale, _, points, result = sampled(mesh, 0)
     half = np.array([0.5, 0.3, 0.15]) * scale
     q = np.abs(points) - half
     truth = np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(axis=1), 0)
@@ -66,11 +73,7 @@ def test_box_matches_its_analytic_sdf_exactly():
 
 def test_sphere_matches_the_analytic_sphere_up_to_tessellation():
     mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.8)
-    vertices, faces, offset, scale = normalized(mesh)
-    surface = scanned(vertices, faces)
-    rng = np.random.default_rng(1)
-    points, _ = draw_samples(surface, SAMPLING, rng)
-    result = signed_distance(surface, points, rng=rng)
+    vertices, faces, _, scale, _, points, result = sampled(mesh, 1)
     check(result, mesh_sdf(trimesh.Trimesh(vertices, faces), points), **FLOAT32)
     # the icosphere is within 5e-4 (normalized) of the sphere it approximates
     radius = 0.8 * scale
@@ -78,12 +81,7 @@ def test_sphere_matches_the_analytic_sphere_up_to_tessellation():
 
 
 def test_torus_sign_and_distance():
-    mesh = torus_mesh()
-    vertices, faces, offset, scale = normalized(mesh)
-    surface = scanned(vertices, faces)
-    rng = np.random.default_rng(2)
-    points, _ = draw_samples(surface, SAMPLING, rng)
-    result = signed_distance(surface, points, rng=rng)
+    vertices, faces, offset, scale, _, points, result = sampled(torus_mesh(), 2)
     check(result, mesh_sdf(trimesh.Trimesh(vertices, faces), points), **FLOAT32)
     original = points / scale - offset
     check(result, torus_sdf(original) * scale, median=1e-3, p99=5e-3)
