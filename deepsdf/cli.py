@@ -22,7 +22,7 @@ Pipeline steps:
   generate    write the embedded example category (procedural chairs / tables)
   preprocess  turn a folder of meshes into DeepSDF training data (100 depth cameras)
   split       make a seeded train/test split file
-  demo        the main job on the embedded data: generate shapes, preprocess, split
+  demo        the main job on the embedded data: generate, preprocess, split, train
 
 Run `deepsdf <step> --help` for the options of a step.
 """
@@ -174,21 +174,66 @@ def _run_split(args) -> int:
     return 0
 
 
+def _add_train(commands):
+    parser = commands.add_parser(
+        "train", help="train the auto-decoder of an experiment folder",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Train the decoder and one latent code per training shape of EXP_DIR/specs.json (an original
+DeepSDF specs.json works as it is). Writes EXP_DIR/specs.resolved.json, checkpoints under
+EXP_DIR/Checkpoints/ (latest.pt and the snapshot epochs) and TensorBoard curves under
+EXP_DIR/TensorBoard/. Several processes or machines:
+  torchrun --nproc_per_node=N -m deepsdf train EXP_DIR""")
+    parser.add_argument("experiment_dir", type=Path, help="folder holding specs.json")
+    parser.add_argument("--data", type=Path,
+                        help="data root (default: the spec's DataSource)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from EXP_DIR/Checkpoints/latest.pt")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--epochs", type=int,
+                        help="train at most this many epochs in this run (default: up to "
+                             "NumEpochs)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run_train)
+
+
+def _run_train(args) -> int:
+    from deepsdf.config import load_specs
+    from deepsdf.train import Trainer
+
+    config = load_specs(args.experiment_dir)
+    trainer = Trainer(args.experiment_dir, config, data_dir=args.data, device=args.device,
+                      progress=not args.no_progress)
+    result = trainer.train(resume=args.resume, epochs=args.epochs)
+    if trainer.rank == 0:
+        print(f"trained to epoch {result.epochs_done} (last epoch's loss "
+              f"{result.last_loss:.6f}); checkpoint {result.checkpoint}")
+    return 0
+
+
 def _add_demo(commands):
     parser = commands.add_parser(
         "demo", help="the main job on the embedded example data",
-        description="Generate the procedural chairs (and tables), preprocess them with the "
-                    "reference settings, and split them into train/test. Rerunning resumes.")
+        description="Generate the procedural chairs and tables, preprocess them with the "
+                    "reference settings, split them into train/test, and train the small CPU "
+                    "decoder of experiments/demo/specs.json on the training shapes. Rerunning "
+                    "resumes every step.")
     parser.add_argument("--out", type=Path, default=Path("demo_output"),
                         help="output folder (default ./demo_output)")
     parser.add_argument("--count", type=int, default=12, help="shapes per category (12)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
     parser.add_argument("--backend", choices=("pyrender", "raycast"), default="pyrender")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int,
+                        help="train at most this many epochs now (default: the spec's)")
+    parser.add_argument("--device", default="auto", help="training device (default auto)")
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args) -> int:
+    import json
+
     from deepsdf_preprocess.driver import preprocess_dataset
     from deepsdf_preprocess.formats import read_split, write_split
     from deepsdf_preprocess.pipeline import PreprocessConfig
@@ -206,7 +251,37 @@ def _run_demo(args) -> int:
     write_split(data / "splits" / "procedural_test.json", test)
     print(f"preprocessed {len(report.succeeded)} shapes into {data} "
           f"({len(report.failed)} failed); manifest {report.manifest_path}")
-    return 1 if report.failed else 0
+    if report.failed:
+        return 1
+
+    from deepsdf.config import parse_specs
+    from deepsdf.train import Trainer
+
+    template = Path(__file__).resolve().parents[1] / "experiments" / "demo" / "specs.json"
+    if not template.is_file():
+        raise ValueError(f"the demo spec {template} is missing (run from a source checkout)")
+    specs = json.loads(template.read_text())
+    specs.update(DataSource=str(data), TrainSplit=str(data / "splits" / "procedural_train.json"),
+                 TestSplit=str(data / "splits" / "procedural_test.json"))
+    experiment = args.out / "experiment"
+    experiment.mkdir(parents=True, exist_ok=True)
+    (experiment / "specs.json").write_text(json.dumps(specs, indent=2) + "\n")
+    trainer = Trainer(experiment, parse_specs(specs), device=args.device)
+    result = trainer.train(resume=True, epochs=args.epochs)
+    print(f"the demo model is trained to epoch {result.epochs_done}; checkpoint "
+          f"{result.checkpoint}; curves: tensorboard --logdir {experiment / 'TensorBoard'}")
+    return 0
+
+
+def _training_failures(command) -> tuple:
+    """Exception types of the learning library that end a command with a clear message."""
+    if command not in ("train", "demo"):
+        return ()
+    from deepsdf.checkpoint import CheckpointError
+    from deepsdf.data import DataError
+    from deepsdf.train import TrainingError
+
+    return (DataError, TrainingError, CheckpointError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deepsdf {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", metavar="<step>")
-    for add in (_add_generate, _add_preprocess, _add_split, _add_demo):
+    for add in (_add_generate, _add_preprocess, _add_split, _add_train, _add_demo):
         add(commands)
     return parser
 
@@ -230,9 +305,10 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     from deepsdf_preprocess.errors import PreprocessError
 
+    failures = (ValueError, PreprocessError) + _training_failures(args.command)
     try:
         return args.run(args)
-    except (ValueError, PreprocessError) as error:
+    except failures as error:
         print(f"deepsdf {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,240 @@
+"""Training data: a packed, memory-mapped cache of a split's SdfSamples, and scene batches.
+
+The paper's categories do not fit in memory (chairs: 3281 shapes x 500k samples x 16 B ~
+26 GB), and the original re-reads an npz from disk at every access.  Here a split's samples are
+packed once into one float32 file (``DATA/PackedSamples/<split-hash>/samples.f32``, rows
+``[x, y, z, sdf]``, each shape's positive rows then its negative rows) with an index; every
+worker and process maps it read-only, so the operating system's page cache holds one copy.
+
+Each training item is one shape's subsample: ``samples_per_scene / 2`` positive and as many
+negative rows, drawn with replacement (as the original) from a generator keyed by
+``(seed, epoch, scene)``.  Results therefore do not depend on the number of loader workers or
+processes, nor on resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepsdf_preprocess import formats
+
+from .latents import split_hash, split_instances
+
+__all__ = ["DataError", "PackedSamples", "pack_split", "scene_samples", "epoch_batches",
+           "SceneBatches"]
+
+logger = logging.getLogger(__name__)
+
+_CACHE_FORMAT = 1
+
+
+class DataError(RuntimeError):
+    """The training data cannot be used; the message names every problem found."""
+
+
+@dataclass
+class PackedSamples:
+    """A split's samples, memory-mapped.
+
+    Attributes
+    ----------
+    path : Path
+        The cache folder.
+    instance_ids : list of str
+        ``dataset/class/instance``, in split order (the code-table rows).
+    pos_start, pos_count, neg_start, neg_count : (n,) int64
+        Row ranges of each shape's positive and negative samples.
+    """
+
+    path: Path
+    instance_ids: list
+    pos_start: np.ndarray
+    pos_count: np.ndarray
+    neg_start: np.ndarray
+    neg_count: np.ndarray
+    _rows: np.ndarray | None = None
+
+    @property
+    def rows(self) -> np.ndarray:
+        """(total, 4) float32 memory map (opened lazily, once per process)."""
+        if self._rows is None:
+            total = int(self.neg_start[-1] + self.neg_count[-1]) if len(self.neg_start) else 0
+            self._rows = np.memmap(self.path / "samples.f32", dtype=np.float32, mode="r",
+                                   shape=(total, 4))
+        return self._rows
+
+    def __getstate__(self):  # worker processes map the file themselves
+        state = dict(self.__dict__)
+        state["_rows"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.instance_ids)
+
+
+def _source_files(data_dir: Path, split: dict) -> list[tuple[str, Path]]:
+    files = []
+    for key in split_instances(split):
+        dataset, class_name, instance = key.split("/", 2)
+        files.append((key, formats.instance_paths(data_dir, dataset, class_name,
+                                                  instance)[formats.SDF_SAMPLES]))
+    return files
+
+
+def _fingerprint(files) -> list:
+    return [[key, path.stat().st_size, path.stat().st_mtime_ns] for key, path in files]
+
+
+def pack_split(data_dir, split: dict, *, cache_root=None) -> PackedSamples:
+    """Build (once) or open the packed cache of a split.
+
+    Every listed ``SdfSamples`` file is checked before anything is written: missing files,
+    unreadable files, files without positive or negative samples are all named in one
+    :class:`DataError`.  The cache is rebuilt when a source file's size or modification time
+    changed.  Rows with a NaN are dropped.
+
+    Parameters
+    ----------
+    data_dir : path
+        The data root.
+    split : dict
+        ``{dataset: {class: [instance, ...]}}``.
+    cache_root : path, optional
+        Folder of the caches (default ``data_dir/PackedSamples``).
+    """
+    data_dir = Path(data_dir)
+    files = _source_files(data_dir, split)
+    if not files:
+        raise DataError("the split lists no instances")
+    missing = [f"{key} ({path})" for key, path in files if not path.is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(files)} SdfSamples files are missing: "
+                        + "; ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+    folder = Path(cache_root or data_dir / "PackedSamples") / split_hash(split)
+    fingerprint = _fingerprint(files)
+    index_path = folder / "index.json"
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+        if index.get("format") == _CACHE_FORMAT and index.get("sources") == fingerprint:
+            return _open(folder, index)
+        logger.info("sources of %s changed; rebuilding the packed cache", folder)
+    return _open(folder, _build(folder, files, fingerprint))
+
+
+def _read_all(files):
+    """Read every file once to validate it; returns counts, raises naming every problem."""
+    problems, counts = [], []
+    for key, path in files:
+        try:
+            pos, neg = formats.read_sdf_samples(path)
+        except Exception as error:  # corrupt zip, bad pickle, wrong keys: all are "unreadable"
+            problems.append(f"{key}: unreadable ({type(error).__name__}: {error})")
+            continue
+        if len(pos) == 0 or len(neg) == 0:
+            problems.append(f"{key}: no {'positive' if len(pos) == 0 else 'negative'} samples")
+        counts.append((len(pos), len(neg)))
+    if problems:
+        raise DataError(f"{len(problems)} SdfSamples file(s) cannot be used: "
+                        + "; ".join(problems[:20]) + (" ..." if len(problems) > 20 else ""))
+    return counts
+
+
+def _build(folder: Path, files, fingerprint) -> dict:
+    counts = _read_all(files)
+    folder.mkdir(parents=True, exist_ok=True)
+    pos_start, neg_start = [], []
+    offset = 0
+    for n_pos, n_neg in counts:
+        pos_start.append(offset)
+        neg_start.append(offset + n_pos)
+        offset += n_pos + n_neg
+    with formats.atomic_path(folder / "samples.f32") as temporary:
+        with open(temporary, "wb") as stream:
+            for (key, path), (n_pos, n_neg) in zip(files, counts):
+                pos, neg = formats.read_sdf_samples(path)
+                stream.write(np.ascontiguousarray(pos, dtype="<f4").tobytes())
+                stream.write(np.ascontiguousarray(neg, dtype="<f4").tobytes())
+    index = {"format": _CACHE_FORMAT, "instances": [key for key, _ in files],
+             "pos_start": pos_start, "pos_count": [c[0] for c in counts],
+             "neg_start": neg_start, "neg_count": [c[1] for c in counts],
+             "sources": fingerprint}
+    formats.write_json(folder / "index.json", index)
+    logger.info("packed %d shapes (%d rows) into %s", len(files), offset, folder)
+    return index
+
+
+def _open(folder: Path, index: dict) -> PackedSamples:
+    return PackedSamples(path=folder, instance_ids=list(index["instances"]),
+                         pos_start=np.asarray(index["pos_start"], np.int64),
+                         pos_count=np.asarray(index["pos_count"], np.int64),
+                         neg_start=np.asarray(index["neg_start"], np.int64),
+                         neg_count=np.asarray(index["neg_count"], np.int64))
+
+
+def scene_samples(packed: PackedSamples, scene: int, count: int, *, seed: int,
+                  epoch: int) -> np.ndarray:
+    """(count, 4) float32 subsample of one shape: ``count / 2`` positive rows, then negative.
+
+    Drawn with replacement from ``numpy.random.default_rng([seed, epoch, scene])``.
+    """
+    rng = np.random.default_rng([seed, epoch, scene])
+    half = count // 2
+    pos = packed.pos_start[scene] + rng.integers(0, packed.pos_count[scene], half)
+    neg = packed.neg_start[scene] + rng.integers(0, packed.neg_count[scene], half)
+    index = np.concatenate([pos, neg])
+    order = np.argsort(index)  # sequential reads from the map, then back to draw order
+    rows = np.empty((len(index), 4), dtype=np.float32)
+    rows[order] = packed.rows[index[order]]
+    return rows
+
+
+def epoch_batches(scene_count: int, scenes_per_batch: int, *, seed: int, epoch: int,
+                  rank: int = 0, world: int = 1) -> list[np.ndarray]:
+    """The scenes of each batch of an epoch, for one process.
+
+    The epoch's order is a permutation from ``default_rng([seed, epoch])`` (the same on every
+    process); it is cut into global batches of ``scenes_per_batch`` (the incomplete last one is
+    dropped) and process ``rank`` takes the ``rank``-th contiguous ``1/world`` of each.
+    """
+    if scene_count < scenes_per_batch:
+        raise DataError(f"the split has {scene_count} shapes but ScenesPerBatch is "
+                        f"{scenes_per_batch}: no batch can be formed (lower ScenesPerBatch)")
+    if scenes_per_batch % world:
+        raise DataError(f"ScenesPerBatch {scenes_per_batch} is not divisible by the "
+                        f"{world} processes")
+    order = np.random.default_rng([seed, epoch]).permutation(scene_count)
+    local = scenes_per_batch // world
+    batches = []
+    for start in range(0, scene_count - scenes_per_batch + 1, scenes_per_batch):
+        batch = order[start:start + scenes_per_batch]
+        batches.append(batch[rank * local:(rank + 1) * local])
+    return batches
+
+
+class SceneBatches(torch.utils.data.Dataset):
+    """Map-style dataset whose items are whole local batches ``(epoch, batch_index)``.
+
+    Returns ``(samples (scenes * count, 4) float32 tensor, scenes (scenes,) int64 tensor)``;
+    usable with any number of DataLoader workers (each maps the cache itself).
+    """
+
+    def __init__(self, packed: PackedSamples, count: int, *, seed: int, epoch: int,
+                 batches: list):
+        self.packed, self.count, self.seed, self.epoch = packed, count, seed, epoch
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        scenes = self.batches[index]
+        samples = np.concatenate([scene_samples(self.packed, int(s), self.count, seed=self.seed,
+                                                epoch=self.epoch) for s in scenes])
+        return torch.from_numpy(samples), torch.from_numpy(np.asarray(scenes, np.int64))
+

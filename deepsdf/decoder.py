@@ -1,0 +1,85 @@
+"""The DeepSDF decoder: an MLP from a latent code and a point to a signed distance."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.parametrizations import weight_norm
+
+from .config import DecoderConfig
+
+__all__ = ["Decoder"]
+
+
+class Decoder(nn.Module):
+    """``f(z, x) -> sdf``, the reference architecture with every part configurable.
+
+    Layer ``i`` (``layers[i]``) maps the running features to ``dims[i]`` features; hidden
+    layers are followed by ReLU and, where configured, dropout.  A layer listed in
+    ``latent_in`` takes the previous features joined with the input ``[z, xyz]``, so the layer
+    before it outputs ``dims - (latent_size + 3)`` features (reference: layer 3 outputs
+    512 - 259 = 253).  With ``xyz_in_all``, every hidden layer also receives ``xyz``.  The
+    output layer gives one value, through tanh when ``use_tanh``.
+
+    Input order and names follow the original release, so its weights load directly
+    (see :mod:`deepsdf.legacy`).
+    """
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        self.config = config
+        input_size = config.latent_size + 3
+        widths = [input_size] + list(config.dims) + [1]
+        last = len(widths) - 2  # index of the output layer
+        layers, norms = [], []
+        features = input_size
+        for i in range(last + 1):
+            in_size = features + (input_size if i in config.latent_in else 0)
+            if i != 0 and config.xyz_in_all and i not in config.latent_in:
+                in_size += 3
+            out_size = widths[i + 1]
+            if i + 1 in config.latent_in:
+                out_size -= input_size
+            elif config.xyz_in_all and i != last:
+                out_size -= 3
+            linear = nn.Linear(in_size, out_size)
+            if config.weight_norm and i in config.norm_layers:
+                linear = weight_norm(linear)
+            layers.append(linear)
+            use_layer_norm = (not config.weight_norm and i in config.norm_layers and i != last)
+            norms.append(nn.LayerNorm(out_size) if use_layer_norm else nn.Identity())
+            features = out_size
+        self.layers = nn.ModuleList(layers)
+        self.norms = nn.ModuleList(norms)
+
+    def forward(self, codes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Signed distances.
+
+        Parameters
+        ----------
+        codes : (n, latent_size) tensor
+            One code per point (``expand`` a single code to share it without copying).
+        points : (n, 3) tensor, normalized frame
+
+        Returns
+        -------
+        (n, 1) tensor, > 0 outside.
+        """
+        config = self.config
+        if config.latent_dropout and config.latent_size:
+            codes = F.dropout(codes, p=0.2, training=self.training)
+        inputs = torch.cat([codes, points], dim=1) if config.latent_size else points
+        x = inputs
+        last = len(self.layers) - 1
+        for i, (linear, norm) in enumerate(zip(self.layers, self.norms)):
+            if i in config.latent_in:
+                x = torch.cat([x, inputs], dim=1)
+            elif i != 0 and config.xyz_in_all:
+                x = torch.cat([x, points], dim=1)
+            x = linear(x)
+            if i < last:
+                x = F.relu(norm(x))
+                if i in config.dropout and config.dropout_prob > 0:
+                    x = F.dropout(x, p=config.dropout_prob, training=self.training)
+        return torch.tanh(x) if config.use_tanh else x

@@ -1,0 +1,79 @@
+"""The latent-code table: one code per training shape, with its instance map."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+from torch import nn
+
+__all__ = ["LatentTable", "split_hash", "split_instances"]
+
+
+def split_instances(split: dict) -> list[str]:
+    """Instance keys ``dataset/class/instance`` of a split, in the split file's order.
+
+    This order gives the rows of the code table (as in the original release, which iterates
+    the split file's datasets, classes and instances as listed).
+    """
+    return [f"{dataset}/{class_name}/{instance}"
+            for dataset, classes in split.items()
+            for class_name, instances in classes.items()
+            for instance in instances]
+
+
+def split_hash(split: dict) -> str:
+    """A stable SHA-256 (hex, 16 characters) of a split's instance list, order included."""
+    payload = json.dumps(split_instances(split), separators=(",", ":")).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+class LatentTable(nn.Module):
+    """Codes ``weight`` (n, d), row ``i`` for ``instance_ids[i]``.
+
+    Parameters
+    ----------
+    instance_ids : list of str
+        ``dataset/class/instance`` keys, one per row.
+    latent_size : int
+    init_std : float, keyword-only
+        Per-component standard deviation of the initial codes (reference ``1 / 16``:
+        ``CodeInitStdDev / sqrt(latent_size)``).
+    generator : torch.Generator, optional, keyword-only
+    split_digest : str, keyword-only
+        :func:`split_hash` of the split the rows come from.
+    """
+
+    def __init__(self, instance_ids, latent_size: int, *, init_std: float,
+                 generator: torch.Generator | None = None, split_digest: str = ""):
+        super().__init__()
+        self.instance_ids = list(instance_ids)
+        if len(set(self.instance_ids)) != len(self.instance_ids):
+            raise ValueError("instance ids of a latent table must be unique")
+        self.split_digest = split_digest
+        weight = torch.empty(len(self.instance_ids), latent_size)
+        weight.normal_(0.0, init_std, generator=generator)
+        self.weight = nn.Parameter(weight)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """(m, d) codes of the given (m,) row indices."""
+        return self.weight[rows]
+
+    @torch.no_grad()
+    def project_(self, bound: float | None) -> None:
+        """Scale every row whose norm exceeds ``bound`` back onto the sphere of that radius.
+
+        Applied to the whole table after each optimizer step, so every process holds the
+        same table (``Embedding(max_norm)`` rescales only the rows it looks up).
+        """
+        if bound is None:
+            return
+        norms = self.weight.norm(dim=1, keepdim=True)
+        self.weight.mul_(torch.where(norms > bound, bound / norms, torch.ones_like(norms)))
+
+    def row_of(self, instance_id: str) -> int:
+        return self.instance_ids.index(instance_id)
+
+    def extra_state(self) -> dict:
+        return {"instance_ids": self.instance_ids, "split_hash": self.split_digest}

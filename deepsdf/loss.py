@@ -1,0 +1,48 @@
+"""The training loss: clamped L1 plus a Gaussian prior on the codes."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["clamped_l1", "code_prior", "prior_warmup"]
+
+
+def clamped_l1(predicted: torch.Tensor, target: torch.Tensor, delta: float) -> torch.Tensor:
+    """``mean_i |clamp(f_i, -delta, delta) - clamp(s_i, -delta, delta)|`` over the samples.
+
+    Parameters
+    ----------
+    predicted, target : (n,) or (n, 1) tensors
+    delta : float (reference 0.1)
+    """
+    return (predicted.clamp(-delta, delta) - target.clamp(-delta, delta)).abs().mean()
+
+
+def prior_warmup(epoch: int) -> float:
+    """``min(1, epoch / 100)`` for a 0-based epoch, as the original."""
+    return min(1.0, epoch / 100.0)
+
+
+def code_prior(codes: torch.Tensor, *, form: str, weight: float, std: float) -> torch.Tensor:
+    """The code-regularization term, per sample.
+
+    Parameters
+    ----------
+    codes : (n, d) tensor
+        The code of each *sample* (rows repeat for samples of one shape).
+    form : {"original", "paper"}
+        ``"original"``: ``weight * mean_i ||z_i||`` (unsquared norm), exactly the original
+        code's ``lambda * sum_i ||z_i|| / n``.
+        ``"paper"``: ``weight * mean_i ||z_i||^2 / (d * std^2)``: the paper's Gaussian prior
+        ``||z||^2 / sigma^2`` with ``sigma = std`` per component, divided by the code length
+        ``d`` so that it is about ``weight`` for codes at their initial spread, whatever ``d``.
+    weight : float
+        lambda times the warm-up factor.
+    std : float
+        Per-component prior standard deviation (the codes' initial one).
+    """
+    if form == "original":
+        return weight * codes.norm(dim=1).mean()
+    if form == "paper":
+        return weight * codes.pow(2).sum(dim=1).mean() / (codes.shape[1] * std ** 2)
+    raise ValueError(f"unknown code prior form {form!r}; use 'original' or 'paper'")
