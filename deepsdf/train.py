@@ -10,6 +10,7 @@ global batch (up to floating-point summation order, and dropout's random streams
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -212,6 +213,7 @@ class Trainer:
         bar = self._bar(start, stop) if main else None
         loss_value = float("nan")
         saved_epoch = start
+        unsaved = None  # the last completed epoch's state, when latest.pt lags behind it
         try:
             for epoch in range(start, stop):
                 loss_value = self._epoch(wrapped, model, optimizer, packed, epoch)
@@ -220,7 +222,9 @@ class Trainer:
                     if done % config.latest_every == 0 or done == stop:
                         save_checkpoint(checkpoint_path(self.experiment_dir),
                                         self._state(model, optimizer, done, loss_value))
-                        saved_epoch = done
+                        saved_epoch, unsaved = done, None
+                    else:
+                        unsaved = copy.deepcopy(self._state(model, optimizer, done, loss_value))
                     if done in config.snapshot_epochs():
                         save_checkpoint(checkpoint_path(self.experiment_dir, done),
                                         self._state(model, optimizer, done, loss_value))
@@ -232,6 +236,9 @@ class Trainer:
                         bar.update(1)
         except KeyboardInterrupt:
             if main:
+                if unsaved is not None:  # save the last completed epoch before leaving
+                    save_checkpoint(checkpoint_path(self.experiment_dir), unsaved)
+                    saved_epoch = unsaved["epoch"]
                 logger.warning("interrupted: %s holds epoch %d; rerun with --resume",
                                checkpoint_path(self.experiment_dir), saved_epoch)
             raise

@@ -298,3 +298,54 @@ def test_original_specs_keep_their_behaviours():
     assert config.decoder.dims == (512,) * 8 and config.decoder.latent_in == (4,)
     assert config.snapshot_epochs() == {100, 500, 1000, 2000}
     assert config.decoder_schedule.at(0) == 5e-4 and config.decoder_schedule.at(500) == 2.5e-4
+
+
+def test_ctrl_c_saves_the_last_completed_epoch_and_resume_finishes_exactly(tiny_data, tmp_path,
+                                                                           monkeypatch):
+    import deepsdf.train as train_module
+
+    data, split = tiny_data
+    network = dict(TINY_SPECS["NetworkSpecs"], dims=[32, 32, 32, 32])
+    overrides = {"NumEpochs": 5, "LatestEvery": 10, "NetworkSpecs": network}
+    straight = make_experiment(tmp_path / "straight", data, split, **overrides)
+    Trainer(straight, load_specs(straight), device="cpu", progress=False).train()
+
+    interrupted = make_experiment(tmp_path / "interrupted", data, split, **overrides)
+    real_epoch = train_module.Trainer._epoch
+
+    def epoch_that_is_interrupted(self, wrapped, model, optimizer, packed, epoch):
+        if epoch == 2:  # Ctrl-C during the third epoch
+            raise KeyboardInterrupt
+        return real_epoch(self, wrapped, model, optimizer, packed, epoch)
+
+    monkeypatch.setattr(train_module.Trainer, "_epoch", epoch_that_is_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(interrupted, load_specs(interrupted), device="cpu", progress=False).train()
+    assert load_checkpoint(checkpoint_path(interrupted))["epoch"] == 2
+    monkeypatch.setattr(train_module.Trainer, "_epoch", real_epoch)
+    Trainer(interrupted, load_specs(interrupted), device="cpu", progress=False).train(resume=True)
+    a, b = load_checkpoint(checkpoint_path(straight)), load_checkpoint(checkpoint_path(interrupted))
+    assert torch.equal(a["codes"], b["codes"])
+
+
+def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    import deepsdf.train as train_module
+    from deepsdf.train import TrainingError
+
+    data, split = tiny_data
+    network = dict(TINY_SPECS["NetworkSpecs"], dims=[32, 32, 32, 32])
+    experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=5, NetworkSpecs=network)
+    real_loss = train_module.clamped_l1
+    calls = []
+
+    def loss_that_explodes(predicted, target, delta):
+        calls.append(1)
+        value = real_loss(predicted, target, delta)
+        return value * float("nan") if len(calls) == 3 else value
+
+    monkeypatch.setattr(train_module, "clamped_l1", loss_that_explodes)
+    with pytest.raises(TrainingError, match="last good checkpoint"):
+        Trainer(experiment, load_specs(experiment), device="cpu", progress=False).train()
+    checkpoint = load_checkpoint(checkpoint_path(experiment))
+    assert checkpoint["epoch"] == 2 and np.isfinite(checkpoint["loss"])
+    assert torch.isfinite(checkpoint["codes"]).all()
