@@ -202,7 +202,7 @@ class Trainer:
             if checkpoint_path(self.experiment_dir).is_file():
                 start = self._resume(model, optimizer)
             elif main:
-                logger.warning("no checkpoint to resume from in %s; starting afresh",
+                logger.info("no checkpoint to resume from in %s; starting afresh",
                                self.experiment_dir)
         stop = config.epochs if epochs is None else min(config.epochs, start + epochs)
         wrapped = model
