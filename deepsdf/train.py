@@ -21,7 +21,7 @@ from torch import nn
 
 from deepsdf_preprocess.formats import read_split
 
-from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from .config import TrainConfig, write_resolved
 from .data import SceneBatches, epoch_batches, pack_split
 from .decoder import Decoder
@@ -176,7 +176,6 @@ class Trainer:
         DataError, ConfigError
             Before the first step, for unusable data or settings.
         """
-        config = self.config
         distributed = self.world > 1
         if distributed and not torch.distributed.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"

@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import trimesh
@@ -57,3 +60,59 @@ def mesh_sdf(mesh, points):
     return igl.signed_distance(np.asarray(points, np.float64),
                                np.asarray(mesh.vertices, np.float64),
                                np.asarray(mesh.faces, np.int64))[0]
+
+
+# --------------------------------------------------------------------------- training
+
+from deepsdf.config import load_specs  # noqa: E402
+from deepsdf.train import Trainer  # noqa: E402
+from deepsdf_preprocess.driver import preprocess_dataset  # noqa: E402
+from deepsdf_preprocess.procedural import write_shapes  # noqa: E402
+
+TINY_SPECS = {
+    "SpecsVersion": 2,
+    "NetworkSpecs": {"dims": [128, 128, 128, 128], "dropout": [], "dropout_prob": 0.0,
+                     "norm_layers": [], "latent_in": [2], "xyz_in_all": False,
+                     "use_tanh": True, "latent_dropout": False, "weight_norm": False},
+    "CodeLength": 16,
+    "NumEpochs": 1500,
+    "SnapshotFrequency": 1000,
+    "AdditionalSnapshots": [],
+    "LearningRateSchedule": [{"Type": "Step", "Initial": 0.005, "Interval": 600, "Factor": 0.3},
+                             {"Type": "Step", "Initial": 0.005, "Interval": 600, "Factor": 0.3}],
+    "SamplesPerScene": 4096,
+    "ScenesPerBatch": 3,
+    "ClampingDistance": 0.1,
+    "CodeRegularizationLambda": 1e-4,
+    "CodeBound": 1.0,
+    "Seed": 0,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """Three generated chairs preprocessed at small settings, and their split file."""
+    root = tmp_path_factory.mktemp("tiny")
+    write_shapes(root / "meshes", "chairs", 3, seed=2)
+    config = replace(SMALL_CONFIG, sampling=replace(SMALL_CONFIG.sampling, count=40_000))
+    report = preprocess_dataset(root / "meshes", root / "data", "gen", config=config,
+                                backend="raycast", progress=False)
+    assert not report.failed
+    return root / "data", report.split_path
+
+
+def make_experiment(path, data, split, **overrides):
+    specs = dict(TINY_SPECS, DataSource=str(data), TrainSplit=str(split), **overrides)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "specs.json").write_text(json.dumps(specs))
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_data, tmp_path_factory):
+    """One tiny model trained to convergence, shared by the tests that need one."""
+    data, split = tiny_data
+    experiment = make_experiment(tmp_path_factory.mktemp("exp"), data, split)
+    trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
+    trainer.train()
+    return experiment, trainer.model

@@ -17,63 +17,12 @@ from deepsdf.checkpoint import checkpoint_path, load_checkpoint
 from deepsdf.config import ConfigError, DecoderConfig, load_specs, parse_specs
 from deepsdf.data import DataError, pack_split
 from deepsdf.decoder import Decoder
-from deepsdf.mesh import extract_mesh, sdf_grid
+from deepsdf.mesh import decoder_field, dense_grid, extract_mesh
 from deepsdf.train import Trainer
 from deepsdf_preprocess import formats
-from deepsdf_preprocess.driver import preprocess_dataset
 from deepsdf_preprocess.normalize import to_normalized
-from deepsdf_preprocess.procedural import write_shapes
 
-from conftest import SMALL_CONFIG
-
-TINY_SPECS = {
-    "SpecsVersion": 2,
-    "NetworkSpecs": {"dims": [128, 128, 128, 128], "dropout": [], "dropout_prob": 0.0,
-                     "norm_layers": [], "latent_in": [2], "xyz_in_all": False,
-                     "use_tanh": True, "latent_dropout": False, "weight_norm": False},
-    "CodeLength": 16,
-    "NumEpochs": 1500,
-    "SnapshotFrequency": 1000,
-    "AdditionalSnapshots": [],
-    "LearningRateSchedule": [{"Type": "Step", "Initial": 0.005, "Interval": 600, "Factor": 0.3},
-                             {"Type": "Step", "Initial": 0.005, "Interval": 600, "Factor": 0.3}],
-    "SamplesPerScene": 4096,
-    "ScenesPerBatch": 3,
-    "ClampingDistance": 0.1,
-    "CodeRegularizationLambda": 1e-4,
-    "CodeBound": 1.0,
-    "Seed": 0,
-}
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory):
-    """Three generated chairs preprocessed at small settings, and their split file."""
-    root = tmp_path_factory.mktemp("tiny")
-    write_shapes(root / "meshes", "chairs", 3, seed=2)
-    config = replace(SMALL_CONFIG, sampling=replace(SMALL_CONFIG.sampling, count=40_000))
-    report = preprocess_dataset(root / "meshes", root / "data", "gen", config=config,
-                                backend="raycast", progress=False)
-    assert not report.failed
-    return root / "data", report.split_path
-
-
-def make_experiment(path, data, split, **overrides):
-    specs = dict(TINY_SPECS, DataSource=str(data), TrainSplit=str(split), **overrides)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "specs.json").write_text(json.dumps(specs))
-    return path
-
-
-@pytest.fixture(scope="session")
-def trained(tiny_data, tmp_path_factory):
-    """One tiny model trained to convergence, shared by the tests that need one."""
-    data, split = tiny_data
-    experiment = make_experiment(tmp_path_factory.mktemp("exp"), data, split)
-    trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
-    trainer.train()
-    return experiment, trainer.model
-
+from conftest import TINY_SPECS, make_experiment
 
 @pytest.mark.slow
 def test_overfits_the_training_shapes(trained, tiny_data):
@@ -99,7 +48,7 @@ def test_overfits_the_training_shapes(trained, tiny_data):
         accuracy = np.mean(np.sign(predicted) == np.sign(near[:, 3]))
         assert accuracy >= 0.98, (key, accuracy)
         # Surface: 96^3 marching cubes against the shape's SurfaceSamples.
-        mesh = extract_mesh(sdf_grid(decoder, codes[row], 96))
+        mesh = extract_mesh(dense_grid(decoder_field(decoder, codes[row]), 96))
         offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
         truth = to_normalized(formats.read_surface_samples(paths[formats.SURFACE_SAMPLES])
                               ["points"], offset, scale)
