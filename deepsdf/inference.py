@@ -1,0 +1,136 @@
+"""Reconstructing a split with a trained experiment: codes, meshes, in the original layout.
+
+::
+
+    EXP/Reconstructions/<checkpoint>/Codes/<dataset>/<class>/<instance>.pth   (1, d) tensor
+    EXP/Reconstructions/<checkpoint>/Meshes/<dataset>/<class>/<instance>.ply  normalized frame
+    EXP/Reconstructions/<checkpoint>/MeshesOriginalFrame/<dataset>/<class>/<instance>.ply
+
+``Meshes`` are in the normalized frame, as the original writes them (its evaluation maps them
+back); ``MeshesOriginalFrame`` holds copies mapped back with the shape's
+``NormalizationParameters``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from deepsdf_preprocess import formats
+from deepsdf_preprocess.normalize import to_original
+
+from .checkpoint import checkpoint_path, load_checkpoint
+from .config import TrainConfig
+from .data import pack_split
+from .decoder import Decoder
+from .mesh import NoSurfaceError, coarse_to_fine_grid, decoder_field, extract_mesh
+from .reconstruct import SolverConfig, reconstruct_codes
+
+__all__ = ["load_trained", "reconstruct_split", "ReconstructionReport", "output_paths"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_trained(experiment_dir, checkpoint="latest", *, device="cpu"):
+    """(decoder in eval mode, checkpoint payload) of an experiment's checkpoint."""
+    payload = load_checkpoint(checkpoint_path(experiment_dir, checkpoint), map_location=device)
+    from .config import parse_specs
+
+    config = parse_specs(payload["config"])
+    decoder = Decoder(config.decoder).to(device)
+    decoder.load_state_dict(payload["decoder"])
+    decoder.eval()
+    return decoder, config, payload
+
+
+def output_paths(experiment_dir, checkpoint, key: str) -> dict:
+    """The code and mesh paths of instance ``dataset/class/instance``."""
+    dataset, class_name, instance = key.split("/", 2)
+    root = Path(experiment_dir) / "Reconstructions" / str(checkpoint)
+    tail = Path(dataset) / class_name
+    return {"code": root / "Codes" / tail / f"{instance}.pth",
+            "mesh": root / "Meshes" / tail / f"{instance}.ply",
+            "original": root / "MeshesOriginalFrame" / tail / f"{instance}.ply"}
+
+
+@dataclass
+class ReconstructionReport:
+    written: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    no_surface: list = field(default_factory=list)
+    point_passes: int = 0
+
+
+def reconstruct_split(experiment_dir, split: dict, *, data_dir, solver: SolverConfig,
+                      checkpoint="latest", resolution: int = 256, batch: int = 16,
+                      skip: bool = False, device="cpu", progress: bool = True
+                      ) -> ReconstructionReport:
+    """Fit codes for every instance of ``split`` and write codes and meshes.
+
+    Shapes are fitted ``batch`` at a time.  With ``skip``, instances whose three outputs exist
+    are left alone, so a long run resumes.  A code whose SDF never crosses zero on the grid is
+    written without meshes and reported (a warning, not a failure).
+    """
+    decoder, config, payload = load_trained(experiment_dir, checkpoint, device=device)
+    packed = pack_split(data_dir, split)
+    report = ReconstructionReport()
+    todo = []
+    for scene, key in enumerate(packed.instance_ids):
+        paths = output_paths(experiment_dir, checkpoint, key)
+        if skip and all(p.exists() for p in paths.values()):
+            report.skipped.append(key)
+        else:
+            todo.append(scene)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="shape", desc="reconstruct", dynamic_ncols=True)
+    for start in range(0, len(todo), batch):
+        scenes = todo[start:start + batch]
+        result = reconstruct_codes(decoder, packed, scenes, solver, clamp=config.clamp,
+                                   latent_size=config.decoder.latent_size, device=device)
+        report.point_passes += result.point_passes
+        for row, scene in enumerate(scenes):
+            key = packed.instance_ids[scene]
+            _write(experiment_dir, checkpoint, key, result.codes[row], decoder, data_dir,
+                   resolution, report)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return report
+
+
+def _write(experiment_dir, checkpoint, key, code, decoder, data_dir, resolution, report):
+    paths = output_paths(experiment_dir, checkpoint, key)
+    with formats.atomic_path(paths["code"]) as temporary:
+        torch.save(code.detach().cpu().unsqueeze(0), temporary)
+    try:
+        grid = coarse_to_fine_grid(decoder_field(decoder, code), resolution)
+        mesh = extract_mesh(grid)
+    except NoSurfaceError as error:
+        logger.warning("%s: no surface (%s); code written, no mesh", key, error)
+        report.no_surface.append(key)
+        return
+    dataset, class_name, instance = key.split("/", 2)
+    offset, scale = formats.read_normalization(formats.instance_paths(
+        data_dir, dataset, class_name, instance)[formats.NORMALIZATION_PARAMETERS])
+    with formats.atomic_path(paths["mesh"]) as temporary:
+        mesh.export(temporary, file_type="ply")
+    original = mesh.copy()
+    original.vertices = to_original(mesh.vertices, offset, scale)
+    with formats.atomic_path(paths["original"]) as temporary:
+        original.export(temporary, file_type="ply")
+    report.written.append(key)
+
+
+def split_of(config: TrainConfig, split_file=None) -> dict:
+    """The split to reconstruct: ``split_file``, else the spec's TestSplit."""
+    path = split_file or config.test_split
+    if not path:
+        raise ValueError("no split given and the spec has no TestSplit")
+    return formats.read_split(path)

@@ -1,0 +1,45 @@
+"""Metrics against hand-computed values."""
+
+import numpy as np
+import pytest
+import trimesh
+
+from deepsdf.metrics import chamfer, chamfer_l1, f_score, normal_consistency, surface_points
+
+
+def sphere_points(radius, count=20000, seed=0):
+    points = np.random.default_rng(seed).normal(size=(count, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    return radius * points
+
+
+def test_unit_sphere_against_a_sphere_of_radius_1_1():
+    a, b = sphere_points(1.0), sphere_points(1.1, seed=1)
+    # every point is 0.1 from the other sphere (plus sampling gaps of ~0.01)
+    assert chamfer(a, b) == pytest.approx(2 * 0.1 ** 2, rel=0.05)
+    assert chamfer_l1(a, b) == pytest.approx(0.1, rel=0.05)
+    assert f_score(a, b, 0.05) == 0.0
+    assert f_score(a, b, 0.2) == 1.0
+
+
+def test_two_offset_boxes():
+    box = trimesh.creation.box(extents=(1, 1, 1))
+    points, normals = surface_points(box, 200_000)
+    shifted = points + [0.2, 0, 0]
+    # Unit box A and A + (0.2, 0, 0), distances from A's surface to B's, face by face:
+    #   -x face: 0.2 everywhere;
+    #   +x face (inside B): min(0.2, 0.5 - |y|, 0.5 - |z|), mean (1 - 0.6^3) / 6;
+    #   4 side faces: 0 where they overlap B's, -0.3 - x on the 0.2-wide overhang (mean 0.1).
+    # B to A is the mirror image; Chamfer-L1 is the mean of both directions.
+    one_way = (0.2 + (1 - 0.6 ** 3) / 6 + 4 * 0.2 * 0.1) / 6
+    assert chamfer(points, points) == 0.0
+    # (+1% for the gaps between two samplings of the overlapping faces)
+    assert chamfer_l1(points, shifted) == pytest.approx(one_way, rel=0.03)
+    assert normal_consistency(points, normals, points, normals) == pytest.approx(1.0)
+    rotated = np.roll(normals, 1, axis=1)  # every normal turned by 90 degrees
+    assert normal_consistency(points, rotated, points, normals) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_empty_mesh_is_an_error():
+    with pytest.raises(ValueError, match="no faces"):
+        surface_points(trimesh.Trimesh(np.zeros((3, 3)), np.zeros((0, 3), int)))
