@@ -4,7 +4,8 @@ Two solvers, both batched (many shapes per decoder pass, the objective summed ov
 each shape's fit is independent of the others):
 
 ``"adam"`` (the reference, as the original's ``reconstruct.py``)
-    Codes start at N(0, 0.01^2); ``steps`` Adam steps at ``lr`` divided by 10 at half-way; each
+    Codes start at N(0, 0.01^2) (drawn per shape from a generator keyed by (seed, shape));
+    ``steps`` Adam steps at ``lr`` divided by 10 at half-way; each
     step draws ``samples`` fresh samples per shape (half positive, half negative); loss
     ``mean |clamp(f) - clamp(s)| + prior * mean(z^2)``.
 
@@ -113,9 +114,12 @@ def reconstruct_codes(decoder, packed: PackedSamples, scenes, config: SolverConf
     frozen = [(p, p.requires_grad) for p in decoder.parameters()]
     for parameter, _ in frozen:
         parameter.requires_grad_(False)
-    generator = torch.Generator().manual_seed(config.seed)
-    codes = (torch.randn(len(scenes), latent_size, generator=generator)
-             * config.init_std).to(device)
+    # Each shape's initial code comes from its own generator, keyed (seed, scene): a shape's
+    # fit does not depend on which other shapes share its batch.
+    codes = torch.from_numpy(np.stack([
+        np.random.default_rng([config.seed, int(scene)]).normal(0.0, config.init_std,
+                                                                latent_size)
+        for scene in scenes]).astype(np.float32)).to(device)
     solve = _adam if config.method == "adam" else _gauss_newton
     try:
         return solve(decoder, packed, list(scenes), codes, config, clamp)

@@ -1,0 +1,82 @@
+"""Latent-only reconstruction: recovery of training shapes, batching, the command."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from deepsdf.cli import main
+from deepsdf.config import DecoderConfig, load_specs
+from deepsdf.data import pack_split
+from deepsdf.decoder import Decoder
+from deepsdf.inference import output_paths
+from deepsdf.mesh import coarse_to_fine_grid, decoder_field, extract_mesh
+from deepsdf.metrics import chamfer, surface_points
+from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig, reconstruct_codes
+from deepsdf.train import Trainer
+from deepsdf_preprocess import formats
+
+from conftest import TINY_SPECS, make_experiment
+
+SMALL_ADAM = SolverConfig(steps=200, samples=2000)
+
+
+def surface_chamfer(decoder, code, data, key):
+    dataset, class_name, instance = key.split("/")
+    paths = formats.instance_paths(data, dataset, class_name, instance)
+    offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
+    mesh = extract_mesh(coarse_to_fine_grid(decoder_field(decoder, code), 96), offset=offset,
+                        scale=scale)
+    truth = formats.read_surface_samples(paths[formats.SURFACE_SAMPLES])["points"]
+    return chamfer(surface_points(mesh, 10000)[0], truth) * scale ** 2  # normalized units
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("solver", [SMALL_ADAM, GAUSS_NEWTON], ids=["adam", "gauss-newton"])
+def test_fitted_codes_recover_training_shapes(trained, tiny_data, solver):
+    """Bound 3e-3 (normalized units): 1.5x the bound the trained codes themselves meet
+    (tests/test_train.py), a tenth of the median Chamfer between two different chairs."""
+    data, split = tiny_data
+    _, model = trained
+    packed = pack_split(data, formats.read_split(split))
+    result = reconstruct_codes(model.decoder, packed, [0, 1, 2], solver, clamp=0.1,
+                               latent_size=16)
+    for row in range(3):
+        value = surface_chamfer(model.decoder, result.codes[row], data, packed.instance_ids[row])
+        assert value < 3e-3, (solver.method, row, value)
+    assert all(p.requires_grad for p in model.decoder.parameters())  # unfrozen afterwards
+
+
+@pytest.mark.parametrize("solver", [replace(SMALL_ADAM, steps=30),
+                                    replace(GAUSS_NEWTON, steps=5, samples=2000)],
+                         ids=["adam", "gauss-newton"])
+def test_batched_equals_one_by_one(tiny_data, solver):
+    data, split = tiny_data
+    packed = pack_split(data, formats.read_split(split))
+    torch.manual_seed(0)
+    decoder = Decoder(DecoderConfig(latent_size=8, dims=(32, 32, 32), dropout=(),
+                                    norm_layers=(), latent_in=(), weight_norm=False))
+    together = reconstruct_codes(decoder, packed, [0, 1, 2], solver, clamp=0.1, latent_size=8)
+    for row in range(3):
+        alone = reconstruct_codes(decoder, packed, [row], solver, clamp=0.1, latent_size=8)
+        # same code up to float summation order in the batched matrix products
+        torch.testing.assert_close(alone.codes[0], together.codes[row], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(alone.loss[0], together.loss[row], rtol=1e-4)
+
+
+def test_reconstruct_command_writes_the_original_layout(tiny_data, tmp_path):
+    data, split = tiny_data
+    experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=3,
+                                 NetworkSpecs=dict(TINY_SPECS["NetworkSpecs"],
+                                                   dims=[32, 32, 32, 32]))
+    Trainer(experiment, load_specs(experiment), device="cpu", progress=False).train()
+    args = ["reconstruct", str(experiment), "--split", str(split), "--solver", "gauss-newton",
+            "--steps", "2", "--resolution", "32", "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    keys = [f"gen/chairs/chairs_000{i}" for i in range(3)]
+    for key in keys:
+        paths = output_paths(experiment, "latest", key)
+        assert paths["code"].is_file()
+        assert torch.load(paths["code"]).shape == (1, 16)
+    assert main(args + ["--skip"]) == 0  # nothing left to do
