@@ -312,6 +312,35 @@ def _run_mesh(args) -> int:
     return 0
 
 
+def _add_evaluate(commands):
+    parser = commands.add_parser(
+        "evaluate", help="metrics of reconstructed meshes",
+        description="Compare EXP_DIR/Reconstructions/<checkpoint>/MeshesOriginalFrame with the "
+                    "shapes' SurfaceSamples (original frame): Chamfer as the original "
+                    "protocol (30000 points each, squared distances, both means summed), "
+                    "Chamfer-L1, F-score at 1%% of the bounding-box side, normal consistency. "
+                    "Writes EXP_DIR/Evaluation/<checkpoint>/metrics.csv and summary.json.")
+    parser.add_argument("experiment_dir", type=Path)
+    parser.add_argument("--split", type=Path, help="split file (default: the spec's TestSplit)")
+    parser.add_argument("--data", type=Path, help="data root (default: the spec's DataSource)")
+    parser.add_argument("--checkpoint", default="latest")
+    parser.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    import json
+
+    from deepsdf.evaluate import evaluate_split
+    from deepsdf.inference import load_trained, split_of
+
+    _, config, _ = load_trained(args.experiment_dir, args.checkpoint)
+    summary = evaluate_split(args.experiment_dir, split_of(config, args.split),
+                             data_dir=args.data or config.data_source,
+                             checkpoint=args.checkpoint)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _add_demo(commands):
     parser = commands.add_parser(
         "demo", help="the main job on the embedded example data",
@@ -375,7 +404,7 @@ def _run_demo(args) -> int:
 
 def _training_failures(command) -> tuple:
     """Exception types of the learning library that end a command with a clear message."""
-    if command not in ("train", "demo", "reconstruct", "mesh"):
+    if command not in ("train", "demo", "reconstruct", "mesh", "evaluate"):
         return ()
     from deepsdf.checkpoint import CheckpointError
     from deepsdf.data import DataError
@@ -392,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", metavar="<step>")
     for add in (_add_generate, _add_preprocess, _add_split, _add_train, _add_reconstruct,
-                _add_mesh, _add_demo):
+                _add_mesh, _add_evaluate, _add_demo):
         add(commands)
     return parser
 
