@@ -1,7 +1,8 @@
 """Evaluating reconstructed meshes against the ground truth's SurfaceSamples.
 
 Per shape: Chamfer (the original protocol), Chamfer-L1, F-score at 1% of the ground truth's
-bounding-box side, and normal consistency; in the original frame.  Writes
+bounding-box side, normal consistency, and the Earth Mover's distance on 1000-point
+subsamples; in the original frame; and the same metrics for the retrieval baseline.  Writes
 ``EXP/Evaluation/<checkpoint>/metrics.csv`` (one row per shape) and ``summary.json`` (mean and
 median of each metric).
 """
@@ -18,55 +19,105 @@ from deepsdf_preprocess import formats
 
 from .inference import output_paths
 from .latents import split_instances
-from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, f_score, normal_consistency,
-                      surface_points)
+from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, earth_movers, f_score,
+                      normal_consistency, surface_points)
 
-__all__ = ["evaluate_shape", "evaluate_split", "METRICS"]
+__all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "METRICS"]
 
-METRICS = ("chamfer", "chamfer_l1", "f_score", "normal_consistency")
+METRICS = ("chamfer", "chamfer_l1", "f_score", "normal_consistency", "emd")
 
 
-def evaluate_shape(mesh: trimesh.Trimesh, truth_points, truth_normals, *,
-                   f_fraction: float = 0.01, seed: int = 0) -> dict:
-    """The metrics of one reconstructed mesh (original frame) against (n, 3) surface samples
-    and their normals."""
-    points, normals = surface_points(mesh, CHAMFER_POINTS, seed=seed)
+def evaluate_points(points, normals, truth_points, truth_normals, *,
+                    f_fraction: float = 0.01) -> dict:
+    """The metrics of (n, 3) points with normals against the ground truth's, same frame."""
     side = float(np.max(truth_points.max(axis=0) - truth_points.min(axis=0)))
     return {"chamfer": chamfer(points, truth_points),
             "chamfer_l1": chamfer_l1(points, truth_points),
             "f_score": f_score(points, truth_points, f_fraction * side),
             "normal_consistency": normal_consistency(points, normals, truth_points,
-                                                     truth_normals)}
+                                                     truth_normals),
+            "emd": earth_movers(points, truth_points)}
 
 
-def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest") -> dict:
-    """Evaluate every reconstructed shape of ``split``; returns the summary (also written)."""
+def evaluate_shape(mesh: trimesh.Trimesh, truth_points, truth_normals, *, seed: int = 0) -> dict:
+    """The metrics of a reconstructed mesh (original frame): 30000 points sampled on it."""
+    points, normals = surface_points(mesh, CHAMFER_POINTS, seed=seed)
+    return evaluate_points(points, normals, truth_points, truth_normals)
+
+
+def _surface(data_dir, key):
+    dataset, class_name, instance = key.split("/", 2)
+    truth = formats.read_surface_samples(formats.instance_paths(
+        data_dir, dataset, class_name, instance)[formats.SURFACE_SAMPLES])
+    if "normals" not in truth:
+        raise ValueError(f"{key}: SurfaceSamples without normals; re-run preprocessing")
+    return truth["points"], truth["normals"]
+
+
+def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest",
+                   retrieval: bool = True) -> dict:
+    """Evaluate every reconstructed shape of ``split``; returns the summary (also written).
+
+    With ``retrieval``, each test shape is also answered by the training shape nearest by
+    fitted code and by the oracle nearest by Chamfer (their SurfaceSamples), with the same
+    metrics, in the same rows.
+    """
+    import torch
+
     experiment_dir = Path(experiment_dir)
     out = experiment_dir / "Evaluation" / str(checkpoint)
-    rows, missing = [], []
+    rows, missing, truths, codes = [], [], [], []
     for key in split_instances(split):
-        mesh_path = output_paths(experiment_dir, checkpoint, key)["original"]
-        if not mesh_path.is_file():
+        paths = output_paths(experiment_dir, checkpoint, key)
+        if not paths["original"].is_file():
             missing.append(key)
             continue
-        dataset, class_name, instance = key.split("/", 2)
-        truth = formats.read_surface_samples(formats.instance_paths(
-            data_dir, dataset, class_name, instance)[formats.SURFACE_SAMPLES])
-        if "normals" not in truth:
-            raise ValueError(f"{key}: SurfaceSamples without normals; re-run preprocessing")
-        mesh = trimesh.load(mesh_path, force="mesh", process=False)
-        rows.append({"instance": key, **evaluate_shape(mesh, truth["points"], truth["normals"])})
+        truth = _surface(data_dir, key)
+        mesh = trimesh.load(paths["original"], force="mesh", process=False)
+        rows.append({"instance": key, **evaluate_shape(mesh, *truth)})
+        truths.append(truth)
+        codes.append(torch.load(paths["code"], map_location="cpu").reshape(-1)
+                     if paths["code"].is_file() else None)
     if not rows:
         raise ValueError("no reconstructed mesh found: run `deepsdf reconstruct` first")
+    columns = ["instance", *METRICS]
+    if retrieval:
+        from .checkpoint import checkpoint_path, load_checkpoint
+        from .retrieval import nearest_by_code, oracle_nearest
+
+        payload = load_checkpoint(checkpoint_path(experiment_dir, checkpoint))
+        train_ids = payload["instance_ids"]
+        train = [_surface(data_dir, key) for key in train_ids]
+        by_oracle = oracle_nearest([t[0] for t in truths], [t[0] for t in train])
+        have_code = [i for i, c in enumerate(codes) if c is not None]
+        by_code = dict(zip(have_code, nearest_by_code(torch.stack([codes[i] for i in have_code]),
+                                                      payload["codes"]))) if have_code else {}
+        for i, row in enumerate(rows):
+            for name, index in (("retrieval_code", by_code.get(i)),
+                                ("retrieval_oracle", by_oracle[i])):
+                if index is None:
+                    continue
+                row[f"{name}_instance"] = train_ids[index]
+                metrics = evaluate_points(*train[index], *truths[i])
+                row.update({f"{name}_{k}": v for k, v in metrics.items()})
+        for name in ("retrieval_code", "retrieval_oracle"):
+            columns += [f"{name}_instance"] + [f"{name}_{k}" for k in METRICS]
     out.mkdir(parents=True, exist_ok=True)
     with formats.atomic_path(out / "metrics.csv") as temporary:
         with open(temporary, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=["instance", *METRICS])
+            writer = csv.DictWriter(stream, fieldnames=columns, restval="")
             writer.writeheader()
             writer.writerows(rows)
     summary = {"shapes": len(rows), "missing": missing}
-    for name in METRICS:
-        values = np.array([row[name] for row in rows])
-        summary[name] = {"mean": float(values.mean()), "median": float(np.median(values))}
+    prefixes = [("", "reconstruction")] + ([("retrieval_code_", "retrieval_code"),
+                                            ("retrieval_oracle_", "retrieval_oracle")]
+                                           if retrieval else [])
+    for prefix, section in prefixes:
+        block = {}
+        for name in METRICS:
+            values = np.array([row[prefix + name] for row in rows if prefix + name in row])
+            if len(values):
+                block[name] = {"mean": float(values.mean()), "median": float(np.median(values))}
+        summary[section] = block
     formats.write_json(out / "summary.json", summary)
     return summary

@@ -43,3 +43,27 @@ def test_two_offset_boxes():
 def test_empty_mesh_is_an_error():
     with pytest.raises(ValueError, match="no faces"):
         surface_points(trimesh.Trimesh(np.zeros((3, 3)), np.zeros((0, 3), int)))
+
+
+def test_earth_movers_distance_of_a_translation_is_its_length():
+    from deepsdf.metrics import earth_movers
+
+    a = np.random.default_rng(3).uniform(-1, 1, (400, 3))
+    assert earth_movers(a, a, count=400) == pytest.approx(0.0, abs=1e-12)
+    # W1 >= |mean shift|, and the translation achieves it
+    assert earth_movers(a, a + [0.03, 0.04, 0.0], count=400) == pytest.approx(0.05, rel=1e-9)
+
+
+def test_retrieval_picks_the_right_neighbour():
+    from deepsdf.retrieval import nearest_by_code, oracle_nearest
+
+    rng = np.random.default_rng(0)
+    sphere = sphere_points(0.5, 3000)
+    box, _ = surface_points(trimesh.creation.box(extents=(1, 1, 1)), 3000)
+    torus, _ = surface_points(trimesh.creation.torus(0.5, 0.15), 3000)
+    slab, _ = surface_points(trimesh.creation.box(extents=(1.2, 0.2, 1.2)), 3000)
+    train = [box, torus, sphere, slab]
+    queries = [sphere_points(0.53, 2000, seed=5), box * 1.05, torus + [0.0, 0.0, 0.03]]
+    assert list(oracle_nearest(queries, train, shortlist_points=200, top_k=2)) == [2, 0, 1]
+    codes = rng.normal(size=(4, 8))
+    assert list(nearest_by_code(codes[[3, 1]] + 0.01, codes)) == [3, 1]
