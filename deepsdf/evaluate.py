@@ -2,7 +2,8 @@
 
 Per shape: Chamfer (the original protocol), Chamfer-L1, F-score at 1% of the ground truth's
 bounding-box side, normal consistency, and the Earth Mover's distance on 1000-point
-subsamples; in the original frame; and the same metrics for the retrieval baseline.  Writes
+subsamples, in the original frame; volumetric IoU at the shape's OccupancySamples (normalized
+frame, the normalized-frame mesh); and the same surface metrics for the retrieval baseline.  Writes
 ``EXP/Evaluation/<checkpoint>/metrics.csv`` (one row per shape) and ``summary.json`` (mean and
 median of each metric).
 """
@@ -20,7 +21,7 @@ from deepsdf_preprocess import formats
 from .inference import output_paths
 from .latents import split_instances
 from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, earth_movers, f_score,
-                      normal_consistency, surface_points)
+                      normal_consistency, surface_points, volumetric_iou)
 
 __all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "METRICS"]
 
@@ -43,6 +44,12 @@ def evaluate_shape(mesh: trimesh.Trimesh, truth_points, truth_normals, *, seed: 
     """The metrics of a reconstructed mesh (original frame): 30000 points sampled on it."""
     points, normals = surface_points(mesh, CHAMFER_POINTS, seed=seed)
     return evaluate_points(points, normals, truth_points, truth_normals)
+
+
+def _occupancy_path(data_dir, key) -> Path:
+    dataset, class_name, instance = key.split("/", 2)
+    return formats.instance_paths(data_dir, dataset, class_name,
+                                  instance)[formats.OCCUPANCY_SAMPLES]
 
 
 def _surface(data_dir, key):
@@ -74,13 +81,18 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
             continue
         truth = _surface(data_dir, key)
         mesh = trimesh.load(paths["original"], force="mesh", process=False)
-        rows.append({"instance": key, **evaluate_shape(mesh, *truth)})
+        row = {"instance": key, **evaluate_shape(mesh, *truth)}
+        occupancy = _occupancy_path(data_dir, key)
+        if occupancy.is_file() and paths["mesh"].is_file():
+            normalized = trimesh.load(paths["mesh"], force="mesh", process=False)
+            row["iou"] = volumetric_iou(normalized, *formats.read_occupancy(occupancy))
+        rows.append(row)
         truths.append(truth)
         codes.append(torch.load(paths["code"], map_location="cpu").reshape(-1)
                      if paths["code"].is_file() else None)
     if not rows:
         raise ValueError("no reconstructed mesh found: run `deepsdf reconstruct` first")
-    columns = ["instance", *METRICS]
+    columns = ["instance", *METRICS, "iou"]
     if retrieval:
         from .checkpoint import checkpoint_path, load_checkpoint
         from .retrieval import nearest_by_code, oracle_nearest
@@ -114,7 +126,7 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
                                            if retrieval else [])
     for prefix, section in prefixes:
         block = {}
-        for name in METRICS:
+        for name in (*METRICS, "iou"):
             values = np.array([row[prefix + name] for row in rows if prefix + name in row])
             if len(values):
                 block[name] = {"mean": float(values.mean()), "median": float(np.median(values))}

@@ -70,7 +70,7 @@ def reconstruct_split(experiment_dir, split: dict, *, data_dir, solver: SolverCo
                       ) -> ReconstructionReport:
     """Fit codes for every instance of ``split`` and write codes and meshes.
 
-    Shapes are fitted ``batch`` at a time.  With ``skip``, instances whose three outputs exist
+    Shapes are fitted ``batch`` at a time.  With ``skip``, instances whose outputs all exist
     are left alone, so a long run resumes.  A code whose SDF never crosses zero on the grid is
     written without meshes and reported (a warning, not a failure).
     """

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 __all__ = ["chamfer", "chamfer_l1", "f_score", "normal_consistency", "earth_movers",
+           "volumetric_iou",
            "surface_points",
            "CHAMFER_POINTS"]
 
@@ -73,3 +74,17 @@ def earth_movers(a, b, *, count: int = 1000, seed: int = 0) -> float:
     cost = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)
     rows, cols = linear_sum_assignment(cost)
     return float(cost[rows, cols].mean())
+
+
+def volumetric_iou(mesh, points, occupied) -> float:
+    """Intersection over union of the inside of ``mesh`` and the ground-truth occupancy of
+    ``points`` (n, 3) (same frame), judged at those points; inside the mesh means a
+    generalized winding number above 1/2 (libigl)."""
+    import igl
+
+    inside = igl.fast_winding_number(np.asarray(mesh.vertices, np.float64),
+                                     np.asarray(mesh.faces, np.int64),
+                                     np.asarray(points, np.float64)) > 0.5
+    occupied = np.asarray(occupied, bool)
+    union = np.count_nonzero(inside | occupied)
+    return float(np.count_nonzero(inside & occupied) / union) if union else 1.0

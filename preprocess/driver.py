@@ -112,7 +112,7 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
                        ) -> DatasetReport:
     """Preprocess every mesh of ``mesh_dir`` (or of ``split``) into ``data_dir``.
 
-    Resumable: instances whose three files exist are skipped.  The manifest
+    Resumable: instances whose files all exist are skipped.  The manifest
     (``data_dir/manifests/<dataset>.json``) is rewritten atomically after every instance, so a
     killed run keeps the records of what it finished.  Bad meshes are recorded with a
     one-line reason and do not stop the run.
@@ -202,7 +202,7 @@ def _execute(pending, workers, seed, backend, config):
 def _remove_stale_parts(data_dir: Path, dataset: str) -> None:
     """Delete temporary ``*.part`` files a killed run left (never a file under a final name)."""
     for kind in (formats.SDF_SAMPLES, formats.SURFACE_SAMPLES,
-                 formats.NORMALIZATION_PARAMETERS):
+                 formats.NORMALIZATION_PARAMETERS, formats.OCCUPANCY_SAMPLES):
         for stale in (data_dir / kind / dataset).rglob("*.part"):
             logger.info("removing %s, left by an interrupted run", stale)
             stale.unlink()

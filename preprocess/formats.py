@@ -5,6 +5,7 @@
     DATA/SdfSamples/<dataset>/<class>/<instance>.npz               pos, neg: (n, 4) float32
     DATA/SurfaceSamples/<dataset>/<class>/<instance>.ply           points (+ normals), original frame
     DATA/NormalizationParameters/<dataset>/<class>/<instance>.npz  offset (3,), scale (1,)
+    DATA/OccupancySamples/<dataset>/<class>/<instance>.npz         points (n, 3), occupied (n,)
 
 Every writer is atomic: it writes a temporary file in the target folder and renames it, so a
 killed run never leaves a partial file under the final name.
@@ -21,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "SDF_SAMPLES", "SURFACE_SAMPLES", "NORMALIZATION_PARAMETERS",
+    "SDF_SAMPLES", "SURFACE_SAMPLES", "NORMALIZATION_PARAMETERS", "OCCUPANCY_SAMPLES",
+    "write_occupancy", "read_occupancy",
     "instance_paths", "atomic_path", "write_sdf_samples", "read_sdf_samples",
     "write_surface_samples", "read_surface_samples", "write_normalization",
     "read_normalization", "write_json", "read_split", "write_split",
@@ -30,16 +32,18 @@ __all__ = [
 SDF_SAMPLES = "SdfSamples"
 SURFACE_SAMPLES = "SurfaceSamples"
 NORMALIZATION_PARAMETERS = "NormalizationParameters"
+OCCUPANCY_SAMPLES = "OccupancySamples"
 
 
 def instance_paths(data_dir, dataset: str, class_name: str, instance: str) -> dict:
-    """The three output paths of one instance, keyed by folder name."""
+    """The output paths of one instance, keyed by folder name."""
     root = Path(data_dir)
     return {
         SDF_SAMPLES: root / SDF_SAMPLES / dataset / class_name / f"{instance}.npz",
         SURFACE_SAMPLES: root / SURFACE_SAMPLES / dataset / class_name / f"{instance}.ply",
         NORMALIZATION_PARAMETERS: root / NORMALIZATION_PARAMETERS / dataset / class_name
         / f"{instance}.npz",
+        OCCUPANCY_SAMPLES: root / OCCUPANCY_SAMPLES / dataset / class_name / f"{instance}.npz",
     }
 
 
@@ -89,6 +93,18 @@ def read_sdf_samples(path) -> tuple[np.ndarray, np.ndarray]:
         if array.ndim != 2 or array.shape[1] != 4:
             raise ValueError(f"{path}: '{name}' has shape {array.shape}, expected (n, 4)")
     return pos[~np.isnan(pos).any(axis=1)], neg[~np.isnan(neg).any(axis=1)]
+
+
+def write_occupancy(path, points, occupied) -> None:
+    """Uniform points of the cube (normalized frame, float32) and whether each is inside."""
+    _save_npz(path, points=np.asarray(points, dtype=np.float32),
+              occupied=np.asarray(occupied, dtype=bool))
+
+
+def read_occupancy(path) -> tuple[np.ndarray, np.ndarray]:
+    """(points (n, 3) float32, occupied (n,) bool) from an OccupancySamples file."""
+    with np.load(path) as data:
+        return np.asarray(data["points"], np.float32), np.asarray(data["occupied"], bool)
 
 
 def write_normalization(path, offset, scale) -> None:

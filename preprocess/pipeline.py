@@ -66,6 +66,9 @@ class MeshSamples:
         Their signed distances (> 0 outside).
     surface_points, surface_normals : (m, 3) float64
         SurfaceSamples, **original** frame (normals are unit and frame-independent).
+    occupancy_points : (u, 3) float32 ; occupied : (u,) bool
+        The kept uniform samples of the cube and whether each is inside (for volumetric IoU,
+        as Occupancy Networks evaluate; works on open meshes because the sign does).
     offset : (3,) float64 ; scale : float
         ``normalized = (original + offset) * scale``.
     stats : dict
@@ -76,6 +79,8 @@ class MeshSamples:
     sdf: np.ndarray
     surface_points: np.ndarray
     surface_normals: np.ndarray
+    occupancy_points: np.ndarray
+    occupied: np.ndarray
     offset: np.ndarray
     scale: float
     stats: dict
@@ -154,7 +159,11 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
     stats["sign"] = {"method": config.sign_method, **result.counts}
     stats["warnings"] = _quality_warnings(stats)
     stats["seconds"] = {k: round(v, 4) for k, v in timings.items()}
+    uniform = np.zeros(len(points), dtype=bool)
+    uniform[len(points) - config.sampling.counts()[1]:] = True
+    occupancy = uniform & result.keep
     return MeshSamples(points=points[result.keep], sdf=result.sdf[result.keep],
+                       occupancy_points=points[occupancy], occupied=result.sdf[occupancy] <= 0,
                        surface_points=to_original(surface_points, offset, scale),
                        surface_normals=surface_normals, offset=offset, scale=scale,
                        stats=stats)
@@ -185,10 +194,10 @@ def _quality_warnings(stats: dict) -> list[str]:
 
 def preprocess_instance(mesh_path, outputs: dict, config: PreprocessConfig, scanner,
                         seed: int) -> dict:
-    """Load one mesh, compute its samples and write its three files atomically.
+    """Load one mesh, compute its samples and write its four files atomically.
 
     ``SdfSamples`` is written last, so an instance is complete exactly when it exists with
-    the two others.
+    the others.
 
     Returns
     -------
@@ -202,6 +211,8 @@ def preprocess_instance(mesh_path, outputs: dict, config: PreprocessConfig, scan
                                 samples.scale)
     formats.write_surface_samples(outputs[formats.SURFACE_SAMPLES], samples.surface_points,
                                   samples.surface_normals)
+    formats.write_occupancy(outputs[formats.OCCUPANCY_SAMPLES], samples.occupancy_points,
+                            samples.occupied)
     positive, negative = formats.write_sdf_samples(outputs[formats.SDF_SAMPLES],
                                                    samples.points, samples.sdf)
     stats = samples.stats

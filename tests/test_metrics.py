@@ -67,3 +67,13 @@ def test_retrieval_picks_the_right_neighbour():
     assert list(oracle_nearest(queries, train, shortlist_points=200, top_k=2)) == [2, 0, 1]
     codes = rng.normal(size=(4, 8))
     assert list(nearest_by_code(codes[[3, 1]] + 0.01, codes)) == [3, 1]
+
+
+def test_volumetric_iou_of_nested_spheres():
+    from deepsdf.metrics import volumetric_iou
+
+    points = np.random.default_rng(4).uniform(-1, 1, (200_000, 3))
+    occupied = np.linalg.norm(points, axis=1) < 0.66  # the ground truth: radius 0.66
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.6)
+    assert volumetric_iou(mesh, points, occupied) == pytest.approx((0.6 / 0.66) ** 3, rel=0.02)
+    assert volumetric_iou(mesh, points, np.linalg.norm(points, axis=1) < 0.6) > 0.99

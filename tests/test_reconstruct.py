@@ -82,6 +82,14 @@ def test_reconstruct_command_writes_the_original_layout(tiny_data, tmp_path):
     assert main(args + ["--skip"]) == 0  # nothing left to do
 
 
+def _normalized(mesh, data, index):
+    offset, scale = formats.read_normalization(formats.instance_paths(
+        data, "gen", "chairs", f"chairs_000{index}")[formats.NORMALIZATION_PARAMETERS])
+    copy = mesh.copy()
+    copy.vertices = (copy.vertices + offset) * scale
+    return copy
+
+
 def test_evaluate_command_on_ground_truth_meshes(tiny_data, tmp_path):
     """Meshes equal to the ground truth score Chamfer ~0, F-score and normal consistency ~1."""
     import json
@@ -97,9 +105,10 @@ def test_evaluate_command_on_ground_truth_meshes(tiny_data, tmp_path):
         mesh = trimesh.load(data.parent / "meshes" / "chairs" / f"chairs_000{i}.obj")
         if i == 1:  # a wrong reconstruction: shifted by 5% of the chair's size
             mesh.apply_translation([0.05 * mesh.extents.max(), 0, 0])
-        target = output_paths(experiment, "latest", f"gen/chairs/chairs_000{i}")["original"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        mesh.export(target)
+        paths = output_paths(experiment, "latest", f"gen/chairs/chairs_000{i}")
+        for kind, frame in (("original", mesh), ("mesh", _normalized(mesh, data, i))):
+            paths[kind].parent.mkdir(parents=True, exist_ok=True)
+            frame.export(paths[kind])
     assert main(["evaluate", str(experiment), "--split", str(split)]) == 0
     summary = json.loads((experiment / "Evaluation/latest/summary.json").read_text())
     assert summary["shapes"] == 2 and summary["missing"] == ["gen/chairs/chairs_0002"]
@@ -116,6 +125,7 @@ def test_evaluate_command_on_ground_truth_meshes(tiny_data, tmp_path):
     assert right["chamfer"] < 5e-4 and wrong["chamfer"] > 3 * right["chamfer"]
     assert right["f_score"] > wrong["f_score"] + 0.1
     assert right["normal_consistency"] > 0.85  # nearest-point matches across sharp edges
+    assert right["iou"] > 0.97 and wrong["iou"] < right["iou"] - 0.1
     assert right["chamfer_l1"] < wrong["chamfer_l1"]
     assert right["retrieval_oracle_instance"] == "gen/chairs/chairs_0000"
     assert wrong["retrieval_oracle_instance"] == "gen/chairs/chairs_0001"
