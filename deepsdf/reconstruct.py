@@ -48,6 +48,8 @@ class SolverConfig:
     init_std: float = 0.01  # codes start at N(0, init_std^2)
     damping: float = 1e-2  # Gauss-Newton: initial damping, relative to the diagonal
     irls_floor: float = 1e-3  # Gauss-Newton: |r| below this is treated as this in the weights
+    irls_floor_final: float | None = None  # if set, the floor moves geometrically to this
+    resample: bool = False  # Gauss-Newton: fresh samples every iteration (one more pass)
     seed: int = 0
 
     def __post_init__(self):
@@ -159,7 +161,15 @@ def _gauss_newton(decoder, packed, scenes, codes, config: SolverConfig, clamp: f
         current, _ = _objective(decoder, codes, samples, count, clamp, config.prior)
     passes += len(samples)
     eye = torch.eye(d, device=device)
-    for _ in range(config.steps):
+    floors = np.geomspace(config.irls_floor, config.irls_floor_final or config.irls_floor,
+                          config.steps)
+    for iteration in range(config.steps):
+        if config.resample and iteration:
+            samples = _draw(packed, scenes, count, config.seed, iteration, device)
+            target = samples[:, 3].clamp(-clamp, clamp)
+            with torch.no_grad():
+                current, _ = _objective(decoder, codes, samples, count, clamp, config.prior)
+            passes += len(samples)
         # Jacobian rows: one forward and one backward pass over all samples.
         copies = codes.repeat_interleave(count, dim=0).requires_grad_(True)
         predicted = decoder(copies, samples[:, :3]).squeeze(1)
@@ -168,7 +178,7 @@ def _gauss_newton(decoder, packed, scenes, codes, config: SolverConfig, clamp: f
         predicted = predicted.detach()
         inside = (predicted.abs() < clamp).float()  # clamp(f) has zero slope outside
         residual = predicted.clamp(-clamp, clamp) - target
-        weight = inside / residual.abs().clamp_min(config.irls_floor)
+        weight = inside / residual.abs().clamp_min(float(floors[iteration]))
         jacobian = (jacobian * inside[:, None]).view(b, count, d)
         weight, residual = weight.view(b, count), residual.view(b, count)
         # IRLS model of mean|r| + prior*mean(z^2), per shape: H = J^T W J / n + 2 prior / d.
