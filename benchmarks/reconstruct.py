@@ -36,7 +36,7 @@ def main() -> int:
                                  Path("demo_output/data/splits/procedural_test.json")])
     parser.add_argument("--data", type=Path, help="data root (default: the spec's)")
     parser.add_argument("--adam-steps", type=int, default=800)
-    parser.add_argument("--gn-steps", type=int, default=25)
+    parser.add_argument("--gn-steps", type=int, help="iterations (default: the preset's)")
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--batch", type=int, default=12)
     parser.add_argument("--device", default="cpu")
@@ -66,7 +66,7 @@ def main() -> int:
                       *formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS]))
 
     solvers = {"adam (reference)": replace(SolverConfig(), steps=args.adam_steps),
-               "gauss-newton": replace(GAUSS_NEWTON, steps=args.gn_steps)}
+               "gauss-newton": replace(GAUSS_NEWTON, steps=args.gn_steps or GAUSS_NEWTON.steps)}
     rows = {}
     for name, solver in solvers.items():
         start, passes, codes = time.perf_counter(), 0, []

@@ -23,7 +23,7 @@ Keys (original ones first; ``*`` marks this project's additions)::
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["DecoderConfig", "Schedule", "TrainConfig", "load_specs", "parse_specs",
@@ -341,8 +341,3 @@ def write_resolved(experiment_dir, config: TrainConfig) -> Path:
     path = Path(experiment_dir) / "specs.resolved.json"
     write_json(path, config.to_specs())
     return path
-
-
-def asdict_config(config: TrainConfig) -> dict:
-    """Plain-dictionary form (for checkpoints)."""
-    return asdict(config)

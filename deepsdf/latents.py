@@ -73,7 +73,5 @@ class LatentTable(nn.Module):
         self.weight.mul_(torch.where(norms > bound, bound / norms, torch.ones_like(norms)))
 
     def row_of(self, instance_id: str) -> int:
+        """Row index of ``dataset/class/instance`` (ValueError if absent)."""
         return self.instance_ids.index(instance_id)
-
-    def extra_state(self) -> dict:
-        return {"instance_ids": self.instance_ids, "split_hash": self.split_digest}
