@@ -16,6 +16,7 @@ from deepsdf.metrics import chamfer, surface_points
 from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig, reconstruct_codes
 from deepsdf.train import Trainer
 from deepsdf_preprocess import formats
+from deepsdf_preprocess.normalize import to_normalized
 
 from conftest import TINY_SPECS, make_experiment
 
@@ -65,12 +66,19 @@ def test_batched_equals_one_by_one(tiny_data, solver):
         np.testing.assert_allclose(alone.loss[0], together.loss[row], rtol=1e-4)
 
 
-def test_reconstruct_command_writes_the_original_layout(tiny_data, tmp_path):
+def small_trained_experiment(tiny_data, path, epochs: int):
+    """A 4 x 32 decoder trained for a few epochs: enough for the commands' plumbing."""
     data, split = tiny_data
-    experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=3,
+    experiment = make_experiment(path, data, split, NumEpochs=epochs,
                                  NetworkSpecs=dict(TINY_SPECS["NetworkSpecs"],
                                                    dims=[32, 32, 32, 32]))
     Trainer(experiment, load_specs(experiment), device="cpu", progress=False).train()
+    return experiment
+
+
+def test_reconstruct_command_writes_the_original_layout(tiny_data, tmp_path):
+    _, split = tiny_data
+    experiment = small_trained_experiment(tiny_data, tmp_path / "exp", epochs=3)
     args = ["reconstruct", str(experiment), "--split", str(split), "--solver", "gauss-newton",
             "--steps", "2", "--resolution", "32", "--no-progress", "--device", "cpu"]
     assert main(args) == 0
@@ -86,21 +94,19 @@ def _normalized(mesh, data, index):
     offset, scale = formats.read_normalization(formats.instance_paths(
         data, "gen", "chairs", f"chairs_000{index}")[formats.NORMALIZATION_PARAMETERS])
     copy = mesh.copy()
-    copy.vertices = (copy.vertices + offset) * scale
+    copy.vertices = to_normalized(copy.vertices, offset, scale)
     return copy
 
 
 def test_evaluate_command_on_ground_truth_meshes(tiny_data, tmp_path):
-    """Meshes equal to the ground truth score Chamfer ~0, F-score and normal consistency ~1."""
+    """The ground-truth mesh as a reconstruction scores near-perfectly, a shifted copy far
+    worse; the oracle retrieval finds each (training) shape itself."""
     import json
 
     import trimesh
 
     data, split = tiny_data
-    experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=1,
-                                 NetworkSpecs=dict(TINY_SPECS["NetworkSpecs"],
-                                                   dims=[32, 32, 32, 32]))
-    Trainer(experiment, load_specs(experiment), device="cpu", progress=False).train()
+    experiment = small_trained_experiment(tiny_data, tmp_path / "exp", epochs=1)
     for i in range(2):  # the third shape has no reconstruction: reported missing
         mesh = trimesh.load(data.parent / "meshes" / "chairs" / f"chairs_000{i}.obj")
         if i == 1:  # a wrong reconstruction: shifted by 5% of the chair's size
