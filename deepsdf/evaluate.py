@@ -94,10 +94,10 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
         raise ValueError("no reconstructed mesh found: run `deepsdf reconstruct` first")
     columns = ["instance", *METRICS, "iou"]
     if retrieval:
-        from .checkpoint import checkpoint_path, load_checkpoint
+        from .inference import load_trained
         from .retrieval import nearest_by_code, oracle_nearest
 
-        payload = load_checkpoint(checkpoint_path(experiment_dir, checkpoint))
+        payload = load_trained(experiment_dir, checkpoint)[2]
         train_ids = payload["instance_ids"]
         train = [_surface(data_dir, key) for key in train_ids]
         by_oracle = oracle_nearest([t[0] for t in truths], [t[0] for t in train])

@@ -35,8 +35,24 @@ logger = logging.getLogger(__name__)
 
 
 def load_trained(experiment_dir, checkpoint="latest", *, device="cpu"):
-    """(decoder in eval mode, checkpoint payload) of an experiment's checkpoint."""
-    payload = load_checkpoint(checkpoint_path(experiment_dir, checkpoint), map_location=device)
+    """(decoder in eval mode, config, payload) of an experiment's checkpoint.
+
+    ``payload`` holds at least ``codes`` (training codes) and ``instance_ids``.  An experiment
+    folder of the original release (``ModelParameters/<checkpoint>.pth`` and
+    ``LatentCodes/<checkpoint>.pth`` beside its ``specs.json``) is read through
+    :mod:`deepsdf.legacy` when this project's checkpoint is absent.
+    """
+    experiment_dir = Path(experiment_dir)
+    ours = checkpoint_path(experiment_dir, checkpoint)
+    legacy = experiment_dir / "ModelParameters" / f"{checkpoint}.pth"
+    if not ours.is_file() and legacy.is_file():
+        from .legacy import load_legacy_experiment
+
+        config, decoder, table = load_legacy_experiment(experiment_dir, checkpoint)
+        payload = {"codes": table.weight.detach(), "instance_ids": table.instance_ids,
+                   "config": config.to_specs()}
+        return decoder.to(device).eval(), config, payload
+    payload = load_checkpoint(ours, map_location=device)
     from .config import parse_specs
 
     config = parse_specs(payload["config"])

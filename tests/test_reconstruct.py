@@ -137,3 +137,44 @@ def test_evaluate_command_on_ground_truth_meshes(tiny_data, tmp_path):
     assert wrong["retrieval_oracle_instance"] == "gen/chairs/chairs_0001"
     header = (experiment / "Evaluation/latest/metrics.csv").read_text().splitlines()[0]
     assert header.startswith("instance,chamfer,chamfer_l1,f_score,normal_consistency,emd,")
+
+
+def test_an_original_release_experiment_reconstructs_as_it_is(tiny_data, tmp_path):
+    """ModelParameters/LatentCodes + an original specs.json: `deepsdf reconstruct` works."""
+    import json
+
+    data, split = tiny_data
+    latent, dims = 8, [32, 32, 32, 32]
+    generator = torch.Generator().manual_seed(0)
+    sizes = [latent + 3] + dims + [1]
+    state = {}
+    for i in range(len(sizes) - 1):
+        out_size = sizes[i + 1] - (latent + 3 if i + 1 == 2 else 0)
+        v = torch.randn(out_size, sizes[i], generator=generator) * 0.3
+        if i < len(dims):
+            state[f"module.lin{i}.weight_g"] = v.norm(dim=1, keepdim=True)
+            state[f"module.lin{i}.weight_v"] = v
+        else:
+            state[f"module.lin{i}.weight"] = v
+        state[f"module.lin{i}.bias"] = torch.zeros(out_size)
+    state[f"module.lin{len(dims)}.bias"] = torch.tensor([-0.05])  # a surface somewhere
+    experiment = tmp_path / "original"
+    (experiment / "ModelParameters").mkdir(parents=True)
+    (experiment / "LatentCodes").mkdir()
+    torch.save({"epoch": 2000, "model_state_dict": state},
+               experiment / "ModelParameters" / "latest.pth")
+    torch.save({"epoch": 2000, "latent_codes": {"weight": torch.zeros(3, latent)}},
+               experiment / "LatentCodes" / "latest.pth")
+    specs = {"Description": "original", "DataSource": str(data), "TrainSplit": str(split),
+             "TestSplit": str(split), "NetworkArch": "deep_sdf_decoder",
+             "NetworkSpecs": {"dims": dims, "dropout": [0, 1, 2, 3], "dropout_prob": 0.2,
+                              "norm_layers": [0, 1, 2, 3], "latent_in": [2],
+                              "xyz_in_all": False, "use_tanh": False, "latent_dropout": False,
+                              "weight_norm": True},
+             "CodeLength": latent, "ClampingDistance": 0.1}
+    (experiment / "specs.json").write_text(json.dumps(specs))
+    assert main(["reconstruct", str(experiment), "--solver", "gauss-newton", "--steps", "2",
+                 "--resolution", "24", "--no-progress", "--device", "cpu"]) == 0
+    for i in range(3):
+        code = output_paths(experiment, "latest", f"gen/chairs/chairs_000{i}")["code"]
+        assert torch.load(code).shape == (1, latent)
