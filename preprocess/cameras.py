@@ -141,17 +141,17 @@ class CameraRig:
         direction : (3,) float64
             The view's ``forward`` vector.
         """
-        right, up, forward = look_at_basis(self.positions()[view])
+        eye = self.positions()[view]
+        right, up, forward = look_at_basis(eye)
         u, v = self.pixel_offsets()
         vv, uu = np.meshgrid(v, u, indexing="ij")
-        eye = self.positions()[view]
         origins = eye + uu.reshape(-1, 1) * right + vv.reshape(-1, 1) * up
         return origins, forward
 
     def view_matrix(self, view: int) -> np.ndarray:
         """(4, 4) float64 world-to-camera matrix (OpenGL convention: camera looks down -z)."""
-        right, up, forward = look_at_basis(self.positions()[view])
         eye = self.positions()[view]
+        right, up, forward = look_at_basis(eye)
         rotation = np.stack([right, up, -forward])
         matrix = np.eye(4)
         matrix[:3, :3] = rotation

@@ -12,7 +12,7 @@ import numpy as np
 import trimesh
 
 from .cameras import CameraRig
-from .scan import NO_HIT
+from .scan import NO_HIT, plane_depth
 
 __all__ = ["RayCastScanner"]
 
@@ -53,8 +53,7 @@ class RayCastScanner:
             tri, ray = _first_hits(intersector, origins, directions)
             depth_ok = np.ones(len(ray), bool)
             if len(ray):
-                hit_points = _hit_points(vertices, faces, tri, origins[ray], direction)
-                depth = (hit_points - origins[ray]) @ direction
+                depth = plane_depth(vertices, faces, tri, origins[ray], direction)
                 depth_ok = (depth >= self.rig.near) & (depth <= self.rig.far)
             ids[ray[depth_ok]] = tri[depth_ok]
             yield view, ids.reshape(res, res)
@@ -69,12 +68,3 @@ def _first_hits(intersector, origins, directions):
     ray = np.nonzero(tri >= 0)[0]
     return tri[ray], ray
 
-
-def _hit_points(vertices, faces, tri, origins, direction):
-    vertices = np.asarray(vertices, np.float64)
-    corners = vertices[np.asarray(faces)[tri]]
-    normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    denom = normal @ direction
-    denom = np.where(denom == 0, 1e-300, denom)
-    travel = np.einsum("ij,ij->i", normal, corners[:, 0] - origins) / denom
-    return origins + travel[:, None] * direction

@@ -22,7 +22,8 @@ import numpy as np
 
 from .cameras import CameraRig
 
-__all__ = ["NO_HIT", "face_normals", "pixel_observations", "ScanAccumulator", "TriangleSides"]
+__all__ = ["NO_HIT", "face_normals", "plane_depth", "pixel_observations", "ScanAccumulator",
+           "TriangleSides"]
 
 #: Value of a pixel whose ray hits nothing, in triangle-id images.
 NO_HIT = -1
@@ -37,6 +38,28 @@ def face_normals(vertices, faces) -> np.ndarray:
     cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     length = np.linalg.norm(cross, axis=1, keepdims=True)
     return np.divide(cross, length, out=np.zeros_like(cross), where=length > 0)
+
+
+def plane_depth(vertices, faces, triangles, origins, direction, *, normals=None):
+    """Distance along ``direction`` from each origin to the plane of its triangle.
+
+    Parameters
+    ----------
+    vertices : (v, 3) float ; faces : (f, 3) int
+    triangles : (m,) int, one triangle per origin
+    origins : (m, 3) float ; direction : (3,) float
+    normals : (m, 3) float, optional
+        The triangles' normals (any length), if already at hand.
+
+    Returns
+    -------
+    (m,) float64; ``inf`` or ``nan`` where the ray is parallel to the plane.
+    """
+    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)[triangles]]
+    if normals is None:
+        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.einsum("ij,ij->i", normals, corners[:, 0] - origins) / (normals @ direction)
 
 
 def pixel_observations(vertices, faces, rig: CameraRig, view: int, triangle_ids, *,
@@ -72,16 +95,13 @@ def pixel_observations(vertices, faces, rig: CameraRig, view: int, triangle_ids,
     normals_all = face_normals(vertices, faces) if normals is None else normals
     rows, cols = np.nonzero(ids != NO_HIT)
     tri = ids[rows, cols].astype(np.int64)
-    eye = rig.positions()[view]
-    right, up, forward = rig.bases()[view]
+    origins, forward = rig.rays(view)
     normal = normals_all[tri]
     facing = normal @ forward
     keep = np.abs(facing) >= grazing
     rows, cols, tri, normal, facing = rows[keep], cols[keep], tri[keep], normal[keep], facing[keep]
-    u, v = rig.pixel_offsets()
-    origin = eye + u[cols, None] * right + v[rows, None] * up
-    corner = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)[tri, 0]]
-    depth = np.einsum("ij,ij->i", normal, corner - origin) / facing
+    origin = origins[rows * rig.resolution + cols]
+    depth = plane_depth(vertices, faces, tri, origin, forward, normals=normal)
     points = origin + depth[:, None] * forward
     normal = normal * -np.sign(facing)[:, None]
     return np.stack([rows, cols], axis=1), points, tri, normal, depth
