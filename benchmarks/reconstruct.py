@@ -60,8 +60,7 @@ def main() -> int:
     scenes = list(range(len(packed)))
     truth = {}
     for key in packed.instance_ids:
-        dataset, class_name, instance = key.split("/", 2)
-        paths = formats.instance_paths(data, dataset, class_name, instance)
+        paths = formats.key_paths(data, key)
         truth[key] = (formats.read_surface_samples(paths[formats.SURFACE_SAMPLES])["points"],
                       *formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS]))
 

@@ -79,12 +79,8 @@ class PackedSamples:
 
 
 def _source_files(data_dir: Path, split: dict) -> list[tuple[str, Path]]:
-    files = []
-    for key in split_instances(split):
-        dataset, class_name, instance = key.split("/", 2)
-        files.append((key, formats.instance_paths(data_dir, dataset, class_name,
-                                                  instance)[formats.SDF_SAMPLES]))
-    return files
+    return [(key, formats.key_paths(data_dir, key)[formats.SDF_SAMPLES])
+            for key in split_instances(split)]
 
 
 def _fingerprint(files) -> list:

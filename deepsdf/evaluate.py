@@ -46,16 +46,9 @@ def evaluate_shape(mesh: trimesh.Trimesh, truth_points, truth_normals, *, seed: 
     return evaluate_points(points, normals, truth_points, truth_normals)
 
 
-def _occupancy_path(data_dir, key) -> Path:
-    dataset, class_name, instance = key.split("/", 2)
-    return formats.instance_paths(data_dir, dataset, class_name,
-                                  instance)[formats.OCCUPANCY_SAMPLES]
-
-
 def _surface(data_dir, key):
-    dataset, class_name, instance = key.split("/", 2)
-    truth = formats.read_surface_samples(formats.instance_paths(
-        data_dir, dataset, class_name, instance)[formats.SURFACE_SAMPLES])
+    truth = formats.read_surface_samples(formats.key_paths(data_dir,
+                                                           key)[formats.SURFACE_SAMPLES])
     if "normals" not in truth:
         raise ValueError(f"{key}: SurfaceSamples without normals; re-run preprocessing")
     return truth["points"], truth["normals"]
@@ -82,7 +75,7 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
         truth = _surface(data_dir, key)
         mesh = trimesh.load(paths["original"], force="mesh", process=False)
         row = {"instance": key, **evaluate_shape(mesh, *truth)}
-        occupancy = _occupancy_path(data_dir, key)
+        occupancy = formats.key_paths(data_dir, key)[formats.OCCUPANCY_SAMPLES]
         if occupancy.is_file() and paths["mesh"].is_file():
             normalized = trimesh.load(paths["mesh"], force="mesh", process=False)
             row["iou"] = volumetric_iou(normalized, *formats.read_occupancy(occupancy))

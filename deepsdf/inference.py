@@ -132,9 +132,8 @@ def _write(experiment_dir, checkpoint, key, code, decoder, data_dir, resolution,
         logger.warning("%s: no surface (%s); code written, no mesh", key, error)
         report.no_surface.append(key)
         return
-    dataset, class_name, instance = key.split("/", 2)
-    offset, scale = formats.read_normalization(formats.instance_paths(
-        data_dir, dataset, class_name, instance)[formats.NORMALIZATION_PARAMETERS])
+    offset, scale = formats.read_normalization(
+        formats.key_paths(data_dir, key)[formats.NORMALIZATION_PARAMETERS])
     with formats.atomic_path(paths["mesh"]) as temporary:
         mesh.export(temporary, file_type="ply")
     original = mesh.copy()

@@ -24,7 +24,7 @@ import numpy as np
 __all__ = [
     "SDF_SAMPLES", "SURFACE_SAMPLES", "NORMALIZATION_PARAMETERS", "OCCUPANCY_SAMPLES",
     "write_occupancy", "read_occupancy",
-    "instance_paths", "atomic_path", "write_sdf_samples", "read_sdf_samples",
+    "instance_paths", "key_paths", "atomic_path", "write_sdf_samples", "read_sdf_samples",
     "write_surface_samples", "read_surface_samples", "write_normalization",
     "read_normalization", "write_json", "read_split", "write_split",
 ]
@@ -33,6 +33,12 @@ SDF_SAMPLES = "SdfSamples"
 SURFACE_SAMPLES = "SurfaceSamples"
 NORMALIZATION_PARAMETERS = "NormalizationParameters"
 OCCUPANCY_SAMPLES = "OccupancySamples"
+
+
+def key_paths(data_dir, key: str) -> dict:
+    """:func:`instance_paths` of an instance key ``dataset/class/instance``."""
+    dataset, class_name, instance = key.split("/", 2)
+    return instance_paths(data_dir, dataset, class_name, instance)
 
 
 def instance_paths(data_dir, dataset: str, class_name: str, instance: str) -> dict:

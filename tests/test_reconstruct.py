@@ -24,8 +24,7 @@ SMALL_ADAM = SolverConfig(steps=200, samples=2000)
 
 
 def surface_chamfer(decoder, code, data, key):
-    dataset, class_name, instance = key.split("/")
-    paths = formats.instance_paths(data, dataset, class_name, instance)
+    paths = formats.key_paths(data, key)
     offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
     mesh = extract_mesh(coarse_to_fine_grid(decoder_field(decoder, code), 96), offset=offset,
                         scale=scale)

@@ -37,8 +37,7 @@ def test_overfits_the_training_shapes(trained, tiny_data):
     model.eval()
     decoder, codes = model.decoder, model.codes.weight.detach()
     for row, key in enumerate(model.codes.instance_ids):
-        dataset, class_name, instance = key.split("/")
-        paths = formats.instance_paths(data, dataset, class_name, instance)
+        paths = formats.key_paths(data, key)
         pos, neg = formats.read_sdf_samples(paths[formats.SDF_SAMPLES])
         rows = np.concatenate([pos, neg])
         near = rows[(np.abs(rows[:, 3]) >= 0.005) & (np.abs(rows[:, 3]) < 0.1)]
