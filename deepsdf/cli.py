@@ -22,6 +22,12 @@ Pipeline steps:
   generate    write the embedded example category (procedural chairs / tables)
   preprocess  turn a folder of meshes into DeepSDF training data (100 depth cameras)
   split       make a seeded train/test split file
+  train       train a decoder and its latent codes (specs.json)
+  reconstruct fit codes of unseen shapes, write meshes
+  mesh        extract one mesh from a code
+  evaluate    metrics of reconstructions beside the retrieval baseline
+  complete    complete shapes from partial depth scans
+  interpolate meshes, pictures and a GIF along a path in the shape space
   demo        the main job on the embedded data: generate, preprocess, split, train,
               reconstruct the test shapes, evaluate
 
@@ -60,6 +66,9 @@ Turn MESH_DIR/<class>/<instance>.<obj|off|ply|stl|glb> (or ShapeNet's
   SdfSamples/<dataset>/<class>/<instance>.npz              pos/neg (n, 4) [x, y, z, sdf]
   SurfaceSamples/<dataset>/<class>/<instance>.ply          30000 visible-surface points
   NormalizationParameters/<dataset>/<class>/<instance>.npz offset, scale
+  OccupancySamples/<dataset>/<class>/<instance>.npz        uniform points, inside flags
+  PartialScans/<dataset>/<class>/<instance>.npz            with --partial-scans: one
+                                                           depth image, K, pose
 Each mesh is normalized to the unit sphere, scanned by 100 orthographic 400x400 depth
 cameras, sampled near its visible surface (and uniformly), and signed by the reference
 11-neighbour unanimous vote.  Reruns skip finished instances; the manifest
@@ -89,6 +98,11 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
     parser.add_argument("--backend", choices=("pyrender", "raycast"), default="pyrender",
                         help="scanner: pyrender (OpenGL through EGL, headless; default) or "
                              "raycast (no OpenGL; Embree when embreex is installed)")
+    parser.add_argument("--partial-scans", action="store_true",
+                        help="also write one seeded virtual depth scan per instance "
+                             "(perspective 256x256, 60 degree field of view, random viewpoint "
+                             "10-50 degrees above the horizon, original frame) for "
+                             "`deepsdf complete --virtual-scan`")
     parser.add_argument("--views", type=int, default=100, help="number of cameras (100)")
     parser.add_argument("--resolution", type=int, default=400,
                         help="camera resolution in pixels (400)")
@@ -114,7 +128,10 @@ def _preprocess_config(args):
     if args.samples is not None:
         sampling = replace(sampling, count=args.samples)
     rig = CameraRig(count=args.views, resolution=args.resolution)
-    return PreprocessConfig(sampling=sampling, rig=rig, sign_method=args.sign)
+    from deepsdf_preprocess.partial_scan import VirtualScanConfig
+
+    return PreprocessConfig(sampling=sampling, rig=rig, sign_method=args.sign,
+                            partial_scan=VirtualScanConfig() if args.partial_scans else None)
 
 
 def _run_preprocess(args) -> int:
@@ -346,6 +363,211 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+def _add_complete(commands):
+    parser = commands.add_parser(
+        "complete", help="complete shapes from partial depth scans",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Fit a latent code to a partial observation (decoder frozen) and extract the whole shape.
+Observed points give two samples each at +-eta along the normal estimated from the depth
+image (SDF +-eta); points on the camera ray in front of them are free space (a one-sided
+"outside" constraint).
+
+The completion experiment on a dataset (one view per shape):
+  deepsdf complete EXP_DIR --virtual-scan [--split FILE] [--data DATA] [--meshes DIR] --out OUT
+Scans come from DATA/PartialScans (`deepsdf preprocess --partial-scans`), else are rendered
+now from the source meshes DATA's manifest records (or --meshes DIR). Writes
+OUT/Meshes/<dataset>/<class>/<instance>.ply (original frame), OUT/Codes/..., and a report
+OUT/completion.csv + OUT/summary.json: Chamfer, Chamfer-L1, F-score and Chamfer on the unseen
+part, beside the retrieval baseline (the training shape nearest to the observed points).
+
+Real scans (depth in metres from .npy/.npz, or a 16-bit PNG with --depth-scale):
+  deepsdf complete EXP_DIR --depth D.png --K K.txt --pose P.txt --depth-scale 1000 \\
+      (--normalization N.npz | --transform T.txt) --out OUT
+  deepsdf complete EXP_DIR --points CLOUD.ply --sensor X Y Z (--normalization | --transform) --out OUT
+K: 3x3 intrinsics; P: 4x4 camera-to-world pose in the --convention (opencv: x right, y down,
+z forward; opengl: x right, y up, z backward). T: 4x4 similarity world -> model frame
+(x_model = s R x + t); N: NormalizationParameters of the object's frame. Repeat --depth and
+--pose (and --K) for several views. Writes OUT/completed.ply (world frame),
+OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.json.""")
+    parser.add_argument("experiment_dir", type=Path)
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--virtual-scan", action="store_true",
+                        help="run the completion experiment on a split's shapes")
+    parser.add_argument("--split", type=Path, help="split file (default: the spec's TestSplit)")
+    parser.add_argument("--data", type=Path, help="data root (default: the spec's DataSource)")
+    parser.add_argument("--meshes", type=Path, help="source meshes to scan (virtual scans)")
+    parser.add_argument("--depth", type=Path, action="append", help="a depth image")
+    parser.add_argument("--K", type=Path, action="append", help="3x3 intrinsics (text/.npy)")
+    parser.add_argument("--pose", type=Path, action="append",
+                        help="4x4 camera-to-world pose (text/.npy)")
+    parser.add_argument("--convention", choices=("opencv", "opengl"), default="opencv")
+    parser.add_argument("--depth-scale", type=float,
+                        help="PNG depth units per metre (e.g. 1000 for millimetres)")
+    parser.add_argument("--points", type=Path, help="a partial point cloud (.ply/.npy/.xyz)")
+    parser.add_argument("--sensor", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                        help="the point cloud's sensor position (world frame)")
+    frame = parser.add_mutually_exclusive_group()
+    frame.add_argument("--transform", type=Path, help="4x4 similarity world -> model frame")
+    frame.add_argument("--normalization", type=Path,
+                       help="NormalizationParameters .npz of the world frame")
+    parser.add_argument("--truth", type=Path, help="full ground-truth mesh (world frame)")
+    parser.add_argument("--eta", type=float, default=0.01,
+                        help="surface sample offset along the normal, model units (0.01)")
+    parser.add_argument("--free-space", type=int, default=2,
+                        help="free-space samples per observed point (2; 0 disables)")
+    parser.add_argument("--checkpoint", default="latest")
+    parser.add_argument("--solver", choices=("adam", "gauss-newton"), default="gauss-newton")
+    parser.add_argument("--resolution", type=int, default=256, help="mesh grid (256)")
+    parser.add_argument("--no-retrieval", action="store_true", help="skip the baseline")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(run=_run_complete)
+
+
+def _read_matrix(path: Path, shape: tuple):
+    import numpy as np
+
+    matrix = np.load(path) if path.suffix == ".npy" else np.loadtxt(path)
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != shape:
+        raise ValueError(f"{path}: expected a {shape[0]}x{shape[1]} matrix, got {matrix.shape}")
+    return matrix
+
+
+def _run_complete(args) -> int:
+    from dataclasses import replace
+
+    from deepsdf.inference import load_trained, split_of
+    from deepsdf.observations import ConstraintConfig
+    from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig
+    from deepsdf.train import resolve_device
+
+    device = resolve_device(args.device)
+    solver = replace(GAUSS_NEWTON if args.solver == "gauss-newton" else SolverConfig(),
+                     seed=args.seed)
+    constraints = ConstraintConfig(eta=args.eta, free_space=args.free_space)
+    if args.virtual_scan:
+        if args.depth or args.points:
+            raise ValueError("--virtual-scan completes a split; do not also give --depth or "
+                             "--points")
+        from deepsdf.completion import complete_split
+
+        _, config, _ = load_trained(args.experiment_dir, args.checkpoint)
+        report = complete_split(args.experiment_dir, split_of(config, args.split),
+                                data_dir=args.data or config.data_source, out_dir=args.out,
+                                meshes_dir=args.meshes, solver=solver,
+                                constraints=constraints, checkpoint=args.checkpoint,
+                                resolution=args.resolution,
+                                retrieval=not args.no_retrieval, device=device,
+                                progress=not args.no_progress)
+        summary = report.summary
+        line = f"completed {summary['shapes']} shapes into {args.out}"
+        if "completion" in summary and summary["shapes"]:
+            line += f"; mean Chamfer {summary['completion']['chamfer']['mean']:.3g}"
+            if "retrieval" in summary:
+                line += f" vs {summary['retrieval']['chamfer']['mean']:.3g} for retrieval"
+        print(line + f"; report {args.out / 'summary.json'}")
+        return 0
+    from deepsdf.completion import complete_scans
+
+    summary = complete_scans(args.experiment_dir, _observation_from_args(args),
+                             _similarity_from_args(args), out_dir=args.out, solver=solver,
+                             constraints=constraints, checkpoint=args.checkpoint,
+                             resolution=args.resolution, truth=args.truth, device=device)
+    print(f"wrote {summary['mesh']} ({summary['observed_points']} observed points)")
+    return 0
+
+
+def _observation_from_args(args):
+    """The world-frame observation of --depth/--K/--pose or --points/--sensor."""
+    import numpy as np
+
+    from deepsdf.observations import Observation, load_depth, observe_depth, observe_points
+    from deepsdf_preprocess.pinhole import PinholeCamera
+
+    if bool(args.depth) == bool(args.points):
+        raise ValueError("give either --depth (with --K and --pose) or --points (with "
+                         "--sensor), or --virtual-scan")
+    if args.points:
+        if args.sensor is None:
+            raise ValueError("--points needs --sensor X Y Z (where the scanner was)")
+        if args.points.suffix == ".npy":
+            cloud = np.load(args.points)
+        else:
+            import trimesh
+
+            cloud = np.asarray(trimesh.load(args.points, process=False).vertices) \
+                if args.points.suffix != ".xyz" else np.loadtxt(args.points)[:, :3]
+        return observe_points(cloud, args.sensor)
+    poses = args.pose or []
+    intrinsics = args.K or []
+    if len(poses) != len(args.depth) or len(intrinsics) not in (1, len(args.depth)):
+        raise ValueError("give one --pose per --depth, and one --K (shared) or one per --depth")
+    views = []
+    for index, depth_path in enumerate(args.depth):
+        depth = load_depth(depth_path, depth_scale=args.depth_scale)
+        K = _read_matrix(intrinsics[min(index, len(intrinsics) - 1)], (3, 3))
+        camera = PinholeCamera.create(K, _read_matrix(poses[index], (4, 4)), depth.shape[1],
+                                      depth.shape[0], convention=args.convention)
+        views.append(observe_depth(depth, camera))
+    return Observation.concatenate(views)
+
+
+def _similarity_from_args(args):
+    from deepsdf.observations import Similarity
+    from deepsdf_preprocess.formats import read_normalization
+
+    if args.transform:
+        return Similarity.from_matrix(_read_matrix(args.transform, (4, 4)))
+    if args.normalization:
+        return Similarity.from_normalization(*read_normalization(args.normalization))
+    raise ValueError("give the object's frame: --normalization N.npz or --transform T.txt "
+                     "(world -> model similarity)")
+
+
+def _add_interpolate(commands):
+    parser = commands.add_parser(
+        "interpolate", help="meshes and pictures along a path between two codes",
+        description="Interpolate between two codes (training instance ids such as "
+                    "dataset/class/instance, or .pth code files of reconstructed or completed "
+                    "shapes) with slerp (great-circle direction, linear norm; default) or "
+                    "linear interpolation, or draw --random codes from the Gaussian fitted to "
+                    "the training codes. Writes OUT/step_XX.ply (normalized frame), "
+                    "OUT/strip.png (all steps from one camera) and OUT/interpolation.gif "
+                    "(random mode: OUT/sample_XX.ply and OUT/grid.png).")
+    parser.add_argument("experiment_dir", type=Path)
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--from", dest="start", help="first code: instance id or .pth")
+    parser.add_argument("--to", dest="end", help="last code: instance id or .pth")
+    parser.add_argument("--steps", type=int, default=8, help="codes on the path (8)")
+    parser.add_argument("--mode", choices=("slerp", "linear"), default="slerp")
+    parser.add_argument("--random", type=int, metavar="N",
+                        help="instead: N codes from the Gaussian of the training codes")
+    parser.add_argument("--resolution", type=int, default=128, help="mesh grid (128)")
+    parser.add_argument("--size", type=int, default=256, help="picture size in pixels (256)")
+    parser.add_argument("--renderer", choices=("auto", "pyrender", "raycast"), default="auto",
+                        help="pictures: pyrender (OpenGL/EGL), raycast (no OpenGL) or auto")
+    parser.add_argument("--checkpoint", default="latest")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.set_defaults(run=_run_interpolate)
+
+
+def _run_interpolate(args) -> int:
+    from deepsdf.interpolate import interpolation_pictures
+    from deepsdf.train import resolve_device
+
+    written = interpolation_pictures(
+        args.experiment_dir, args.out, start=args.start, end=args.end, steps=args.steps,
+        mode=args.mode, random=args.random, resolution=args.resolution, size=args.size,
+        renderer=args.renderer, checkpoint=args.checkpoint, seed=args.seed,
+        device=resolve_device(args.device))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def _add_demo(commands):
     parser = commands.add_parser(
         "demo", help="the main job on the embedded example data",
@@ -426,7 +648,8 @@ def _run_demo(args) -> int:
 
 def _training_failures(command) -> tuple:
     """Exception types of the learning library that end a command with a clear message."""
-    if command not in ("train", "demo", "reconstruct", "mesh", "evaluate"):
+    if command not in ("train", "demo", "reconstruct", "mesh", "evaluate", "complete",
+                       "interpolate"):
         return ()
     from deepsdf.checkpoint import CheckpointError
     from deepsdf.data import DataError
@@ -443,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", metavar="<step>")
     for add in (_add_generate, _add_preprocess, _add_split, _add_train, _add_reconstruct,
-                _add_mesh, _add_evaluate, _add_demo):
+                _add_mesh, _add_evaluate, _add_complete, _add_interpolate, _add_demo):
         add(commands)
     return parser
 

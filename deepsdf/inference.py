@@ -26,7 +26,7 @@ from .checkpoint import checkpoint_path, load_checkpoint
 from .config import TrainConfig
 from .data import pack_split
 from .decoder import Decoder
-from .mesh import NoSurfaceError, coarse_to_fine_grid, decoder_field, extract_mesh
+from .mesh import NoSurfaceError, code_mesh
 from .reconstruct import SolverConfig, reconstruct_codes
 
 __all__ = ["load_trained", "reconstruct_split", "ReconstructionReport", "output_paths"]
@@ -126,8 +126,7 @@ def _write(experiment_dir, checkpoint, key, code, decoder, data_dir, resolution,
     with formats.atomic_path(paths["code"]) as temporary:
         torch.save(code.detach().cpu().unsqueeze(0), temporary)
     try:
-        grid = coarse_to_fine_grid(decoder_field(decoder, code), resolution)
-        mesh = extract_mesh(grid)
+        mesh = code_mesh(decoder, code, resolution)
     except NoSurfaceError as error:
         logger.warning("%s: no surface (%s); code written, no mesh", key, error)
         report.no_surface.append(key)

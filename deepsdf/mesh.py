@@ -22,8 +22,8 @@ import itertools
 import numpy as np
 import torch
 
-__all__ = ["NoSurfaceError", "grid_axis", "decoder_field", "dense_grid", "coarse_strides",
-           "coarse_to_fine_grid", "extract_mesh", "GridResult"]
+__all__ = ["NoSurfaceError", "code_mesh", "grid_axis", "decoder_field", "dense_grid",
+           "coarse_strides", "coarse_to_fine_grid", "extract_mesh", "GridResult"]
 
 
 class NoSurfaceError(ValueError):
@@ -220,3 +220,11 @@ def extract_mesh(values: np.ndarray, *, level: float = 0.0, offset=None, scale=N
     if offset is not None and scale is not None:
         vertices = vertices / float(np.asarray(scale).reshape(-1)[0]) - np.asarray(offset)
     return trimesh.Trimesh(vertices, faces, process=False)
+
+
+def code_mesh(decoder, code: torch.Tensor, resolution: int = 256):
+    """The normalized-frame mesh of one code: coarse-to-fine grid, then marching cubes.
+
+    Raises :class:`NoSurfaceError` when the code's SDF does not cross zero on the grid.
+    """
+    return extract_mesh(coarse_to_fine_grid(decoder_field(decoder, code), resolution))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["chamfer", "chamfer_l1", "f_score", "normal_consistency", "earth_movers",
+__all__ = ["chamfer", "chamfer_unseen", "chamfer_l1", "f_score", "normal_consistency", "earth_movers",
            "volumetric_iou",
            "surface_points",
            "CHAMFER_POINTS"]
@@ -36,6 +36,23 @@ def _nearest(source, target):
 def chamfer(a, b) -> float:
     """``mean_a min_b |a - b|^2 + mean_b min_a |a - b|^2`` of two (n, 3) point sets."""
     return float((_nearest(a, b)[0] ** 2).mean() + (_nearest(b, a)[0] ** 2).mean())
+
+
+def chamfer_unseen(points, truth, observed, radius: float) -> float:
+    """Chamfer on what a partial scan did **not** see (shape completion).
+
+    The unseen parts of both surfaces are their points farther than ``radius`` from every
+    ``observed`` point; each unseen point of ``points`` contributes its squared distance to
+    the nearest of all ``truth`` points, and each unseen truth point its squared distance to
+    the nearest of all ``points``; the two means are summed (0 for an empty part).
+    """
+    seen = cKDTree(observed)
+    total = 0.0
+    for source, target in ((points, truth), (truth, points)):
+        unseen = source[seen.query(source, workers=-1)[0] > radius]
+        if len(unseen):
+            total += float((_nearest(unseen, target)[0] ** 2).mean())
+    return total
 
 
 def chamfer_l1(a, b) -> float:

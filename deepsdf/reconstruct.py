@@ -20,10 +20,19 @@ each shape's fit is independent of the others):
 
 Cost is counted in **point-passes**: a forward pass over n points costs n, a backward pass 2n
 (so the Jacobian costs 3n).
+
+What a shape is fitted to (its **sample source**) is either its preprocessed ``SdfSamples``
+(rows of a :class:`~deepsdf.data.PackedSamples`, drawn half positive, half negative) or any
+set of constraint rows ``[x, y, z, target, one_sided]`` (shape completion builds these from
+depth images, :mod:`deepsdf.observations`), drawn uniformly with replacement.  A row with
+``one_sided = 0`` asks for ``f(x) = target``; a row with ``one_sided = 1`` only asks for
+``f(x) >= target`` (free space: "outside", whatever the distance), so its residual
+``min(0, clamp(f) - clamp(target))`` is zero once the bound holds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,37 +92,66 @@ class Reconstruction:
     history: list = field(default_factory=list)
 
 
-def _draw(packed: PackedSamples, scenes, count: int, seed: int, step: int, device):
-    """(b * count, 4) samples: shape b's block drawn from a generator keyed (seed, step, b)."""
-    rows = np.concatenate([scene_samples(packed, int(s), count, seed=seed, epoch=step)
-                           for s in scenes])
+def _shape_rows(source, scene: int, count: int, seed: int, step: int) -> np.ndarray:
+    """(count, 5) float32 rows ``[x, y, z, target, one_sided]`` of one shape, drawn from a
+    generator keyed (seed, step, scene)."""
+    if isinstance(source, PackedSamples):
+        rows = scene_samples(source, scene, count, seed=seed, epoch=step)
+        return np.concatenate([rows, np.zeros((count, 1), np.float32)], axis=1)
+    rows = np.asarray(source[scene], dtype=np.float32)
+    return rows[np.random.default_rng([seed, step, scene]).integers(0, len(rows), count)]
+
+
+def _draw(source, scenes, count: int, seed: int, step: int, device):
+    """(b * count, 5) samples, shape b's block drawn from a generator keyed (seed, step, b)."""
+    rows = np.concatenate([_shape_rows(source, int(s), count, seed, step) for s in scenes])
     return torch.from_numpy(rows).to(device)
+
+
+def _residual(predicted, samples, clamp: float):
+    """(n,) ``clamp(f) - clamp(target)``, with one-sided rows' satisfied part set to zero."""
+    residual = predicted.clamp(-clamp, clamp) - samples[:, 3].clamp(-clamp, clamp)
+    return torch.where(samples[:, 4] > 0.5, residual.clamp(max=0.0), residual)
 
 
 def _objective(decoder, codes, samples, count: int, clamp: float, prior: float):
     """Per-shape objective (b,), predictions (b*count,) of ``codes`` (b, d) on ``samples``."""
     expanded = codes.repeat_interleave(count, dim=0)
     predicted = decoder(expanded, samples[:, :3]).squeeze(1)
-    residual = (predicted.clamp(-clamp, clamp) - samples[:, 3].clamp(-clamp, clamp)).abs()
-    data = residual.view(len(codes), count).mean(dim=1)
+    data = _residual(predicted, samples, clamp).abs().view(len(codes), count).mean(dim=1)
     return data + prior * codes.pow(2).mean(dim=1), predicted
 
 
-def reconstruct_codes(decoder, packed: PackedSamples, scenes, config: SolverConfig, *,
+def _check_source(source, scenes) -> None:
+    if isinstance(source, PackedSamples):
+        return
+    if not isinstance(source, Sequence):
+        raise TypeError("a sample source is a PackedSamples or a sequence of (n, 5) arrays")
+    for scene in scenes:
+        rows = source[scene]
+        if rows.ndim != 2 or rows.shape[1] != 5 or len(rows) == 0:
+            raise ValueError(f"shape {scene}: constraint rows must be a non-empty (n, 5) array "
+                             f"[x, y, z, target, one_sided], got shape {rows.shape}")
+
+
+def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
                       clamp: float, latent_size: int, device="cpu") -> Reconstruction:
-    """Fit one code per scene of ``packed`` (indices ``scenes``) with the decoder frozen.
+    """Fit one code per shape ``scenes`` of ``source`` with the decoder frozen.
 
     Parameters
     ----------
     decoder : Decoder
         Put in eval mode here; its parameters are not changed.
-    packed : PackedSamples
-        The shapes' SDF samples (see :func:`deepsdf.data.pack_split`).
+    source : PackedSamples, or sequence of (n_i, 5) float32 arrays
+        The shapes' SDF samples (see :func:`deepsdf.data.pack_split`), or per-shape
+        constraint rows ``[x, y, z, target, one_sided]`` (normalized frame; see the module
+        docstring).
     scenes : sequence of int
-        Rows of ``packed`` to fit.
+        Shapes of ``source`` to fit (indices into it).
     clamp : float
         The experiment's clamping distance.
     """
+    _check_source(source, scenes)
     decoder.eval()
     frozen = [(p, p.requires_grad) for p in decoder.parameters()]
     for parameter, _ in frozen:
@@ -126,13 +164,13 @@ def reconstruct_codes(decoder, packed: PackedSamples, scenes, config: SolverConf
         for scene in scenes]).astype(np.float32)).to(device)
     solve = _adam if config.method == "adam" else _gauss_newton
     try:
-        return solve(decoder, packed, list(scenes), codes, config, clamp)
+        return solve(decoder, source, list(scenes), codes, config, clamp)
     finally:
         for parameter, flag in frozen:
             parameter.requires_grad_(flag)
 
 
-def _adam(decoder, packed, scenes, codes, config: SolverConfig, clamp: float):
+def _adam(decoder, source, scenes, codes, config: SolverConfig, clamp: float):
     codes = codes.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([codes], lr=config.lr)
     count, passes, history = config.samples, 0, []
@@ -140,7 +178,7 @@ def _adam(decoder, packed, scenes, codes, config: SolverConfig, clamp: float):
     for step in range(config.steps):
         for group in optimizer.param_groups:
             group["lr"] = config.lr * (0.1 if step >= config.steps // 2 else 1.0)
-        samples = _draw(packed, scenes, count, config.seed, step, device)
+        samples = _draw(source, scenes, count, config.seed, step, device)
         optimizer.zero_grad(set_to_none=True)
         loss, _ = _objective(decoder, codes, samples, count, clamp, config.prior)
         loss.sum().backward()  # a sum: each shape's gradient is its own
@@ -152,10 +190,9 @@ def _adam(decoder, packed, scenes, codes, config: SolverConfig, clamp: float):
     return Reconstruction(codes.detach(), final.cpu().numpy(), passes, history)
 
 
-def _gauss_newton(decoder, packed, scenes, codes, config: SolverConfig, clamp: float):
+def _gauss_newton(decoder, source, scenes, codes, config: SolverConfig, clamp: float):
     count, device = config.samples, codes.device
-    samples = _draw(packed, scenes, count, config.seed, 0, device)
-    target = samples[:, 3].clamp(-clamp, clamp)
+    samples = _draw(source, scenes, count, config.seed, 0, device)
     b, d = codes.shape
     damping = torch.full((b,), config.damping, device=device)
     passes, history = 0, []
@@ -167,8 +204,7 @@ def _gauss_newton(decoder, packed, scenes, codes, config: SolverConfig, clamp: f
                           config.steps)
     for iteration in range(config.steps):
         if config.resample and iteration:
-            samples = _draw(packed, scenes, count, config.seed, iteration, device)
-            target = samples[:, 3].clamp(-clamp, clamp)
+            samples = _draw(source, scenes, count, config.seed, iteration, device)
             with torch.no_grad():
                 current, _ = _objective(decoder, codes, samples, count, clamp, config.prior)
             passes += len(samples)
@@ -178,8 +214,9 @@ def _gauss_newton(decoder, packed, scenes, codes, config: SolverConfig, clamp: f
         (jacobian,) = torch.autograd.grad(predicted.sum(), copies)
         passes += 3 * len(samples)
         predicted = predicted.detach()
-        inside = (predicted.abs() < clamp).float()  # clamp(f) has zero slope outside
-        residual = predicted.clamp(-clamp, clamp) - target
+        residual = _residual(predicted, samples, clamp)
+        # clamp(f) has zero slope outside [-clamp, clamp]; a satisfied one-sided row has none.
+        inside = ((predicted.abs() < clamp) & ((samples[:, 4] < 0.5) | (residual < 0))).float()
         weight = inside / residual.abs().clamp_min(float(floors[iteration]))
         jacobian = (jacobian * inside[:, None]).view(b, count, d)
         weight, residual = weight.view(b, count), residual.view(b, count)

@@ -4,6 +4,8 @@ A model that does not beat retrieval only recognizes; reports put both side by s
 
 - :func:`nearest_by_code`: the training shape whose code is nearest (L2) to the test shape's
   fitted code.
+- :func:`nearest_by_observation`: for shape completion, the training shape whose surface is
+  nearest to the observed (partial) points.
 - :func:`oracle_nearest`: the training shape nearest by Chamfer distance to the test shape's
   ground truth (an oracle: it looks at the answer).  All pairs are first compared on small
   subsamples, then the ``top_k`` candidates exactly, so it finishes on the paper's 832 x 3281
@@ -18,7 +20,7 @@ from scipy.spatial import cKDTree
 
 from .metrics import chamfer
 
-__all__ = ["nearest_by_code", "oracle_nearest"]
+__all__ = ["nearest_by_code", "nearest_by_observation", "oracle_nearest"]
 
 
 def nearest_by_code(query_codes, train_codes) -> np.ndarray:
@@ -26,6 +28,22 @@ def nearest_by_code(query_codes, train_codes) -> np.ndarray:
     query = torch.as_tensor(query_codes, dtype=torch.float32)
     train = torch.as_tensor(train_codes, dtype=torch.float32)
     return torch.cdist(query, train).argmin(dim=1).numpy()
+
+
+def nearest_by_observation(observed, train_clouds, *, points: int = 2000,
+                           seed: int = 0) -> int:
+    """Index of the training cloud nearest to a partial observation.
+
+    The score is one-sided (the observation covers only part of the shape): the mean squared
+    distance from (a subsample of) the observed points to each training cloud, all in the
+    same frame (the normalized frame for a completion).
+    """
+    observed = np.asarray(observed)
+    rng = np.random.default_rng(seed)
+    if len(observed) > points:
+        observed = observed[rng.choice(len(observed), points, replace=False)]
+    scores = [(cKDTree(cloud).query(observed)[0] ** 2).mean() for cloud in train_clouds]
+    return int(np.argmin(scores))
 
 
 def oracle_nearest(query_clouds, train_clouds, *, shortlist_points: int = 256,

@@ -145,7 +145,8 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
     _remove_stale_parts(data_dir, dataset)
     pending, skipped = [], []
     for job in jobs:
-        outputs = formats.instance_paths(data_dir, dataset, job.class_name, job.instance)
+        outputs = formats.instance_paths(data_dir, dataset, job.class_name, job.instance,
+                                         partial_scans=config.partial_scan is not None)
         if all(path.exists() for path in outputs.values()):
             skipped.append(job.key)
             records.setdefault(job.key, {"status": "ok", "mesh": str(job.mesh_path)})
@@ -202,7 +203,8 @@ def _execute(pending, workers, seed, backend, config):
 def _remove_stale_parts(data_dir: Path, dataset: str) -> None:
     """Delete temporary ``*.part`` files a killed run left (never a file under a final name)."""
     for kind in (formats.SDF_SAMPLES, formats.SURFACE_SAMPLES,
-                 formats.NORMALIZATION_PARAMETERS, formats.OCCUPANCY_SAMPLES):
+                 formats.NORMALIZATION_PARAMETERS, formats.OCCUPANCY_SAMPLES,
+                 formats.PARTIAL_SCANS):
         for stale in (data_dir / kind / dataset).rglob("*.part"):
             logger.info("removing %s, left by an interrupted run", stale)
             stale.unlink()

@@ -6,6 +6,7 @@
     DATA/SurfaceSamples/<dataset>/<class>/<instance>.ply           points (+ normals), original frame
     DATA/NormalizationParameters/<dataset>/<class>/<instance>.npz  offset (3,), scale (1,)
     DATA/OccupancySamples/<dataset>/<class>/<instance>.npz         points (n, 3), occupied (n,)
+    DATA/PartialScans/<dataset>/<class>/<instance>.npz             depth (h, w), K, pose (optional)
 
 Every writer is atomic: it writes a temporary file in the target folder and renames it, so a
 killed run never leaves a partial file under the final name.
@@ -23,7 +24,8 @@ import numpy as np
 
 __all__ = [
     "SDF_SAMPLES", "SURFACE_SAMPLES", "NORMALIZATION_PARAMETERS", "OCCUPANCY_SAMPLES",
-    "write_occupancy", "read_occupancy",
+    "PARTIAL_SCANS", "write_occupancy", "read_occupancy", "write_partial_scan",
+    "read_partial_scan",
     "instance_paths", "key_paths", "atomic_path", "write_sdf_samples", "read_sdf_samples",
     "write_surface_samples", "read_surface_samples", "write_normalization",
     "read_normalization", "write_json", "read_split", "write_split",
@@ -33,24 +35,30 @@ SDF_SAMPLES = "SdfSamples"
 SURFACE_SAMPLES = "SurfaceSamples"
 NORMALIZATION_PARAMETERS = "NormalizationParameters"
 OCCUPANCY_SAMPLES = "OccupancySamples"
+PARTIAL_SCANS = "PartialScans"
 
 
-def key_paths(data_dir, key: str) -> dict:
+def key_paths(data_dir, key: str, *, partial_scans: bool = True) -> dict:
     """:func:`instance_paths` of an instance key ``dataset/class/instance``."""
     dataset, class_name, instance = key.split("/", 2)
-    return instance_paths(data_dir, dataset, class_name, instance)
+    return instance_paths(data_dir, dataset, class_name, instance, partial_scans=partial_scans)
 
 
-def instance_paths(data_dir, dataset: str, class_name: str, instance: str) -> dict:
-    """The output paths of one instance, keyed by folder name."""
+def instance_paths(data_dir, dataset: str, class_name: str, instance: str, *,
+                   partial_scans: bool = False) -> dict:
+    """The output paths of one instance, keyed by folder name (``PartialScans`` only with
+    ``partial_scans``: the preprocessor writes it on request)."""
     root = Path(data_dir)
-    return {
+    paths = {
         SDF_SAMPLES: root / SDF_SAMPLES / dataset / class_name / f"{instance}.npz",
         SURFACE_SAMPLES: root / SURFACE_SAMPLES / dataset / class_name / f"{instance}.ply",
         NORMALIZATION_PARAMETERS: root / NORMALIZATION_PARAMETERS / dataset / class_name
         / f"{instance}.npz",
         OCCUPANCY_SAMPLES: root / OCCUPANCY_SAMPLES / dataset / class_name / f"{instance}.npz",
     }
+    if partial_scans:
+        paths[PARTIAL_SCANS] = root / PARTIAL_SCANS / dataset / class_name / f"{instance}.npz"
+    return paths
 
 
 @contextmanager
@@ -111,6 +119,29 @@ def read_occupancy(path) -> tuple[np.ndarray, np.ndarray]:
     """(points (n, 3) float32, occupied (n,) bool) from an OccupancySamples file."""
     with np.load(path) as data:
         return np.asarray(data["points"], np.float32), np.asarray(data["occupied"], bool)
+
+
+def write_partial_scan(path, depth, K, pose) -> None:
+    """A depth image (h, w) float32, its intrinsics K (3, 3) and its camera-to-world pose (4, 4)
+    in the OpenCV convention (x right, y down, z forward; see ``deepsdf_preprocess.pinhole``)."""
+    _save_npz(path, depth=np.asarray(depth, dtype=np.float32),
+              K=np.asarray(K, dtype=np.float64).reshape(3, 3),
+              pose=np.asarray(pose, dtype=np.float64).reshape(4, 4),
+              convention=np.array("opencv"))
+
+
+def read_partial_scan(path) -> dict:
+    """``depth`` (h, w) float32, ``K`` (3, 3), ``pose`` (4, 4) and ``convention`` of a scan."""
+    with np.load(path) as data:
+        missing = {"depth", "K", "pose"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path} lacks the key(s) {sorted(missing)}; not a PartialScans "
+                             "file")
+        return {"depth": np.asarray(data["depth"], np.float32),
+                "K": np.asarray(data["K"], np.float64), "pose": np.asarray(data["pose"],
+                                                                          np.float64),
+                "convention": str(data["convention"]) if "convention" in data.files
+                else "opencv"}
 
 
 def write_normalization(path, offset, scale) -> None:

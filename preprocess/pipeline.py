@@ -15,6 +15,7 @@ from .cameras import CameraRig
 from .errors import PreprocessError
 from .mesh_io import closed_orientation, load_mesh, validate_mesh
 from .normalize import normalization_parameters, to_normalized, to_original
+from .partial_scan import VirtualScanConfig, instance_scan
 from .sampling import PRESETS, SamplingConfig, draw_samples
 from .scan import GRAZING, ScanAccumulator
 from .sdf import SIGN_METHODS, signed_distance
@@ -31,7 +32,6 @@ BACKENDS = ("pyrender", "raycast")
 _BACK_OBSERVATION_WARNING = 0.01
 _TWO_SIDED_WARNING = 0.01
 
-
 @dataclass(frozen=True)
 class PreprocessConfig:
     """Everything that decides the output for a mesh (the seed aside)."""
@@ -42,6 +42,7 @@ class PreprocessConfig:
     neighbours: int = 11  # voters per sample for the reference sign vote
     surface_samples: int = 30_000  # points written to SurfaceSamples
     grazing: float = GRAZING  # pixels with |n . view| below this are dropped
+    partial_scan: VirtualScanConfig | None = None  # also write a one-view PartialScans file
 
     def __post_init__(self):
         if self.sign_method not in SIGN_METHODS:
@@ -194,10 +195,11 @@ def _quality_warnings(stats: dict) -> list[str]:
 
 def preprocess_instance(mesh_path, outputs: dict, config: PreprocessConfig, scanner,
                         seed: int) -> dict:
-    """Load one mesh, compute its samples and write its four files atomically.
+    """Load one mesh, compute its samples and write its files atomically.
 
-    ``SdfSamples`` is written last, so an instance is complete exactly when it exists with
-    the others.
+    ``PartialScans`` (a seeded single-view virtual depth scan) is written when ``outputs``
+    asks for it and ``config.partial_scan`` is set.  ``SdfSamples`` is written last, so an
+    instance is complete exactly when it exists with the others.
 
     Returns
     -------
@@ -213,6 +215,9 @@ def preprocess_instance(mesh_path, outputs: dict, config: PreprocessConfig, scan
                                   samples.surface_normals)
     formats.write_occupancy(outputs[formats.OCCUPANCY_SAMPLES], samples.occupancy_points,
                             samples.occupied)
+    if formats.PARTIAL_SCANS in outputs:
+        scan = instance_scan(mesh, samples.offset, samples.scale, seed, config.partial_scan)
+        formats.write_partial_scan(outputs[formats.PARTIAL_SCANS], **scan)
     positive, negative = formats.write_sdf_samples(outputs[formats.SDF_SAMPLES],
                                                    samples.points, samples.sdf)
     stats = samples.stats

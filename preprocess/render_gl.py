@@ -26,7 +26,7 @@ import numpy as np
 from .cameras import CameraRig
 from .scan import NO_HIT
 
-__all__ = ["OpenGLScanner"]
+__all__ = ["OpenGLScanner", "release_offscreen"]
 
 _VERTEX_SHADER = """
 #version 330 core
@@ -172,20 +172,7 @@ class OpenGLScanner:
         GL.glDeleteBuffers(2, self._buffers)
         GL.glDeleteVertexArrays(1, [self._vao])
         GL.glDeleteProgram(self._program)
-        self._context._renderer.delete()
-        display = getattr(platform, "_egl_display", None)
-        if display is not None:
-            # pyrender's delete_context() calls eglTerminate, which also kills every other
-            # context of this process on the same display: destroy only this one.
-            from OpenGL import EGL
-
-            EGL.eglMakeCurrent(display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE,
-                               EGL.EGL_NO_CONTEXT)
-            EGL.eglDestroyContext(display, platform._egl_context)
-            platform._egl_context = None
-            platform._egl_display = None  # pyrender's __del__ must not terminate it either
-        else:
-            platform.delete_context()
+        release_offscreen(self._context)
         self._context = None
 
     def __enter__(self):
@@ -193,6 +180,28 @@ class OpenGLScanner:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def release_offscreen(renderer) -> None:
+    """Delete a ``pyrender.OffscreenRenderer`` and only its own EGL context.
+
+    pyrender's ``delete()`` calls ``eglTerminate``, which also kills every other context of
+    this process on the same display (another scanner, a picture renderer): this destroys
+    the renderer's objects and then its context alone.
+    """
+    platform = renderer._platform
+    platform.make_current()
+    renderer._renderer.delete()
+    display = getattr(platform, "_egl_display", None)
+    if display is not None:
+        from OpenGL import EGL
+
+        EGL.eglMakeCurrent(display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
+        EGL.eglDestroyContext(display, platform._egl_context)
+        platform._egl_context = None
+        platform._egl_display = None  # pyrender's __del__ must not terminate it either
+    else:
+        platform.delete_context()
 
 
 def _link_program(GL, vertex_source: str, fragment_source: str):

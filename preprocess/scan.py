@@ -47,7 +47,8 @@ def plane_depth(vertices, faces, triangles, origins, direction, *, normals=None)
     ----------
     vertices : (v, 3) float ; faces : (f, 3) int
     triangles : (m,) int, one triangle per origin
-    origins : (m, 3) float ; direction : (3,) float
+    origins : (m, 3) float
+    direction : (3,) float, one direction for every ray, or (m, 3), one per ray
     normals : (m, 3) float, optional
         The triangles' normals (any length), if already at hand.
 
@@ -59,7 +60,8 @@ def plane_depth(vertices, faces, triangles, origins, direction, *, normals=None)
     if normals is None:
         normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.einsum("ij,ij->i", normals, corners[:, 0] - origins) / (normals @ direction)
+        along = np.einsum("ij,ij->i", normals, np.broadcast_to(direction, normals.shape))
+        return np.einsum("ij,ij->i", normals, corners[:, 0] - origins) / along
 
 
 def pixel_observations(vertices, faces, rig: CameraRig, view: int, triangle_ids, *,

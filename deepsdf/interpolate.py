@@ -1,0 +1,157 @@
+"""Walking the shape space: interpolation between codes, random codes, their meshes.
+
+- :func:`lerp`: straight line between two codes.
+- :func:`slerp`: the direction moves along the great circle between the codes' directions
+  while the norm moves linearly between their norms.  Codes of a trained table concentrate
+  near a sphere (the Gaussian prior in high dimension), so the straight line's midpoint,
+  whose norm dips (to ``|a| cos(angle / 2)`` between equal norms), leaves the region the
+  decoder was trained on; slerp stays on it.
+- :func:`sample_codes`: codes drawn from the Gaussian fitted to the training codes.
+- :func:`resolve_code`: a code from a training instance id or a ``.pth`` code file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .mesh import NoSurfaceError, code_mesh
+
+__all__ = ["lerp", "slerp", "sample_codes", "resolve_code", "code_meshes",
+           "interpolation_pictures", "INTERPOLATIONS"]
+
+logger = logging.getLogger(__name__)
+
+INTERPOLATIONS = ("slerp", "linear")
+
+
+def _weights(steps: int) -> torch.Tensor:
+    if steps < 2:
+        raise ValueError(f"an interpolation needs at least 2 steps, got {steps}")
+    return torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
+
+
+def lerp(a, b, steps: int) -> torch.Tensor:
+    """(steps, d) float32 codes ``(1 - t) a + t b`` for ``t`` in ``linspace(0, 1, steps)``."""
+    a, b = (torch.as_tensor(x, dtype=torch.float64).reshape(-1) for x in (a, b))
+    t = _weights(steps)[:, None]
+    return ((1 - t) * a + t * b).float()
+
+
+def slerp(a, b, steps: int) -> torch.Tensor:
+    """(steps, d) float32 codes: great-circle direction, linearly interpolated norm.
+
+    Endpoints are returned exactly (up to float32).  Parallel directions reduce to
+    :func:`lerp`; opposite directions have no unique great circle and raise ``ValueError``.
+    """
+    a, b = (torch.as_tensor(x, dtype=torch.float64).reshape(-1) for x in (a, b))
+    norm_a, norm_b = a.norm(), b.norm()
+    if norm_a == 0 or norm_b == 0:
+        raise ValueError("slerp needs non-zero codes (use linear interpolation)")
+    u, v = a / norm_a, b / norm_b
+    cosine = float(torch.clamp(u @ v, -1.0, 1.0))
+    t = _weights(steps)[:, None]
+    if cosine > 1 - 1e-12:
+        return lerp(a, b, steps)
+    if cosine < -1 + 1e-9:
+        raise ValueError("the codes point in opposite directions: slerp is not unique")
+    angle = np.arccos(cosine)
+    direction = (torch.sin((1 - t) * angle) * u + torch.sin(t * angle) * v) / np.sin(angle)
+    return (direction * ((1 - t) * norm_a + t * norm_b)).float()
+
+
+def sample_codes(train_codes, count: int, *, seed: int = 0) -> torch.Tensor:
+    """(count, d) codes drawn from ``N(mean, covariance)`` of the (n, d) training codes.
+
+    With fewer codes than dimensions the covariance is singular; the draw then stays in the
+    span the training codes occupy (eigen-decomposition sampling), which is what a fitted
+    Gaussian can say.
+    """
+    codes = np.asarray(torch.as_tensor(train_codes, dtype=torch.float64))
+    if codes.ndim != 2 or len(codes) < 2:
+        raise ValueError("fitting a Gaussian needs at least 2 training codes")
+    rng = np.random.default_rng(seed)
+    draws = rng.multivariate_normal(codes.mean(axis=0), np.cov(codes, rowvar=False),
+                                    size=count, method="eigh")
+    return torch.from_numpy(draws).float()
+
+
+def resolve_code(spec: str, payload: dict) -> torch.Tensor:
+    """(d,) code named by ``spec``: a training instance id (``dataset/class/instance``, or an
+    unambiguous suffix such as ``class/instance``) of the checkpoint ``payload``, or a
+    ``.pth`` code file (a reconstructed or completed shape)."""
+    ids = list(payload["instance_ids"])
+    if spec in ids:
+        return payload["codes"][ids.index(spec)].detach().float().cpu()
+    matches = [i for i, key in enumerate(ids) if key.endswith("/" + spec)]
+    if len(matches) == 1:
+        return payload["codes"][matches[0]].detach().float().cpu()
+    if len(matches) > 1:
+        raise ValueError(f"{spec!r} matches {len(matches)} training instances; give "
+                         "dataset/class/instance")
+    path = Path(spec)
+    if path.suffix == ".pth" and path.is_file():
+        return torch.load(path, map_location="cpu").reshape(-1).float()
+    raise ValueError(f"{spec!r} is neither a training instance of this checkpoint nor a .pth "
+                     "code file")
+
+
+def code_meshes(decoder, codes, *, resolution: int = 128, device="cpu") -> list:
+    """Normalized-frame meshes of (k, d) codes; ``None`` (with a warning) for a code whose
+    SDF has no zero crossing."""
+    meshes = []
+    for index, code in enumerate(codes):
+        try:
+            meshes.append(code_mesh(decoder, code.to(device), resolution))
+        except NoSurfaceError as error:
+            logger.warning("code %d has no surface (%s)", index, error)
+            meshes.append(None)
+    return meshes
+
+
+def interpolation_pictures(experiment_dir, out_dir, *, start=None, end=None, steps: int = 8,
+                           mode: str = "slerp", random: int | None = None,
+                           resolution: int = 128, size: int = 256, renderer: str = "auto",
+                           checkpoint="latest", seed: int = 0, device="cpu") -> list:
+    """Meshes and pictures along an interpolation (or of random codes); returns the paths.
+
+    Interpolation writes ``OUT/step_XX.ply``, ``OUT/strip.png`` and ``OUT/interpolation.gif``;
+    random mode (``random`` codes) writes ``OUT/sample_XX.ply`` and ``OUT/grid.png``.
+    Meshes are in the normalized frame; a step without a surface is drawn blank.
+    """
+    from deepsdf_preprocess.formats import atomic_path
+
+    from .inference import load_trained
+    from .pictures import default_camera, render_meshes, save_gif, save_png, tile
+
+    decoder, _, payload = load_trained(experiment_dir, checkpoint, device=device)
+    if random is not None:
+        if random < 1:
+            raise ValueError(f"--random needs a positive count, got {random}")
+        codes, name = sample_codes(payload["codes"], random, seed=seed), "sample"
+    else:
+        if not start or not end:
+            raise ValueError("give --from and --to (or --random N)")
+        if mode not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {mode!r}; choose one of {INTERPOLATIONS}")
+        a, b = resolve_code(start, payload), resolve_code(end, payload)
+        codes, name = (slerp if mode == "slerp" else lerp)(a, b, steps), "step"
+    meshes = code_meshes(decoder, codes, resolution=resolution, device=device)
+    out_dir = Path(out_dir)
+    written = []
+    for index, mesh in enumerate(meshes):
+        if mesh is not None:
+            path = out_dir / f"{name}_{index:02d}.ply"
+            with atomic_path(path) as temporary:
+                mesh.export(temporary, file_type="ply")
+            written.append(path)
+    images = render_meshes(meshes, default_camera(size), renderer=renderer)
+    if random is not None:
+        written.append(save_png(out_dir / "grid.png", tile(images, columns=min(4, len(images)))))
+    else:
+        written.append(save_png(out_dir / "strip.png", tile(images)))
+        written.append(save_gif(out_dir / "interpolation.gif", images))
+    return written

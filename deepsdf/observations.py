@@ -1,0 +1,270 @@
+"""Partial observations (depth images, point clouds) to SDF constraints for shape completion.
+
+As in the DeepSDF paper (section 6.3): every observed surface point ``p`` with normal ``n``
+(estimated from the depth image, oriented towards the sensor) gives two samples
+``p + eta n`` (SDF ``+eta``) and ``p - eta n`` (SDF ``-eta``); points on the camera ray in front
+of ``p`` are **free space**: they only say "outside", so they become one-sided rows
+(``f >= 0``), never a made-up positive distance.
+
+Frames
+------
+Observations come in the sensor's **world frame** (depth + intrinsics K + camera-to-world pose,
+see :mod:`deepsdf_preprocess.pinhole`).  The shape model works in its **model frame**
+(the normalized frame of the training data: shapes inside the unit sphere).  A
+:class:`Similarity` maps world to model: ``x_model = scale * R @ x_world + t``; normals are
+rotated only, distances multiply by ``scale``.  When the world frame is a shape's original
+mesh frame, :meth:`Similarity.from_normalization` derives it from the shape's
+``NormalizationParameters``.
+
+Constraint rows are (n, 5) float32 ``[x, y, z, target, one_sided]`` in the model frame, the
+format :func:`deepsdf.reconstruct.reconstruct_codes` fits codes to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepsdf_preprocess.pinhole import PinholeCamera
+
+__all__ = ["Similarity", "Observation", "observe_depth", "observe_points", "load_depth",
+           "sdf_constraints", "ConstraintConfig"]
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """``x_model = scale * rotation @ x_world + translation``."""
+
+    rotation: np.ndarray  # (3, 3) proper rotation
+    translation: np.ndarray  # (3,)
+    scale: float
+
+    def __post_init__(self):
+        rotation = np.asarray(self.rotation, dtype=np.float64)
+        if rotation.shape != (3, 3) or not np.allclose(rotation @ rotation.T, np.eye(3),
+                                                       atol=1e-5) or np.linalg.det(rotation) < 0:
+            raise ValueError("the similarity's rotation is not a proper rotation matrix")
+        if not self.scale > 0:
+            raise ValueError(f"the similarity's scale must be positive, got {self.scale}")
+        object.__setattr__(self, "rotation", rotation)
+        object.__setattr__(self, "translation",
+                           np.asarray(self.translation, dtype=np.float64).reshape(3))
+        object.__setattr__(self, "scale", float(self.scale))
+
+    @classmethod
+    def identity(cls) -> "Similarity":
+        return cls(np.eye(3), np.zeros(3), 1.0)
+
+    @classmethod
+    def from_normalization(cls, offset, scale) -> "Similarity":
+        """The map original frame -> normalized frame, ``(x + offset) * scale``."""
+        return cls(np.eye(3), np.asarray(offset, dtype=np.float64) * float(scale), float(scale))
+
+    @classmethod
+    def from_matrix(cls, matrix) -> "Similarity":
+        """From a (4, 4) matrix ``[[s R, t], [0, 0, 0, 1]]``."""
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.shape != (4, 4) or not np.allclose(matrix[3], [0, 0, 0, 1]):
+            raise ValueError("a similarity matrix must be (4, 4) with last row 0 0 0 1")
+        determinant = np.linalg.det(matrix[:3, :3])
+        if not determinant > 0:
+            raise ValueError("the similarity matrix must have a positive determinant")
+        scale = float(np.cbrt(determinant))
+        return cls(matrix[:3, :3] / scale, matrix[:3, 3], scale)
+
+    def matrix(self) -> np.ndarray:
+        """(4, 4) homogeneous matrix of the map."""
+        matrix = np.eye(4)
+        matrix[:3, :3] = self.scale * self.rotation
+        matrix[:3, 3] = self.translation
+        return matrix
+
+    def points(self, points) -> np.ndarray:
+        """(n, 3) world points to the model frame."""
+        return self.scale * np.asarray(points, dtype=np.float64) @ self.rotation.T \
+            + self.translation
+
+    def inverse_points(self, points) -> np.ndarray:
+        """(n, 3) model-frame points back to the world frame."""
+        return ((np.asarray(points, dtype=np.float64) - self.translation) / self.scale) \
+            @ self.rotation
+
+    def directions(self, vectors) -> np.ndarray:
+        """(n, 3) world directions (normals) to the model frame (rotated, not scaled)."""
+        return np.asarray(vectors, dtype=np.float64) @ self.rotation.T
+
+
+@dataclass
+class Observation:
+    """Observed surface points with normals and the sensor position each was seen from.
+
+    All (n, 3) float64, one frame (world or model, see :meth:`transformed`).  Normals are unit
+    vectors pointing towards the sensor's side of the surface (outside the object).
+    """
+
+    points: np.ndarray
+    normals: np.ndarray
+    sensors: np.ndarray
+
+    def __len__(self):
+        return len(self.points)
+
+    def transformed(self, similarity: Similarity) -> "Observation":
+        return Observation(similarity.points(self.points), similarity.directions(self.normals),
+                           similarity.points(self.sensors))
+
+    @staticmethod
+    def concatenate(observations) -> "Observation":
+        observations = list(observations)
+        return Observation(*(np.concatenate([getattr(o, name) for o in observations])
+                             for name in ("points", "normals", "sensors")))
+
+
+def load_depth(path, *, depth_scale: float | None = None) -> np.ndarray:
+    """(h, w) float64 depth in metres (world units) from a file.
+
+    ``.npy`` / ``.npz`` (key ``depth``, or the only array) hold metres already; a 16-bit PNG
+    holds integers divided by ``depth_scale`` (e.g. 1000 for millimetres; required for PNGs).
+    Zero stays zero (no measurement).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        depth = np.load(path)
+    elif suffix == ".npz":
+        with np.load(path) as data:
+            if "depth" in data.files:
+                depth = data["depth"]
+            elif len(data.files) == 1:
+                depth = data[data.files[0]]
+            else:
+                raise ValueError(f"{path}: no 'depth' array among {data.files}")
+    elif suffix == ".png":
+        if depth_scale is None:
+            raise ValueError(f"{path}: a PNG depth image needs --depth-scale (units per metre, "
+                             "e.g. 1000 for millimetres)")
+        from PIL import Image
+
+        with Image.open(path) as image:
+            depth = np.asarray(image).astype(np.float64) / float(depth_scale)
+    else:
+        raise ValueError(f"{path}: unsupported depth file (use .png, .npy or .npz)")
+    depth = np.asarray(depth, dtype=np.float64)
+    if depth.ndim != 2:
+        raise ValueError(f"{path}: a depth image must be 2-D, got shape {depth.shape}")
+    return depth
+
+
+def observe_depth(depth, camera: PinholeCamera, *, max_jump: float = 0.05,
+                  min_cosine: float = 0.1) -> Observation:
+    """Surface points and normals (world frame) of a depth image.
+
+    Normals come from central differences of the back-projected neighbours (right - left,
+    down - up); a pixel is kept only where its four neighbours are measured, no neighbour's
+    depth differs from its own by more than ``max_jump`` times its depth (depth edges, flying
+    pixels), and the normal is not grazing (``|cos| >= min_cosine`` with the viewing ray).
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    height, width = depth.shape
+    points, pixels = camera.depth_to_points(depth)
+    grid = np.full((height, width, 3), np.nan)
+    grid.reshape(-1, 3)[pixels] = points
+    z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
+    keep = np.zeros((height, width), bool)
+    inner = (slice(1, -1), slice(1, -1))
+    neighbours = [z[1:-1, 2:], z[1:-1, :-2], z[2:, 1:-1], z[:-2, 1:-1]]
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(z[inner])
+        for other in neighbours:
+            ok &= np.isfinite(other) & (np.abs(other - z[inner]) <= max_jump * z[inner])
+    keep[inner] = ok
+    across = grid[1:-1, 2:] - grid[1:-1, :-2]
+    down = grid[2:, 1:-1] - grid[:-2, 1:-1]
+    normals = np.zeros_like(grid)
+    normals[inner] = np.cross(down, across)
+    rows, cols = np.nonzero(keep)
+    points, normals = grid[rows, cols], normals[rows, cols]
+    return _oriented(points, normals, np.broadcast_to(camera.centre, points.shape), min_cosine)
+
+
+def observe_points(points, sensor, *, neighbours: int = 16,
+                   min_cosine: float = 0.1) -> Observation:
+    """Surface points of a partial point cloud (world frame) seen from ``sensor`` (3,).
+
+    Normals are the smallest principal axis of each point's ``neighbours`` nearest neighbours,
+    turned towards the sensor.
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 3:
+        raise ValueError(f"a point cloud must be (n >= 3, 3), got shape {points.shape}")
+    count = min(neighbours, len(points))
+    _, index = cKDTree(points).query(points, k=count)
+    local = points[index] - points[index].mean(axis=1, keepdims=True)
+    _, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", local, local))
+    sensors = np.broadcast_to(np.asarray(sensor, dtype=np.float64).reshape(3), points.shape)
+    return _oriented(points, vectors[:, :, 0], sensors, min_cosine)
+
+
+def _oriented(points, normals, sensors, min_cosine: float) -> Observation:
+    """Unit normals turned towards the sensor; grazing and degenerate ones dropped."""
+    length = np.linalg.norm(normals, axis=1)
+    view = sensors - points
+    view_length = np.linalg.norm(view, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normals = normals / length[:, None]
+        cosine = np.einsum("ij,ij->i", normals, view) / view_length
+    keep = (length > 0) & (view_length > 0) & (np.abs(cosine) >= min_cosine)
+    normals = np.where(cosine[:, None] < 0, -normals, normals)
+    return Observation(points[keep], normals[keep], np.array(sensors[keep]))
+
+
+@dataclass(frozen=True)
+class ConstraintConfig:
+    """How observations become constraint rows (model-frame units)."""
+
+    eta: float = 0.01  # the surface samples' offset along the normal (SDF +eta / -eta)
+    free_space: int = 2  # free-space samples per observed point (0 = surface samples only)
+    free_margin: float = 0.02  # free-space samples stay this far in front of the surface
+    radius: float = 1.0  # free-space samples lie inside this sphere (the model's domain)
+
+    def __post_init__(self):
+        if self.eta <= 0 or self.free_space < 0 or self.free_margin < 0:
+            raise ValueError("eta must be positive; free_space and free_margin non-negative")
+
+
+def sdf_constraints(observation: Observation, config: ConstraintConfig = ConstraintConfig(),
+                    *, rng: np.random.Generator) -> np.ndarray:
+    """(n, 5) float32 rows ``[x, y, z, target, one_sided]`` of a model-frame observation.
+
+    Two two-sided rows per observed point (``p +- eta n`` with target ``+-eta``), then
+    ``config.free_space`` one-sided rows per point with target 0: points ``p - t d`` on the
+    ray from the sensor (``d`` the unit ray direction), ``t`` uniform between
+    ``free_margin`` and where the ray enters the sphere of ``config.radius`` (or reaches the
+    sensor, if that is inside).
+    """
+    p, n = observation.points, observation.normals
+    if len(p) == 0:
+        raise ValueError("the observation has no usable surface point")
+    eta = config.eta
+    rows = [np.concatenate([p + eta * n, np.full((len(p), 1), eta), np.zeros((len(p), 1))], 1),
+            np.concatenate([p - eta * n, np.full((len(p), 1), -eta), np.zeros((len(p), 1))], 1)]
+    if config.free_space:
+        towards = observation.sensors - p
+        reach = np.linalg.norm(towards, axis=1)
+        d = towards / reach[:, None]  # from the point back to the sensor
+        # Distance from p along d to the sphere's far side: |p + t d| = radius.
+        b = np.einsum("ij,ij->i", p, d)
+        c = np.einsum("ij,ij->i", p, p) - config.radius ** 2
+        exit_ = -b + np.sqrt(np.maximum(b * b - c, 0.0))
+        limit = np.minimum(reach, np.maximum(exit_, 0.0))
+        usable = limit > config.free_margin
+        for _ in range(config.free_space):
+            t = config.free_margin + rng.uniform(0.0, 1.0, len(p)) * (limit - config.free_margin)
+            free = (p + t[:, None] * d)[usable]
+            rows.append(np.concatenate([free, np.zeros((len(free), 1)),
+                                        np.ones((len(free), 1))], 1))
+    return np.concatenate(rows).astype(np.float32)
