@@ -30,6 +30,8 @@ setup(
         "scikit-image>=0.21",
         "tqdm>=4.60",
         "tensorboard>=2.12",
+        "pillow>=9",  # pictures: PNG strips and grids, animated GIFs
+        "matplotlib>=3.7",  # the demo report's training curve
     ],
     extras_require={
         "raycast": ["embreex>=2.17"],  # fast OpenGL-free scanner

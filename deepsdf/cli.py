@@ -29,7 +29,8 @@ Pipeline steps:
   complete    complete shapes from partial depth scans
   interpolate meshes, pictures and a GIF along a path in the shape space
   demo        the main job on the embedded data: generate, preprocess, split, train,
-              reconstruct the test shapes, evaluate
+              reconstruct and evaluate the held-out shapes, complete one from a depth
+              scan, interpolate, write an HTML report
 
 Run `deepsdf <step> --help` for the options of a step.
 """
@@ -370,8 +371,9 @@ def _add_complete(commands):
         description="""\
 Fit a latent code to a partial observation (decoder frozen) and extract the whole shape.
 Observed points give two samples each at +-eta along the normal estimated from the depth
-image (SDF +-eta); points on the camera ray in front of them are free space (a one-sided
-"outside" constraint).
+image (SDF +-eta); points on the camera ray in front of them, and on the rays of pixels
+without a measurement (background), are free space (a one-sided "outside" constraint).
+Mask everything but the object to 0 in real depth images (or pass --no-background).
 
 The completion experiment on a dataset (one view per shape):
   deepsdf complete EXP_DIR --virtual-scan [--split FILE] [--data DATA] [--meshes DIR] --out OUT
@@ -414,8 +416,15 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
     parser.add_argument("--truth", type=Path, help="full ground-truth mesh (world frame)")
     parser.add_argument("--eta", type=float, default=0.01,
                         help="surface sample offset along the normal, model units (0.01)")
-    parser.add_argument("--free-space", type=int, default=2,
-                        help="free-space samples per observed point (2; 0 disables)")
+    parser.add_argument("--free-space", type=int, default=8,
+                        help="free-space samples on each observed point's ray (8; 0 disables "
+                             "free space)")
+    parser.add_argument("--empty-rays", type=float, default=1.0,
+                        help="free-space samples on rays of pixels without a measurement, per "
+                             "observed point (1.0)")
+    parser.add_argument("--no-background", action="store_true",
+                        help="pixels without a measurement are sensor dropouts, not background "
+                             "(do not use their rays as free space)")
     parser.add_argument("--checkpoint", default="latest")
     parser.add_argument("--solver", choices=("adam", "gauss-newton"), default="gauss-newton")
     parser.add_argument("--resolution", type=int, default=256, help="mesh grid (256)")
@@ -447,7 +456,8 @@ def _run_complete(args) -> int:
     device = resolve_device(args.device)
     solver = replace(GAUSS_NEWTON if args.solver == "gauss-newton" else SolverConfig(),
                      seed=args.seed)
-    constraints = ConstraintConfig(eta=args.eta, free_space=args.free_space)
+    constraints = ConstraintConfig(eta=args.eta, free_space=args.free_space,
+                                   empty_rays=0.0 if args.no_background else args.empty_rays)
     if args.virtual_scan:
         if args.depth or args.points:
             raise ValueError("--virtual-scan completes a split; do not also give --depth or "
@@ -572,77 +582,44 @@ def _add_demo(commands):
     parser = commands.add_parser(
         "demo", help="the main job on the embedded example data",
         description="Generate the procedural chairs and tables, preprocess them with the "
-                    "reference settings, split them into train/test, train the small CPU "
-                    "decoder of experiments/demo/specs.json on the training shapes, "
-                    "reconstruct the test shapes (Gauss-Newton solver, 128^3 meshes) and "
-                    "evaluate them beside the retrieval baseline. Rerunning resumes every "
-                    "step.")
+                    "reference settings (plus one virtual depth scan each), split them into "
+                    "train/test, train the small CPU decoder of experiments/demo/specs.json, "
+                    "reconstruct the held-out shapes (Gauss-Newton solver) and evaluate them "
+                    "beside the retrieval baseline, complete one held-out shape from a "
+                    "single-view scan, interpolate from a chair to a table, and write "
+                    "OUT/report/index.html (pictures, metric tables, training curve) and "
+                    "OUT/report/summary.json. Rerunning resumes every step. --quick is the "
+                    "reduced mode CI runs (4 shapes per category, 300 epochs, 64^3 meshes).")
     parser.add_argument("--out", type=Path, default=Path("demo_output"),
                         help="output folder (default ./demo_output)")
-    parser.add_argument("--count", type=int, default=12, help="shapes per category (12)")
+    parser.add_argument("--quick", action="store_true",
+                        help="reduced mode: a couple of minutes on 2 cores")
+    parser.add_argument("--count", type=int, help="shapes per category (12; quick 4)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
     parser.add_argument("--backend", choices=("pyrender", "raycast"), default="pyrender")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int,
-                        help="train at most this many epochs now (default: the spec's)")
+                        help="train at most this many epochs now (default: all)")
     parser.add_argument("--device", default="auto", help="training device (default auto)")
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args) -> int:
-    import json
+    from dataclasses import replace
 
-    from deepsdf_preprocess.driver import preprocess_dataset
-    from deepsdf_preprocess.formats import read_split, write_split
-    from deepsdf_preprocess.pipeline import PreprocessConfig
-    from deepsdf_preprocess.procedural import write_shapes
-    from deepsdf_preprocess.splits import make_split
+    from deepsdf.demo import QUICK, DemoSettings, run_demo
+    from deepsdf.train import resolve_device
 
-    meshes, data = args.out / "meshes", args.out / "data"
-    for category in ("chairs", "tables"):
-        write_shapes(meshes, category, args.count, args.seed)
-    print(f"generated {args.count} chairs and {args.count} tables under {meshes}")
-    report = preprocess_dataset(meshes, data, "procedural", config=PreprocessConfig(),
-                                workers=args.workers, seed=args.seed, backend=args.backend)
-    train, test = make_split(read_split(report.split_path), test_fraction=0.25, seed=args.seed)
-    write_split(data / "splits" / "procedural_train.json", train)
-    write_split(data / "splits" / "procedural_test.json", test)
-    print(f"preprocessed {len(report.succeeded)} shapes into {data} "
-          f"({len(report.failed)} failed); manifest {report.manifest_path}")
-    if report.failed:
-        return 1
-
-    from deepsdf.config import parse_specs
-    from deepsdf.train import Trainer
-
-    template = Path(__file__).resolve().parents[1] / "experiments" / "demo" / "specs.json"
-    if not template.is_file():
-        raise ValueError(f"the demo spec {template} is missing (run from a source checkout)")
-    specs = json.loads(template.read_text())
-    specs.update(DataSource=str(data), TrainSplit=str(data / "splits" / "procedural_train.json"),
-                 TestSplit=str(data / "splits" / "procedural_test.json"))
-    experiment = args.out / "experiment"
-    experiment.mkdir(parents=True, exist_ok=True)
-    (experiment / "specs.json").write_text(json.dumps(specs, indent=2) + "\n")
-    trainer = Trainer(experiment, parse_specs(specs), device=args.device)
-    result = trainer.train(resume=True, epochs=args.epochs)
-    print(f"the demo model is trained to epoch {result.epochs_done}; checkpoint "
-          f"{result.checkpoint}; curves: tensorboard --logdir {experiment / 'TensorBoard'}")
-
-    from deepsdf.evaluate import evaluate_split
-    from deepsdf.inference import reconstruct_split
-    from deepsdf.reconstruct import GAUSS_NEWTON
-
-    test_split = read_split(data / "splits" / "procedural_test.json")
-    report = reconstruct_split(experiment, test_split, data_dir=data, solver=GAUSS_NEWTON,
-                               resolution=128, skip=True, device=trainer.device)
-    summary = evaluate_split(experiment, test_split, data_dir=data)
-    ours = summary["reconstruction"]["chamfer"]["mean"]
-    retrieved = summary["retrieval_code"]["chamfer"]["mean"]
-    print(f"reconstructed the {len(report.written) + len(report.skipped)} test shapes "
-          f"(Gauss-Newton, 128^3) into {experiment / 'Reconstructions'}; mean Chamfer "
-          f"{ours:.3g} vs {retrieved:.3g} for the retrieval baseline; report "
-          f"{experiment / 'Evaluation' / 'latest'}")
+    settings = QUICK if args.quick else DemoSettings()
+    if args.count:
+        settings = replace(settings, count=args.count)
+    summary = run_demo(args.out, settings, workers=args.workers, backend=args.backend,
+                       seed=args.seed, device=resolve_device(args.device),
+                       max_epochs=args.epochs)
+    verdict = "beat" if summary["beats_retrieval_on_mean"] else "do NOT beat"
+    print(f"held-out reconstructions {verdict} the retrieval baseline (mean Chamfer "
+          f"{summary['mean_chamfer']:.3g} vs {summary['retrieval_mean_chamfer']:.3g}); "
+          f"open {summary['report']}")
     return 0
 
 

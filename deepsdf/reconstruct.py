@@ -59,6 +59,7 @@ class SolverConfig:
     irls_floor: float = 1e-3  # Gauss-Newton: |r| below this is treated as this in the weights
     irls_floor_final: float | None = None  # if set, the floor moves geometrically to this
     resample: bool = False  # Gauss-Newton: fresh samples every iteration (one more pass)
+    screen: int = 0  # samples per shape to screen candidate initial codes with (0 = off)
     seed: int = 0
 
     def __post_init__(self):
@@ -135,7 +136,8 @@ def _check_source(source, scenes) -> None:
 
 
 def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
-                      clamp: float, latent_size: int, device="cpu") -> Reconstruction:
+                      clamp: float, latent_size: int, device="cpu",
+                      candidates=None) -> Reconstruction:
     """Fit one code per shape ``scenes`` of ``source`` with the decoder frozen.
 
     Parameters
@@ -150,6 +152,10 @@ def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
         Shapes of ``source`` to fit (indices into it).
     clamp : float
         The experiment's clamping distance.
+    candidates : (k, d) tensor, optional
+        With ``config.screen > 0``: each shape starts from whichever of its random initial
+        code and these codes (typically the training codes) has the lowest objective on
+        ``config.screen`` of its samples (cost ``(k + 1) * screen`` point-passes per shape).
     """
     _check_source(source, scenes)
     decoder.eval()
@@ -164,10 +170,44 @@ def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
         for scene in scenes]).astype(np.float32)).to(device)
     solve = _adam if config.method == "adam" else _gauss_newton
     try:
-        return solve(decoder, source, list(scenes), codes, config, clamp)
+        screened = 0
+        if candidates is not None and config.screen:
+            codes, screened = _screen(decoder, source, list(scenes), codes,
+                                      torch.as_tensor(candidates, dtype=torch.float32).to(device),
+                                      config, clamp)
+        result = solve(decoder, source, list(scenes), codes, config, clamp)
+        result.point_passes += screened
+        return result
     finally:
         for parameter, flag in frozen:
             parameter.requires_grad_(flag)
+
+
+#: Generator step key of the screening samples (apart from every solver step's).
+_SCREEN_STEP = 2 ** 31 - 1
+
+
+@torch.no_grad()
+def _screen(decoder, source, scenes, codes, candidates, config: SolverConfig, clamp: float):
+    """Per shape, the lowest-objective code among its own initial code and ``candidates``."""
+    count = config.screen
+    samples = _draw(source, scenes, count, config.seed, _SCREEN_STEP, codes.device)
+    best_value, _ = _objective(decoder, codes, samples, count, clamp, config.prior)
+    best = codes.clone()
+    b, d = codes.shape
+    chunk = max(1, (1 << 20) // (b * count))
+    for first in range(0, len(candidates), chunk):
+        block = candidates[first:first + chunk]
+        c = len(block)
+        rows = samples.view(b, 1, count, 5).expand(b, c, count, 5).reshape(-1, 5)
+        expanded = block.view(1, c, 1, d).expand(b, c, count, d).reshape(-1, d)
+        predicted = decoder(expanded, rows[:, :3]).squeeze(1)
+        value = _residual(predicted, rows, clamp).abs().view(b, c, count).mean(dim=2)
+        low, index = (value + config.prior * block.pow(2).mean(dim=1)).min(dim=1)
+        better = low < best_value
+        best_value = torch.where(better, low, best_value)
+        best[better] = block[index[better]]
+    return best, b * (len(candidates) + 1) * count
 
 
 def _adam(decoder, source, scenes, codes, config: SolverConfig, clamp: float):

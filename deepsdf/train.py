@@ -143,6 +143,7 @@ class Trainer:
                 "instance_ids": model.codes.instance_ids,
                 "split_hash": model.codes.split_digest,
                 "optimizer": optimizer.state_dict(),
+                "history": [list(entry) for entry in self.history],
                 "rng": {"torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
                         else []},
@@ -158,6 +159,8 @@ class Trainer:
         with torch.no_grad():
             model.codes.weight.copy_(payload["codes"].to(self.device))
         optimizer.load_state_dict(payload["optimizer"])
+        self.history = [list(entry) for entry in payload.get("history", [])
+                        if entry[0] <= payload["epoch"]]
         torch.set_rng_state(payload["rng"]["torch"].cpu())
         if payload["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng"]["cuda"]])
@@ -197,6 +200,7 @@ class Trainer:
             self.experiment_dir.mkdir(parents=True, exist_ok=True)
             write_resolved(self.experiment_dir, config)
         start = 0
+        self.history = []  # [epoch, mean loss, decoder learning rate] per epoch
         if resume:
             if checkpoint_path(self.experiment_dir).is_file():
                 start = self._resume(model, optimizer)
@@ -217,6 +221,7 @@ class Trainer:
             for epoch in range(start, stop):
                 loss_value = self._epoch(wrapped, model, optimizer, packed, epoch)
                 done = epoch + 1
+                self.history.append([done, loss_value, optimizer.param_groups[0]["lr"]])
                 if main:
                     if done % config.latest_every == 0 or done == stop:
                         save_checkpoint(checkpoint_path(self.experiment_dir),

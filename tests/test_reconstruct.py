@@ -34,10 +34,10 @@ def surface_chamfer(decoder, code, data, key):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("solver", [SMALL_ADAM, GAUSS_NEWTON], ids=["adam", "gauss-newton"])
-def test_fitted_codes_recover_training_shapes(trained, tiny_data, solver):
+def test_fitted_codes_recover_training_shapes(trained, trained_data, solver):
     """Bound 3e-3 (normalized units): 1.5x the bound the trained codes themselves meet
     (tests/test_train.py), a tenth of the median Chamfer between two different chairs."""
-    data, split = tiny_data
+    data, split = trained_data
     _, model = trained
     packed = pack_split(data, formats.read_split(split))
     result = reconstruct_codes(model.decoder, packed, [0, 1, 2], solver, clamp=0.1,

@@ -25,7 +25,7 @@ from deepsdf_preprocess.normalize import to_normalized
 from conftest import TINY_SPECS, make_experiment
 
 @pytest.mark.slow
-def test_overfits_the_training_shapes(trained, tiny_data):
+def test_overfits_the_training_shapes(trained, trained_data):
     """Near-surface signs and the extracted surface of every training shape.
 
     Near-surface samples are those with 0.005 <= |sdf| < 0.1 (the clamp band): closer than
@@ -33,7 +33,7 @@ def test_overfits_the_training_shapes(trained, tiny_data):
     128-wide network trained for 1500 steps does not resolve (about 75% there).
     """
     experiment, model = trained
-    data, _ = tiny_data
+    data, _ = trained_data
     model.eval()
     decoder, codes = model.decoder, model.codes.weight.detach()
     for row, key in enumerate(model.codes.instance_ids):

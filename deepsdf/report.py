@@ -1,0 +1,93 @@
+"""A self-contained HTML report: pictures, metric tables, the training curve.
+
+Used by ``deepsdf demo``; every picture is a PNG/GIF file beside ``index.html`` (relative
+links), so the folder can be copied or served as it is.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["training_curve", "Report"]
+
+
+def training_curve(history, path) -> Path:
+    """PNG plot of the mean training loss per epoch (log scale) from a checkpoint's
+    ``history`` rows ``[epoch, loss, learning rate]``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot
+
+    from deepsdf_preprocess.formats import atomic_path
+
+    if not history:
+        raise ValueError("the checkpoint has no training history to plot")
+    epochs = [row[0] for row in history]
+    losses = [row[1] for row in history]
+    figure, axis = pyplot.subplots(figsize=(6, 3.2), dpi=100)
+    axis.plot(epochs, losses, color="#34669a", linewidth=1.2)
+    axis.set_yscale("log")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("mean loss (clamped L1 + prior)")
+    axis.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    pyplot.close(figure)
+    return Path(path)
+
+
+@dataclass
+class Report:
+    """Sections of headings, paragraphs, tables and pictures, written as ``index.html``."""
+
+    title: str
+    parts: list = field(default_factory=list)
+
+    def heading(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def paragraph(self, text: str) -> None:
+        self.parts.append(f"<p>{html.escape(text)}</p>")
+
+    def picture(self, relative_path: str, caption: str) -> None:
+        self.parts.append(f'<figure><img src="{html.escape(relative_path)}" alt="'
+                          f'{html.escape(caption)}"><figcaption>{html.escape(caption)}'
+                          "</figcaption></figure>")
+
+    def table(self, header, rows) -> None:
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row)
+                       + "</tr>" for row in rows)
+        self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def write(self, folder) -> Path:
+        from deepsdf_preprocess.formats import atomic_path
+
+        page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>"
+                f"{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>"
+                f"<h1>{html.escape(self.title)}</h1>" + "\n".join(self.parts)
+                + "</body></html>\n")
+        path = Path(folder) / "index.html"
+        with atomic_path(path) as temporary:
+            Path(temporary).write_text(page, encoding="utf-8")
+        return path
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+_STYLE = """
+body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+figure { margin: 1em 0; } img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 90%; }
+"""
