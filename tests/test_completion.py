@@ -1,6 +1,7 @@
 """Shape completion: observations, constraints, the one-sided loss, the experiment."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -93,6 +94,21 @@ def test_one_sided_rows_push_only_when_violated():
                                SolverConfig(steps=400, samples=4, init_std=0.0, lr=1e-2),
                                clamp=1.0, latent_size=1)
     assert float(fitted.codes[0, 0]) >= 0.49
+
+
+def test_screening_starts_from_the_best_candidate_and_counts_its_passes():
+    """f = x + z vanishes at x = 0.3 for z = -0.3: of the candidates, -0.3 fits exactly; with a
+    zero learning rate the solver then keeps it."""
+    rows = np.array([[0.3, 0.0, 0.0, 0.0, 0.0]], np.float32).repeat(8, axis=0)
+    candidates = torch.tensor([[0.5], [-0.3], [0.1]])
+    config = SolverConfig(steps=1, samples=8, screen=8, init_std=0.0, lr=0.0)
+    result = reconstruct_codes(Plane(), [rows], [0], config, clamp=1.0, latent_size=1,
+                               candidates=candidates)
+    assert float(result.codes[0, 0]) == pytest.approx(-0.3)
+    assert result.point_passes == (3 + 1) * 8 + 3 * 8  # screening + one Adam step
+    unscreened = reconstruct_codes(Plane(), [rows], [0], replace(config, screen=0),
+                                   clamp=1.0, latent_size=1, candidates=candidates)
+    assert float(unscreened.codes[0, 0]) == 0.0
 
 
 def test_load_depth_reads_png_millimetres_and_npz(tmp_path):
@@ -221,7 +237,6 @@ def test_complete_command_on_a_real_format_depth_png(trained, trained_data, tmp_
 def test_stored_and_rendered_virtual_scans_are_the_same(tmp_path):
     """`preprocess --partial-scans` writes a scan; with the file gone, completion renders the
     identical scan from the mesh the manifest records (same seed, same settings)."""
-    from dataclasses import replace
 
     from conftest import SMALL_CONFIG
     from deepsdf.completion import _ScanSource
