@@ -250,6 +250,10 @@ samples; 0.11 of the reference's decoder work).""")
     parser.add_argument("--checkpoint", default="latest", help="checkpoint epoch or latest")
     parser.add_argument("--solver", choices=("adam", "gauss-newton"), default="adam")
     parser.add_argument("--steps", type=int, help="steps (adam) or iterations (gauss-newton)")
+    parser.add_argument("--screen", type=int, metavar="N",
+                        help="start each shape from the best of its random code and the "
+                             "training codes, judged on N of its samples (costs (codes + 1) x N "
+                             "point-passes per shape; default: the solver's, 0 for adam)")
     parser.add_argument("--resolution", type=int, default=256, help="mesh grid (256)")
     parser.add_argument("--batch", type=int, default=16, help="shapes fitted together (16)")
     parser.add_argument("--skip", action="store_true", help="skip instances already written")
@@ -269,7 +273,8 @@ def _run_reconstruct(args) -> int:
     device = resolve_device(args.device)
     _, config, _ = load_trained(args.experiment_dir, args.checkpoint)
     solver = GAUSS_NEWTON if args.solver == "gauss-newton" else SolverConfig()
-    solver = replace(solver, seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+    solver = replace(solver, seed=args.seed, **({"steps": args.steps} if args.steps else {}),
+                     **({"screen": args.screen} if args.screen is not None else {}))
     report = reconstruct_split(args.experiment_dir, split_of(config, args.split),
                                data_dir=args.data or config.data_source, solver=solver,
                                checkpoint=args.checkpoint, resolution=args.resolution,

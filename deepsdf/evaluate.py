@@ -3,7 +3,9 @@
 Per shape: Chamfer (the original protocol), Chamfer-L1, F-score at 1% of the ground truth's
 bounding-box side, normal consistency, and the Earth Mover's distance on 1000-point
 subsamples, in the original frame; volumetric IoU at the shape's OccupancySamples (normalized
-frame, the normalized-frame mesh); and the same surface metrics for the retrieval baseline.  Writes
+frame, the normalized-frame mesh); and the same metrics for the retrieval baseline (its IoU
+from the retrieved training shape's source mesh, when the data's manifest points to one that
+exists).  Writes
 ``EXP/Evaluation/<checkpoint>/metrics.csv`` (one row per shape) and ``summary.json`` (mean and
 median of each metric).
 """
@@ -54,6 +56,33 @@ def _surface(data_dir, key):
     return truth["points"], truth["normals"]
 
 
+class _TrainingSolids:
+    """A training shape's source mesh in its normalized frame (for the retrieval baseline's
+    IoU), found through the data's manifest; ``None`` when the mesh is not at hand."""
+
+    def __init__(self, data_dir):
+        self.data_dir, self.manifests = Path(data_dir), {}
+
+    def __call__(self, key: str):
+        import json
+
+        from deepsdf_preprocess.mesh_io import load_mesh
+        from deepsdf_preprocess.normalize import to_normalized
+
+        dataset, local = key.split("/", 1)
+        if dataset not in self.manifests:
+            path = self.data_dir / "manifests" / f"{dataset}.json"
+            self.manifests[dataset] = json.loads(path.read_text()) if path.is_file() else {}
+        mesh_path = self.manifests[dataset].get("instances", {}).get(local, {}).get("mesh")
+        if not mesh_path or not Path(mesh_path).is_file():
+            return None
+        mesh = load_mesh(mesh_path)
+        offset, scale = formats.read_normalization(
+            formats.key_paths(self.data_dir, key)[formats.NORMALIZATION_PARAMETERS])
+        mesh.vertices = to_normalized(mesh.vertices, offset, scale)
+        return mesh
+
+
 def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest",
                    retrieval: bool = True) -> dict:
     """Evaluate every reconstructed shape of ``split``; returns the summary (also written).
@@ -97,7 +126,9 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
         have_code = [i for i, c in enumerate(codes) if c is not None]
         by_code = dict(zip(have_code, nearest_by_code(torch.stack([codes[i] for i in have_code]),
                                                       payload["codes"]))) if have_code else {}
+        solids = _TrainingSolids(data_dir)
         for i, row in enumerate(rows):
+            occupancy = formats.key_paths(data_dir, row["instance"])[formats.OCCUPANCY_SAMPLES]
             for name, index in (("retrieval_code", by_code.get(i)),
                                 ("retrieval_oracle", by_oracle[i])):
                 if index is None:
@@ -105,8 +136,11 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
                 row[f"{name}_instance"] = train_ids[index]
                 metrics = evaluate_points(*train[index], *truths[i])
                 row.update({f"{name}_{k}": v for k, v in metrics.items()})
+                solid = solids(train_ids[index])
+                if solid is not None and occupancy.is_file():
+                    row[f"{name}_iou"] = volumetric_iou(solid, *formats.read_occupancy(occupancy))
         for name in ("retrieval_code", "retrieval_oracle"):
-            columns += [f"{name}_instance"] + [f"{name}_{k}" for k in METRICS]
+            columns += [f"{name}_instance"] + [f"{name}_{k}" for k in (*METRICS, "iou")]
     out.mkdir(parents=True, exist_ok=True)
     with formats.atomic_path(out / "metrics.csv") as temporary:
         with open(temporary, "w", newline="") as stream:

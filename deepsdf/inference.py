@@ -108,7 +108,8 @@ def reconstruct_split(experiment_dir, split: dict, *, data_dir, solver: SolverCo
     for start in range(0, len(todo), batch):
         scenes = todo[start:start + batch]
         result = reconstruct_codes(decoder, packed, scenes, solver, clamp=config.clamp,
-                                   latent_size=config.decoder.latent_size, device=device)
+                                   latent_size=config.decoder.latent_size, device=device,
+                                   candidates=payload["codes"] if solver.screen else None)
         report.point_passes += result.point_passes
         for row, scene in enumerate(scenes):
             key = packed.instance_ids[scene]

@@ -133,6 +133,8 @@ def test_evaluate_command_on_ground_truth_meshes(tiny_data, tmp_path):
     assert right["iou"] > 0.97 and wrong["iou"] < right["iou"] - 0.1
     assert right["chamfer_l1"] < wrong["chamfer_l1"]
     assert right["retrieval_oracle_instance"] == "gen/chairs/chairs_0000"
+    # The retrieved training shape's IoU comes from its source mesh: itself here.
+    assert right["retrieval_oracle_iou"] > 0.97
     assert wrong["retrieval_oracle_instance"] == "gen/chairs/chairs_0001"
     header = (experiment / "Evaluation/latest/metrics.csv").read_text().splitlines()[0]
     assert header.startswith("instance,chamfer,chamfer_l1,f_score,normal_consistency,emd,")
