@@ -199,6 +199,8 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
     the training shape nearest to the observed points (normalized frame) answers each shape
     too, with the same metrics.
     """
+    from deepsdf_preprocess.pipeline import instance_seed
+
     from .inference import load_trained
 
     decoder, config, payload = load_trained(experiment_dir, checkpoint, device=device)
@@ -228,8 +230,6 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
             normalizations.append((offset, scale))
             world = scan_observation(sources[dataset](key, offset, scale))
             observed.append(world.transformed(Similarity.from_normalization(offset, scale)))
-        from deepsdf_preprocess.pipeline import instance_seed
-
         result = complete_observations(
             decoder, observed, clamp=config.clamp, latent_size=config.decoder.latent_size,
             solver=solver, constraints=constraints,
