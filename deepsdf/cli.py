@@ -391,7 +391,8 @@ part, beside the retrieval baseline (the training shape nearest to the observed 
 Real scans (depth in metres from .npy/.npz, or a 16-bit PNG with --depth-scale):
   deepsdf complete EXP_DIR --depth D.png --K K.txt --pose P.txt --depth-scale 1000 \\
       (--normalization N.npz | --transform T.txt) --out OUT
-  deepsdf complete EXP_DIR --points CLOUD.ply --sensor X Y Z (--normalization | --transform) --out OUT
+  deepsdf complete EXP_DIR --points CLOUD.ply --sensor X Y Z \\
+      (--normalization N.npz | --transform T.txt) --out OUT
 K: 3x3 intrinsics; P: 4x4 camera-to-world pose in the --convention (opencv: x right, y down,
 z forward; opengl: x right, y up, z backward). T: 4x4 similarity world -> model frame
 (x_model = s R x + t); N: NormalizationParameters of the object's frame. Repeat --depth and

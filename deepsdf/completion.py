@@ -16,27 +16,29 @@ Output of :func:`complete_split` under ``OUT``::
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from deepsdf_preprocess import formats
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.pinhole import PinholeCamera
 
+from .evaluate import summarize, write_table
+from .inference import load_trained, write_code, write_mesh
 from .latents import split_instances
 from .mesh import NoSurfaceError, code_mesh
-from .metrics import CHAMFER_POINTS, chamfer, chamfer_l1, chamfer_unseen, f_score, surface_points
-from .observations import ConstraintConfig, Observation, Similarity, observe_depth, sdf_constraints
+from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, chamfer_unseen, f_score,
+                      surface_points)
+from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
+                           sdf_constraints)
 from .reconstruct import GAUSS_NEWTON, Reconstruction, SolverConfig, reconstruct_codes
 
-__all__ = ["complete_observations", "complete_scans", "complete_split", "scan_observation", "CompletionReport",
-           "COMPLETION_METRICS", "UNSEEN_RADIUS"]
+__all__ = ["complete_observations", "complete_scans", "complete_split", "scan_observation",
+           "CompletionReport", "COMPLETION_METRICS", "UNSEEN_RADIUS"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +85,6 @@ def complete_scans(experiment_dir, observation: Observation, similarity: Similar
 
     Returns a summary dict (paths, observed point count, metrics if any).
     """
-    from .inference import load_trained
-
     decoder, config, _ = load_trained(experiment_dir, checkpoint, device=device)
     if len(observation) == 0:
         raise ValueError("no usable observed point (check the depth scale, K and the pose)")
@@ -98,14 +98,11 @@ def complete_scans(experiment_dir, observation: Observation, similarity: Similar
                                    constraints=constraints, device=device)
     out_dir = Path(out_dir)
     code = result.codes[0]
-    with formats.atomic_path(out_dir / "code.pth") as temporary:
-        torch.save(code.detach().cpu().unsqueeze(0), temporary)
+    write_code(out_dir / "code.pth", code)
     mesh = code_mesh(decoder, code, resolution)
-    with formats.atomic_path(out_dir / "completed_normalized.ply") as temporary:
-        mesh.export(temporary, file_type="ply")
+    write_mesh(out_dir / "completed_normalized.ply", mesh)
     mesh.vertices = similarity.inverse_points(mesh.vertices)
-    with formats.atomic_path(out_dir / "completed.ply") as temporary:
-        mesh.export(temporary, file_type="ply")
+    write_mesh(out_dir / "completed.ply", mesh)
     summary = {"mesh": str(out_dir / "completed.ply"), "observed_points": len(observation),
                "loss": float(result.loss[0])}
     if truth is not None:
@@ -201,8 +198,6 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
     """
     from deepsdf_preprocess.pipeline import instance_seed
 
-    from .inference import load_trained
-
     decoder, config, payload = load_trained(experiment_dir, checkpoint, device=device)
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     keys = split_instances(split)
@@ -253,8 +248,7 @@ def _complete_one(key, code, observed, offset, scale, decoder, data_dir, out_dir
                   train_clouds, train_ids, report):
     dataset, class_name, instance = key.split("/", 2)
     tail = Path(dataset) / class_name
-    with formats.atomic_path(out_dir / "Codes" / tail / f"{instance}.pth") as temporary:
-        torch.save(code.detach().cpu().unsqueeze(0), temporary)
+    write_code(out_dir / "Codes" / tail / f"{instance}.pth", code)
     try:
         mesh = code_mesh(decoder, code, resolution)
     except NoSurfaceError as error:
@@ -262,8 +256,7 @@ def _complete_one(key, code, observed, offset, scale, decoder, data_dir, out_dir
         report.no_surface.append(key)
         return None
     mesh.vertices = to_original(mesh.vertices, offset, scale)
-    with formats.atomic_path(out_dir / "Meshes" / tail / f"{instance}.ply") as temporary:
-        mesh.export(temporary, file_type="ply")
+    write_mesh(out_dir / "Meshes" / tail / f"{instance}.ply", mesh)
     truth = formats.read_surface_samples(
         formats.key_paths(data_dir, key)[formats.SURFACE_SAMPLES])["points"]
     seen = to_original(observed.points, offset, scale)
@@ -285,21 +278,11 @@ def _write_report(out_dir: Path, report: CompletionReport, retrieval: bool) -> d
     columns = ["instance", "observed_points", *COMPLETION_METRICS]
     if retrieval:
         columns += ["retrieval_instance"] + [f"retrieval_{k}" for k in COMPLETION_METRICS]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with formats.atomic_path(out_dir / "completion.csv") as temporary:
-        with open(temporary, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows(report.rows)
+    write_table(out_dir / "completion.csv", report.rows, columns)
     summary = {"shapes": len(report.rows), "no_surface": report.no_surface}
     for prefix, section in [("", "completion")] + ([("retrieval_", "retrieval")]
                                                    if retrieval else []):
-        block = {}
-        for name in COMPLETION_METRICS:
-            values = np.array([row[prefix + name] for row in report.rows])
-            if len(values):
-                block[name] = {"mean": float(values.mean()), "median": float(np.median(values))}
-        summary[section] = block
+        summary[section] = summarize(report.rows, COMPLETION_METRICS, prefix)
     if retrieval and report.rows:
         summary["beats_retrieval_on_mean_chamfer"] = bool(
             summary["completion"]["chamfer"]["mean"] < summary["retrieval"]["chamfer"]["mean"])

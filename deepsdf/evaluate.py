@@ -25,7 +25,8 @@ from .latents import split_instances
 from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, earth_movers, f_score,
                       normal_consistency, surface_points, volumetric_iou)
 
-__all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "METRICS"]
+__all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "summarize", "write_table",
+           "METRICS"]
 
 METRICS = ("chamfer", "chamfer_l1", "f_score", "normal_consistency", "emd")
 
@@ -46,6 +47,26 @@ def evaluate_shape(mesh: trimesh.Trimesh, truth_points, truth_normals, *, seed: 
     """The metrics of a reconstructed mesh (original frame): 30000 points sampled on it."""
     points, normals = surface_points(mesh, CHAMFER_POINTS, seed=seed)
     return evaluate_points(points, normals, truth_points, truth_normals)
+
+
+def write_table(path, rows, columns) -> None:
+    """Write dict ``rows`` as a CSV with ``columns`` (missing values empty), atomically."""
+    with formats.atomic_path(path) as temporary:
+        with open(temporary, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def summarize(rows, names, prefix: str = "") -> dict:
+    """``{name: {"mean", "median"}}`` of the columns ``prefix + name`` over the rows that have
+    them (names no row has are left out)."""
+    block = {}
+    for name in names:
+        values = np.array([row[prefix + name] for row in rows if prefix + name in row])
+        if len(values):
+            block[name] = {"mean": float(values.mean()), "median": float(np.median(values))}
+    return block
 
 
 def _surface(data_dir, key):
@@ -141,22 +162,12 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
                     row[f"{name}_iou"] = volumetric_iou(solid, *formats.read_occupancy(occupancy))
         for name in ("retrieval_code", "retrieval_oracle"):
             columns += [f"{name}_instance"] + [f"{name}_{k}" for k in (*METRICS, "iou")]
-    out.mkdir(parents=True, exist_ok=True)
-    with formats.atomic_path(out / "metrics.csv") as temporary:
-        with open(temporary, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
+    write_table(out / "metrics.csv", rows, columns)
     summary = {"shapes": len(rows), "missing": missing}
     prefixes = [("", "reconstruction")] + ([("retrieval_code_", "retrieval_code"),
                                             ("retrieval_oracle_", "retrieval_oracle")]
                                            if retrieval else [])
     for prefix, section in prefixes:
-        block = {}
-        for name in (*METRICS, "iou"):
-            values = np.array([row[prefix + name] for row in rows if prefix + name in row])
-            if len(values):
-                block[name] = {"mean": float(values.mean()), "median": float(np.median(values))}
-        summary[section] = block
+        summary[section] = summarize(rows, (*METRICS, "iou"), prefix)
     formats.write_json(out / "summary.json", summary)
     return summary

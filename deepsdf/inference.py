@@ -29,7 +29,8 @@ from .decoder import Decoder
 from .mesh import NoSurfaceError, code_mesh
 from .reconstruct import SolverConfig, reconstruct_codes
 
-__all__ = ["load_trained", "reconstruct_split", "ReconstructionReport", "output_paths"]
+__all__ = ["load_trained", "reconstruct_split", "ReconstructionReport", "output_paths",
+           "write_code", "write_mesh"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,18 @@ def load_trained(experiment_dir, checkpoint="latest", *, device="cpu"):
     decoder.load_state_dict(payload["decoder"])
     decoder.eval()
     return decoder, config, payload
+
+
+def write_code(path, code: torch.Tensor) -> None:
+    """Save a (d,) code as the original release's (1, d) ``.pth`` tensor, atomically."""
+    with formats.atomic_path(path) as temporary:
+        torch.save(code.detach().cpu().reshape(1, -1), temporary)
+
+
+def write_mesh(path, mesh) -> None:
+    """Export a mesh atomically, in the format of the path's suffix (``.ply``, ``.obj``)."""
+    with formats.atomic_path(path) as temporary:
+        mesh.export(temporary, file_type=Path(path).suffix.lstrip(".").lower())
 
 
 def output_paths(experiment_dir, checkpoint, key: str) -> dict:
@@ -124,8 +137,7 @@ def reconstruct_split(experiment_dir, split: dict, *, data_dir, solver: SolverCo
 
 def _write(experiment_dir, checkpoint, key, code, decoder, data_dir, resolution, report):
     paths = output_paths(experiment_dir, checkpoint, key)
-    with formats.atomic_path(paths["code"]) as temporary:
-        torch.save(code.detach().cpu().unsqueeze(0), temporary)
+    write_code(paths["code"], code)
     try:
         mesh = code_mesh(decoder, code, resolution)
     except NoSurfaceError as error:
@@ -134,12 +146,10 @@ def _write(experiment_dir, checkpoint, key, code, decoder, data_dir, resolution,
         return
     offset, scale = formats.read_normalization(
         formats.key_paths(data_dir, key)[formats.NORMALIZATION_PARAMETERS])
-    with formats.atomic_path(paths["mesh"]) as temporary:
-        mesh.export(temporary, file_type="ply")
+    write_mesh(paths["mesh"], mesh)
     original = mesh.copy()
     original.vertices = to_original(mesh.vertices, offset, scale)
-    with formats.atomic_path(paths["original"]) as temporary:
-        original.export(temporary, file_type="ply")
+    write_mesh(paths["original"], original)
     report.written.append(key)
 
 

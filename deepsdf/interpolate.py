@@ -122,9 +122,7 @@ def interpolation_pictures(experiment_dir, out_dir, *, start=None, end=None, ste
     random mode (``random`` codes) writes ``OUT/sample_XX.ply`` and ``OUT/grid.png``.
     Meshes are in the normalized frame; a step without a surface is drawn blank.
     """
-    from deepsdf_preprocess.formats import atomic_path
-
-    from .inference import load_trained
+    from .inference import load_trained, write_mesh
     from .pictures import default_camera, render_meshes, save_gif, save_png, tile
 
     decoder, _, payload = load_trained(experiment_dir, checkpoint, device=device)
@@ -145,8 +143,7 @@ def interpolation_pictures(experiment_dir, out_dir, *, start=None, end=None, ste
     for index, mesh in enumerate(meshes):
         if mesh is not None:
             path = out_dir / f"{name}_{index:02d}.ply"
-            with atomic_path(path) as temporary:
-                mesh.export(temporary, file_type="ply")
+            write_mesh(path, mesh)
             written.append(path)
     images = render_meshes(meshes, default_camera(size), renderer=renderer)
     if random is not None:
