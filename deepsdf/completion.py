@@ -16,7 +16,6 @@ Output of :func:`complete_split` under ``OUT``::
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,9 +121,10 @@ class _ScanSource:
     the seed and settings the preprocessor would have used."""
 
     def __init__(self, data_dir: Path, dataset: str, meshes_dir=None):
+        from deepsdf_preprocess.driver import read_manifest
+
         self.data_dir, self.dataset = Path(data_dir), dataset
-        manifest_path = self.data_dir / "manifests" / f"{dataset}.json"
-        self.manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        self.manifest = read_manifest(self.data_dir, dataset)
         self.meshes = None
         if meshes_dir is not None:
             from deepsdf_preprocess.driver import discover_meshes
@@ -135,16 +135,15 @@ class _ScanSource:
         path = formats.key_paths(self.data_dir, key)[formats.PARTIAL_SCANS]
         if path.is_file() and self.meshes is None:
             return formats.read_partial_scan(path)
+        from deepsdf_preprocess.driver import manifest_mesh
         from deepsdf_preprocess.mesh_io import load_mesh
         from deepsdf_preprocess.partial_scan import VirtualScanConfig, instance_scan
         from deepsdf_preprocess.pipeline import instance_seed
 
         local = key.split("/", 1)[1]  # class/instance, the preprocessor's key
-        if self.meshes is not None:
-            mesh_path = self.meshes.get(local)
-        else:
-            mesh_path = self.manifest.get("instances", {}).get(local, {}).get("mesh")
-        if not mesh_path or not Path(mesh_path).is_file():
+        mesh_path = (self.meshes.get(local) if self.meshes is not None
+                     else manifest_mesh(self.manifest, local))
+        if mesh_path is None:
             raise ValueError(f"{key}: no PartialScans file and no source mesh to scan (rerun "
                              "`deepsdf preprocess --partial-scans`, or pass --meshes DIR)")
         settings = (self.manifest.get("config") or {}).get("partial_scan")

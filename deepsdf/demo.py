@@ -137,24 +137,6 @@ def _train(out, data, train_path, test_path, settings, device, max_epochs):
     return trainer
 
 
-def _normalized_mesh(data, key, mesh_path):
-    import trimesh
-
-    from deepsdf_preprocess import formats
-    from deepsdf_preprocess.normalize import to_normalized
-
-    mesh = trimesh.load(mesh_path, force="mesh", process=False)
-    offset, scale = formats.read_normalization(
-        formats.key_paths(data, key)[formats.NORMALIZATION_PARAMETERS])
-    mesh.vertices = to_normalized(mesh.vertices, offset, scale)
-    return mesh
-
-
-def _source_mesh(data, key):
-    manifest = json.loads((Path(data) / "manifests" / f"{key.split('/')[0]}.json").read_text())
-    return manifest["instances"][key.split("/", 1)[1]]["mesh"]
-
-
 def _write_report(out, data, experiment, trainer, evaluation, completion, completed_key,
                   ends, settings) -> dict:
     import csv
@@ -162,6 +144,7 @@ def _write_report(out, data, experiment, trainer, evaluation, completion, comple
     import trimesh
 
     from deepsdf.checkpoint import checkpoint_path, load_checkpoint
+    from deepsdf.evaluate import SourceMeshes
     from deepsdf.inference import output_paths
     from deepsdf.pictures import default_camera, render_meshes, save_png, tile
     from deepsdf.report import Report, training_curve
@@ -169,6 +152,7 @@ def _write_report(out, data, experiment, trainer, evaluation, completion, comple
 
     folder = out / "report"
     camera = default_camera(settings.picture_size)
+    sources = SourceMeshes(data)
     history = load_checkpoint(checkpoint_path(experiment)).get("history", [])
     page = Report("deepsdf demo: procedural chairs and tables")
     beats = evaluation["reconstruction"]["chamfer"]["mean"] < \
@@ -195,12 +179,11 @@ def _write_report(out, data, experiment, trainer, evaluation, completion, comple
     truth, ours, retrieved = [], [], []
     for row in shapes:
         key = row["instance"]
-        truth.append(_normalized_mesh(data, key, _source_mesh(data, key)))
+        truth.append(sources.normalized(key))
         mesh_path = output_paths(experiment, "latest", key)["mesh"]
         ours.append(trimesh.load(mesh_path, process=False) if mesh_path.is_file() else None)
         other = row.get("retrieval_code_instance")
-        retrieved.append(_normalized_mesh(data, other, _source_mesh(data, other))
-                         if other else None)
+        retrieved.append(sources.normalized(other) if other else None)
     images = render_meshes(truth + ours + retrieved, camera)
     count = len(shapes)
     save_png(folder / "held_out.png", tile(images, columns=count))
@@ -223,9 +206,7 @@ def _write_report(out, data, experiment, trainer, evaluation, completion, comple
     from deepsdf_preprocess.normalize import to_normalized
 
     completed.vertices = to_normalized(completed.vertices, offset, scale)
-    pictures = render_meshes([completed, _normalized_mesh(data, completed_key,
-                                                          _source_mesh(data, completed_key))],
-                             camera)
+    pictures = render_meshes([completed, sources.normalized(completed_key)], camera)
     save_png(folder / "completion.png", tile([_depth_picture(scan["depth"],
                                                              settings.picture_size)]
                                              + pictures))

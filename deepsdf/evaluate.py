@@ -26,7 +26,7 @@ from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, earth_movers, f_score
                       normal_consistency, surface_points, volumetric_iou)
 
 __all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "summarize", "write_table",
-           "METRICS"]
+           "SourceMeshes", "METRICS"]
 
 METRICS = ("chamfer", "chamfer_l1", "f_score", "normal_consistency", "emd")
 
@@ -77,27 +77,31 @@ def _surface(data_dir, key):
     return truth["points"], truth["normals"]
 
 
-class _TrainingSolids:
-    """A training shape's source mesh in its normalized frame (for the retrieval baseline's
-    IoU), found through the data's manifest; ``None`` when the mesh is not at hand."""
+class SourceMeshes:
+    """The source meshes of a data tree's instances, found through its manifests (read once
+    per dataset)."""
 
     def __init__(self, data_dir):
         self.data_dir, self.manifests = Path(data_dir), {}
 
-    def __call__(self, key: str):
-        import json
-
-        from deepsdf_preprocess.mesh_io import load_mesh
-        from deepsdf_preprocess.normalize import to_normalized
+    def path(self, key: str):
+        """The source mesh of ``dataset/class/instance``, or ``None`` when not at hand."""
+        from deepsdf_preprocess.driver import manifest_mesh, read_manifest
 
         dataset, local = key.split("/", 1)
         if dataset not in self.manifests:
-            path = self.data_dir / "manifests" / f"{dataset}.json"
-            self.manifests[dataset] = json.loads(path.read_text()) if path.is_file() else {}
-        mesh_path = self.manifests[dataset].get("instances", {}).get(local, {}).get("mesh")
-        if not mesh_path or not Path(mesh_path).is_file():
+            self.manifests[dataset] = read_manifest(self.data_dir, dataset)
+        return manifest_mesh(self.manifests[dataset], local)
+
+    def normalized(self, key: str):
+        """The source mesh in the instance's normalized frame, or ``None``."""
+        from deepsdf_preprocess.mesh_io import load_mesh
+        from deepsdf_preprocess.normalize import to_normalized
+
+        path = self.path(key)
+        if path is None:
             return None
-        mesh = load_mesh(mesh_path)
+        mesh = load_mesh(path)
         offset, scale = formats.read_normalization(
             formats.key_paths(self.data_dir, key)[formats.NORMALIZATION_PARAMETERS])
         mesh.vertices = to_normalized(mesh.vertices, offset, scale)
@@ -147,7 +151,7 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
         have_code = [i for i, c in enumerate(codes) if c is not None]
         by_code = dict(zip(have_code, nearest_by_code(torch.stack([codes[i] for i in have_code]),
                                                       payload["codes"]))) if have_code else {}
-        solids = _TrainingSolids(data_dir)
+        sources = SourceMeshes(data_dir)
         for i, row in enumerate(rows):
             occupancy = formats.key_paths(data_dir, row["instance"])[formats.OCCUPANCY_SAMPLES]
             for name, index in (("retrieval_code", by_code.get(i)),
@@ -157,7 +161,7 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
                 row[f"{name}_instance"] = train_ids[index]
                 metrics = evaluate_points(*train[index], *truths[i])
                 row.update({f"{name}_{k}": v for k, v in metrics.items()})
-                solid = solids(train_ids[index])
+                solid = sources.normalized(train_ids[index])
                 if solid is not None and occupancy.is_file():
                     row[f"{name}_iou"] = volumetric_iou(solid, *formats.read_occupancy(occupancy))
         for name in ("retrieval_code", "retrieval_oracle"):

@@ -210,6 +210,17 @@ def _remove_stale_parts(data_dir: Path, dataset: str) -> None:
             stale.unlink()
 
 
+def read_manifest(data_dir, dataset: str) -> dict:
+    """The manifest ``DATA/manifests/<dataset>.json`` ({} when there is none)."""
+    return _load_manifest(Path(data_dir) / "manifests" / f"{dataset}.json")
+
+
+def manifest_mesh(manifest: dict, key: str) -> Path | None:
+    """The source mesh the manifest records for ``<class>/<instance>``, if it still exists."""
+    recorded = manifest.get("instances", {}).get(key, {}).get("mesh")
+    return Path(recorded) if recorded and Path(recorded).is_file() else None
+
+
 def _load_manifest(path: Path) -> dict:
     import json
 
