@@ -24,6 +24,9 @@ setup(
         "numpy>=1.23",
         "scipy>=1.10",  # KD-trees for the sign vote
         "trimesh>=4.0",
+        # trimesh decodes text meshes that are not UTF-8 (an OBJ with a Latin-1 comment)
+        # through charset-normalizer, which it does not install itself.
+        "charset-normalizer>=3",
         "manifold3d>=2.3",  # robust booleans for the procedural example shapes
         "libigl>=2.5",  # exact point-to-mesh distance (AABB tree), winding numbers
         "pyrender>=0.1.45",  # headless EGL context for the depth cameras

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import formats
-from .errors import PreprocessError
+from .errors import DiskFullError, PreprocessError
 from .mesh_io import MESH_SUFFIXES
 from .pipeline import PreprocessConfig, instance_seed, make_scanner, preprocess_instance
 
-__all__ = ["MeshJob", "discover_meshes", "preprocess_dataset", "DatasetReport"]
+__all__ = ["MeshJob", "discover_meshes", "preprocess_dataset", "DatasetReport",
+           "read_manifest", "manifest_mesh", "WORKER_DIED"]
 
 logger = logging.getLogger(__name__)
 
 SHAPENET_MESH = Path("models") / "model_normalized.obj"
+
+#: The reason recorded for an instance whose worker process died (the OOM killer, a crash).
+WORKER_DIED = "worker died while processing this mesh (out of memory? a crash in a library?)"
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class MeshJob:
     class_name: str
     instance: str
     mesh_path: Path | None  # None when a split names an instance with no mesh
+    problem: str | None = None  # why this instance cannot be processed, found at discovery
 
     @property
     def key(self) -> str:
@@ -49,6 +61,12 @@ class DatasetReport:
 def discover_meshes(mesh_dir, *, split: dict | None = None, dataset: str | None = None):
     """Find ``<class>/<instance>.<ext>`` and ``<class>/<instance>/models/model_normalized.obj``.
 
+    Nothing is skipped without a word: a mesh-suffixed entry that is a dangling symbolic link
+    or a link loop, two files with the same stem in one class (``dup.obj`` beside
+    ``dup.ply``: which is the instance?) and names that are not single path components each
+    become a job with a ``problem`` (recorded as a failure with that reason).  Mesh files at
+    the top of ``mesh_dir``, outside any class folder, are ignored with a warning.
+
     Parameters
     ----------
     mesh_dir : path
@@ -60,50 +78,158 @@ def discover_meshes(mesh_dir, *, split: dict | None = None, dataset: str | None 
 
     Returns
     -------
-    list of MeshJob, sorted by key.
+    list of MeshJob, sorted by key.  Mesh paths are absolute.
     """
     root = Path(mesh_dir)
     if not root.is_dir():
         raise ValueError(f"mesh folder {root} does not exist")
     found: dict[tuple[str, str], Path] = {}
+    problems: dict[tuple[str, str], str] = {}
+    loose = [p.name for p in root.iterdir() if p.suffix.lower() in MESH_SUFFIXES]
+    if loose:
+        logger.warning("%d mesh file(s) at the top of %s are ignored (%s): meshes go in "
+                       "class folders, <class>/<instance>.<ext>", len(loose), root,
+                       ", ".join(sorted(loose)[:3]) + (" ..." if len(loose) > 3 else ""))
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for entry in sorted(class_dir.iterdir()):
-            if entry.is_file() and entry.suffix.lower() in MESH_SUFFIXES:
-                found.setdefault((class_dir.name, entry.stem), entry)
+            key = (class_dir.name, entry.stem if entry.suffix else entry.name)
+            if entry.suffix.lower() in MESH_SUFFIXES:
+                if not entry.is_file():
+                    problems[key] = _link_problem(entry)
+                    continue
+                path = Path(os.path.abspath(entry))
             elif entry.is_dir() and (entry / SHAPENET_MESH).is_file():
-                found.setdefault((class_dir.name, entry.name), entry / SHAPENET_MESH)
+                key = (class_dir.name, entry.name)
+                path = Path(os.path.abspath(entry / SHAPENET_MESH))
+            else:
+                continue
+            if key in found:
+                first, second = (os.path.relpath(p, os.path.abspath(class_dir))
+                                 for p in (found[key], path))
+                problems[key] = (f"ambiguous instance: both {first} and {second} are named "
+                                 f"{key[1]!r} in {class_dir}; rename or remove one")
+                continue
+            found[key] = path
+    for key in list(found) + list(problems):
+        for name, what in ((key[0], "class"), (key[1], "instance")):
+            try:
+                formats.check_name(name, what)
+            except ValueError as error:
+                problems.setdefault(key, str(error))
     if split is None:
-        return [MeshJob(c, i, p) for (c, i), p in sorted(found.items())]
-    if dataset not in split:
-        raise ValueError(f"the split has no dataset {dataset!r} (it has {sorted(split)}); "
-                         "pass the matching --dataset")
-    jobs = [MeshJob(c, i, found.get((c, i))) for c, instances in split[dataset].items()
-            for i in instances]
-    return sorted(jobs, key=lambda job: job.key)
+        keys = sorted(set(found) | set(problems))
+    else:
+        if dataset not in split:
+            raise ValueError(f"the split has no dataset {dataset!r} (it has {sorted(split)}); "
+                             "pass the matching --dataset")
+        keys = sorted((c, i) for c, instances in split[dataset].items() for i in instances)
+    return [MeshJob(c, i, found.get((c, i)), problems.get((c, i))) for c, i in keys]
+
+
+def _link_problem(entry: Path) -> str:
+    """Why a mesh-named entry that is not a regular file cannot be read."""
+    if entry.is_symlink():
+        try:
+            entry.resolve(strict=True)
+        except RuntimeError:
+            return f"{entry.name} is a symbolic link loop"
+        except OSError:
+            return f"{entry.name} is a dangling symbolic link (to {os.readlink(entry)})"
+    return f"{entry.name} is not a regular file"
 
 
 # Worker-process state: one scanner (one OpenGL context) per process, made by the initializer.
 _WORKER: dict = {}
 
 
-def _init_worker(backend: str, config: PreprocessConfig) -> None:
+def _init_worker(backend: str, config: PreprocessConfig, parent: int | None = None) -> None:
+    if parent is not None:
+        _exit_with_parent(parent)
     _WORKER["scanner"] = make_scanner(backend, config.rig)
     _WORKER["config"] = config
 
 
-def _run_job(job: MeshJob, outputs: dict, seed: int) -> tuple[str, dict | None, str | None]:
-    """Returns (key, record, error); never raises for a bad mesh."""
-    if job.mesh_path is None:
-        return job.key, None, "listed in the split but no mesh was found"
+def _exit_with_parent(parent: int) -> None:
+    """Make this worker process end when the driver (process ``parent``) is gone.
+
+    On Linux the kernel kills it at once (``PR_SET_PDEATHSIG``); everywhere a daemon thread
+    checks every second whether the parent changed.  A killed driver therefore never leaves
+    workers writing into the data tree behind the next run's back.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _run_job(job: MeshJob, outputs: dict, seed: int,
+             journal: Path) -> tuple[str, dict | None, str | None]:
+    """Process one instance and append its record to the journal; returns (key, record,
+    error).  Never raises for a bad mesh; a full disk stops the run."""
+    if job.problem is not None:
+        result = job.key, None, job.problem
+    elif job.mesh_path is None:
+        result = job.key, None, "listed in the split but no mesh was found"
+    else:
+        try:
+            record = preprocess_instance(job.mesh_path, outputs, _WORKER["config"],
+                                         _WORKER["scanner"], instance_seed(job.key, seed))
+            result = job.key, record, None
+        except DiskFullError:
+            raise
+        except PreprocessError as error:
+            result = job.key, None, str(error)
+        except Exception as error:  # one broken mesh must not stop a batch of thousands
+            logger.debug("instance %s failed", job.key, exc_info=True)
+            result = job.key, None, f"{type(error).__name__}: {error}"
+    _append_journal(journal, _record(job, *result[1:]), key=job.key)
+    return result
+
+
+def _record(job: MeshJob, record: dict | None, error: str | None) -> dict:
+    mesh = None if job.mesh_path is None else str(job.mesh_path)
+    if error is None:
+        return {"status": "ok", "mesh": mesh, **record}
+    return {"status": "failed", "mesh": mesh, "reason": error}
+
+
+def _append_journal(journal: Path, record: dict, *, key: str) -> None:
+    """Append one ``{"key", "record"}`` line; one ``write`` on an ``O_APPEND`` descriptor, so
+    lines of concurrent workers never interleave."""
+    line = (json.dumps({"key": key, "record": record}) + "\n").encode()
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
-        record = preprocess_instance(job.mesh_path, outputs, _WORKER["config"],
-                                     _WORKER["scanner"], instance_seed(job.key, seed))
-    except PreprocessError as error:
-        return job.key, None, str(error)
-    except Exception as error:  # one broken mesh must not stop a batch of thousands
-        logger.debug("instance %s failed", job.key, exc_info=True)
-        return job.key, None, f"{type(error).__name__}: {error}"
-    return job.key, record, None
+        os.write(descriptor, line)
+    except OSError as error:
+        if error.errno == 28:  # ENOSPC
+            raise DiskFullError(f"no space left on device while writing {journal}") from error
+        raise
+    finally:
+        os.close(descriptor)
+
+
+def _replay_journal(journal: Path, records: dict) -> None:
+    """Apply a journal's records (a killed run's finished instances) onto ``records``."""
+    if not journal.is_file():
+        return
+    for number, line in enumerate(journal.read_text(errors="replace").splitlines(), 1):
+        try:
+            entry = json.loads(line)
+            records[entry["key"]] = entry["record"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            logger.warning("%s line %d is unreadable (cut by a kill?); ignored", journal,
+                           number)
 
 
 def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessConfig,
@@ -112,10 +238,13 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
                        ) -> DatasetReport:
     """Preprocess every mesh of ``mesh_dir`` (or of ``split``) into ``data_dir``.
 
-    Resumable: instances whose files all exist are skipped.  The manifest
-    (``data_dir/manifests/<dataset>.json``) is rewritten atomically after every instance, so a
-    killed run keeps the records of what it finished.  Bad meshes are recorded with a
-    one-line reason and do not stop the run.
+    Resumable: instances whose files all exist are skipped.  Every finished instance's record
+    is appended to a journal (``data_dir/manifests/<dataset>.journal.jsonl``) by the process
+    that made it, the moment its files are written, and the journal is folded into the
+    manifest (``data_dir/manifests/<dataset>.json``) at the end: a killed run (driver or
+    worker) keeps the records of what it finished.  Bad meshes are recorded with a one-line
+    reason and do not stop the run; a worker that dies (the out-of-memory killer) fails the
+    instance it was processing, and the run goes on in a fresh pool.
 
     Parameters
     ----------
@@ -127,24 +256,36 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
     split_out : path, optional
         Where to write the split of the instances that succeeded (default
         ``data_dir/splits/<dataset>.json``).
+
+    Raises
+    ------
+    DiskFullError
+        When the device fills up (what was written before is intact).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    formats.check_name(dataset, "dataset")
     data_dir = Path(data_dir)
     jobs = discover_meshes(mesh_dir, split=split, dataset=dataset)
     if not jobs:
-        raise ValueError(f"no meshes found under {mesh_dir} (expected <class>/<instance>.obj "
+        raise ValueError(f"no meshes found under {mesh_dir} (expected "
+                         f"<class>/<instance>.<{'|'.join(s[1:] for s in MESH_SUFFIXES)}> "
                          "or <class>/<instance>/models/model_normalized.obj)")
     manifest_path = data_dir / "manifests" / f"{dataset}.json"
+    journal = manifest_path.with_suffix(".journal.jsonl")
     split_path = Path(split_out) if split_out else data_dir / "splits" / f"{dataset}.json"
     manifest = _load_manifest(manifest_path)
     manifest.update({"dataset": dataset, "mesh_dir": str(Path(mesh_dir).resolve()),
                      "seed": seed, "backend": backend, "config": config.to_dict()})
     records = manifest.setdefault("instances", {})
+    _replay_journal(journal, records)
 
     _remove_stale_parts(data_dir, dataset)
     pending, skipped = [], []
     for job in jobs:
+        if job.problem is not None:
+            pending.append((job, {}))
+            continue
         outputs = formats.instance_paths(data_dir, dataset, job.class_name, job.instance,
                                          partial_scans=config.partial_scan is not None)
         if all(path.exists() for path in outputs.values()):
@@ -154,60 +295,104 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
             pending.append((job, outputs))
 
     failed: dict[str, str] = {}
-    paths = {job.key: job.mesh_path for job, _ in pending}
+    jobs_by_key = {job.key: job for job, _ in pending}
     bar = _progress(len(pending), progress)
-    for key, record, error in _execute(pending, workers, seed, backend, config):
-        if error is None:
-            records[key] = {"status": "ok", "mesh": str(paths[key]), **record}
-        else:
+    for key, record, error in _execute(pending, workers, seed, backend, config, journal):
+        if error == WORKER_DIED:
+            _append_journal(journal, _record(jobs_by_key[key], None, error), key=key)
+        records[key] = _record(jobs_by_key[key], record, error)
+        if error is not None:
             failed[key] = error
-            records[key] = {"status": "failed", "mesh": str(paths[key]), "reason": error}
             bar.write(f"FAILED {key}: {error}")
-        formats.write_json(manifest_path, manifest)
         bar.update(1)
     bar.close()
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     formats.write_json(manifest_path, manifest)
+    journal.unlink(missing_ok=True)  # folded into the manifest just written
 
-    succeeded = sorted(k for k, r in records.items()
-                       if r.get("status") == "ok" and k in {j.key for j in jobs})
+    listed = {j.key for j in jobs}
+    succeeded = sorted(k for k, r in records.items() if r.get("status") == "ok" and k in listed)
     split_result: dict = {dataset: {}}
     for key in succeeded:
         class_name, instance = key.split("/", 1)
         split_result[dataset].setdefault(class_name, []).append(instance)
     formats.write_split(split_path, split_result)
+    _warn_quality(records, listed)
     return DatasetReport(succeeded=succeeded, failed=failed, skipped=skipped,
                          manifest_path=manifest_path, split_path=split_path)
 
 
-def _execute(pending, workers, seed, backend, config):
-    """Yield job results, in this process (workers == 1) or in spawned worker processes."""
+def _warn_quality(records: dict, keys: set) -> None:
+    """One console line summing up the mesh-quality warnings of this run's instances."""
+    warned = sorted(k for k in keys if records.get(k, {}).get("warnings"))
+    if warned:
+        logger.warning("%d instance(s) have mesh-quality warnings (open surfaces, two-sided "
+                       "triangles; e.g. %s); see the manifest", len(warned), warned[0])
+
+
+def _execute(pending, workers, seed, backend, config, journal):
+    """Yield ``(key, record, error)`` per job, in this process (``workers == 1``) or in
+    spawned worker processes.
+
+    At most ``workers`` jobs are in flight.  When a worker dies, every job in flight is a
+    suspect: a lone suspect is failed with :data:`WORKER_DIED`; several are rerun one at a
+    time, each in a fresh single-worker pool, so only the mesh that kills its worker again is
+    failed.  The remaining jobs go on in a fresh pool.
+    """
     if not pending:
         return
     if workers == 1:
         _init_worker(backend, config)
         try:
             for job, outputs in pending:
-                yield _run_job(job, outputs, seed)
+                yield _run_job(job, outputs, seed, journal)
         finally:
             _WORKER.pop("scanner").close()
         return
+    queue = deque(pending)
+    while queue:
+        suspects = yield from _run_pool(queue, min(workers, len(queue)), seed, backend,
+                                        config, journal)
+        if len(suspects) == 1:
+            yield suspects[0][0].key, None, WORKER_DIED
+        else:
+            for suspect in suspects:
+                if (yield from _run_pool(deque([suspect]), 1, seed, backend, config, journal)):
+                    yield suspect[0].key, None, WORKER_DIED
+
+
+def _run_pool(queue: deque, workers: int, seed, backend, config, journal):
+    """Run jobs from ``queue`` in one pool until it is empty (returns []) or a worker dies
+    (returns the jobs that were in flight)."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=context,
-                             initializer=_init_worker, initargs=(backend, config)) as pool:
-        futures = [pool.submit(_run_job, job, outputs, seed) for job, outputs in pending]
-        for future in as_completed(futures):
-            yield future.result()
+    in_flight = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=_init_worker,
+                             initargs=(backend, config, os.getpid())) as pool:
+        while queue or in_flight:
+            while queue and len(in_flight) < workers:
+                job, outputs = queue.popleft()
+                in_flight[pool.submit(_run_job, job, outputs, seed, journal)] = (job, outputs)
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    return list(in_flight.values())
+                del in_flight[future]
+                yield result
+    return []
 
 
 def _remove_stale_parts(data_dir: Path, dataset: str) -> None:
-    """Delete temporary ``*.part`` files a killed run left (never a file under a final name)."""
+    """Delete temporaries a killed run left (only this writer's ``.<name>.*.part`` files,
+    only under this dataset's folders; never a file under a final name)."""
     for kind in (formats.SDF_SAMPLES, formats.SURFACE_SAMPLES,
                  formats.NORMALIZATION_PARAMETERS, formats.OCCUPANCY_SAMPLES,
                  formats.PARTIAL_SCANS):
-        for stale in (data_dir / kind / dataset).rglob("*.part"):
-            logger.info("removing %s, left by an interrupted run", stale)
-            stale.unlink()
+        for stale in formats.remove_stale_temporaries(data_dir / kind / dataset,
+                                                      recursive=True):
+            logger.info("removed %s, left by an interrupted run", stale)
 
 
 def read_manifest(data_dir, dataset: str) -> dict:
@@ -222,8 +407,6 @@ def manifest_mesh(manifest: dict, key: str) -> Path | None:
 
 
 def _load_manifest(path: Path) -> dict:
-    import json
-
     if path.exists():
         try:
             return json.loads(path.read_text())

@@ -1,6 +1,6 @@
 """Exception types of the preprocessor."""
 
-__all__ = ["PreprocessError", "MeshError"]
+__all__ = ["PreprocessError", "MeshError", "DiskFullError"]
 
 
 class PreprocessError(RuntimeError):
@@ -9,3 +9,10 @@ class PreprocessError(RuntimeError):
 
 class MeshError(PreprocessError):
     """The input mesh cannot be used (unreadable, empty, non-finite, zero area, a point cloud)."""
+
+
+class DiskFullError(OSError):
+    """The device ran out of space while writing a file; the message names the file.
+
+    Not a :class:`PreprocessError`: it is no fault of one instance, so a run stops on it.
+    """

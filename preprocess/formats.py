@@ -9,11 +9,17 @@
     DATA/PartialScans/<dataset>/<class>/<instance>.npz             depth (h, w), K, pose (optional)
 
 Every writer is atomic: it writes a temporary file in the target folder and renames it, so a
-killed run never leaves a partial file under the final name.
+killed run never leaves a partial file under the final name.  Written files get the mode the
+user's umask gives a new file (0644 under umask 022), and a full disk is reported in one line
+(:class:`~.errors.DiskFullError`) with the previous file, if any, left intact.
+
+Dataset, class and instance names are single path components (:func:`check_name`): a split
+entry ``"../../x"`` can never make a writer leave the data tree.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -22,13 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DiskFullError
+
 __all__ = [
     "SDF_SAMPLES", "SURFACE_SAMPLES", "NORMALIZATION_PARAMETERS", "OCCUPANCY_SAMPLES",
     "PARTIAL_SCANS", "write_occupancy", "read_occupancy", "write_partial_scan",
     "read_partial_scan",
     "instance_paths", "key_paths", "atomic_path", "write_sdf_samples", "read_sdf_samples",
     "write_surface_samples", "read_surface_samples", "write_normalization",
-    "read_normalization", "write_json", "read_split", "write_split",
+    "read_normalization", "write_json", "read_split", "write_split", "storage_dtype",
+    "check_name", "remove_stale_temporaries",
 ]
 
 SDF_SAMPLES = "SdfSamples"
@@ -38,16 +47,49 @@ OCCUPANCY_SAMPLES = "OccupancySamples"
 PARTIAL_SCANS = "PartialScans"
 
 
+def check_name(name, what: str = "name") -> str:
+    """Return ``name`` if it is a usable dataset, class or instance name, else raise.
+
+    A name is one path component: a non-empty string without ``/`` or ``\\``, not ``.`` or
+    ``..``, without NUL or control characters.
+
+    Raises
+    ------
+    ValueError
+        Naming ``what`` and the offending value.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"{what} must be a string, got {type(name).__name__} {name!r}")
+    if (not name or name in (".", "..") or "/" in name or "\\" in name
+            or any(ord(c) < 32 for c in name)):
+        raise ValueError(f"{what} {name!r} is not a single file-name component (no '/', "
+                         "'\\', '..', control characters or empty names)")
+    return name
+
+
+def split_key(key: str) -> tuple[str, str, str]:
+    """``dataset/class/instance`` -> its three checked names."""
+    parts = key.split("/") if isinstance(key, str) else []
+    if len(parts) != 3:
+        raise ValueError(f"instance key {key!r} is not of the form dataset/class/instance")
+    return (check_name(parts[0], "dataset"), check_name(parts[1], "class"),
+            check_name(parts[2], "instance"))
+
+
 def key_paths(data_dir, key: str, *, partial_scans: bool = True) -> dict:
     """:func:`instance_paths` of an instance key ``dataset/class/instance``."""
-    dataset, class_name, instance = key.split("/", 2)
+    dataset, class_name, instance = split_key(key)
     return instance_paths(data_dir, dataset, class_name, instance, partial_scans=partial_scans)
 
 
 def instance_paths(data_dir, dataset: str, class_name: str, instance: str, *,
                    partial_scans: bool = False) -> dict:
     """The output paths of one instance, keyed by folder name (``PartialScans`` only with
-    ``partial_scans``: the preprocessor writes it on request)."""
+    ``partial_scans``: the preprocessor writes it on request).  Each name must pass
+    :func:`check_name`."""
+    check_name(dataset, "dataset")
+    check_name(class_name, "class")
+    check_name(instance, "instance")
     root = Path(data_dir)
     paths = {
         SDF_SAMPLES: root / SDF_SAMPLES / dataset / class_name / f"{instance}.npz",
@@ -61,20 +103,70 @@ def instance_paths(data_dir, dataset: str, class_name: str, instance: str, *,
     return paths
 
 
+#: Temporary files of :func:`atomic_path` are named ``.<final name>.<random>.part``.
+_PART_SUFFIX = ".part"
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0644 under 022)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    The file gets the umask's mode (``mkstemp`` alone would leave 0600, unreadable to a
+    colleague on a shared cluster).  A full disk while writing raises
+    :class:`~.errors.DiskFullError` naming ``path``; the temporary is removed and a previous
+    file under ``path`` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
-                                         dir=path.parent)
-    os.close(handle)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_PART_SUFFIX,
+                                             dir=path.parent)
+        os.close(handle)
+    except OSError as error:
+        _raise_if_disk_full(error, path)
+        raise
     try:
         yield Path(temporary)
+        os.chmod(temporary, _new_file_mode())
         os.replace(temporary, path)
+    except OSError as error:
+        _raise_if_disk_full(error, path)
+        raise
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _raise_if_disk_full(error: OSError, path: Path) -> None:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFullError(f"no space left on device while writing {path}"
+                            + ("; the previous file there is intact" if path.exists() else "")
+                            ) from error
+
+
+def remove_stale_temporaries(folder, *, recursive: bool = False) -> list[Path]:
+    """Delete the temporaries a killed :func:`atomic_path` left in ``folder``.
+
+    Only files named as this module names them (``.<name>.<random>.part``) are touched, never
+    a file under a final name, and nothing outside ``folder``.  Returns the removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.rglob(f".*{_PART_SUFFIX}") if recursive else folder.glob(f".*{_PART_SUFFIX}")
+    removed = []
+    for stale in found:
+        if stale.is_file() and not stale.is_symlink():
+            stale.unlink()
+            removed.append(stale)
+    return removed
 
 
 def _save_npz(path, **arrays):
@@ -122,22 +214,29 @@ def read_occupancy(path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_partial_scan(path, depth, K, pose) -> None:
-    """A depth image (h, w) float32, its intrinsics K (3, 3) and its camera-to-world pose (4, 4)
-    in the OpenCV convention (x right, y down, z forward; see ``deepsdf_preprocess.pinhole``)."""
-    _save_npz(path, depth=np.asarray(depth, dtype=np.float32),
+    """A depth image (h, w), its intrinsics K (3, 3) and its camera-to-world pose (4, 4) in the
+    OpenCV convention (x right, y down, z forward; see ``deepsdf_preprocess.pinhole``).
+
+    Depth is float32 unless float32 cannot hold it (see :func:`storage_dtype`; a scan of a
+    small object far from the origin), then float64."""
+    depth = np.asarray(depth, dtype=np.float64)
+    measured = depth[np.isfinite(depth) & (depth > 0)]
+    _save_npz(path, depth=depth.astype(storage_dtype(measured)),
               K=np.asarray(K, dtype=np.float64).reshape(3, 3),
               pose=np.asarray(pose, dtype=np.float64).reshape(4, 4),
               convention=np.array("opencv"))
 
 
 def read_partial_scan(path) -> dict:
-    """``depth`` (h, w) float32, ``K`` (3, 3), ``pose`` (4, 4) and ``convention`` of a scan."""
+    """``depth`` (h, w) float32 (float64 if stored so), ``K`` (3, 3), ``pose`` (4, 4) and
+    ``convention`` of a scan."""
     with np.load(path) as data:
         missing = {"depth", "K", "pose"} - set(data.files)
         if missing:
             raise ValueError(f"{path} lacks the key(s) {sorted(missing)}; not a PartialScans "
                              "file")
-        return {"depth": np.asarray(data["depth"], np.float32),
+        depth = np.asarray(data["depth"])
+        return {"depth": depth.astype(np.float64 if depth.dtype == np.float64 else np.float32),
                 "K": np.asarray(data["K"], np.float64), "pose": np.asarray(data["pose"],
                                                                           np.float64),
                 "convention": str(data["convention"]) if "convention" in data.files
@@ -163,17 +262,60 @@ _PLY_TYPES = {"float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
               "uint": "u4", "uint32": "u4"}
 
 
+#: float32 is kept while its rounding moves no coordinate by more than this fraction of the
+#: array's extent; beyond, the array is stored in float64.
+_FLOAT32_TOLERANCE = 1e-6
+
+
+def storage_dtype(array) -> np.dtype:
+    """float32 when it holds ``array`` to :data:`_FLOAT32_TOLERANCE` of its extent, else float64.
+
+    Far from the origin (a 1 cm part at 10^4, a box at 10^8) or beyond float32's range
+    (10^39) float32 collapses or overflows the points; float64 keeps them.
+
+    Raises
+    ------
+    ValueError
+        When ``array`` holds NaN or infinite values.
+    """
+    array = np.asarray(array, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError("refusing to store NaN or infinite coordinates")
+    if array.size == 0:
+        return np.dtype(np.float32)
+    extent = float(array.max() - array.min()) if array.ndim == 1 else float(
+        np.max(array.max(axis=0) - array.min(axis=0)))
+    with np.errstate(over="ignore"):
+        single = array.astype(np.float32)
+    if not np.all(np.isfinite(single)):
+        return np.dtype(np.float64)
+    error = float(np.max(np.abs(single.astype(np.float64) - array)))
+    return np.dtype(np.float32 if error <= _FLOAT32_TOLERANCE * max(extent, 0.0) or error == 0
+                    else np.float64)
+
+
 def write_surface_samples(path, points, normals=None) -> None:
-    """Binary little-endian PLY with a vertex element ``x y z [nx ny nz]`` (float32), no faces."""
-    points = np.asarray(points, dtype=np.float32)
-    names = ["x", "y", "z"]
-    columns = [points]
+    """Binary little-endian PLY with a vertex element ``x y z [nx ny nz]``, no faces.
+
+    Coordinates are ``float`` (float32, as the original release) unless float32 cannot hold
+    them to 1e-6 of the cloud's extent (see :func:`storage_dtype`): then they are ``double``,
+    which every PLY reader accepts.  Normals are always float32.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    position = storage_dtype(points)
+    fields = [(name, "<" + position.str[1:]) for name in ("x", "y", "z")]
     if normals is not None:
-        names += ["nx", "ny", "nz"]
-        columns.append(np.asarray(normals, dtype=np.float32))
-    data = np.ascontiguousarray(np.concatenate(columns, axis=1), dtype="<f4")
+        fields += [(name, "<f4") for name in ("nx", "ny", "nz")]
+    data = np.empty(len(points), dtype=fields)
+    for axis, name in enumerate("xyz"):
+        data[name] = points[:, axis]
+    if normals is not None:
+        normals = np.asarray(normals, dtype=np.float32)
+        for axis, name in enumerate(("nx", "ny", "nz")):
+            data[name] = normals[:, axis]
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(points)}"]
-    header += [f"property float {name}" for name in names]
+    header += [f"property {'double' if code == '<f8' else 'float'} {name}"
+               for name, code in fields]
     header.append("end_header")
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as stream:
@@ -190,7 +332,8 @@ def read_surface_samples(path) -> dict:
     Returns
     -------
     dict
-        ``points`` (n, 3) float32, and ``normals`` (n, 3) float32 when the file has them.
+        ``points`` (n, 3) float32 (float64 when the file stores doubles), and ``normals``
+        (n, 3) float32 when the file has them.
     """
     with open(path, "rb") as stream:
         if stream.readline().strip() != b"ply":
@@ -225,7 +368,9 @@ def read_surface_samples(path) -> dict:
             dtype = np.dtype([(name, order + code) for name, code in properties])
             table = np.frombuffer(stream.read(dtype.itemsize * count), dtype=dtype, count=count)
             columns = {name: table[name] for name, _ in properties}
-    result = {"points": np.stack([columns[k] for k in "xyz"], axis=1).astype(np.float32)}
+    points = np.stack([columns[k] for k in "xyz"], axis=1)
+    wide = dict(properties).get("x") == "f8"
+    result = {"points": points.astype(np.float64 if wide else np.float32)}
     if all(k in columns for k in ("nx", "ny", "nz")):
         result["normals"] = np.stack([columns[k] for k in ("nx", "ny", "nz")],
                                      axis=1).astype(np.float32)
@@ -239,13 +384,32 @@ def write_json(path, payload) -> None:
 
 
 def read_split(path) -> dict:
-    """A split file ``{dataset: {class: [instance, ...]}}``, validated."""
-    payload = json.loads(Path(path).read_text())
+    """A split file ``{dataset: {class: [instance, ...]}}``, validated.
+
+    Raises
+    ------
+    ValueError
+        When the file is missing, is not JSON, or does not have that shape, and for any name
+        that is not a single path component (:func:`check_name`), naming the entry.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"split file {path} does not exist")
+    try:
+        payload = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"split file {path} is not valid JSON: {error}") from error
     if not isinstance(payload, dict) or not all(
             isinstance(classes, dict) and all(isinstance(v, list) for v in classes.values())
             for classes in payload.values()):
         raise ValueError(f"{path} is not a split file: expected "
                          '{"<dataset>": {"<class>": ["<instance>", ...]}}')
+    for dataset, classes in payload.items():
+        check_name(dataset, f"{path}: dataset")
+        for class_name, instances in classes.items():
+            check_name(class_name, f"{path}: class in {dataset}")
+            for instance in instances:
+                check_name(instance, f"{path}: instance of {dataset}/{class_name}")
     return payload
 
 

@@ -50,6 +50,9 @@ def load_mesh(path) -> trimesh.Trimesh:
         raise MeshError(f"{path.name} is a point cloud, not a triangle mesh")
     if not isinstance(loaded, trimesh.Trimesh):
         raise MeshError(f"{path.name} holds no triangle mesh (got {type(loaded).__name__})")
+    if len(loaded.faces) == 0:
+        raise MeshError(f"{path.name} is not a triangle mesh: no faces could be read from it "
+                        "(an empty, corrupt or foreign file, or a point cloud)")
     return validate_mesh(loaded, name=path.name)
 
 
@@ -97,13 +100,20 @@ def closed_orientation(vertices, faces) -> int:
     faces : (f, 3) int
     """
     faces = np.asarray(faces, dtype=np.int64)
+    if len(faces) == 0:
+        return 0
     directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
     count = int(faces.max()) + 1
     forward = np.sort(directed[:, 0] * count + directed[:, 1])
     backward = np.sort(directed[:, 1] * count + directed[:, 0])
     if np.any(forward[1:] == forward[:-1]) or not np.array_equal(forward, backward):
         return 0
-    corners = np.asarray(vertices, dtype=np.float64)[faces]
+    # The volume is translation-invariant in exact arithmetic, not in floating point: far from
+    # the origin (a 1 cm sphere at 10^4) the triple products cancel catastrophically and the
+    # sign comes out wrong.  Centring first keeps it exact to the mesh's own size.
+    used = np.asarray(vertices, dtype=np.float64)
+    centre = 0.5 * (used[faces].min(axis=(0, 1)) + used[faces].max(axis=(0, 1)))
+    corners = used[faces] - centre
     volume = np.einsum("ij,ij->i", corners[:, 0],
                        np.cross(corners[:, 1], corners[:, 2])).sum() / 6.0
     return 1 if volume > 0 else (-1 if volume < 0 else 0)

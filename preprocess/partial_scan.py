@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
+from .formats import storage_dtype
 from .normalize import to_original
 from .pinhole import PinholeCamera, intrinsics_from_fov, look_at_pose
 from .scan import plane_depth
@@ -58,7 +59,7 @@ def random_viewpoint(rng: np.random.Generator, config: VirtualScanConfig) -> np.
 
 
 def render_depth(vertices, faces, camera: PinholeCamera) -> np.ndarray:
-    """(height, width) float32 depth (distance along the optical axis; 0 where no surface).
+    """(height, width) float64 depth (distance along the optical axis; 0 where no surface).
 
     The first hit of every pixel-centre ray is found by ray casting and its depth computed
     exactly from the hit triangle's plane.
@@ -72,7 +73,7 @@ def render_depth(vertices, faces, camera: PinholeCamera) -> np.ndarray:
         length = plane_depth(vertices, faces, triangles[hit], origins[hit], directions[hit])
         axis = camera.pose[:3, 2]
         depth[hit] = np.nan_to_num(length * (directions[hit] @ axis), nan=0.0, posinf=0.0)
-    return depth.reshape(camera.height, camera.width).astype(np.float32)
+    return depth.reshape(camera.height, camera.width)
 
 
 def virtual_scan(mesh: trimesh.Trimesh, offset, scale, rng: np.random.Generator,
@@ -88,8 +89,9 @@ def virtual_scan(mesh: trimesh.Trimesh, offset, scale, rng: np.random.Generator,
 
     Returns
     -------
-    dict with ``depth`` (h, w) float32 (original-frame units), ``K`` (3, 3), ``pose`` (4, 4)
-    OpenCV camera-to-world in the original frame: the content of a ``PartialScans`` file.
+    dict with ``depth`` (h, w) (original-frame units; float32, or float64 where float32 cannot
+    hold it: :func:`~.formats.storage_dtype`), ``K`` (3, 3), ``pose`` (4, 4) OpenCV
+    camera-to-world in the original frame: the content of a ``PartialScans`` file.
     """
     eye = random_viewpoint(rng, config) if eye is None else np.asarray(eye, dtype=np.float64)
     pose = look_at_pose(to_original(eye[None], offset, scale)[0],
@@ -98,7 +100,8 @@ def virtual_scan(mesh: trimesh.Trimesh, offset, scale, rng: np.random.Generator,
                                   pose, config.width, config.height)
     depth = render_depth(np.asarray(mesh.vertices, np.float64),
                          np.asarray(mesh.faces, np.int64), camera)
-    return {"depth": depth, "K": camera.K, "pose": camera.pose}
+    measured = depth[depth > 0]
+    return {"depth": depth.astype(storage_dtype(measured)), "K": camera.K, "pose": camera.pose}
 
 
 def instance_scan(mesh: trimesh.Trimesh, offset, scale, seed: int,

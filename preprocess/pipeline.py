@@ -12,6 +12,7 @@ import trimesh
 
 from . import formats
 from .cameras import CameraRig
+from .checks import SIGN_CHECK_THRESHOLD, sample_count_problem, sign_disagreement
 from .errors import PreprocessError
 from .mesh_io import closed_orientation, load_mesh, validate_mesh
 from .normalize import normalization_parameters, to_normalized, to_original
@@ -43,6 +44,8 @@ class PreprocessConfig:
     surface_samples: int = 30_000  # points written to SurfaceSamples
     grazing: float = GRAZING  # pixels with |n . view| below this are dropped
     partial_scan: VirtualScanConfig | None = None  # also write a one-view PartialScans file
+    min_sign_fraction: float = 0.01  # fail an instance keeping fewer samples of either sign
+    #                                  than this fraction of the samples drawn
 
     def __post_init__(self):
         if self.sign_method not in SIGN_METHODS:
@@ -50,6 +53,9 @@ class PreprocessConfig:
                              f"choose one of {SIGN_METHODS}")
         if self.neighbours < 1:
             raise ValueError(f"neighbours must be at least 1, got {self.neighbours}")
+        if not 0 <= self.min_sign_fraction < 0.5:
+            raise ValueError(f"min_sign_fraction must lie in [0, 0.5), got "
+                             f"{self.min_sign_fraction}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,7 +125,10 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
     Raises
     ------
     MeshError, PreprocessError
-        For unusable meshes and for meshes the cameras do not see.
+        For unusable meshes, for meshes the cameras do not see, when too few samples of
+        either sign survive the vote (``config.min_sign_fraction``), when an independent
+        check (the winding number of far-from-surface samples) contradicts the signs, and
+        when the original frame's surface points are not finite.
     """
     timings = {}
     start = time.perf_counter()
@@ -129,7 +138,7 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
     offset, scale = normalization_parameters(vertices, faces)
     normalized = to_normalized(vertices, offset, scale)
 
-    orientation = closed_orientation(vertices, faces)
+    orientation = closed_orientation(normalized, faces)
     sides = _scan(scanner, normalized, faces, config, orientation)
     timings["scan"] = time.perf_counter() - start
     if sides.stats["visible_triangles"] == 0:
@@ -148,6 +157,10 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
 
     surface_points, surface_faces = surface.sample(config.surface_samples, rng)
     surface_normals = surface.outward_normals()[surface_faces]
+    original_points = to_original(surface_points, offset, scale)
+    if not np.all(np.isfinite(original_points)):
+        raise PreprocessError("the surface points overflow in the original frame (coordinates "
+                              "beyond the float64 range); rescale the mesh file")
 
     stats = dict(sides.stats)
     stats["faces"] = int(len(faces))
@@ -158,6 +171,20 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
     stats["samples_kept"] = int(result.keep.sum())
     stats["dropped_fraction"] = float(1.0 - result.keep.mean())
     stats["sign"] = {"method": config.sign_method, **result.counts}
+    kept_sdf = result.sdf[result.keep]
+    problem = sample_count_problem(len(points), int(np.count_nonzero(kept_sdf > 0)),
+                                   int(np.count_nonzero(kept_sdf <= 0)),
+                                   min_fraction=config.min_sign_fraction)
+    if problem:
+        raise PreprocessError(problem)
+    if config.sign_method != "winding":  # the check would compare the winding with itself
+        check = sign_disagreement(normalized, faces, points[result.keep], kept_sdf)
+        stats["sign_check"] = check
+        if check["fraction"] > SIGN_CHECK_THRESHOLD:
+            raise PreprocessError(
+                f"sign check failed: {check['disagree']} of {check['checked']} samples far "
+                "from the surface are labelled otherwise than the mesh's winding number says "
+                "(inside-out or broken signs); nothing was written")
     stats["warnings"] = _quality_warnings(stats)
     stats["seconds"] = {k: round(v, 4) for k, v in timings.items()}
     uniform = np.zeros(len(points), dtype=bool)
@@ -165,7 +192,7 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
     occupancy = uniform & result.keep
     return MeshSamples(points=points[result.keep], sdf=result.sdf[result.keep],
                        occupancy_points=points[occupancy], occupied=result.sdf[occupancy] <= 0,
-                       surface_points=to_original(surface_points, offset, scale),
+                       surface_points=original_points,
                        surface_normals=surface_normals, offset=offset, scale=scale,
                        stats=stats)
 
