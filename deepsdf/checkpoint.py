@@ -5,20 +5,27 @@
 per training shape), ``instance_ids`` and ``split_hash`` (the row map), ``optimizer``,
 ``rng`` (torch generator states, for bitwise resumption), ``config`` (the resolved specs),
 ``library_version`` and ``git_hash``.
+
+Only tensors and plain Python values (dicts, lists, strings, numbers) are stored, and every
+file is read with ``torch.load(weights_only=True)`` (:func:`safe_load`): a checkpoint, code or
+original-release file shared by someone else can never run code when it is loaded.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import pickle
 import subprocess
 from pathlib import Path
 
 import torch
 
 from deepsdf import __version__
-from deepsdf_preprocess.formats import atomic_path
+from deepsdf_preprocess.formats import atomic_path, remove_stale_temporaries
 
 __all__ = ["CHECKPOINT_FORMAT", "checkpoint_path", "save_checkpoint", "load_checkpoint",
-           "git_hash", "CheckpointError"]
+           "git_hash", "CheckpointError", "safe_load", "newest_readable_snapshot"]
 
 CHECKPOINT_FORMAT = "deepsdf-checkpoint-1"
 
@@ -46,22 +53,68 @@ def git_hash() -> str | None:
 
 
 def save_checkpoint(path, payload: dict) -> None:
-    """Write ``payload`` (plus format, version and git hash) atomically to ``path``."""
+    """Write ``payload`` (plus format, version and git hash) atomically to ``path``.
+
+    The payload is serialized in memory first, so a full disk fails in the plain file write
+    (:class:`~deepsdf_preprocess.errors.DiskFullError`, naming the file) and never leaves a
+    half-written checkpoint; stale temporaries of killed writes in the folder are removed.
+    """
     payload = dict(payload, format=CHECKPOINT_FORMAT, library_version=__version__)
     payload.setdefault("git_hash", git_hash())
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    path = Path(path)
+    remove_stale_temporaries(path.parent)
     with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+        with open(temporary, "wb") as stream:
+            stream.write(buffer.getbuffer())
+            stream.flush()
+            os.fsync(stream.fileno())
+
+
+def safe_load(path, *, map_location="cpu", what: str = "file"):
+    """``torch.load`` that can only build tensors and plain values, never run code.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing, unreadable, or holds other Python objects (a pickle that
+        would call functions is refused, not executed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no {what} at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path} holds Python objects other than tensors and plain values; refusing to "
+            "load it (unpickling it could run code). Only load files you trust with "
+            "torch.load yourself, and save tensors and plain values") from error
+    except Exception as error:  # truncated or foreign files raise many types
+        first_line = (str(error).splitlines() or [""])[0]
+        raise CheckpointError(f"cannot read {what} {path}: {type(error).__name__}: "
+                              f"{first_line}") from error
+
+
+def newest_readable_snapshot(experiment_dir) -> int | None:
+    """The epoch of the newest ``Checkpoints/<epoch>.pt`` snapshot that loads, or None."""
+    folder = Path(experiment_dir) / "Checkpoints"
+    epochs = sorted((int(p.stem) for p in folder.glob("*.pt") if p.stem.isdigit()),
+                    reverse=True)
+    for epoch in epochs:
+        try:
+            load_checkpoint(checkpoint_path(experiment_dir, epoch))
+        except CheckpointError:
+            continue
+        return epoch
+    return None
 
 
 def load_checkpoint(path, *, map_location="cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`, onto ``map_location``."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:  # truncated or foreign files raise many types
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    payload = safe_load(path, map_location=map_location, what="checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a deepsdf checkpoint (for the original "
                               "release's files use deepsdf.legacy)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +35,24 @@ Pipeline steps:
 
 Run `deepsdf <step> --help` for the options of a step.
 """
+
+
+def _int_at_least(least: int):
+    """An argparse type: an integer >= ``least`` (a one-line usage error otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {least}"
+    return parse
+
+
+#: argparse reads "-6.27e-01" as an option unless told that it is a number.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 def _add_generate(commands):
@@ -90,7 +109,8 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
                         help="sampling preset: train (500k, variances 0.005 / 0.0005; the "
                              "default), test (same as --test), paper (500k, the paper's "
                              "variances 0.0025 / 0.00025)")
-    parser.add_argument("--samples", type=int, help="override the preset's sample count")
+    parser.add_argument("--samples", type=_int_at_least(1),
+                        help="override the preset's sample count")
     parser.add_argument("--sign", choices=("vote", "winding"), default="vote",
                         help="sign method: vote (reference 11-neighbour unanimous vote over "
                              "the scan; works on open meshes; default) or winding "
@@ -104,10 +124,11 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
                              "(perspective 256x256, 60 degree field of view, random viewpoint "
                              "10-50 degrees above the horizon, original frame) for "
                              "`deepsdf complete --virtual-scan`")
-    parser.add_argument("--views", type=int, default=100, help="number of cameras (100)")
-    parser.add_argument("--resolution", type=int, default=400,
+    parser.add_argument("--views", type=_int_at_least(1), default=100,
+                        help="number of cameras (100)")
+    parser.add_argument("--resolution", type=_int_at_least(2), default=400,
                         help="camera resolution in pixels (400)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=_int_at_least(1), default=1,
                         help="worker processes, one rendering context each (default 1)")
     parser.add_argument("--seed", type=int, default=0,
                         help="run seed; per-instance seeds derive from it and the instance")
@@ -208,9 +229,15 @@ EXP_DIR/TensorBoard/. Several processes or machines:
                         help="data root (default: the spec's DataSource)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from EXP_DIR/Checkpoints/latest.pt")
+    parser.add_argument("--resume-from", type=_int_at_least(1), metavar="EPOCH",
+                        help="continue from the snapshot EXP_DIR/Checkpoints/EPOCH.pt (e.g. "
+                             "after a corrupt latest.pt)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train afresh in a folder that holds checkpoints, replacing them "
+                             "(without --resume or this, such a folder is refused)")
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--epochs", type=int,
+    parser.add_argument("--epochs", type=_int_at_least(1),
                         help="train at most this many epochs in this run (default: up to "
                              "NumEpochs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -224,7 +251,11 @@ def _run_train(args) -> int:
     config = load_specs(args.experiment_dir)
     trainer = Trainer(args.experiment_dir, config, data_dir=args.data, device=args.device,
                       progress=not args.no_progress)
-    result = trainer.train(resume=args.resume, epochs=args.epochs)
+    if args.overwrite and (args.resume or args.resume_from):
+        raise ValueError("--overwrite starts afresh; it cannot be combined with --resume or "
+                         "--resume-from")
+    result = trainer.train(resume=args.resume, epochs=args.epochs, overwrite=args.overwrite,
+                           resume_from=args.resume_from)
     if trainer.rank == 0:
         print(f"trained to epoch {result.epochs_done} (last epoch's loss "
               f"{result.last_loss:.6f}); checkpoint {result.checkpoint}")
@@ -249,13 +280,16 @@ samples; 0.11 of the reference's decoder work).""")
     parser.add_argument("--data", type=Path, help="data root (default: the spec's DataSource)")
     parser.add_argument("--checkpoint", default="latest", help="checkpoint epoch or latest")
     parser.add_argument("--solver", choices=("adam", "gauss-newton"), default="adam")
-    parser.add_argument("--steps", type=int, help="steps (adam) or iterations (gauss-newton)")
+    parser.add_argument("--steps", type=_int_at_least(1),
+                        help="steps (adam) or iterations (gauss-newton)")
     parser.add_argument("--screen", type=int, metavar="N",
                         help="start each shape from the best of its random code and the "
                              "training codes, judged on N of its samples (costs (codes + 1) x N "
                              "point-passes per shape; default: the solver's, 0 for adam)")
-    parser.add_argument("--resolution", type=int, default=256, help="mesh grid (256)")
-    parser.add_argument("--batch", type=int, default=16, help="shapes fitted together (16)")
+    parser.add_argument("--resolution", type=_int_at_least(2), default=256,
+                        help="mesh grid (256)")
+    parser.add_argument("--batch", type=_int_at_least(1), default=16,
+                        help="shapes fitted together (16)")
     parser.add_argument("--skip", action="store_true", help="skip instances already written")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -282,7 +316,9 @@ def _run_reconstruct(args) -> int:
                                progress=not args.no_progress)
     print(f"reconstructed {len(report.written)} shapes ({len(report.skipped)} skipped, "
           f"{len(report.no_surface)} without a surface); {report.point_passes:,} point-passes")
-    return 0
+    for key, reason in sorted(report.unusable.items()):
+        print(f"  not reconstructed {key}: {reason}", file=sys.stderr)
+    return 1 if report.unusable else 0
 
 
 def _add_mesh(commands):
@@ -299,7 +335,8 @@ def _add_mesh(commands):
     source.add_argument("--instance", help="a training instance id dataset/class/instance")
     source.add_argument("--code", type=Path, help="a code .pth file")
     parser.add_argument("--checkpoint", default="latest")
-    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--resolution", type=_int_at_least(2), default=256,
+                        help="grid points per axis (default 256)")
     parser.add_argument("--dense", action="store_true", help="evaluate every grid point")
     parser.add_argument("--normalization", type=Path,
                         help="NormalizationParameters .npz: write in the original frame")
@@ -308,30 +345,28 @@ def _add_mesh(commands):
 
 
 def _run_mesh(args) -> int:
-    import torch
-
-    from deepsdf.inference import load_trained
+    from deepsdf.inference import check_mesh_format, load_trained, read_code, write_mesh
     from deepsdf.mesh import coarse_to_fine_grid, decoder_field, dense_grid, extract_mesh
     from deepsdf.train import resolve_device
     from deepsdf_preprocess.formats import read_normalization
 
+    check_mesh_format(args.out)  # before the work, not after
     device = resolve_device(args.device)
-    decoder, _, payload = load_trained(args.experiment_dir, args.checkpoint, device=device)
+    decoder, config, payload = load_trained(args.experiment_dir, args.checkpoint, device=device)
     if args.instance:
         if args.instance not in payload["instance_ids"]:
             raise ValueError(f"{args.instance!r} is not a training instance of this checkpoint")
         code = payload["codes"][payload["instance_ids"].index(args.instance)]
     else:
-        code = torch.load(args.code, map_location="cpu").reshape(-1)
-    field = decoder_field(decoder, code.to(device))
-    grid = (dense_grid(field, args.resolution) if args.dense
-            else coarse_to_fine_grid(field, args.resolution))
+        code = read_code(args.code, config.decoder.latent_size)
     offset = scale = None
     if args.normalization:
         offset, scale = read_normalization(args.normalization)
+    field = decoder_field(decoder, code.to(device))
+    grid = (dense_grid(field, args.resolution) if args.dense
+            else coarse_to_fine_grid(field, args.resolution))
     mesh = extract_mesh(grid, offset=offset, scale=scale)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    mesh.export(args.out)
+    write_mesh(args.out, mesh)
     print(f"wrote {args.out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces")
     return 0
 
@@ -398,6 +433,7 @@ z forward; opengl: x right, y up, z backward). T: 4x4 similarity world -> model 
 (x_model = s R x + t); N: NormalizationParameters of the object's frame. Repeat --depth and
 --pose (and --K) for several views. Writes OUT/completed.ply (world frame),
 OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.json.""")
+    parser._negative_number_matcher = _NEGATIVE_NUMBER  # --sensor 1e+00 -6.2e-01 2.0
     parser.add_argument("experiment_dir", type=Path)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--virtual-scan", action="store_true",
@@ -433,22 +469,13 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
                              "(do not use their rays as free space)")
     parser.add_argument("--checkpoint", default="latest")
     parser.add_argument("--solver", choices=("adam", "gauss-newton"), default="gauss-newton")
-    parser.add_argument("--resolution", type=int, default=256, help="mesh grid (256)")
+    parser.add_argument("--resolution", type=_int_at_least(2), default=256,
+                        help="mesh grid (256)")
     parser.add_argument("--no-retrieval", action="store_true", help="skip the baseline")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(run=_run_complete)
-
-
-def _read_matrix(path: Path, shape: tuple):
-    import numpy as np
-
-    matrix = np.load(path) if path.suffix == ".npy" else np.loadtxt(path)
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.shape != shape:
-        raise ValueError(f"{path}: expected a {shape[0]}x{shape[1]} matrix, got {matrix.shape}")
-    return matrix
 
 
 def _run_complete(args) -> int:
@@ -500,7 +527,8 @@ def _observation_from_args(args):
     """The world-frame observation of --depth/--K/--pose or --points/--sensor."""
     import numpy as np
 
-    from deepsdf.observations import Observation, load_depth, observe_depth, observe_points
+    from deepsdf.observations import (Observation, load_depth, observe_depth, observe_points,
+                                      read_matrix, read_point_cloud)
     from deepsdf_preprocess.pinhole import PinholeCamera
 
     if bool(args.depth) == bool(args.points):
@@ -509,14 +537,7 @@ def _observation_from_args(args):
     if args.points:
         if args.sensor is None:
             raise ValueError("--points needs --sensor X Y Z (where the scanner was)")
-        if args.points.suffix == ".npy":
-            cloud = np.load(args.points)
-        else:
-            import trimesh
-
-            cloud = np.asarray(trimesh.load(args.points, process=False).vertices) \
-                if args.points.suffix != ".xyz" else np.loadtxt(args.points)[:, :3]
-        return observe_points(cloud, args.sensor)
+        return observe_points(read_point_cloud(args.points), np.asarray(args.sensor))
     poses = args.pose or []
     intrinsics = args.K or []
     if len(poses) != len(args.depth) or len(intrinsics) not in (1, len(args.depth)):
@@ -524,19 +545,19 @@ def _observation_from_args(args):
     views = []
     for index, depth_path in enumerate(args.depth):
         depth = load_depth(depth_path, depth_scale=args.depth_scale)
-        K = _read_matrix(intrinsics[min(index, len(intrinsics) - 1)], (3, 3))
-        camera = PinholeCamera.create(K, _read_matrix(poses[index], (4, 4)), depth.shape[1],
+        K = read_matrix(intrinsics[min(index, len(intrinsics) - 1)], (3, 3))
+        camera = PinholeCamera.create(K, read_matrix(poses[index], (4, 4)), depth.shape[1],
                                       depth.shape[0], convention=args.convention)
         views.append(observe_depth(depth, camera))
     return Observation.concatenate(views)
 
 
 def _similarity_from_args(args):
-    from deepsdf.observations import Similarity
+    from deepsdf.observations import Similarity, read_matrix
     from deepsdf_preprocess.formats import read_normalization
 
     if args.transform:
-        return Similarity.from_matrix(_read_matrix(args.transform, (4, 4)))
+        return Similarity.from_matrix(read_matrix(args.transform, (4, 4)))
     if args.normalization:
         return Similarity.from_normalization(*read_normalization(args.normalization))
     raise ValueError("give the object's frame: --normalization N.npz or --transform T.txt "
@@ -561,7 +582,8 @@ def _add_interpolate(commands):
     parser.add_argument("--mode", choices=("slerp", "linear"), default="slerp")
     parser.add_argument("--random", type=int, metavar="N",
                         help="instead: N codes from the Gaussian of the training codes")
-    parser.add_argument("--resolution", type=int, default=128, help="mesh grid (128)")
+    parser.add_argument("--resolution", type=_int_at_least(2), default=128,
+                        help="mesh grid (128)")
     parser.add_argument("--size", type=int, default=256, help="picture size in pixels (256)")
     parser.add_argument("--renderer", choices=("auto", "pyrender", "raycast"), default="auto",
                         help="pictures: pyrender (OpenGL/EGL), raycast (no OpenGL) or auto")
@@ -645,6 +667,7 @@ def _training_failures(command) -> tuple:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepsdf", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser._negative_number_matcher = _NEGATIVE_NUMBER
     parser.add_argument("--version", action="version", version=f"deepsdf {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", metavar="<step>")
@@ -662,13 +685,17 @@ def main(argv=None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    from deepsdf_preprocess.errors import PreprocessError
+    from deepsdf_preprocess.errors import DiskFullError, PreprocessError
 
-    failures = (ValueError, PreprocessError) + _training_failures(args.command)
+    failures = (ValueError, PreprocessError, DiskFullError) + _training_failures(args.command)
     try:
         return args.run(args)
     except failures as error:
-        print(f"deepsdf {args.command}: error: {error}", file=sys.stderr)
+        if args.verbose:  # -v: the whole story, for a bug report
+            raise
+        message = str(error).strip().splitlines() or [type(error).__name__]
+        print(f"deepsdf {args.command}: error: {message[0]}"
+              + (" (-v for details)" if len(message) > 1 else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"deepsdf {args.command}: interrupted; rerun the same command to resume",

@@ -2,10 +2,17 @@
 
 A ``specs.json`` of the original DeepSDF release is read as it is: its keys, its learning-rate
 schedules and its behaviours (its decoder always ends in tanh, whatever ``use_tanh`` says, and
-its code prior is ``lambda * mean ||z||``).  Specs written by this project carry
-``"SpecsVersion": 2``; there ``use_tanh`` means what it says and the prior defaults to the
-paper's form.  Unknown keys are an error that names the key.  :func:`write_resolved` writes the
-fully resolved configuration beside the results.
+its code prior is ``lambda * mean ||z||``), and unknown keys (comments such as ``"Comment"``) are ignored with a
+warning naming them.  Specs written by this project carry ``"SpecsVersion": 2``; there
+``use_tanh`` means what it says, the prior defaults to the paper's form, unknown keys are an
+error that names the key, and relative paths are relative to the spec's own folder (a legacy
+spec keeps the original's rule: relative to the current directory).
+
+Types are strict in both: a JSON boolean is a boolean (``"false"`` is an error, not True), an
+integer key takes integers (2.7 epochs is an error), numbers are finite, and every range is
+checked; each message names the key, the value and what is allowed.  One table
+(:data:`SPEC_KEYS`) drives reading and writing.  :func:`write_resolved` writes the fully
+resolved configuration beside the results.
 
 Keys (original ones first; ``*`` marks this project's additions)::
 
@@ -23,13 +30,18 @@ Keys (original ones first; ``*`` marks this project's additions)::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import logging
+import math
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 __all__ = ["DecoderConfig", "Schedule", "TrainConfig", "load_specs", "parse_specs",
            "write_resolved", "ConfigError", "SPECS_VERSION"]
 
 SPECS_VERSION = 2
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -104,7 +116,9 @@ class Schedule:
         return self.value
 
     @classmethod
-    def from_specs(cls, entry: dict, where: str) -> "Schedule":
+    def from_specs(cls, entry, where: str) -> "Schedule":
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be an object with a Type, got {entry!r}")
         keys = {"Step": {"Type", "Initial", "Interval", "Factor"},
                 "Warmup": {"Type", "Initial", "Final", "Length"},
                 "Constant": {"Type", "Value"}}
@@ -116,12 +130,14 @@ class Schedule:
         if missing:
             raise ConfigError(f"{where} ({kind}) lacks {sorted(missing)}")
         if kind == "Step":
-            return cls("Step", initial=float(entry["Initial"]), interval=int(entry["Interval"]),
-                       factor=float(entry["Factor"]))
+            return cls("Step", initial=_number(entry["Initial"], f"{where}.Initial", above=0),
+                       interval=_integer(entry["Interval"], f"{where}.Interval", least=1),
+                       factor=_number(entry["Factor"], f"{where}.Factor", above=0))
         if kind == "Warmup":
-            return cls("Warmup", initial=float(entry["Initial"]), final=float(entry["Final"]),
-                       length=int(entry["Length"]))
-        return cls("Constant", value=float(entry["Value"]))
+            return cls("Warmup", initial=_number(entry["Initial"], f"{where}.Initial", least=0),
+                       final=_number(entry["Final"], f"{where}.Final", above=0),
+                       length=_integer(entry["Length"], f"{where}.Length", least=1))
+        return cls("Constant", value=_number(entry["Value"], f"{where}.Value", above=0))
 
     def to_specs(self) -> dict:
         if self.kind == "Step":
@@ -169,7 +185,8 @@ class TrainConfig:
         for name, value in (("NumEpochs", self.epochs), ("SamplesPerScene",
                             self.samples_per_scene), ("ScenesPerBatch", self.scenes_per_batch),
                             ("SnapshotFrequency", self.snapshot_frequency),
-                            ("LatestEvery", self.latest_every)):
+                            ("LatestEvery", self.latest_every),
+                            ("LogFrequency", self.log_frequency)):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         if self.samples_per_scene % 2:
@@ -190,131 +207,247 @@ class TrainConfig:
 
     def to_specs(self) -> dict:
         """The resolved configuration as a ``specs.json`` dictionary (SpecsVersion 2)."""
-        d = self.decoder
-        return {
-            "SpecsVersion": SPECS_VERSION,
-            "Description": self.description,
-            "DataSource": self.data_source,
-            "TrainSplit": self.train_split,
-            "TestSplit": self.test_split,
-            "NetworkArch": "deep_sdf_decoder",
-            "NetworkSpecs": {"dims": list(d.dims), "dropout": list(d.dropout),
-                             "dropout_prob": d.dropout_prob, "norm_layers": list(d.norm_layers),
-                             "latent_in": list(d.latent_in), "xyz_in_all": d.xyz_in_all,
-                             "use_tanh": d.use_tanh, "latent_dropout": d.latent_dropout,
-                             "weight_norm": d.weight_norm},
-            "CodeLength": d.latent_size,
-            "NumEpochs": self.epochs,
-            "SnapshotFrequency": self.snapshot_frequency,
-            "AdditionalSnapshots": list(self.additional_snapshots),
-            "LearningRateSchedule": [self.decoder_schedule.to_specs(),
-                                     self.code_schedule.to_specs()],
-            "SamplesPerScene": self.samples_per_scene,
-            "ScenesPerBatch": self.scenes_per_batch,
-            "DataLoaderThreads": self.loader_workers,
-            "ClampingDistance": self.clamp,
-            "CodeRegularization": self.code_regularization,
-            "CodeRegularizationLambda": self.code_lambda,
-            "CodeBound": self.code_bound,
-            "CodeInitStdDev": self.code_init_std,
-            "GradientClipNorm": self.grad_clip,
-            "LogFrequency": self.log_frequency,
-            "CodePrior": self.code_prior,
-            "Seed": self.seed,
-            "MixedPrecision": self.mixed_precision,
-            "LatestEvery": self.latest_every,
-        }
+        specs = {"SpecsVersion": SPECS_VERSION, "NetworkArch": "deep_sdf_decoder",
+                 "NetworkSpecs": {k.name: (k.write or _same)(getattr(self.decoder, k.field))
+                                  for k in NETWORK_KEYS},
+                 "CodeLength": self.decoder.latent_size,
+                 "LearningRateSchedule": [self.decoder_schedule.to_specs(),
+                                          self.code_schedule.to_specs()]}
+        specs.update({k.name: (k.write or _same)(getattr(self, k.field)) for k in SPEC_KEYS})
+        return specs
 
 
-_TOP_KEYS = {
-    "Description", "DataSource", "TrainSplit", "TestSplit", "NetworkArch", "NetworkSpecs",
-    "CodeLength", "NumEpochs", "SnapshotFrequency", "AdditionalSnapshots",
-    "LearningRateSchedule", "SamplesPerScene", "ScenesPerBatch", "DataLoaderThreads",
-    "ClampingDistance", "CodeRegularization", "CodeRegularizationLambda", "CodeBound",
-    "CodeInitStdDev", "GradientClipNorm", "LogFrequency",
-}
-_OUR_KEYS = {"SpecsVersion", "CodePrior", "Seed", "MixedPrecision", "LatestEvery"}
-_NETWORK_KEYS = {"dims", "dropout", "dropout_prob", "norm_layers", "latent_in", "xyz_in_all",
-                 "use_tanh", "latent_dropout", "weight_norm"}
+def _same(value):
+    return value
 
 
-def _check_keys(mapping: dict, allowed: set, where: str) -> None:
+# ---------------------------------------------------------------------------- readers
+# Each reader takes the JSON value and the key's name and returns the Python value, or raises
+# a ConfigError that names the key, the value and what is allowed.
+
+def _describe(value) -> str:
+    return f"{json.dumps(value)} ({type(value).__name__})" if _jsonable(value) else repr(value)
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _integer(value, key: str, *, least: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} must be an integer, got {_describe(value)}")
+    if least is not None and value < least:
+        raise ConfigError(f"{key} must be >= {least}, got {value}")
+    return value
+
+
+def _number(value, key: str, *, least: float | None = None, above: float | None = None,
+            below: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value):
+        raise ConfigError(f"{key} must be a finite number, got {_describe(value)}")
+    if least is not None and value < least:
+        raise ConfigError(f"{key} must be >= {least}, got {value}")
+    if above is not None and not value > above:
+        raise ConfigError(f"{key} must be > {above}, got {value}")
+    if below is not None and not value < below:
+        raise ConfigError(f"{key} must be < {below}, got {value}")
+    return float(value)
+
+
+def _boolean(value, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false (a JSON boolean), got "
+                          f"{_describe(value)}")
+    return value
+
+
+def _string(value, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, got {_describe(value)}")
+    return value
+
+
+def _integers(value, key: str, *, least: int = 0) -> tuple:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{key} must be a list of integers, got {_describe(value)}")
+    return tuple(_integer(item, f"{key}[{i}]", least=least) for i, item in enumerate(value))
+
+
+def _optional(reader):
+    def read(value, key):
+        return None if value is None else reader(value, key)
+    return read
+
+
+def _choice(*allowed):
+    def read(value, key):
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, allowed))}, got "
+                              f"{_describe(value)}")
+        return value
+    return read
+
+
+def _description(value, key: str) -> str:
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return " ".join(value)  # the original's own examples use a list of lines
+    return _string(value, key)
+
+
+def _at_least(least):
+    return lambda value, key: _integer(value, key, least=least)
+
+
+def _positive(value, key):
+    return _number(value, key, above=0)
+
+
+# ---------------------------------------------------------------------------- the key table
+
+@dataclass(frozen=True)
+class SpecKey:
+    """One ``specs.json`` key: where it goes in :class:`TrainConfig`, how it is read and
+    written."""
+
+    name: str  # the key in specs.json
+    field: str  # the TrainConfig field (or DecoderConfig field for NetworkSpecs keys)
+    read: object  # reader(value, key) -> Python value
+    ours: bool = False  # a key of this project (SpecsVersion 2 only)
+    write: object = None  # Python value -> JSON value (default: as it is)
+
+
+def _write_list(value):
+    return list(value)
+
+
+#: Top-level keys besides NetworkSpecs and LearningRateSchedule, in writing order.
+SPEC_KEYS = (
+    SpecKey("Description", "description", _description),
+    SpecKey("DataSource", "data_source", _string),
+    SpecKey("TrainSplit", "train_split", _string),
+    SpecKey("TestSplit", "test_split", _string),
+    SpecKey("NumEpochs", "epochs", _at_least(1)),
+    SpecKey("SnapshotFrequency", "snapshot_frequency", _at_least(1)),
+    SpecKey("AdditionalSnapshots", "additional_snapshots",
+            lambda v, k: _integers(v, k, least=1), write=_write_list),
+    SpecKey("SamplesPerScene", "samples_per_scene", _at_least(2)),
+    SpecKey("ScenesPerBatch", "scenes_per_batch", _at_least(1)),
+    SpecKey("DataLoaderThreads", "loader_workers", _at_least(0)),
+    SpecKey("ClampingDistance", "clamp", _positive),
+    SpecKey("CodeRegularization", "code_regularization", _boolean),
+    SpecKey("CodeRegularizationLambda", "code_lambda", lambda v, k: _number(v, k, least=0)),
+    SpecKey("CodeBound", "code_bound", _optional(_positive)),
+    SpecKey("CodeInitStdDev", "code_init_std", _positive),
+    SpecKey("GradientClipNorm", "grad_clip", _optional(_positive)),
+    SpecKey("LogFrequency", "log_frequency", _at_least(1)),
+    SpecKey("CodePrior", "code_prior", _choice("original", "paper"), ours=True),
+    SpecKey("Seed", "seed", _at_least(0), ours=True),
+    SpecKey("MixedPrecision", "mixed_precision", _boolean, ours=True),
+    SpecKey("LatestEvery", "latest_every", _at_least(1), ours=True),
+)
+
+#: NetworkSpecs keys (DecoderConfig fields of the same name).
+NETWORK_KEYS = (
+    SpecKey("dims", "dims", lambda v, k: _integers(v, k, least=1), write=_write_list),
+    SpecKey("dropout", "dropout", _integers, write=_write_list),
+    SpecKey("dropout_prob", "dropout_prob", lambda v, k: _number(v, k, least=0, below=1)),
+    SpecKey("norm_layers", "norm_layers", _integers, write=_write_list),
+    SpecKey("latent_in", "latent_in", _integers, write=_write_list),
+    SpecKey("xyz_in_all", "xyz_in_all", lambda v, k: False if v is None else _boolean(v, k)),
+    SpecKey("use_tanh", "use_tanh", _boolean),
+    SpecKey("latent_dropout", "latent_dropout", _boolean),
+    SpecKey("weight_norm", "weight_norm", _boolean),
+)
+
+#: What an omitted NetworkSpecs key means: the original decoder's constructor defaults (for
+#: legacy specs and, unchanged since SpecsVersion 2 began, for ours).  An omitted top-level
+#: key takes the TrainConfig default; a legacy spec's CodePrior is always "original".
+NETWORK_DEFAULTS = {"dropout": (), "dropout_prob": 0.0, "norm_layers": (), "latent_in": (),
+                    "xyz_in_all": False, "use_tanh": True, "latent_dropout": False,
+                    "weight_norm": False}
+
+_PATH_FIELDS = ("data_source", "train_split", "test_split")
+_STRUCTURE_KEYS = {"SpecsVersion", "NetworkArch", "NetworkSpecs", "CodeLength",
+                   "LearningRateSchedule"}
+
+
+def _check_keys(mapping: dict, allowed: set, where: str, *, warn: bool = False) -> None:
     unknown = sorted(set(mapping) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in {where}"
-                          + (f" (and {unknown[1:]})" if len(unknown) > 1 else "")
-                          + f"; allowed: {sorted(allowed)}")
+    if not unknown:
+        return
+    message = (f"unknown key {unknown[0]!r} in {where}"
+               + (f" (and {unknown[1:]})" if len(unknown) > 1 else ""))
+    if warn:
+        logger.warning("%s: ignored, as the original release does", message)
+        return
+    raise ConfigError(f"{message}; allowed: {sorted(allowed)}")
 
 
-def parse_specs(specs: dict) -> TrainConfig:
-    """A :class:`TrainConfig` from a ``specs.json`` dictionary (original or ours)."""
+def parse_specs(specs: dict, *, base=None) -> TrainConfig:
+    """A :class:`TrainConfig` from a ``specs.json`` dictionary (original or ours).
+
+    Parameters
+    ----------
+    specs : dict
+    base : path, optional, keyword-only
+        The spec's folder: relative paths of a SpecsVersion-2 spec are resolved against it
+        (to absolute paths).  Legacy specs keep relative paths (current-directory rule).
+
+    Raises
+    ------
+    ConfigError
+        Naming the key, its value and what is allowed.
+    """
     if not isinstance(specs, dict):
         raise ConfigError("specs.json must hold a JSON object")
     version = specs.get("SpecsVersion")
     legacy = version is None
-    if not legacy and version != SPECS_VERSION:
+    if not legacy and (isinstance(version, bool) or version != SPECS_VERSION):
         raise ConfigError(f"SpecsVersion {version!r} is not supported (expected {SPECS_VERSION})")
-    _check_keys(specs, _TOP_KEYS | (set() if legacy else _OUR_KEYS), "specs.json")
+    allowed = _STRUCTURE_KEYS | {k.name for k in SPEC_KEYS if legacy is False or not k.ours}
+    _check_keys(specs, allowed, "specs.json", warn=legacy)
     arch = specs.get("NetworkArch", "deep_sdf_decoder")
     if arch != "deep_sdf_decoder":
         raise ConfigError(f"NetworkArch {arch!r} is not supported (only 'deep_sdf_decoder')")
     network = specs.get("NetworkSpecs", {})
-    _check_keys(network, _NETWORK_KEYS, "NetworkSpecs")
-    defaults = DecoderConfig()
-    dims = tuple(int(x) for x in network.get("dims", defaults.dims))
-    decoder = DecoderConfig(
-        latent_size=int(specs.get("CodeLength", defaults.latent_size)),
-        dims=dims,
-        dropout=tuple(network.get("dropout") or ()),
-        dropout_prob=float(network.get("dropout_prob", 0.0)),
-        norm_layers=tuple(network.get("norm_layers") or ()),
-        latent_in=tuple(network.get("latent_in") or ()),
-        xyz_in_all=bool(network.get("xyz_in_all", False)),
-        # the original decoder applies tanh at the end whatever use_tanh says
-        use_tanh=True if legacy else bool(network.get("use_tanh", True)),
-        latent_dropout=bool(network.get("latent_dropout", False)),
-        weight_norm=bool(network.get("weight_norm", False)),
-    )
+    if not isinstance(network, dict):
+        raise ConfigError(f"NetworkSpecs must be an object, got {_describe(network)}")
+    _check_keys(network, {k.name for k in NETWORK_KEYS}, "NetworkSpecs", warn=legacy)
+    decoder_values = {"latent_size": _integer(specs.get("CodeLength", DecoderConfig.latent_size),
+                                              "CodeLength", least=0)}
+    for key in NETWORK_KEYS:
+        if key.name in network:
+            decoder_values[key.field] = key.read(network[key.name], f"NetworkSpecs.{key.name}")
+        elif key.name in NETWORK_DEFAULTS:
+            decoder_values[key.field] = NETWORK_DEFAULTS[key.name]
+    if legacy:
+        decoder_values["use_tanh"] = True  # the original applies tanh whatever it says
+    decoder = DecoderConfig(**decoder_values)
+
+    values = {"decoder": decoder, "legacy": legacy,
+              "code_prior": "original" if legacy else "paper"}
+    for key in SPEC_KEYS:
+        if key.name in specs and not (legacy and key.ours):
+            values[key.field] = key.read(specs[key.name], key.name)
     schedules = specs.get("LearningRateSchedule")
-    base = TrainConfig()
-    if schedules is None:
-        decoder_schedule, code_schedule = base.decoder_schedule, base.code_schedule
-    else:
+    if schedules is not None:
         if not isinstance(schedules, list) or len(schedules) != 2:
             raise ConfigError("LearningRateSchedule must list two schedules: decoder, codes")
-        decoder_schedule = Schedule.from_specs(schedules[0], "LearningRateSchedule[0]")
-        code_schedule = Schedule.from_specs(schedules[1], "LearningRateSchedule[1]")
-    bound = specs.get("CodeBound", base.code_bound)
-    clip = specs.get("GradientClipNorm", base.grad_clip)
-    return TrainConfig(
-        decoder=decoder,
-        description=" ".join(specs["Description"]) if isinstance(specs.get("Description"), list)
-        else str(specs.get("Description", "")),
-        data_source=str(specs.get("DataSource", base.data_source)),
-        train_split=str(specs.get("TrainSplit", "")),
-        test_split=str(specs.get("TestSplit", "")),
-        epochs=int(specs.get("NumEpochs", base.epochs)),
-        snapshot_frequency=int(specs.get("SnapshotFrequency", base.snapshot_frequency)),
-        additional_snapshots=tuple(int(e) for e in specs.get("AdditionalSnapshots",
-                                                             base.additional_snapshots)),
-        decoder_schedule=decoder_schedule,
-        code_schedule=code_schedule,
-        samples_per_scene=int(specs.get("SamplesPerScene", base.samples_per_scene)),
-        scenes_per_batch=int(specs.get("ScenesPerBatch", base.scenes_per_batch)),
-        loader_workers=int(specs.get("DataLoaderThreads", base.loader_workers)),
-        clamp=float(specs.get("ClampingDistance", base.clamp)),
-        code_regularization=bool(specs.get("CodeRegularization", base.code_regularization)),
-        code_lambda=float(specs.get("CodeRegularizationLambda", base.code_lambda)),
-        code_bound=None if bound is None else float(bound),
-        code_init_std=float(specs.get("CodeInitStdDev", base.code_init_std)),
-        grad_clip=None if clip is None else float(clip),
-        log_frequency=int(specs.get("LogFrequency", base.log_frequency)),
-        code_prior="original" if legacy else str(specs.get("CodePrior", "paper")),
-        seed=int(specs.get("Seed", base.seed)),
-        mixed_precision=bool(specs.get("MixedPrecision", False)),
-        latest_every=int(specs.get("LatestEvery", base.latest_every)),
-        legacy=legacy,
-    )
+        values["decoder_schedule"] = Schedule.from_specs(schedules[0], "LearningRateSchedule[0]")
+        values["code_schedule"] = Schedule.from_specs(schedules[1], "LearningRateSchedule[1]")
+    if not legacy and base is not None:
+        for name in _PATH_FIELDS:
+            value = values.get(name)
+            if value and not os.path.isabs(value):
+                values[name] = os.path.normpath(os.path.join(os.path.abspath(base), value))
+    return TrainConfig(**values)
 
 
 def load_specs(experiment_dir) -> TrainConfig:
@@ -327,7 +460,7 @@ def load_specs(experiment_dir) -> TrainConfig:
         specs = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ConfigError(f"{path} is not valid JSON: {error}") from error
-    return parse_specs(specs)
+    return parse_specs(specs, base=path.parent)
 
 
 def write_resolved(experiment_dir, config: TrainConfig) -> Path:

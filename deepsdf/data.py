@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,7 @@ class PackedSamples:
     pos_count: np.ndarray
     neg_start: np.ndarray
     neg_count: np.ndarray
+    unusable: dict = field(default_factory=dict)  # instance -> why it was left out
     _rows: np.ndarray | None = None
 
     @property
@@ -87,13 +88,20 @@ def _fingerprint(files) -> list:
     return [[key, path.stat().st_size, path.stat().st_mtime_ns] for key, path in files]
 
 
-def pack_split(data_dir, split: dict, *, cache_root=None) -> PackedSamples:
+#: Rows with a coordinate or distance beyond this (normalized frame: samples lie within about
+#: 2 of the origin) or not finite are dropped at packing, with a count per file.
+ROW_LIMIT = 10.0
+
+
+def pack_split(data_dir, split: dict, *, cache_root=None, skip_unusable: bool = False
+               ) -> PackedSamples:
     """Build (once) or open the packed cache of a split.
 
-    Every listed ``SdfSamples`` file is checked before anything is written: missing files,
+    Every listed ``SdfSamples`` file is checked before the cache is used: missing files,
     unreadable files, files without positive or negative samples are all named in one
     :class:`DataError`.  The cache is rebuilt when a source file's size or modification time
-    changed.  Rows with a NaN are dropped.
+    changed.  Rows that are not finite or lie beyond :data:`ROW_LIMIT` are dropped, and each
+    file's count of dropped rows is logged.  Each file is read once.
 
     Parameters
     ----------
@@ -103,70 +111,94 @@ def pack_split(data_dir, split: dict, *, cache_root=None) -> PackedSamples:
         ``{dataset: {class: [instance, ...]}}``.
     cache_root : path, optional
         Folder of the caches (default ``data_dir/PackedSamples``).
+    skip_unusable : bool, keyword-only
+        Leave out the unusable instances (logged; :attr:`PackedSamples.unusable` names them
+        with their reasons) instead of raising, as long as one is usable (reconstruction
+        goes on with the rest; training needs every shape).
     """
     data_dir = Path(data_dir)
     files = _source_files(data_dir, split)
     if not files:
         raise DataError("the split lists no instances")
-    missing = [f"{key} ({path})" for key, path in files if not path.is_file()]
-    if missing:
-        raise DataError(f"{len(missing)} of {len(files)} SdfSamples files are missing: "
-                        + "; ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+    unusable = {key: f"SdfSamples file missing ({path})" for key, path in files
+                if not path.is_file()}
+    if unusable and not skip_unusable:
+        raise DataError(f"{len(unusable)} of {len(files)} SdfSamples files are missing: "
+                        + "; ".join(f"{k} ({p})" for k, p in files if k in unusable)[:2000])
+    present = [(key, path) for key, path in files if key not in unusable]
     folder = Path(cache_root or data_dir / "PackedSamples") / split_hash(split)
-    fingerprint = _fingerprint(files)
+    fingerprint = _fingerprint(present)
     index_path = folder / "index.json"
     if index_path.is_file():
-        index = json.loads(index_path.read_text())
-        if index.get("format") == _CACHE_FORMAT and index.get("sources") == fingerprint:
-            return _open(folder, index)
-        logger.info("sources of %s changed; rebuilding the packed cache", folder)
-    return _open(folder, _build(folder, files, fingerprint))
-
-
-def _read_all(files):
-    """Read every file once to validate it; returns counts, raises naming every problem."""
-    problems, counts = [], []
-    for key, path in files:
         try:
-            pos, neg = formats.read_sdf_samples(path)
-        except Exception as error:  # corrupt zip, bad pickle, wrong keys: all are "unreadable"
-            problems.append(f"{key}: unreadable ({type(error).__name__}: {error})")
-            continue
-        if len(pos) == 0 or len(neg) == 0:
-            problems.append(f"{key}: no {'positive' if len(pos) == 0 else 'negative'} samples")
-        counts.append((len(pos), len(neg)))
-    if problems:
-        raise DataError(f"{len(problems)} SdfSamples file(s) cannot be used: "
-                        + "; ".join(problems[:20]) + (" ..." if len(problems) > 20 else ""))
-    return counts
+            index = json.loads(index_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            index = {}
+        if index.get("format") == _CACHE_FORMAT and index.get("sources") == fingerprint:
+            return _open(folder, index, unusable)
+        logger.info("sources of %s changed; rebuilding the packed cache", folder)
+    index = _build(folder, present, fingerprint, unusable, skip_unusable)
+    if not index["instances"]:
+        raise DataError("no usable SdfSamples file in the split: "
+                        + "; ".join(f"{k}: {r}" for k, r in list(unusable.items())[:20]))
+    return _open(folder, index, unusable)
 
 
-def _build(folder: Path, files, fingerprint) -> dict:
-    counts = _read_all(files)
+def _usable_rows(array: np.ndarray) -> np.ndarray:
+    """The rows of an (n, 4) array that are finite and within :data:`ROW_LIMIT`."""
+    with np.errstate(invalid="ignore"):
+        return array[np.all(np.abs(array) <= ROW_LIMIT, axis=1)]
+
+
+def _build(folder: Path, files, fingerprint, unusable: dict, skip_unusable: bool) -> dict:
+    """Read every file once, validating it and appending its rows to the packed file."""
     folder.mkdir(parents=True, exist_ok=True)
-    pos_start, neg_start = [], []
+    problems, keys, pos_start, pos_count, neg_start, neg_count, sources = \
+        [], [], [], [], [], [], []
     offset = 0
-    for n_pos, n_neg in counts:
-        pos_start.append(offset)
-        neg_start.append(offset + n_pos)
-        offset += n_pos + n_neg
     with formats.atomic_path(folder / "samples.f32") as temporary:
         with open(temporary, "wb") as stream:
-            for (key, path), (n_pos, n_neg) in zip(files, counts):
-                pos, neg = formats.read_sdf_samples(path)
+            for (key, path), source in zip(files, fingerprint):
+                try:
+                    raw = formats.read_sdf_samples(path, keep_nan=True)
+                except Exception as error:  # corrupt zip, pickles, wrong keys: unreadable
+                    problems.append((key, f"unreadable ({type(error).__name__}: {error})"))
+                    continue
+                pos, neg = (_usable_rows(array) for array in raw)
+                dropped = sum(len(a) for a in raw) - len(pos) - len(neg)
+                if dropped:
+                    logger.warning("%s: dropped %d of %d rows that are not finite or lie "
+                                   "beyond %g of the origin", key, dropped,
+                                   sum(len(a) for a in raw), ROW_LIMIT)
+                if len(pos) == 0 or len(neg) == 0:
+                    sign = "positive" if len(pos) == 0 else "negative"
+                    problems.append((key, f"no {sign} samples (after dropping unusable rows)"))
+                    continue
                 stream.write(np.ascontiguousarray(pos, dtype="<f4").tobytes())
                 stream.write(np.ascontiguousarray(neg, dtype="<f4").tobytes())
-    index = {"format": _CACHE_FORMAT, "instances": [key for key, _ in files],
-             "pos_start": pos_start, "pos_count": [c[0] for c in counts],
-             "neg_start": neg_start, "neg_count": [c[1] for c in counts],
-             "sources": fingerprint}
+                keys.append(key)
+                sources.append(source)
+                pos_start.append(offset)
+                pos_count.append(len(pos))
+                neg_start.append(offset + len(pos))
+                neg_count.append(len(neg))
+                offset += len(pos) + len(neg)
+            if problems and not skip_unusable:
+                raise DataError(f"{len(problems)} SdfSamples file(s) cannot be used: "
+                                + "; ".join(f"{k}: {r}" for k, r in problems[:20])
+                                + (" ..." if len(problems) > 20 else ""))
+    unusable.update(problems)
+    index = {"format": _CACHE_FORMAT, "instances": keys, "pos_start": pos_start,
+             "pos_count": pos_count, "neg_start": neg_start, "neg_count": neg_count,
+             "sources": fingerprint if not problems else None}
     formats.write_json(folder / "index.json", index)
-    logger.info("packed %d shapes (%d rows) into %s", len(files), offset, folder)
+    logger.info("packed %d shapes (%d rows) into %s", len(keys), offset, folder)
     return index
 
 
-def _open(folder: Path, index: dict) -> PackedSamples:
+def _open(folder: Path, index: dict, unusable: dict) -> PackedSamples:
     return PackedSamples(path=folder, instance_ids=list(index["instances"]),
+                         unusable=dict(unusable),
                          pos_start=np.asarray(index["pos_start"], np.int64),
                          pos_count=np.asarray(index["pos_count"], np.int64),
                          neg_start=np.asarray(index["neg_start"], np.int64),

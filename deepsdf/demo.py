@@ -13,6 +13,7 @@ chair and a table -> ``OUT/report/index.html`` (pictures, metric tables, trainin
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -122,14 +123,18 @@ def _train(out, data, train_path, test_path, settings, device, max_epochs):
     if not template.is_file():
         raise ValueError(f"the demo spec {template} is missing (run from a source checkout)")
     specs = json.loads(template.read_text())
-    specs.update(DataSource=str(data), TrainSplit=str(train_path), TestSplit=str(test_path))
+    experiment = out / "experiment"
+    experiment.mkdir(parents=True, exist_ok=True)
+    # SpecsVersion 2: paths relative to the spec's folder, so the run works from anywhere.
+    relative = {name: os.path.relpath(Path(path).resolve(), experiment.resolve())
+                for name, path in (("DataSource", data), ("TrainSplit", train_path),
+                                   ("TestSplit", test_path))}
+    specs.update(relative)
     if settings.epochs:
         specs["NumEpochs"] = settings.epochs
         specs["SnapshotFrequency"] = settings.epochs
-    experiment = out / "experiment"
-    experiment.mkdir(parents=True, exist_ok=True)
     (experiment / "specs.json").write_text(json.dumps(specs, indent=2) + "\n")
-    trainer = Trainer(experiment, parse_specs(specs), device=device)
+    trainer = Trainer(experiment, parse_specs(specs, base=experiment), device=device)
     result = trainer.train(resume=True, epochs=max_epochs)
     loss = trainer.history[-1][1] if trainer.history else result.last_loss
     _say(f"3/7 trained the demo model to epoch {result.epochs_done} (loss {loss:.4g}); "

@@ -20,7 +20,7 @@ import trimesh
 
 from deepsdf_preprocess import formats
 
-from .inference import output_paths
+from .inference import output_paths, read_code
 from .latents import split_instances
 from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, earth_movers, f_score,
                       normal_consistency, surface_points, volumetric_iou)
@@ -135,8 +135,7 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
             row["iou"] = volumetric_iou(normalized, *formats.read_occupancy(occupancy))
         rows.append(row)
         truths.append(truth)
-        codes.append(torch.load(paths["code"], map_location="cpu").reshape(-1)
-                     if paths["code"].is_file() else None)
+        codes.append(paths["code"] if paths["code"].is_file() else None)
     if not rows:
         raise ValueError("no reconstructed mesh found: run `deepsdf reconstruct` first")
     columns = ["instance", *METRICS, "iou"]
@@ -145,6 +144,8 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
         from .retrieval import nearest_by_code, oracle_nearest
 
         payload = load_trained(experiment_dir, checkpoint)[2]
+        codes = [None if path is None else read_code(path, payload["codes"].shape[1])
+                 for path in codes]
         train_ids = payload["instance_ids"]
         train = [_surface(data_dir, key) for key in train_ids]
         by_oracle = oracle_nearest([t[0] for t in truths], [t[0] for t in train])

@@ -22,7 +22,7 @@ import torch
 from deepsdf_preprocess import formats
 from deepsdf_preprocess.normalize import to_original
 
-from .checkpoint import checkpoint_path, load_checkpoint
+from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, safe_load
 from .config import TrainConfig
 from .data import pack_split
 from .decoder import Decoder
@@ -30,7 +30,7 @@ from .mesh import NoSurfaceError, code_mesh
 from .reconstruct import SolverConfig, reconstruct_codes
 
 __all__ = ["load_trained", "reconstruct_split", "ReconstructionReport", "output_paths",
-           "write_code", "write_mesh"]
+           "write_code", "read_code", "write_mesh", "MESH_FORMATS", "check_mesh_format"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,15 +69,53 @@ def write_code(path, code: torch.Tensor) -> None:
         torch.save(code.detach().cpu().reshape(1, -1), temporary)
 
 
+def read_code(path, latent_size: int) -> torch.Tensor:
+    """A (d,) float32 code from a ``.pth`` file: this project's (1, d), the original's (1, d)
+    or (1, 1, d), or a bare (d,) tensor.  Loaded without unpickling code.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file: missing, unreadable, not a tensor, or not ``latent_size`` values.
+    """
+    code = safe_load(path, what="code file")
+    if not isinstance(code, torch.Tensor):
+        raise CheckpointError(f"code file {path} holds a {type(code).__name__}, not a code "
+                              "tensor")
+    if code.numel() != latent_size or not code.is_floating_point():
+        raise CheckpointError(f"code file {path} holds a {code.dtype} tensor of shape "
+                              f"{tuple(code.shape)}; this model's codes have {latent_size} "
+                              "floating-point values (CodeLength)")
+    if not torch.isfinite(code).all():
+        raise CheckpointError(f"code file {path} holds NaN or infinite values")
+    return code.reshape(-1).float()
+
+
+#: Mesh file suffixes :func:`write_mesh` writes.
+MESH_FORMATS = (".ply", ".obj", ".off", ".stl", ".glb")
+
+
+def check_mesh_format(path) -> Path:
+    """``path`` if its suffix is a mesh format :func:`write_mesh` writes, else ValueError
+    (call it before the work, not after)."""
+    path = Path(path)
+    if path.suffix.lower() not in MESH_FORMATS:
+        raise ValueError(f"cannot write a mesh to {path.name}: the suffix must be one of "
+                         f"{', '.join(MESH_FORMATS)}")
+    return path
+
+
 def write_mesh(path, mesh) -> None:
-    """Export a mesh atomically, in the format of the path's suffix (``.ply``, ``.obj``)."""
+    """Export a mesh atomically, in the format of the path's suffix (:data:`MESH_FORMATS`)."""
+    check_mesh_format(path)
     with formats.atomic_path(path) as temporary:
         mesh.export(temporary, file_type=Path(path).suffix.lstrip(".").lower())
 
 
 def output_paths(experiment_dir, checkpoint, key: str) -> dict:
     """The code and mesh paths of instance ``dataset/class/instance``."""
-    dataset, class_name, instance = key.split("/", 2)
+    dataset, class_name, instance = formats.split_key(key)
+    formats.check_name(str(checkpoint), "checkpoint")
     root = Path(experiment_dir) / "Reconstructions" / str(checkpoint)
     tail = Path(dataset) / class_name
     return {"code": root / "Codes" / tail / f"{instance}.pth",
@@ -90,6 +128,7 @@ class ReconstructionReport:
     written: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     no_surface: list = field(default_factory=list)
+    unusable: dict = field(default_factory=dict)  # instance -> why it was not reconstructed
     point_passes: int = 0
 
 
@@ -101,11 +140,15 @@ def reconstruct_split(experiment_dir, split: dict, *, data_dir, solver: SolverCo
 
     Shapes are fitted ``batch`` at a time.  With ``skip``, instances whose outputs all exist
     are left alone, so a long run resumes.  A code whose SDF never crosses zero on the grid is
-    written without meshes and reported (a warning, not a failure).
+    written without meshes and reported (a warning, not a failure).  Instances whose
+    SdfSamples are missing or unusable are left out and named in ``report.unusable``; the
+    rest are reconstructed.
     """
     decoder, config, payload = load_trained(experiment_dir, checkpoint, device=device)
-    packed = pack_split(data_dir, split)
-    report = ReconstructionReport()
+    packed = pack_split(data_dir, split, skip_unusable=True)
+    report = ReconstructionReport(unusable=dict(packed.unusable))
+    for key, reason in packed.unusable.items():
+        logger.warning("%s: not reconstructed: %s", key, reason)
     todo = []
     for scene, key in enumerate(packed.instance_ids):
         paths = output_paths(experiment_dir, checkpoint, key)

@@ -94,7 +94,9 @@ def resolve_code(spec: str, payload: dict) -> torch.Tensor:
                          "dataset/class/instance")
     path = Path(spec)
     if path.suffix == ".pth" and path.is_file():
-        return torch.load(path, map_location="cpu").reshape(-1).float()
+        from .inference import read_code
+
+        return read_code(path, payload["codes"].shape[1])
     raise ValueError(f"{spec!r} is neither a training instance of this checkpoint nor a .pth "
                      "code file")
 

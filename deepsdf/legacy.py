@@ -17,7 +17,7 @@ import torch
 
 from deepsdf_preprocess.formats import read_split
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, safe_load
 from .config import TrainConfig, load_specs
 from .decoder import Decoder
 from .latents import LatentTable, split_hash, split_instances
@@ -48,9 +48,7 @@ def convert_decoder_state(state: dict) -> dict:
 
 
 def _load(path: Path):
-    if not path.is_file():
-        raise CheckpointError(f"no such file: {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return safe_load(path, what="original-release file")
 
 
 def load_legacy_decoder(path, config: TrainConfig) -> Decoder:

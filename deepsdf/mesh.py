@@ -73,6 +73,7 @@ def dense_grid(field, resolution: int, *, chunk: int = 1 << 20) -> np.ndarray:
 def coarse_strides(resolution: int, *, delta: float = 0.1) -> list:
     """Power-of-two strides, coarsest first and ending at 1, with the coarsest cell's
     diagonal ``sqrt(3) * stride * 2 / (N - 1)`` below ``delta``."""
+    grid_axis(resolution)  # raises for a resolution below 2
     spacing = 2.0 / (resolution - 1)
     stride = 1
     while np.sqrt(3) * stride * 2 * spacing < delta and stride * 2 < resolution - 1:

@@ -30,7 +30,7 @@ import numpy as np
 from deepsdf_preprocess.pinhole import PinholeCamera
 
 __all__ = ["Similarity", "Observation", "observe_depth", "observe_points", "load_depth",
-           "sdf_constraints", "ConstraintConfig"]
+           "read_matrix", "read_point_cloud", "sdf_constraints", "ConstraintConfig"]
 
 
 @dataclass(frozen=True)
@@ -139,34 +139,111 @@ def load_depth(path, *, depth_scale: float | None = None) -> np.ndarray:
 
     ``.npy`` / ``.npz`` (key ``depth``, or the only array) hold metres already; a 16-bit PNG
     holds integers divided by ``depth_scale`` (e.g. 1000 for millimetres; required for PNGs).
-    Zero stays zero (no measurement).
+    Zero stays zero (no measurement); NaN (how many sensors write "no measurement") becomes
+    zero.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: missing, unreadable, not 2-D, negative or infinite depths.
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        depth = np.load(path)
-    elif suffix == ".npz":
-        with np.load(path) as data:
-            if "depth" in data.files:
-                depth = data["depth"]
-            elif len(data.files) == 1:
-                depth = data[data.files[0]]
-            else:
-                raise ValueError(f"{path}: no 'depth' array among {data.files}")
-    elif suffix == ".png":
-        if depth_scale is None:
-            raise ValueError(f"{path}: a PNG depth image needs --depth-scale (units per metre, "
-                             "e.g. 1000 for millimetres)")
-        from PIL import Image
-
-        with Image.open(path) as image:
-            depth = np.asarray(image).astype(np.float64) / float(depth_scale)
-    else:
+    if suffix not in (".npy", ".npz", ".png"):
         raise ValueError(f"{path}: unsupported depth file (use .png, .npy or .npz)")
-    depth = np.asarray(depth, dtype=np.float64)
+    if suffix == ".png" and depth_scale is None:
+        raise ValueError(f"{path}: a PNG depth image needs depth_scale (units per metre, "
+                         "e.g. 1000 for millimetres)")
+    if suffix == ".png" and not depth_scale > 0:
+        raise ValueError(f"{path}: depth_scale must be positive, got {depth_scale}")
+    if not path.is_file():
+        raise ValueError(f"depth image {path} does not exist")
+    try:
+        depth = _read_depth_array(path, suffix, depth_scale)
+    except ValueError:
+        raise
+    except Exception as error:  # corrupt PNG / npy / npz files raise many types
+        raise ValueError(f"cannot read depth image {path}: {type(error).__name__}: "
+                         f"{error}") from error
     if depth.ndim != 2:
         raise ValueError(f"{path}: a depth image must be 2-D, got shape {depth.shape}")
+    depth = np.nan_to_num(depth, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    if not np.all(np.isfinite(depth)) or np.any(depth < 0):
+        raise ValueError(f"{path}: depth must be finite and >= 0 (0 = no measurement)")
     return depth
+
+
+def _read_depth_array(path: Path, suffix: str, depth_scale) -> np.ndarray:
+    if suffix == ".npy":
+        return np.asarray(np.load(path), dtype=np.float64)
+    if suffix == ".npz":
+        with np.load(path) as data:
+            if "depth" in data.files:
+                return np.asarray(data["depth"], dtype=np.float64)
+            if len(data.files) == 1:
+                return np.asarray(data[data.files[0]], dtype=np.float64)
+            raise ValueError(f"{path}: no 'depth' array among {data.files}")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image).astype(np.float64) / float(depth_scale)
+
+
+def read_matrix(path, shape: tuple) -> np.ndarray:
+    """A float64 matrix of ``shape`` from a text file (whitespace-separated) or ``.npy``.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: missing, unreadable, wrong shape, or not finite.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"matrix file {path} does not exist")
+    try:
+        matrix = np.load(path) if path.suffix == ".npy" else np.loadtxt(path)
+        matrix = np.asarray(matrix, dtype=np.float64)
+    except Exception as error:  # parse errors, pickled or corrupt files
+        raise ValueError(f"cannot read a matrix from {path}: {type(error).__name__}: "
+                         f"{error}") from error
+    if matrix.shape != tuple(shape):
+        raise ValueError(f"{path}: expected a {shape[0]}x{shape[1]} matrix, got shape "
+                         f"{matrix.shape}")
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError(f"{path}: the matrix holds NaN or infinite values")
+    return matrix
+
+
+def read_point_cloud(path) -> np.ndarray:
+    """(n, 3) float64 points from ``.npy``, ``.xyz`` (text, first three columns) or any point
+    or mesh file trimesh reads (its vertices).
+
+    Raises
+    ------
+    ValueError
+        One line naming the file when it is missing, unreadable, empty or not finite.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"point cloud {path} does not exist")
+    try:
+        if path.suffix == ".npy":
+            cloud = np.load(path)
+        elif path.suffix == ".xyz":
+            cloud = np.loadtxt(path, ndmin=2)[:, :3]
+        else:
+            import trimesh
+
+            cloud = trimesh.load(path, process=False).vertices
+        cloud = np.asarray(cloud, dtype=np.float64)
+    except Exception as error:  # parse errors, foreign or corrupt files
+        raise ValueError(f"cannot read points from {path}: {type(error).__name__}: "
+                         f"{error}") from error
+    if cloud.ndim != 2 or cloud.shape[1] != 3 or len(cloud) == 0:
+        raise ValueError(f"{path}: expected (n, 3) points, got shape {cloud.shape}")
+    if not np.all(np.isfinite(cloud)):
+        raise ValueError(f"{path}: the points hold NaN or infinite values")
+    return cloud
 
 
 def observe_depth(depth, camera: PinholeCamera, *, max_jump: float = 0.05,

@@ -19,9 +19,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepsdf_preprocess.formats import read_split
+from deepsdf_preprocess.formats import read_split, remove_stale_temporaries
 
-from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from deepsdf_preprocess.errors import DiskFullError
+
+from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint,
+                         newest_readable_snapshot, save_checkpoint)
 from .config import TrainConfig, write_resolved
 from .data import SceneBatches, epoch_batches, pack_split
 from .decoder import Decoder
@@ -35,6 +38,14 @@ logger = logging.getLogger(__name__)
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, a checkpoint that does not match the split)."""
+
+
+def json_short(value, limit: int = 80) -> str:
+    """A setting's value as compact JSON, cut to ``limit`` characters."""
+    import json
+
+    text = json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -105,11 +116,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
 
+    def _path_rule(self) -> str:
+        return ("relative paths of a legacy spec are relative to the current directory, as "
+                "in the original release" if self.config.legacy else
+                "relative paths of a SpecsVersion 2 spec are relative to its folder")
+
     def _split(self) -> dict:
         path = Path(self.config.train_split)
         if not self.config.train_split or not path.is_file():
             raise TrainingError(f"TrainSplit {self.config.train_split!r} is not a file "
-                                "(paths are relative to the current directory)")
+                                f"({self._path_rule()})")
+        if not self.data_dir.is_dir():
+            raise TrainingError(f"the data root {str(self.data_dir)!r} does not exist (give "
+                                f"--data, or fix DataSource: {self._path_rule()})")
         return read_split(path)
 
     def _build(self):
@@ -149,12 +168,20 @@ class Trainer:
                         else []},
                 "config": self.config.to_specs()}
 
-    def _resume(self, model: AutoDecoder, optimizer) -> int:
-        payload = load_checkpoint(checkpoint_path(self.experiment_dir), map_location=self.device)
+    def _resume(self, model: AutoDecoder, optimizer, source: Path) -> int:
+        try:
+            payload = load_checkpoint(source, map_location=self.device)
+        except CheckpointError as error:
+            newest = newest_readable_snapshot(self.experiment_dir)
+            hint = (f"; the newest readable snapshot is epoch {newest}: resume from it with "
+                    f"--resume-from {newest}" if newest is not None
+                    else "; no readable snapshot exists: train afresh with --overwrite")
+            raise TrainingError(f"{error}{hint}") from error
         if payload["split_hash"] != model.codes.split_digest:
             raise TrainingError("the latest checkpoint was trained on a different split "
                                 f"(hash {payload['split_hash']} != "
                                 f"{model.codes.split_digest}); start a new experiment folder")
+        self._compare_settings(payload.get("config", {}), source)
         model.decoder.load_state_dict(payload["decoder"])
         with torch.no_grad():
             model.codes.weight.copy_(payload["codes"].to(self.device))
@@ -164,32 +191,77 @@ class Trainer:
         torch.set_rng_state(payload["rng"]["torch"].cpu())
         if payload["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng"]["cuda"]])
-        logger.info("resuming after epoch %d", payload["epoch"])
+        logger.info("resuming after epoch %d from %s", payload["epoch"], source)
         return int(payload["epoch"])
+
+    def _compare_settings(self, saved: dict, source: Path) -> None:
+        """Refuse to resume with another architecture; warn for other changed settings."""
+        now = self.config.to_specs()
+        structural = ("NetworkSpecs", "CodeLength", "NetworkArch")
+        differ = sorted(k for k in set(now) | set(saved)
+                        if k not in ("Description",) and now.get(k) != saved.get(k))
+        if not saved:
+            return
+        bad = [k for k in differ if k in structural]
+        if bad:
+            details = "; ".join(f"{k}: checkpoint {json_short(saved.get(k))}, spec "
+                                f"{json_short(now.get(k))}" for k in bad)
+            raise TrainingError(f"cannot resume from {source}: the spec's architecture "
+                                f"differs from the checkpoint's ({details}); restore the "
+                                "spec or train afresh in a new folder")
+        for key in differ:
+            logger.warning("resuming with a changed setting %s: checkpoint %s, now %s", key,
+                           json_short(saved.get(key)), json_short(now.get(key)))
 
     # ------------------------------------------------------------------ training
 
-    def train(self, *, resume: bool = False, epochs: int | None = None) -> TrainResult:
+    def train(self, *, resume: bool = False, epochs: int | None = None,
+              overwrite: bool = False, resume_from: int | None = None) -> TrainResult:
         """Train until ``NumEpochs`` (or ``epochs`` more than the starting point, if given).
+
+        Parameters
+        ----------
+        resume : bool, keyword-only
+            Continue from ``Checkpoints/latest.pt`` (from scratch if there is none).
+        overwrite : bool, keyword-only
+            Train afresh although the folder holds checkpoints (they are overwritten as
+            training reaches them).  Without it or ``resume``, a folder with checkpoints is
+            refused: a run is never destroyed silently.
+        resume_from : int, keyword-only
+            Continue from the snapshot ``Checkpoints/<resume_from>.pt`` instead (after a
+            corrupt ``latest.pt``).
 
         Raises
         ------
         TrainingError
-            On a non-finite loss (the last good checkpoint is kept) and on bad resumption.
+            On a non-finite loss or a full disk (the last good checkpoint is kept and named),
+            on bad resumption, and for a folder with checkpoints without ``resume`` or
+            ``overwrite``.
         DataError, ConfigError
             Before the first step, for unusable data or settings.
         """
+        existing = sorted(p.name for p in (self.experiment_dir / "Checkpoints").glob("*.pt"))
+        if existing and not (resume or overwrite or resume_from is not None):
+            raise TrainingError(
+                f"{self.experiment_dir} already holds checkpoints ({', '.join(existing[:4])}"
+                f"{' ...' if len(existing) > 4 else ''}); continue with --resume, or start "
+                "over with --overwrite (which replaces them)")
+        if resume_from is not None and not checkpoint_path(self.experiment_dir,
+                                                           resume_from).is_file():
+            raise TrainingError(f"no snapshot {checkpoint_path(self.experiment_dir, resume_from)}"
+                                " to resume from")
         distributed = self.world > 1
         if distributed and not torch.distributed.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend)
         try:
-            return self._train(resume=resume, epochs=epochs)
+            return self._train(resume=resume, epochs=epochs, resume_from=resume_from)
         finally:
             if distributed and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
 
-    def _train(self, *, resume: bool, epochs: int | None) -> TrainResult:
+    def _train(self, *, resume: bool, epochs: int | None,
+               resume_from: int | None = None) -> TrainResult:
         config = self.config
         packed, model, optimizer = self._build()
         self.model, self.packed = model, packed  # kept for callers (tests, benchmarks)
@@ -201,12 +273,17 @@ class Trainer:
             write_resolved(self.experiment_dir, config)
         start = 0
         self.history = []  # [epoch, mean loss, decoder learning rate] per epoch
-        if resume:
+        if main:
+            remove_stale_temporaries(self.experiment_dir / "Checkpoints")
+        if resume_from is not None:
+            start = self._resume(model, optimizer,
+                                 checkpoint_path(self.experiment_dir, resume_from))
+        elif resume:
             if checkpoint_path(self.experiment_dir).is_file():
-                start = self._resume(model, optimizer)
+                start = self._resume(model, optimizer, checkpoint_path(self.experiment_dir))
             elif main:
                 logger.info("no checkpoint to resume from in %s; starting afresh",
-                               self.experiment_dir)
+                            self.experiment_dir)
         stop = config.epochs if epochs is None else min(config.epochs, start + epochs)
         wrapped = model
         if self.world > 1:
@@ -224,14 +301,14 @@ class Trainer:
                 self.history.append([done, loss_value, optimizer.param_groups[0]["lr"]])
                 if main:
                     if done % config.latest_every == 0 or done == stop:
-                        save_checkpoint(checkpoint_path(self.experiment_dir),
-                                        self._state(model, optimizer, done, loss_value))
+                        self._save(checkpoint_path(self.experiment_dir),
+                                   self._state(model, optimizer, done, loss_value))
                         saved_epoch, unsaved = done, None
                     else:
                         unsaved = copy.deepcopy(self._state(model, optimizer, done, loss_value))
                     if done in config.snapshot_epochs():
-                        save_checkpoint(checkpoint_path(self.experiment_dir, done),
-                                        self._state(model, optimizer, done, loss_value))
+                        self._save(checkpoint_path(self.experiment_dir, done),
+                                   self._state(model, optimizer, done, loss_value))
                     if writer is not None and (done % config.log_frequency == 0
                                                or done in (1, stop)):
                         self._log(writer, model, optimizer, done, loss_value)
@@ -285,9 +362,9 @@ class Trainer:
                                          weight=prior_weight, std=config.code_std)
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"the loss became {loss.item()} in epoch {epoch + 1}; stopping. The last "
-                    f"good checkpoint is {checkpoint_path(self.experiment_dir)}. Lower the "
-                    "learning rates or check the data for extreme values")
+                    f"the loss became {loss.item()} in epoch {epoch + 1}; stopping. "
+                    f"{self._last_good()} Lower the learning rates or check the data for "
+                    "extreme values")
             loss.backward()
             if config.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.decoder.parameters(), config.grad_clip)
@@ -296,6 +373,27 @@ class Trainer:
             total += loss.item()
             count += 1
         return total / max(count, 1)
+
+    def _save(self, path: Path, state: dict) -> None:
+        try:
+            save_checkpoint(path, state)
+        except DiskFullError as error:
+            raise TrainingError(f"{error}; {self._last_good()}") from error
+
+    def _last_good(self) -> str:
+        """A sentence naming the newest checkpoint on disk (only one that exists)."""
+        latest = checkpoint_path(self.experiment_dir)
+        if latest.is_file():
+            try:
+                epoch = load_checkpoint(latest)["epoch"]
+                return f"The last good checkpoint is {latest} (epoch {epoch})."
+            except CheckpointError:
+                pass
+        newest = newest_readable_snapshot(self.experiment_dir)
+        if newest is not None:
+            return (f"The last good checkpoint is "
+                    f"{checkpoint_path(self.experiment_dir, newest)}.")
+        return "No checkpoint was written yet."
 
     # ------------------------------------------------------------------ reporting
 

@@ -188,8 +188,10 @@ def write_sdf_samples(path, points, sdf) -> tuple[int, int]:
     return int(positive.sum()), int((~positive).sum())
 
 
-def read_sdf_samples(path) -> tuple[np.ndarray, np.ndarray]:
-    """(pos, neg), each (n, 4) float32; rows with a NaN are dropped."""
+def read_sdf_samples(path, *, keep_nan: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(pos, neg), each (n, 4) float32; rows with a NaN are dropped unless ``keep_nan``.
+
+    Arrays are read without unpickling (``allow_pickle=False``)."""
     with np.load(path) as data:
         missing = {"pos", "neg"} - set(data.files)
         if missing:
@@ -198,6 +200,8 @@ def read_sdf_samples(path) -> tuple[np.ndarray, np.ndarray]:
     for name, array in (("pos", pos), ("neg", neg)):
         if array.ndim != 2 or array.shape[1] != 4:
             raise ValueError(f"{path}: '{name}' has shape {array.shape}, expected (n, 4)")
+    if keep_nan:
+        return pos, neg
     return pos[~np.isnan(pos).any(axis=1)], neg[~np.isnan(neg).any(axis=1)]
 
 

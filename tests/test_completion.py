@@ -118,7 +118,7 @@ def test_load_depth_reads_png_millimetres_and_npz(tmp_path):
     Image.fromarray(depth).save(tmp_path / "d.png")
     np.testing.assert_allclose(load_depth(tmp_path / "d.png", depth_scale=1000),
                                [[0, 1.5], [2.5, 0]])
-    with pytest.raises(ValueError, match="depth-scale"):
+    with pytest.raises(ValueError, match="depth_scale"):
         load_depth(tmp_path / "d.png")
     np.savez(tmp_path / "d.npz", depth=depth / 1000.0)
     np.testing.assert_allclose(load_depth(tmp_path / "d.npz"), depth / 1000.0)
