@@ -87,6 +87,9 @@ def safe_load(path, *, map_location="cpu", what: str = "file"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):  # not a pickle at all: corrupt or foreign
+            raise CheckpointError(f"cannot read {what} {path}: not a PyTorch file, or a "
+                                  "truncated one") from error
         raise CheckpointError(
             f"{path} holds Python objects other than tensors and plain values; refusing to "
             "load it (unpickling it could run code). Only load files you trust with "

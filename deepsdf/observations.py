@@ -160,8 +160,6 @@ def load_depth(path, *, depth_scale: float | None = None) -> np.ndarray:
         raise ValueError(f"depth image {path} does not exist")
     try:
         depth = _read_depth_array(path, suffix, depth_scale)
-    except ValueError:
-        raise
     except Exception as error:  # corrupt PNG / npy / npz files raise many types
         raise ValueError(f"cannot read depth image {path}: {type(error).__name__}: "
                          f"{error}") from error
@@ -182,7 +180,7 @@ def _read_depth_array(path: Path, suffix: str, depth_scale) -> np.ndarray:
                 return np.asarray(data["depth"], dtype=np.float64)
             if len(data.files) == 1:
                 return np.asarray(data[data.files[0]], dtype=np.float64)
-            raise ValueError(f"{path}: no 'depth' array among {data.files}")
+            raise ValueError(f"no 'depth' array among {data.files}")
     from PIL import Image
 
     with Image.open(path) as image:
