@@ -193,9 +193,10 @@ def _add_split(commands):
 
 def _run_split(args) -> int:
     from deepsdf_preprocess.driver import discover_meshes
-    from deepsdf_preprocess.formats import read_split, write_split
+    from deepsdf_preprocess.formats import check_name, read_split, write_split
     from deepsdf_preprocess.splits import make_split
 
+    check_name(args.dataset, "--dataset")
     if args.source.is_file():
         instances = read_split(args.source)
         if args.dataset not in instances:

@@ -245,7 +245,7 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
 
 def _complete_one(key, code, observed, offset, scale, decoder, data_dir, out_dir, resolution,
                   train_clouds, train_ids, report):
-    dataset, class_name, instance = key.split("/", 2)
+    dataset, class_name, instance = formats.split_key(key)
     tail = Path(dataset) / class_name
     write_code(out_dir / "Codes" / tail / f"{instance}.pth", code)
     try:

@@ -57,7 +57,7 @@ def main(out: Path) -> dict:
     experiment.mkdir(parents=True, exist_ok=True)
     (experiment / "specs.json").write_text(json.dumps(specs, indent=2))
     trainer = Trainer(experiment, parse_specs(specs), device="cpu", progress=False)
-    trainer.train()
+    trainer.train(overwrite=True)  # a rerun of the tour starts its model afresh
     decoder, clamp = trainer.model.decoder.eval(), trainer.config.clamp
 
     # 4. Reconstruct shape 0 from its SdfSamples with the decoder frozen (Gauss-Newton).
