@@ -29,6 +29,7 @@ Pipeline steps:
   evaluate    metrics of reconstructions beside the retrieval baseline
   complete    complete shapes from partial depth scans
   interpolate meshes, pictures and a GIF along a path in the shape space
+  export      write an experiment in the original release's layout
   demo        the main job on the embedded data: generate, preprocess, split, train,
               reconstruct and evaluate the held-out shapes, complete one from a depth
               scan, interpolate, write an HTML report
@@ -49,6 +50,15 @@ def _int_at_least(least: int):
         return value
     parse.__name__ = f"integer >= {least}"
     return parse
+
+
+def _checkpoint_name(text: str):
+    """An argparse type: ``latest`` or a snapshot epoch (an int)."""
+    if text == "latest":
+        return text
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected an epoch number or latest, got {text!r}")
 
 
 #: argparse reads "-6.27e-01" as an option unless told that it is a number.
@@ -607,6 +617,40 @@ def _run_interpolate(args) -> int:
     return 0
 
 
+def _add_export(commands):
+    parser = commands.add_parser(
+        "export", help="write an experiment in the original release's layout",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Write EXP_DIR's checkpoints in the original DeepSDF release's layout, which its
+reconstruct.py, plot_log.py and deep_sdf.workspace loaders read:
+  OUT/ModelParameters/<epoch>.pth      decoder (module.lin<i>.*, module.bn<i>.*)
+  OUT/LatentCodes/<epoch>.pth          training codes {"weight": (n, d)}
+  OUT/OptimizerParameters/<epoch>.pth  Adam state, the original's parameter order
+  OUT/Logs.pth                         loss per batch, learning rates, timing, magnitudes
+  OUT/specs.json                       a legacy spec building the same decoder (absolute paths)
+(latest.pth beside the snapshots). OUT defaults to EXP_DIR/original; an existing
+OUT/specs.json must describe the same decoder. `deepsdf train OUT --resume` continues such a
+folder.""")
+    parser.add_argument("experiment_dir", type=Path)
+    parser.add_argument("--original", action="store_true", required=True,
+                        help="the original release's layout (the only export format)")
+    parser.add_argument("--checkpoint", action="append", metavar="N", type=_checkpoint_name,
+                        help="a snapshot epoch or latest (repeatable; default: every snapshot "
+                             "and latest)")
+    parser.add_argument("--out", type=Path, help="output folder (default EXP_DIR/original)")
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args) -> int:
+    from deepsdf.export import export_original
+
+    written = export_original(args.experiment_dir, out=args.out, checkpoints=args.checkpoint)
+    folder = args.out or args.experiment_dir / "original"
+    print(f"wrote {len(written)} files of the original layout into {folder}")
+    return 0
+
+
 def _add_demo(commands):
     parser = commands.add_parser(
         "demo", help="the main job on the embedded example data",
@@ -655,7 +699,7 @@ def _run_demo(args) -> int:
 def _training_failures(command) -> tuple:
     """Exception types of the learning library that end a command with a clear message."""
     if command not in ("train", "demo", "reconstruct", "mesh", "evaluate", "complete",
-                       "interpolate"):
+                       "interpolate", "export"):
         return ()
     from deepsdf.checkpoint import CheckpointError
     from deepsdf.data import DataError
@@ -673,7 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", metavar="<step>")
     for add in (_add_generate, _add_preprocess, _add_split, _add_train, _add_reconstruct,
-                _add_mesh, _add_evaluate, _add_complete, _add_interpolate, _add_demo):
+                _add_mesh, _add_evaluate, _add_complete, _add_interpolate, _add_export,
+                _add_demo):
         add(commands)
     return parser
 

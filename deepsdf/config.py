@@ -60,6 +60,7 @@ class DecoderConfig:
     latent_in: tuple = (4,)  # layers whose input is re-joined with [z, xyz]
     xyz_in_all: bool = False  # append xyz to the input of every hidden layer
     use_tanh: bool = True  # tanh on the output (the original always applies it)
+    tanh_twice: bool = False  # a second tanh: the original's use_tanh, before its final tanh
     latent_dropout: bool = False  # dropout (p = 0.2) on the code at the input
     weight_norm: bool = True  # weight normalization on norm_layers
 
@@ -108,7 +109,9 @@ class Schedule:
             raise ConfigError(f"Warmup schedule Length must be >= 1, got {self.length}")
 
     def at(self, epoch: int) -> float:
-        """Learning rate for a 0-based ``epoch``."""
+        """Learning rate of the 1-based ``epoch`` (the original's numbering: a ``Step`` of
+        interval 500 halves the rate from epoch 500 on, ``Warmup`` reaches ``final`` at
+        epoch ``length``)."""
         if self.kind == "Step":
             return self.initial * self.factor ** (epoch // self.interval)
         if self.kind == "Warmup":
@@ -169,7 +172,9 @@ class TrainConfig:
     clamp: float = 0.1  # ClampingDistance delta
     code_regularization: bool = True
     code_lambda: float = 1e-4  # CodeRegularizationLambda
-    code_bound: float | None = 1.0  # CodeBound (None: no bound)
+    code_bound: float | None = 1.0  # CodeBound (None: no bound); legacy specs rescale the
+    #                                 rows a batch looks up before use (Embedding(max_norm)),
+    #                                 ours project the whole table after each step
     code_init_std: float = 1.0  # CodeInitStdDev; codes start at N(0, (std / sqrt(d))^2)
     grad_clip: float | None = None  # GradientClipNorm
     log_frequency: int = 10  # LogFrequency (epochs between TensorBoard points)
@@ -362,6 +367,7 @@ NETWORK_KEYS = (
     SpecKey("latent_in", "latent_in", _integers, write=_write_list),
     SpecKey("xyz_in_all", "xyz_in_all", lambda v, k: False if v is None else _boolean(v, k)),
     SpecKey("use_tanh", "use_tanh", _boolean),
+    SpecKey("tanh_twice", "tanh_twice", _boolean, ours=True),
     SpecKey("latent_dropout", "latent_dropout", _boolean),
     SpecKey("weight_norm", "weight_norm", _boolean),
 )
@@ -372,6 +378,8 @@ NETWORK_KEYS = (
 NETWORK_DEFAULTS = {"dropout": (), "dropout_prob": 0.0, "norm_layers": (), "latent_in": (),
                     "xyz_in_all": False, "use_tanh": True, "latent_dropout": False,
                     "weight_norm": False}
+#: ... except that the original's use_tanh defaults to False (it only adds a second tanh).
+LEGACY_NETWORK_DEFAULTS = dict(NETWORK_DEFAULTS, use_tanh=False)
 
 _PATH_FIELDS = ("data_source", "train_split", "test_split")
 _STRUCTURE_KEYS = {"SpecsVersion", "NetworkArch", "NetworkSpecs", "CodeLength",
@@ -419,16 +427,22 @@ def parse_specs(specs: dict, *, base=None) -> TrainConfig:
     network = specs.get("NetworkSpecs", {})
     if not isinstance(network, dict):
         raise ConfigError(f"NetworkSpecs must be an object, got {_describe(network)}")
-    _check_keys(network, {k.name for k in NETWORK_KEYS}, "NetworkSpecs", warn=legacy)
+    _check_keys(network, {k.name for k in NETWORK_KEYS if not (legacy and k.ours)},
+                "NetworkSpecs", warn=legacy)
     decoder_values = {"latent_size": _integer(specs.get("CodeLength", DecoderConfig.latent_size),
                                               "CodeLength", least=0)}
     for key in NETWORK_KEYS:
+        if legacy and key.ours:
+            continue
         if key.name in network:
             decoder_values[key.field] = key.read(network[key.name], f"NetworkSpecs.{key.name}")
         elif key.name in NETWORK_DEFAULTS:
-            decoder_values[key.field] = NETWORK_DEFAULTS[key.name]
+            defaults = LEGACY_NETWORK_DEFAULTS if legacy else NETWORK_DEFAULTS
+            decoder_values[key.field] = defaults[key.name]
     if legacy:
-        decoder_values["use_tanh"] = True  # the original applies tanh whatever it says
+        # The original ends in tanh whatever use_tanh says; use_tanh adds one more before it.
+        decoder_values["tanh_twice"] = decoder_values.get("use_tanh", False)
+        decoder_values["use_tanh"] = True
     decoder = DecoderConfig(**decoder_values)
 
     values = {"decoder": decoder, "legacy": legacy,

@@ -20,7 +20,10 @@ class Decoder(nn.Module):
     ``latent_in`` takes the previous features joined with the input ``[z, xyz]``, so the layer
     before it outputs ``dims - (latent_size + 3)`` features (reference: layer 3 outputs
     512 - 259 = 253).  With ``xyz_in_all``, every hidden layer also receives ``xyz``.  The
-    output layer gives one value, through tanh when ``use_tanh``.
+    output layer gives one value, through tanh when ``use_tanh`` (twice with ``tanh_twice``,
+    as the original does when its spec says ``use_tanh``).  ``latent_dropout`` drops code
+    entries at the input only; ``latent_in`` layers re-join the undropped ``[z, xyz]``, as
+    the original.
 
     Input order and names follow the original release, so its weights load directly
     (see :mod:`deepsdf.legacy`).
@@ -67,10 +70,10 @@ class Decoder(nn.Module):
         (n, 1) tensor, > 0 outside.
         """
         config = self.config
-        if config.latent_dropout and config.latent_size:
-            codes = F.dropout(codes, p=0.2, training=self.training)
         inputs = torch.cat([codes, points], dim=1) if config.latent_size else points
         x = inputs
+        if config.latent_dropout and config.latent_size:
+            x = torch.cat([F.dropout(codes, p=0.2, training=self.training), points], dim=1)
         last = len(self.layers) - 1
         for i, (linear, norm) in enumerate(zip(self.layers, self.norms)):
             if i in config.latent_in:
@@ -82,4 +85,8 @@ class Decoder(nn.Module):
                 x = F.relu(norm(x))
                 if i in config.dropout and config.dropout_prob > 0:
                     x = F.dropout(x, p=config.dropout_prob, training=self.training)
-        return torch.tanh(x) if config.use_tanh else x
+        if config.use_tanh:
+            x = torch.tanh(x)
+            if config.tanh_twice:
+                x = torch.tanh(x)
+        return x

@@ -72,6 +72,20 @@ class LatentTable(nn.Module):
         norms = self.weight.norm(dim=1, keepdim=True)
         self.weight.mul_(torch.where(norms > bound, bound / norms, torch.ones_like(norms)))
 
+    @torch.no_grad()
+    def renorm_rows_(self, rows: torch.Tensor, bound: float | None) -> None:
+        """Rescale the given rows whose norm exceeds ``bound`` onto that sphere, in place.
+
+        What the original's ``Embedding(max_norm=bound)`` does to the rows a batch looks up,
+        before they are used (legacy specs train this way).
+        """
+        if bound is None:
+            return
+        rows = torch.unique(rows)
+        norms = self.weight[rows].norm(dim=1, keepdim=True)
+        self.weight[rows] = self.weight[rows] * torch.where(
+            norms > bound, bound / (norms + 1e-7), torch.ones_like(norms))
+
     def row_of(self, instance_id: str) -> int:
         """Row index of ``dataset/class/instance`` (ValueError if absent)."""
         return self.instance_ids.index(instance_id)

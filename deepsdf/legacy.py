@@ -58,8 +58,15 @@ def load_legacy_decoder(path, config: TrainConfig) -> Decoder:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds no decoder state dict")
     decoder = Decoder(config.decoder)
+    converted = convert_decoder_state(state)
+    ours = decoder.state_dict()
+    # The original creates a LayerNorm for the output layer when norm_layers names it (with
+    # weight norm off) and never uses it: its keys are accepted and ignored.
+    unused = [k for k in converted if k.startswith("norms.") and k not in ours]
+    for key in unused:
+        del converted[key]
     try:
-        decoder.load_state_dict(convert_decoder_state(state))
+        decoder.load_state_dict(converted)
     except RuntimeError as error:
         raise CheckpointError(f"{path} does not fit the spec's NetworkSpecs: {error}") from error
     return decoder
@@ -72,6 +79,8 @@ def load_legacy_codes(path, split: dict) -> LatentTable:
     codes = payload.get("latent_codes", payload) if isinstance(payload, dict) else payload
     if isinstance(codes, dict):
         codes = codes.get("weight")
+    if isinstance(codes, torch.Tensor) and codes.dim() == 3 and codes.shape[1] == 1:
+        codes = codes[:, 0]  # early versions saved a bare (n, 1, d) tensor
     if not isinstance(codes, torch.Tensor) or codes.dim() != 2:
         raise CheckpointError(f"{path} holds no (n, d) latent code tensor")
     ids = split_instances(split)

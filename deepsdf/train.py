@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,34 @@ logger = logging.getLogger(__name__)
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, a checkpoint that does not match the split)."""
+
+
+def new_log() -> dict:
+    """An empty training log with the original release's ``Logs.pth`` keys: ``loss`` (one
+    per batch), ``learning_rate`` ([decoder, codes] per epoch), ``timing`` (seconds per
+    epoch), ``latent_magnitude`` (mean code norm per epoch) and ``param_magnitude`` (per
+    decoder parameter, its norm per epoch; this project's parameter names)."""
+    return {"loss": [], "learning_rate": [], "timing": [], "latent_magnitude": [],
+            "param_magnitude": {}}
+
+
+def _log_from_original(logs: dict, our_names: list, config: TrainConfig) -> dict:
+    """The original's ``Logs.pth`` as our training log (parameter names translated)."""
+    from .legacy import convert_decoder_state
+
+    log = new_log()
+    if not isinstance(logs, dict):
+        return log
+    for key in ("loss", "learning_rate", "timing", "latent_magnitude"):
+        log[key] = list(logs.get(key, []))
+    for name, values in dict(logs.get("param_magnitude", {})).items():
+        try:
+            ours = next(iter(convert_decoder_state({name: None})))
+        except CheckpointError:
+            continue
+        if ours in our_names:
+            log["param_magnitude"][ours] = list(values)
+    return log
 
 
 def json_short(value, limit: int = 80) -> str:
@@ -150,8 +179,8 @@ class Trainer:
                             split_digest=split_hash(split))
         model = AutoDecoder(decoder, table).to(self.device)
         optimizer = torch.optim.Adam([
-            {"params": model.decoder.parameters(), "lr": config.decoder_schedule.at(0)},
-            {"params": model.codes.parameters(), "lr": config.code_schedule.at(0)},
+            {"params": model.decoder.parameters(), "lr": config.decoder_schedule.at(1)},
+            {"params": model.codes.parameters(), "lr": config.code_schedule.at(1)},
         ])
         return packed, model, optimizer
 
@@ -163,6 +192,7 @@ class Trainer:
                 "split_hash": model.codes.split_digest,
                 "optimizer": optimizer.state_dict(),
                 "history": [list(entry) for entry in self.history],
+                "log": self.log,
                 "rng": {"torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
                         else []},
@@ -188,11 +218,53 @@ class Trainer:
         optimizer.load_state_dict(payload["optimizer"])
         self.history = [list(entry) for entry in payload.get("history", [])
                         if entry[0] <= payload["epoch"]]
+        self.log = payload.get("log") or new_log()
         torch.set_rng_state(payload["rng"]["torch"].cpu())
         if payload["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng"]["cuda"]])
         logger.info("resuming after epoch %d from %s", payload["epoch"], source)
         return int(payload["epoch"])
+
+    def _original_files(self) -> dict:
+        """{path: exists} of an original training folder's three ``latest.pth`` files."""
+        return {self.experiment_dir / folder / "latest.pth":
+                (self.experiment_dir / folder / "latest.pth").is_file()
+                for folder in ("ModelParameters", "LatentCodes", "OptimizerParameters")}
+
+    def _resume_original(self, model: AutoDecoder, optimizer) -> int:
+        """Continue an original release's training folder: decoder, codes (split order), both
+        Adam states and the epoch counter; its ``Logs.pth`` continues too, when present."""
+        from .checkpoint import safe_load
+        from .export import original_optimizer_to_ours
+        from .legacy import load_legacy_codes, load_legacy_decoder
+
+        missing = [str(path) for path, exists in self._original_files().items() if not exists]
+        if missing:
+            raise TrainingError(f"cannot resume the original training folder "
+                                f"{self.experiment_dir}: {', '.join(missing)} missing")
+        model_path, codes_path, optimizer_path = self._original_files()
+        decoder = load_legacy_decoder(model_path, self.config)
+        table = load_legacy_codes(codes_path, self._split())
+        payloads = [safe_load(p, what="original-release file")
+                    for p in (model_path, codes_path, optimizer_path)]
+        epochs = {int(p["epoch"]) for p in payloads if isinstance(p, dict) and "epoch" in p}
+        if len(epochs) != 1:
+            raise TrainingError(f"the original files in {self.experiment_dir} are of different "
+                                f"epochs ({sorted(epochs)}); they cannot be resumed together")
+        model.decoder.load_state_dict(decoder.state_dict())
+        with torch.no_grad():
+            model.codes.weight.copy_(table.weight.to(self.device))
+        names = [name for name, _ in model.decoder.named_parameters()]
+        optimizer.load_state_dict(original_optimizer_to_ours(
+            payloads[2].get("optimizer_state_dict", {}), names, self.config,
+            where=str(optimizer_path)))
+        epoch = epochs.pop()
+        logs = self.experiment_dir / "Logs.pth"
+        if logs.is_file():
+            self.log = _log_from_original(safe_load(logs, what="original-release file"), names,
+                                          self.config)
+        logger.info("resuming the original release's training folder after epoch %d", epoch)
+        return epoch
 
     def _compare_settings(self, saved: dict, source: Path) -> None:
         """Refuse to resume with another architecture; warn for other changed settings."""
@@ -273,6 +345,7 @@ class Trainer:
             write_resolved(self.experiment_dir, config)
         start = 0
         self.history = []  # [epoch, mean loss, decoder learning rate] per epoch
+        self.log = new_log()  # the original's Logs.pth entries
         if main:
             remove_stale_temporaries(self.experiment_dir / "Checkpoints")
         if resume_from is not None:
@@ -281,6 +354,8 @@ class Trainer:
         elif resume:
             if checkpoint_path(self.experiment_dir).is_file():
                 start = self._resume(model, optimizer, checkpoint_path(self.experiment_dir))
+            elif any(self._original_files().values()):
+                start = self._resume_original(model, optimizer)
             elif main:
                 logger.info("no checkpoint to resume from in %s; starting afresh",
                             self.experiment_dir)
@@ -332,27 +407,39 @@ class Trainer:
                            checkpoint=checkpoint_path(self.experiment_dir))
 
     def _epoch(self, wrapped, model: AutoDecoder, optimizer, packed, epoch: int) -> float:
+        """Train the 0-based ``epoch`` (the original's epoch ``epoch + 1``, whose number the
+        schedules and the prior's warm-up take); returns its mean loss and appends to
+        :attr:`log`."""
         config = self.config
+        started = time.perf_counter()
         model.train()
         for group, schedule in zip(optimizer.param_groups,
                                    (config.decoder_schedule, config.code_schedule)):
-            group["lr"] = schedule.at(epoch)
+            group["lr"] = schedule.at(epoch + 1)
         batches = epoch_batches(len(packed), config.scenes_per_batch, seed=config.seed,
                                 epoch=epoch, rank=self.rank, world=self.world)
+        # Legacy specs bound the codes as the original's Embedding(max_norm): the rows a batch
+        # looks up are rescaled before use; every process rescales the whole global batch's
+        # rows, so the tables stay identical.
+        global_batches = epoch_batches(len(packed), config.scenes_per_batch, seed=config.seed,
+                                       epoch=epoch) if config.legacy else None
         dataset = SceneBatches(packed, config.samples_per_scene, seed=config.seed, epoch=epoch,
                                batches=batches)
         loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
                                              num_workers=config.loader_workers,
                                              persistent_workers=False)
-        prior_weight = (config.code_lambda * prior_warmup(epoch)
+        prior_weight = (config.code_lambda * prior_warmup(epoch + 1)
                         if config.code_regularization else 0.0)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if config.mixed_precision and self.device.type == "cuda"
                     else torch.autocast("cpu", enabled=False))
         total, count = 0.0, 0
-        for samples, scenes in loader:
+        for index, (samples, scenes) in enumerate(loader):
             samples = samples.to(self.device, non_blocking=True)
             scenes = scenes.to(self.device, non_blocking=True)
+            if global_batches is not None:
+                model.codes.renorm_rows_(torch.as_tensor(global_batches[index],
+                                                         device=self.device), config.code_bound)
             optimizer.zero_grad(set_to_none=True)
             with autocast:
                 predicted, codes = wrapped(scenes, samples[:, :3], config.samples_per_scene)
@@ -369,10 +456,24 @@ class Trainer:
             if config.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.decoder.parameters(), config.grad_clip)
             optimizer.step()
-            model.codes.project_(config.code_bound)
+            if not config.legacy:
+                model.codes.project_(config.code_bound)
             total += loss.item()
             count += 1
+            self.log["loss"].append(loss.item())
+        self._log_epoch(model, optimizer, time.perf_counter() - started)
         return total / max(count, 1)
+
+    def _log_epoch(self, model: AutoDecoder, optimizer, seconds: float) -> None:
+        """Per-epoch entries of the original release's ``Logs.pth`` (see
+        :mod:`deepsdf.export`)."""
+        log = self.log
+        log["learning_rate"].append([group["lr"] for group in optimizer.param_groups])
+        log["timing"].append(seconds)
+        log["latent_magnitude"].append(model.codes.weight.detach().norm(dim=1).mean().item())
+        for name, parameter in model.decoder.named_parameters():
+            log["param_magnitude"].setdefault(name, []).append(
+                parameter.detach().norm().item())
 
     def _save(self, path: Path, state: dict) -> None:
         try:
