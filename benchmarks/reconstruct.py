@@ -63,7 +63,7 @@ def main() -> int:
         for dataset, classes in formats.read_split(path).items():
             for class_name, instances in classes.items():
                 split.setdefault(dataset, {}).setdefault(class_name, []).extend(instances)
-    packed = pack_split(data, split)
+    packed = pack_split(data, split, cache_root=Path(args.work) / "PackedSamples")
     scenes = list(range(len(packed)))
     truth = {}
     for key in packed.instance_ids:

@@ -243,6 +243,9 @@ EXP_DIR/TensorBoard/. Several processes or machines:
     parser.add_argument("--resume-from", type=_int_at_least(1), metavar="EPOCH",
                         help="continue from the snapshot EXP_DIR/Checkpoints/EPOCH.pt (e.g. "
                              "after a corrupt latest.pt)")
+    parser.add_argument("--cache", type=Path,
+                        help="folder of the packed sample cache (default $DEEPSDF_CACHE, else "
+                             "EXP_DIR/PackedSamples; never the data root)")
     parser.add_argument("--overwrite", action="store_true",
                         help="train afresh in a folder that holds checkpoints, replacing them "
                              "(without --resume or this, such a folder is refused)")
@@ -261,7 +264,7 @@ def _run_train(args) -> int:
 
     config = load_specs(args.experiment_dir)
     trainer = Trainer(args.experiment_dir, config, data_dir=args.data, device=args.device,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, cache=args.cache)
     if args.overwrite and (args.resume or args.resume_from):
         raise ValueError("--overwrite starts afresh; it cannot be combined with --resume or "
                          "--resume-from")
@@ -302,6 +305,9 @@ samples; 0.11 of the reference's decoder work).""")
     parser.add_argument("--batch", type=_int_at_least(1), default=16,
                         help="shapes fitted together (16)")
     parser.add_argument("--skip", action="store_true", help="skip instances already written")
+    parser.add_argument("--cache", type=Path,
+                        help="folder of the packed sample cache (default $DEEPSDF_CACHE, else "
+                             "EXP_DIR/PackedSamples)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
@@ -324,7 +330,7 @@ def _run_reconstruct(args) -> int:
                                data_dir=args.data or config.data_source, solver=solver,
                                checkpoint=args.checkpoint, resolution=args.resolution,
                                batch=args.batch, skip=args.skip, device=device,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, cache=args.cache)
     print(f"reconstructed {len(report.written)} shapes ({len(report.skipped)} skipped, "
           f"{len(report.no_surface)} without a surface); {report.point_passes:,} point-passes")
     for key, reason in sorted(report.unusable.items()):

@@ -2,9 +2,11 @@
 
 The paper's categories do not fit in memory (chairs: 3281 shapes x 500k samples x 16 B ~
 26 GB), and the original re-reads an npz from disk at every access.  Here a split's samples are
-packed once into one float32 file (``DATA/PackedSamples/<split-hash>/samples.f32``, rows
+packed once into one float32 file (``CACHE/<split-hash>-<data-hash>/samples.f32``, rows
 ``[x, y, z, sdf]``, each shape's positive rows then its negative rows) with an index; every
 worker and process maps it read-only, so the operating system's page cache holds one copy.
+The cache never goes into the data tree (shared data trees are often read-only or someone
+else's): see :func:`cache_folder`.
 
 Each training item is one shape's subsample: ``samples_per_scene / 2`` positive and as many
 negative rows, drawn with replacement (as the original) from a generator keyed by
@@ -14,8 +16,10 @@ processes, nor on resuming.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +31,27 @@ from deepsdf_preprocess import formats
 from .latents import split_hash, split_instances
 
 __all__ = ["DataError", "PackedSamples", "pack_split", "scene_samples", "epoch_batches",
-           "SceneBatches"]
+           "SceneBatches", "cache_folder", "CACHE_VARIABLE"]
+
+#: Environment variable naming the folder of packed caches (shared between experiments).
+CACHE_VARIABLE = "DEEPSDF_CACHE"
+
+
+def cache_folder(cache=None, *, experiment_dir=None) -> Path:
+    """The folder of packed sample caches.
+
+    ``cache`` if given, else ``$DEEPSDF_CACHE``, else ``EXP/PackedSamples`` when an experiment
+    folder is given, else the user's cache folder (``$XDG_CACHE_HOME/deepsdf/PackedSamples``,
+    ``~/.cache/...`` by default).  Never the data root.
+    """
+    if cache is not None:
+        return Path(cache)
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
+    if experiment_dir is not None:
+        return Path(experiment_dir) / "PackedSamples"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "deepsdf" / "PackedSamples"
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +134,8 @@ def pack_split(data_dir, split: dict, *, cache_root=None, skip_unusable: bool = 
     split : dict
         ``{dataset: {class: [instance, ...]}}``.
     cache_root : path, optional
-        Folder of the caches (default ``data_dir/PackedSamples``).
+        Folder of the caches (default: :func:`cache_folder`, never the data root).  Each
+        cache is named by the split and the data root, so one folder serves many.
     skip_unusable : bool, keyword-only
         Leave out the unusable instances (logged; :attr:`PackedSamples.unusable` names them
         with their reasons) instead of raising, as long as one is usable (reconstruction
@@ -126,7 +151,8 @@ def pack_split(data_dir, split: dict, *, cache_root=None, skip_unusable: bool = 
         raise DataError(f"{len(unusable)} of {len(files)} SdfSamples files are missing: "
                         + "; ".join(f"{k} ({p})" for k, p in files if k in unusable)[:2000])
     present = [(key, path) for key, path in files if key not in unusable]
-    folder = Path(cache_root or data_dir / "PackedSamples") / split_hash(split)
+    root_digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
+    folder = cache_folder(cache_root) / f"{split_hash(split)}-{root_digest}"
     fingerprint = _fingerprint(present)
     index_path = folder / "index.json"
     if index_path.is_file():

@@ -13,6 +13,7 @@ median of each metric).
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +31,25 @@ __all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "summarize", "
 
 METRICS = ("chamfer", "chamfer_l1", "f_score", "normal_consistency", "emd")
 
+logger = logging.getLogger(__name__)
+
 
 def evaluate_points(points, normals, truth_points, truth_normals, *,
                     f_fraction: float = 0.01) -> dict:
-    """The metrics of (n, 3) points with normals against the ground truth's, same frame."""
+    """The metrics of (n, 3) points with normals against the ground truth's, same frame.
+
+    ``normal_consistency`` is left out when either side has no normals (``None``: the
+    original release's SurfaceSamples carry none).
+    """
     side = float(np.max(truth_points.max(axis=0) - truth_points.min(axis=0)))
-    return {"chamfer": chamfer(points, truth_points),
-            "chamfer_l1": chamfer_l1(points, truth_points),
-            "f_score": f_score(points, truth_points, f_fraction * side),
-            "normal_consistency": normal_consistency(points, normals, truth_points,
-                                                     truth_normals),
-            "emd": earth_movers(points, truth_points)}
+    metrics = {"chamfer": chamfer(points, truth_points),
+               "chamfer_l1": chamfer_l1(points, truth_points),
+               "f_score": f_score(points, truth_points, f_fraction * side),
+               "emd": earth_movers(points, truth_points)}
+    if normals is not None and truth_normals is not None:
+        metrics["normal_consistency"] = normal_consistency(points, normals, truth_points,
+                                                           truth_normals)
+    return metrics
 
 
 def evaluate_shape(mesh: trimesh.Trimesh, truth_points, truth_normals, *, seed: int = 0) -> dict:
@@ -70,11 +79,27 @@ def summarize(rows, names, prefix: str = "") -> dict:
 
 
 def _surface(data_dir, key):
+    """(points, normals or None) of an instance's SurfaceSamples."""
     truth = formats.read_surface_samples(formats.key_paths(data_dir,
                                                            key)[formats.SURFACE_SAMPLES])
-    if "normals" not in truth:
-        raise ValueError(f"{key}: SurfaceSamples without normals; re-run preprocessing")
-    return truth["points"], truth["normals"]
+    return truth["points"], truth.get("normals")
+
+
+def _reconstruction(paths: dict, data_dir, key):
+    """The reconstructed mesh in the original frame: ours from ``MeshesOriginalFrame``, the
+    original release's from ``Meshes`` (normalized frame) mapped through the shape's
+    NormalizationParameters; None when there is neither."""
+    if paths["original"].is_file():
+        return trimesh.load(paths["original"], force="mesh", process=False)
+    if not paths["mesh"].is_file():
+        return None
+    from deepsdf_preprocess.normalize import to_original
+
+    mesh = trimesh.load(paths["mesh"], force="mesh", process=False)
+    offset, scale = formats.read_normalization(
+        formats.key_paths(data_dir, key)[formats.NORMALIZATION_PARAMETERS])
+    mesh.vertices = to_original(mesh.vertices, offset, scale)
+    return mesh
 
 
 class SourceMeshes:
@@ -120,14 +145,16 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
 
     experiment_dir = Path(experiment_dir)
     out = experiment_dir / "Evaluation" / str(checkpoint)
-    rows, missing, truths, codes = [], [], [], []
+    rows, missing, truths, codes, without_normals = [], [], [], [], []
     for key in split_instances(split):
         paths = output_paths(experiment_dir, checkpoint, key)
-        if not paths["original"].is_file():
+        mesh = _reconstruction(paths, data_dir, key)
+        if mesh is None:
             missing.append(key)
             continue
         truth = _surface(data_dir, key)
-        mesh = trimesh.load(paths["original"], force="mesh", process=False)
+        if truth[1] is None:
+            without_normals.append(key)
         row = {"instance": key, **evaluate_shape(mesh, *truth)}
         occupancy = formats.key_paths(data_dir, key)[formats.OCCUPANCY_SAMPLES]
         if occupancy.is_file() and paths["mesh"].is_file():
@@ -169,6 +196,11 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
             columns += [f"{name}_instance"] + [f"{name}_{k}" for k in (*METRICS, "iou")]
     write_table(out / "metrics.csv", rows, columns)
     summary = {"shapes": len(rows), "missing": missing}
+    if without_normals:
+        summary["note"] = (f"{len(without_normals)} shape(s) have SurfaceSamples without "
+                           "normals (as the original release writes them): normal consistency "
+                           "is left empty for them")
+        logger.warning("%s", summary["note"])
     prefixes = [("", "reconstruction")] + ([("retrieval_code_", "retrieval_code"),
                                             ("retrieval_oracle_", "retrieval_oracle")]
                                            if retrieval else [])

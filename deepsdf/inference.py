@@ -24,7 +24,7 @@ from deepsdf_preprocess.normalize import to_original
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, safe_load
 from .config import TrainConfig
-from .data import pack_split
+from .data import cache_folder, pack_split
 from .decoder import Decoder
 from .mesh import NoSurfaceError, code_mesh
 from .reconstruct import SolverConfig, reconstruct_codes
@@ -134,7 +134,7 @@ class ReconstructionReport:
 
 def reconstruct_split(experiment_dir, split: dict, *, data_dir, solver: SolverConfig,
                       checkpoint="latest", resolution: int = 256, batch: int = 16,
-                      skip: bool = False, device="cpu", progress: bool = True
+                      skip: bool = False, device="cpu", progress: bool = True, cache=None
                       ) -> ReconstructionReport:
     """Fit codes for every instance of ``split`` and write codes and meshes.
 
@@ -145,7 +145,8 @@ def reconstruct_split(experiment_dir, split: dict, *, data_dir, solver: SolverCo
     rest are reconstructed.
     """
     decoder, config, payload = load_trained(experiment_dir, checkpoint, device=device)
-    packed = pack_split(data_dir, split, skip_unusable=True)
+    packed = pack_split(data_dir, split, skip_unusable=True,
+                        cache_root=cache_folder(cache, experiment_dir=experiment_dir))
     report = ReconstructionReport(unusable=dict(packed.unusable))
     for key, reason in packed.unusable.items():
         logger.warning("%s: not reconstructed: %s", key, reason)

@@ -27,7 +27,7 @@ from deepsdf_preprocess.errors import DiskFullError
 from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint,
                          newest_readable_snapshot, save_checkpoint)
 from .config import TrainConfig, write_resolved
-from .data import SceneBatches, epoch_batches, pack_split
+from .data import SceneBatches, cache_folder, epoch_batches, pack_split
 from .decoder import Decoder
 from .latents import LatentTable, split_hash, split_instances
 from .loss import clamped_l1, code_prior, prior_warmup
@@ -127,11 +127,15 @@ class Trainer:
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     progress : bool
         Show a progress bar over epochs (process 0 only).
+    cache : path, optional
+        Folder of the packed sample cache (default ``$DEEPSDF_CACHE``, else
+        ``EXP/PackedSamples``; never the data root, which may be read-only).
     """
 
     def __init__(self, experiment_dir, config: TrainConfig, *, data_dir=None,
-                 device: str = "auto", progress: bool = True):
+                 device: str = "auto", progress: bool = True, cache=None):
         self.experiment_dir = Path(experiment_dir)
+        self.cache = cache_folder(cache, experiment_dir=self.experiment_dir)
         self.config = config
         self.data_dir = Path(data_dir if data_dir is not None else config.data_source)
         self.progress = progress
@@ -165,12 +169,12 @@ class Trainer:
         split = self._split()
         if self.world > 1:
             if self.rank == 0:
-                packed = pack_split(self.data_dir, split)
+                packed = pack_split(self.data_dir, split, cache_root=self.cache)
             torch.distributed.barrier()
             if self.rank != 0:
-                packed = pack_split(self.data_dir, split)
+                packed = pack_split(self.data_dir, split, cache_root=self.cache)
         else:
-            packed = pack_split(self.data_dir, split)
+            packed = pack_split(self.data_dir, split, cache_root=self.cache)
         generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         decoder = Decoder(config.decoder)

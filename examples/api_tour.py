@@ -61,7 +61,7 @@ def main(out: Path) -> dict:
     decoder, clamp = trainer.model.decoder.eval(), trainer.config.clamp
 
     # 4. Reconstruct shape 0 from its SdfSamples with the decoder frozen (Gauss-Newton).
-    packed = pack_split(out / "data", split)
+    packed = pack_split(out / "data", split, cache_root=trainer.cache)  # the training cache
     fit = reconstruct_codes(decoder, packed, [0], GAUSS_NEWTON, clamp=clamp, latent_size=16)
     key = packed.instance_ids[0]
     paths = formats.key_paths(out / "data", key)

@@ -330,8 +330,9 @@ def write_surface_samples(path, points, normals=None) -> None:
 def read_surface_samples(path) -> dict:
     """Read the vertex element of a PLY point file.
 
-    Accepts this project's files and the original release's (whose header declares a face
-    element it does not fill): only the vertex element is read, anything after it is ignored.
+    Accepts this project's files and the original release's (points without normals, then a
+    face element of ``3 i i+1 i+2`` rows): only the vertex element is read, anything after it
+    is ignored.
 
     Returns
     -------

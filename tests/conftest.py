@@ -3,6 +3,12 @@
 import os
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+# Packed caches made without an experiment folder go to the user's cache folder: keep the
+# suite's out of the home directory.
+import tempfile  # noqa: E402
+
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="deepsdf-test-cache-")
+os.environ.pop("DEEPSDF_CACHE", None)
 
 import json
 from dataclasses import replace

@@ -248,3 +248,81 @@ def test_legacy_code_bound_rescales_looked_up_rows_before_the_first_use(tiny_dat
     assert used and float(used[0].max()) <= 1.0 + 1e-5
     # the bound acts at lookup, not after the step: the table may exceed it between uses
     assert float(trainer.model.codes.weight.detach().norm(dim=1).max()) > 1.0
+
+
+# --------------------------------------------------------------------------- data and files
+
+def test_training_writes_nothing_into_the_data_tree(tiny_data, tmp_path):
+    import shutil
+
+    data, split = tiny_data
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    before = sorted(p.relative_to(copy) for p in copy.rglob("*"))
+    modes = {p: p.stat().st_mode for p in copy.rglob("*")}
+    for path in modes:  # a read-only data tree (the test may run as root, so also compare)
+        path.chmod(modes[path] & ~0o222)
+    try:
+        experiment = make_experiment(tmp_path / "exp", copy, split, NumEpochs=1,
+                                     SamplesPerScene=256)
+        Trainer(experiment, load_specs(experiment), device="cpu", progress=False).train()
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before
+    assert (experiment / "PackedSamples").is_dir()
+
+
+def _write_original_surface(path, points):
+    """A SurfaceSamples PLY as the original's C++ writes it: vertices without normals, and a
+    face element of ``3 i i+1 i+2`` rows."""
+    points = np.asarray(points, "<f4")
+    faces = len(points) // 3
+    header = ("ply\nformat binary_little_endian 1.0\n"
+              f"element vertex {len(points)}\nproperty float x\nproperty float y\n"
+              f"property float z\nelement face {faces}\n"
+              "property list uchar int vertex_indices\nend_header\n").encode()
+    rows = b"".join(np.uint8(3).tobytes() + np.arange(3 * i, 3 * i + 3, dtype="<i4").tobytes()
+                    for i in range(faces))
+    path.write_bytes(header + points.tobytes() + rows)
+
+
+def test_evaluate_reads_the_original_layout_and_surfaces_without_normals(tiny_data, tmp_path):
+    import shutil
+
+    import trimesh
+
+    from deepsdf.evaluate import evaluate_split
+    from deepsdf.inference import output_paths, write_mesh
+    from deepsdf_preprocess import formats
+    from deepsdf_preprocess.driver import manifest_mesh, read_manifest
+    from deepsdf_preprocess.normalize import to_normalized
+
+    data, split_path = tiny_data
+    split = formats.read_split(split_path)
+    keys = [f"gen/chairs/{i}" for i in split["gen"]["chairs"]]
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    manifest = read_manifest(data, "gen")
+    for key in keys:  # "reconstructions": the source meshes themselves
+        mesh = trimesh.load(manifest_mesh(manifest, key.split("/", 1)[1]), force="mesh")
+        offset, scale = formats.read_normalization(
+            formats.key_paths(data, key)[formats.NORMALIZATION_PARAMETERS])
+        write_mesh(output_paths(ours, "latest", key)["original"], mesh)
+        normalized = mesh.copy()
+        normalized.vertices = to_normalized(mesh.vertices, offset, scale)
+        write_mesh(output_paths(theirs, "2000", key)["mesh"], normalized)
+    expected = evaluate_split(ours, split, data_dir=data, retrieval=False)
+    stripped = tmp_path / "data"
+    shutil.copytree(data, stripped)
+    for key in keys:
+        path = formats.key_paths(stripped, key)[formats.SURFACE_SAMPLES]
+        _write_original_surface(path, formats.read_surface_samples(path)["points"])
+    summary = evaluate_split(theirs, split, data_dir=stripped, checkpoint="2000",
+                             retrieval=False)
+    assert summary["shapes"] == 3 and not summary["missing"]
+    assert "normal_consistency" not in summary["reconstruction"]
+    assert "without normals" in summary["note"]
+    for metric in ("chamfer", "f_score", "chamfer_l1"):
+        assert summary["reconstruction"][metric]["mean"] == pytest.approx(
+            expected["reconstruction"][metric]["mean"], rel=1e-5)
+    assert (theirs / "Evaluation" / "2000" / "metrics.csv").is_file()
