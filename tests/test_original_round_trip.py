@@ -67,6 +67,11 @@ def test_export_is_read_back_by_an_independent_loader(trained_run, tmp_path):
     ours = load_checkpoint(checkpoint_path(trained_run))
     specs = json.loads((out / "specs.json").read_text())
     assert "SpecsVersion" not in specs and specs["NetworkSpecs"]["use_tanh"] is False
+    # the original builds its decoder as Decoder(CodeLength, **NetworkSpecs): only its
+    # constructor's keyword arguments may appear
+    assert set(specs["NetworkSpecs"]) <= {"dims", "dropout", "dropout_prob", "norm_layers",
+                                          "latent_in", "weight_norm", "xyz_in_all",
+                                          "use_tanh", "latent_dropout"}
     for name in ("latest", "2"):
         model = torch.load(out / "ModelParameters" / f"{name}.pth")
         codes = torch.load(out / "LatentCodes" / f"{name}.pth")
