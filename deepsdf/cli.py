@@ -246,6 +246,14 @@ EXP_DIR/TensorBoard/. Several processes or machines:
     parser.add_argument("--cache", type=Path,
                         help="folder of the packed sample cache (default $DEEPSDF_CACHE, else "
                              "EXP_DIR/PackedSamples; never the data root)")
+    parser.add_argument("--sample-store", choices=("auto", "device", "mmap"),
+                        help="where batches are drawn: device (samples uploaded once to the "
+                             "training device), mmap (gathered from the memory-mapped cache "
+                             "per batch) or auto (device when the samples fit "
+                             "SampleStoreMemory of its free memory); default: the spec's "
+                             "SampleStore, auto")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the decoder (the spec's Compile)")
     parser.add_argument("--overwrite", action="store_true",
                         help="train afresh in a folder that holds checkpoints, replacing them "
                              "(without --resume or this, such a folder is refused)")
@@ -263,6 +271,11 @@ def _run_train(args) -> int:
     from deepsdf.train import Trainer
 
     config = load_specs(args.experiment_dir)
+    if args.sample_store or args.compile:
+        from dataclasses import replace
+
+        config = replace(config, sample_store=args.sample_store or config.sample_store,
+                         compile=config.compile or args.compile)
     trainer = Trainer(args.experiment_dir, config, data_dir=args.data, device=args.device,
                       progress=not args.no_progress, cache=args.cache)
     if args.overwrite and (args.resume or args.resume_from):

@@ -24,7 +24,8 @@ Keys (original ones first; ``*`` marks this project's additions)::
     SamplesPerScene, ScenesPerBatch, DataLoaderThreads, ClampingDistance,
     CodeRegularization, CodeRegularizationLambda, CodeBound, CodeInitStdDev,
     GradientClipNorm, LogFrequency,
-    *SpecsVersion, *CodePrior ("original" | "paper"), *Seed, *MixedPrecision, *LatestEvery
+    *SpecsVersion, *CodePrior ("original" | "paper"), *Seed, *MixedPrecision, *LatestEvery,
+    *TF32, *Compile, *SampleStore ("auto" | "device" | "mmap"), *SampleStoreMemory
 """
 
 from __future__ import annotations
@@ -181,6 +182,10 @@ class TrainConfig:
     code_prior: str = "paper"  # "original": lambda*mean||z||; "paper": lambda*mean||z||^2/sigma^2
     seed: int = 0
     mixed_precision: bool = False  # bf16 autocast on GPU
+    tf32: bool = True  # TF32 matrix products on CUDA (no effect elsewhere)
+    compile: bool = False  # torch.compile the decoder
+    sample_store: str = "auto"  # "auto": samples on the device when they fit; "device"; "mmap"
+    sample_store_memory: float = 0.5  # share of the device's free memory the samples may take
     latest_every: int = 1  # epochs between rewrites of the "latest" checkpoint
     legacy: bool = False  # read from an original-release specs.json
 
@@ -356,6 +361,11 @@ SPEC_KEYS = (
     SpecKey("Seed", "seed", _at_least(0), ours=True),
     SpecKey("MixedPrecision", "mixed_precision", _boolean, ours=True),
     SpecKey("LatestEvery", "latest_every", _at_least(1), ours=True),
+    SpecKey("TF32", "tf32", _boolean, ours=True),
+    SpecKey("Compile", "compile", _boolean, ours=True),
+    SpecKey("SampleStore", "sample_store", _choice("auto", "device", "mmap"), ours=True),
+    SpecKey("SampleStoreMemory", "sample_store_memory",
+            lambda v, k: _number(v, k, above=0, below=1.0000001), ours=True),
 )
 
 #: NetworkSpecs keys (DecoderConfig fields of the same name).

@@ -86,12 +86,16 @@ class PackedSamples:
     _rows: np.ndarray | None = None
 
     @property
+    def total_rows(self) -> int:
+        """Rows in the packed file."""
+        return int(self.neg_start[-1] + self.neg_count[-1]) if len(self.neg_start) else 0
+
+    @property
     def rows(self) -> np.ndarray:
         """(total, 4) float32 memory map (opened lazily, once per process)."""
         if self._rows is None:
-            total = int(self.neg_start[-1] + self.neg_count[-1]) if len(self.neg_start) else 0
             self._rows = np.memmap(self.path / "samples.f32", dtype=np.float32, mode="r",
-                                   shape=(total, 4))
+                                   shape=(self.total_rows, 4))
         return self._rows
 
     def __getstate__(self):  # worker processes map the file themselves

@@ -163,8 +163,12 @@ def legacy_specs(config: TrainConfig) -> dict:
         raise ExportError("this decoder has no output tanh, which the original always applies;"
                           " it cannot be exported to the original layout")
     specs = config.to_specs()
-    for key in ("SpecsVersion", "CodePrior", "Seed", "MixedPrecision", "LatestEvery"):
-        specs.pop(key, None)
+    from .config import SPEC_KEYS
+
+    specs.pop("SpecsVersion", None)
+    for key in SPEC_KEYS:
+        if key.ours:
+            specs.pop(key.name, None)
     network = specs["NetworkSpecs"]
     network["use_tanh"] = network.pop("tanh_twice")  # the original's use_tanh adds a tanh
     for key in ("DataSource", "TrainSplit", "TestSplit"):

@@ -89,19 +89,23 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 class AutoDecoder(nn.Module):
-    """The decoder and the code table, trained together."""
+    """The decoder and the code table, trained together.
 
-    def __init__(self, decoder: Decoder, codes: LatentTable):
+    With ``compile``, the forward pass runs through ``torch.compile(decoder)`` (kept outside
+    the module tree, so state dicts are unchanged)."""
+
+    def __init__(self, decoder: Decoder, codes: LatentTable, *, compile: bool = False):
         super().__init__()
         self.decoder = decoder
         self.codes = codes
+        object.__setattr__(self, "_run_decoder", torch.compile(decoder) if compile else decoder)
 
     def forward(self, scenes: torch.Tensor, points: torch.Tensor, per_scene: int):
         """Predictions (n, 1) for points (n, 3) of ``scenes`` (s,), ``per_scene`` points each,
         and the codes (s, d) used."""
         codes = self.codes(scenes)
         expanded = codes.repeat_interleave(per_scene, dim=0)
-        return self.decoder(expanded, points), codes
+        return self._run_decoder(expanded, points), codes
 
 
 @dataclass
@@ -149,6 +153,47 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
 
+    def _store(self, packed):
+        """The device-resident samples when they fit (``SampleStore``), else None (the
+        memory-mapped path); says which, and why, in the log."""
+        from .sample_store import DeviceSamples, choose_store
+
+        choice = choose_store(packed, self.device, kind=self.config.sample_store,
+                              fraction=self.config.sample_store_memory)
+        if self.rank == 0:
+            logger.info("samples: %s path (%s)", "device-resident" if choice.kind == "device"
+                        else "memory-mapped", choice.reason)
+        return DeviceSamples(packed, self.device) if choice.kind == "device" else None
+
+    def _batches(self, packed, epoch: int):
+        """Yield ``(samples (n, 4), scenes (s,))`` on the device for this process's batches of
+        ``epoch``: drawn on the device from the resident store, or gathered from the
+        memory map by a DataLoader."""
+        config = self.config
+        if self.store is not None:
+            from .sample_store import batch_generator
+
+            local = config.scenes_per_batch // self.world
+            part = slice(self.rank * local, (self.rank + 1) * local)
+            for index, scenes in enumerate(epoch_batches(
+                    len(packed), config.scenes_per_batch, seed=config.seed, epoch=epoch)):
+                generator = batch_generator(self.device, seed=config.seed, epoch=epoch,
+                                            batch=index)
+                samples = self.store.draw(scenes, config.samples_per_scene, generator,
+                                          part=part)
+                yield samples, torch.as_tensor(scenes[part], device=self.device)
+            return
+        batches = epoch_batches(len(packed), config.scenes_per_batch, seed=config.seed,
+                                epoch=epoch, rank=self.rank, world=self.world)
+        dataset = SceneBatches(packed, config.samples_per_scene, seed=config.seed, epoch=epoch,
+                               batches=batches)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
+                                             num_workers=config.loader_workers,
+                                             persistent_workers=False)
+        for samples, scenes in loader:
+            yield (samples.to(self.device, non_blocking=True),
+                   scenes.to(self.device, non_blocking=True))
+
     def _path_rule(self) -> str:
         return ("relative paths of a legacy spec are relative to the current directory, as "
                 "in the original release" if self.config.legacy else
@@ -181,7 +226,8 @@ class Trainer:
         table = LatentTable(split_instances(split), config.decoder.latent_size,
                             init_std=config.code_std, generator=generator,
                             split_digest=split_hash(split))
-        model = AutoDecoder(decoder, table).to(self.device)
+        model = AutoDecoder(decoder.to(self.device), table.to(self.device),
+                            compile=config.compile)
         optimizer = torch.optim.Adam([
             {"params": model.decoder.parameters(), "lr": config.decoder_schedule.at(1)},
             {"params": model.codes.parameters(), "lr": config.code_schedule.at(1)},
@@ -341,6 +387,10 @@ class Trainer:
         config = self.config
         packed, model, optimizer = self._build()
         self.model, self.packed = model, packed  # kept for callers (tests, benchmarks)
+        self.store = self._store(packed)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = config.tf32
+            torch.backends.cudnn.allow_tf32 = config.tf32
         epoch_batches(len(packed), config.scenes_per_batch, seed=config.seed, epoch=0,
                       rank=self.rank, world=self.world)  # fails early on too few shapes
         main = self.rank == 0
@@ -420,27 +470,18 @@ class Trainer:
         for group, schedule in zip(optimizer.param_groups,
                                    (config.decoder_schedule, config.code_schedule)):
             group["lr"] = schedule.at(epoch + 1)
-        batches = epoch_batches(len(packed), config.scenes_per_batch, seed=config.seed,
-                                epoch=epoch, rank=self.rank, world=self.world)
         # Legacy specs bound the codes as the original's Embedding(max_norm): the rows a batch
         # looks up are rescaled before use; every process rescales the whole global batch's
         # rows, so the tables stay identical.
         global_batches = epoch_batches(len(packed), config.scenes_per_batch, seed=config.seed,
                                        epoch=epoch) if config.legacy else None
-        dataset = SceneBatches(packed, config.samples_per_scene, seed=config.seed, epoch=epoch,
-                               batches=batches)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
-                                             num_workers=config.loader_workers,
-                                             persistent_workers=False)
         prior_weight = (config.code_lambda * prior_warmup(epoch + 1)
                         if config.code_regularization else 0.0)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                     if config.mixed_precision and self.device.type == "cuda"
                     else torch.autocast("cpu", enabled=False))
         total, count = 0.0, 0
-        for index, (samples, scenes) in enumerate(loader):
-            samples = samples.to(self.device, non_blocking=True)
-            scenes = scenes.to(self.device, non_blocking=True)
+        for index, (samples, scenes) in enumerate(self._batches(packed, epoch)):
             if global_batches is not None:
                 model.codes.renorm_rows_(torch.as_tensor(global_batches[index],
                                                          device=self.device), config.code_bound)
