@@ -52,6 +52,24 @@ def _int_at_least(least: int):
     return parse
 
 
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """An argparse type: ``I/N`` with 0 <= I < N."""
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {text!r}")
+    return int(index), int(count)
+
+
 def _checkpoint_name(text: str):
     """An argparse type: ``latest`` or a snapshot epoch (an int)."""
     if text == "latest":
@@ -138,8 +156,17 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
                         help="number of cameras (100)")
     parser.add_argument("--resolution", type=_int_at_least(2), default=400,
                         help="camera resolution in pixels (400)")
-    parser.add_argument("--workers", type=_int_at_least(1), default=1,
-                        help="worker processes, one rendering context each (default 1)")
+    parser.add_argument("--workers", type=_int_at_least(1), default=_usable_cores(),
+                        help="worker processes, one rendering context each; 1 runs in this "
+                             f"process (default: the cores this process may use, "
+                             f"{_usable_cores()} here)")
+    parser.add_argument("--shard", type=_shard, metavar="I/N",
+                        help="process only shard I of N (0-based; a hash of each instance "
+                             "name, stable under file-system order): one per task of a "
+                             "cluster job array, all into one data tree; then run --merge")
+    parser.add_argument("--merge", action="store_true",
+                        help="process nothing: merge the shards' journals into the manifest "
+                             "and write the split of the instances that succeeded")
     parser.add_argument("--seed", type=int, default=0,
                         help="run seed; per-instance seeds derive from it and the instance")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -172,10 +199,29 @@ def _run_preprocess(args) -> int:
 
     config = _preprocess_config(args)
     split = read_split(args.split) if args.split else None
+    if args.merge:
+        from deepsdf_preprocess.driver import discover_meshes, merge_dataset
+
+        if args.shard:
+            raise ValueError("--merge runs after the shards; do not give --shard with it")
+        jobs = discover_meshes(args.mesh_dir, split=split, dataset=args.dataset)
+        report = merge_dataset(args.data_dir, args.dataset, {job.key for job in jobs},
+                               split_out=args.split_out, forget_all=True,
+                               known={job.key: job for job in jobs})
+        print(f"merged: {len(report.succeeded)} instance(s) ready, {len(report.failed)} failed;"
+              f" manifest {report.manifest_path}; split {report.split_path}")
+        return 1 if report.failed else 0
     report = preprocess_dataset(args.mesh_dir, args.data_dir, args.dataset, config=config,
                                 split=split, workers=args.workers, seed=args.seed,
                                 backend=args.backend, split_out=args.split_out,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, shard=args.shard)
+    if args.shard:
+        print(f"shard {args.shard[0]}/{args.shard[1]}: {len(report.succeeded)} instance(s) "
+              f"ready, {len(report.failed)} failed; records in {report.journal}; run "
+              "--merge when every shard is done")
+        for key, reason in sorted(report.failed.items()):
+            print(f"  failed {key}: {reason}", file=sys.stderr)
+        return 1 if report.failed else 0
     done = len(report.succeeded)
     print(f"{done} instance(s) ready ({len(report.skipped)} already done), "
           f"{len(report.failed)} failed; manifest {report.manifest_path}; "

@@ -121,7 +121,7 @@ class _ScanSource:
     the seed and settings the preprocessor would have used."""
 
     def __init__(self, data_dir: Path, dataset: str, meshes_dir=None):
-        from deepsdf_preprocess.driver import read_manifest
+        from deepsdf_preprocess.manifest import read_manifest
 
         self.data_dir, self.dataset = Path(data_dir), dataset
         self.manifest = read_manifest(self.data_dir, dataset)
@@ -135,7 +135,7 @@ class _ScanSource:
         path = formats.key_paths(self.data_dir, key)[formats.PARTIAL_SCANS]
         if path.is_file() and self.meshes is None:
             return formats.read_partial_scan(path)
-        from deepsdf_preprocess.driver import manifest_mesh
+        from deepsdf_preprocess.manifest import manifest_mesh
         from deepsdf_preprocess.mesh_io import load_mesh
         from deepsdf_preprocess.partial_scan import VirtualScanConfig, instance_scan
         from deepsdf_preprocess.pipeline import instance_seed

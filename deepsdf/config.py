@@ -34,7 +34,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["DecoderConfig", "Schedule", "TrainConfig", "load_specs", "parse_specs",

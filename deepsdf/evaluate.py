@@ -111,7 +111,7 @@ class SourceMeshes:
 
     def path(self, key: str):
         """The source mesh of ``dataset/class/instance``, or ``None`` when not at hand."""
-        from deepsdf_preprocess.driver import manifest_mesh, read_manifest
+        from deepsdf_preprocess.manifest import manifest_mesh, read_manifest
 
         dataset, local = key.split("/", 1)
         if dataset not in self.manifests:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import multiprocessing
 import os
@@ -19,11 +18,13 @@ from pathlib import Path
 
 from . import formats
 from .errors import DiskFullError, PreprocessError
+from .manifest import (active_run, append_record, journal_path, manifest_mesh, manifest_path,
+                       merge_journals, read_manifest, shard_of)
 from .mesh_io import MESH_SUFFIXES
 from .pipeline import PreprocessConfig, instance_seed, make_scanner, preprocess_instance
 
-__all__ = ["MeshJob", "discover_meshes", "preprocess_dataset", "DatasetReport",
-           "read_manifest", "manifest_mesh", "WORKER_DIED"]
+__all__ = ["MeshJob", "discover_meshes", "preprocess_dataset", "merge_dataset",
+           "DatasetReport", "read_manifest", "manifest_mesh", "WORKER_DIED"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ class DatasetReport:
     failed: dict  # key -> one-line reason
     skipped: list  # keys already complete before this run
     manifest_path: Path
-    split_path: Path
+    split_path: Path | None  # None for a shard (the merge writes it)
+    journal: Path | None = None  # this run's journal (a shard's records until the merge)
 
 
 def discover_meshes(mesh_dir, *, split: dict | None = None, dataset: str | None = None):
@@ -192,7 +194,7 @@ def _run_job(job: MeshJob, outputs: dict, seed: int,
         except Exception as error:  # one broken mesh must not stop a batch of thousands
             logger.debug("instance %s failed", job.key, exc_info=True)
             result = job.key, None, f"{type(error).__name__}: {error}"
-    _append_journal(journal, _record(job, *result[1:]), key=job.key)
+    append_record(journal, job.key, _record(job, *result[1:]))
     return result
 
 
@@ -203,48 +205,19 @@ def _record(job: MeshJob, record: dict | None, error: str | None) -> dict:
     return {"status": "failed", "mesh": mesh, "reason": error}
 
 
-def _append_journal(journal: Path, record: dict, *, key: str) -> None:
-    """Append one ``{"key", "record"}`` line; one ``write`` on an ``O_APPEND`` descriptor, so
-    lines of concurrent workers never interleave."""
-    line = (json.dumps({"key": key, "record": record}) + "\n").encode()
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        os.write(descriptor, line)
-    except OSError as error:
-        if error.errno == 28:  # ENOSPC
-            raise DiskFullError(f"no space left on device while writing {journal}") from error
-        raise
-    finally:
-        os.close(descriptor)
-
-
-def _replay_journal(journal: Path, records: dict) -> None:
-    """Apply a journal's records (a killed run's finished instances) onto ``records``."""
-    if not journal.is_file():
-        return
-    for number, line in enumerate(journal.read_text(errors="replace").splitlines(), 1):
-        try:
-            entry = json.loads(line)
-            records[entry["key"]] = entry["record"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            logger.warning("%s line %d is unreadable (cut by a kill?); ignored", journal,
-                           number)
-
-
 def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessConfig,
                        split: dict | None = None, workers: int = 1, seed: int = 0,
-                       backend: str = "pyrender", split_out=None, progress: bool = True
-                       ) -> DatasetReport:
+                       backend: str = "pyrender", split_out=None, progress: bool = True,
+                       shard: tuple[int, int] | None = None) -> DatasetReport:
     """Preprocess every mesh of ``mesh_dir`` (or of ``split``) into ``data_dir``.
 
     Resumable: instances whose files all exist are skipped.  Every finished instance's record
-    is appended to a journal (``data_dir/manifests/<dataset>.journal.jsonl``) by the process
-    that made it, the moment its files are written, and the journal is folded into the
-    manifest (``data_dir/manifests/<dataset>.json``) at the end: a killed run (driver or
-    worker) keeps the records of what it finished.  Bad meshes are recorded with a one-line
-    reason and do not stop the run; a worker that dies (the out-of-memory killer) fails the
-    instance it was processing, and the run goes on in a fresh pool.
+    is appended to this process's journal (see :mod:`.manifest`) by the process that made it,
+    the moment its files are written, and the journals are merged into the manifest
+    (``data_dir/manifests/<dataset>.json``) at the end: a killed run (driver or worker) keeps
+    the records of what it finished.  Bad meshes are recorded with a one-line reason and do
+    not stop the run; a worker that dies (the out-of-memory killer) fails the instance it was
+    processing, and the run goes on in a fresh pool.
 
     Parameters
     ----------
@@ -252,10 +225,15 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
         Worker processes (spawned, one scanner each); 1 runs in this process.
     seed : int
         Run seed; each instance's generator is seeded from it and the instance key, so the
-        output does not depend on the worker count or order.
+        output does not depend on the worker count, the order or the sharding.
     split_out : path, optional
         Where to write the split of the instances that succeeded (default
         ``data_dir/splits/<dataset>.json``).
+    shard : (index, count), optional
+        Process only the instances of shard ``index`` of ``count`` (:func:`.manifest.shard_of`:
+        a hash of the key).  A shard writes its files and its journal only; the manifest and
+        the split are written by :func:`merge_dataset` (``deepsdf preprocess --merge``) or the
+        next unsharded run.
 
     Raises
     ------
@@ -264,53 +242,96 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"shard {shard[0]}/{shard[1]}: the index must lie in 0..count-1")
     formats.check_name(dataset, "dataset")
     data_dir = Path(data_dir)
+    jobs = _discover(mesh_dir, split, dataset)
+    listed = {job.key for job in jobs}
+    if shard is not None:
+        jobs = [job for job in jobs if shard_of(job.key, shard[1]) == shard[0]]
+    journal = journal_path(data_dir, dataset)
+    run_fields = {"dataset": dataset, "mesh_dir": str(Path(mesh_dir).resolve()),
+                  "seed": seed, "backend": backend, "config": config.to_dict()}
+    failed: dict[str, str] = {}
+    skipped: list = []
+    with active_run(data_dir, dataset,
+                    when_alone=lambda: _remove_stale_parts(data_dir, dataset)):
+        pending = []
+        for job in jobs:
+            if job.problem is not None:
+                pending.append((job, {}))
+                continue
+            outputs = formats.instance_paths(data_dir, dataset, job.class_name, job.instance,
+                                             partial_scans=config.partial_scan is not None)
+            if all(path.exists() for path in outputs.values()):
+                skipped.append(job.key)
+            else:
+                pending.append((job, outputs))
+        jobs_by_key = {job.key: job for job, _ in pending}
+        bar = _progress(len(pending), progress)
+        for key, record, error in _execute(pending, workers, seed, backend, config, journal):
+            if error == WORKER_DIED:
+                append_record(journal, key, _record(jobs_by_key[key], None, error))
+            if error is not None:
+                failed[key] = error
+                bar.write(f"FAILED {key}: {error}")
+            bar.update(1)
+        bar.close()
+        if shard is not None:
+            done = {job.key for job, _ in pending} - set(failed)
+            return DatasetReport(succeeded=sorted(done | set(skipped)), failed=failed,
+                                 skipped=skipped,
+                                 manifest_path=manifest_path(data_dir, dataset),
+                                 split_path=None, journal=journal)
+        report = merge_dataset(data_dir, dataset, listed, run_fields=run_fields,
+                               split_out=split_out, known={job.key: job for job in jobs})
+    return DatasetReport(succeeded=report.succeeded, failed=failed, skipped=skipped,
+                         manifest_path=report.manifest_path, split_path=report.split_path)
+
+
+def _discover(mesh_dir, split, dataset):
     jobs = discover_meshes(mesh_dir, split=split, dataset=dataset)
     if not jobs:
         raise ValueError(f"no meshes found under {mesh_dir} (expected "
                          f"<class>/<instance>.<{'|'.join(s[1:] for s in MESH_SUFFIXES)}> "
                          "or <class>/<instance>/models/model_normalized.obj)")
-    manifest_path = data_dir / "manifests" / f"{dataset}.json"
-    journal = manifest_path.with_suffix(".journal.jsonl")
+    return jobs
+
+
+def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = None,
+                  split_out=None, known: dict | None = None,
+                  forget_all: bool = False) -> DatasetReport:
+    """Merge the journals into the manifest and write the split of the listed instances that
+    succeeded (what an unsharded run does at its end; ``deepsdf preprocess --merge`` after
+    the shards of a job array).
+
+    Parameters
+    ----------
+    listed : iterable of str
+        The instance keys ``class/instance`` the split may hold.
+    known : dict, optional
+        ``{key: MeshJob}``: complete instances without a record (finished before records
+        were kept) get a minimal ``ok`` record.
+    forget_all : bool
+        Delete every journal after merging (all shards are done).
+    """
+    data_dir = Path(data_dir)
+    listed = set(listed)
+    manifest = merge_journals(data_dir, dataset, update=run_fields, forget_all=forget_all)
+    records = manifest.get("instances", {})
+    missing = {k: job for k, job in (known or {}).items()
+               if k not in records and job.problem is None and job.mesh_path is not None}
+    if missing:
+        journal = journal_path(data_dir, dataset)
+        for key, job in missing.items():
+            paths = formats.instance_paths(data_dir, dataset, job.class_name, job.instance)
+            if all(p.exists() for p in paths.values()):
+                append_record(journal, key, {"status": "ok", "mesh": str(job.mesh_path),
+                                             "note": "complete before its record was kept"})
+        manifest = merge_journals(data_dir, dataset)
+        records = manifest.get("instances", {})
     split_path = Path(split_out) if split_out else data_dir / "splits" / f"{dataset}.json"
-    manifest = _load_manifest(manifest_path)
-    manifest.update({"dataset": dataset, "mesh_dir": str(Path(mesh_dir).resolve()),
-                     "seed": seed, "backend": backend, "config": config.to_dict()})
-    records = manifest.setdefault("instances", {})
-    _replay_journal(journal, records)
-
-    _remove_stale_parts(data_dir, dataset)
-    pending, skipped = [], []
-    for job in jobs:
-        if job.problem is not None:
-            pending.append((job, {}))
-            continue
-        outputs = formats.instance_paths(data_dir, dataset, job.class_name, job.instance,
-                                         partial_scans=config.partial_scan is not None)
-        if all(path.exists() for path in outputs.values()):
-            skipped.append(job.key)
-            records.setdefault(job.key, {"status": "ok", "mesh": str(job.mesh_path)})
-        else:
-            pending.append((job, outputs))
-
-    failed: dict[str, str] = {}
-    jobs_by_key = {job.key: job for job, _ in pending}
-    bar = _progress(len(pending), progress)
-    for key, record, error in _execute(pending, workers, seed, backend, config, journal):
-        if error == WORKER_DIED:
-            _append_journal(journal, _record(jobs_by_key[key], None, error), key=key)
-        records[key] = _record(jobs_by_key[key], record, error)
-        if error is not None:
-            failed[key] = error
-            bar.write(f"FAILED {key}: {error}")
-        bar.update(1)
-    bar.close()
-    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    formats.write_json(manifest_path, manifest)
-    journal.unlink(missing_ok=True)  # folded into the manifest just written
-
-    listed = {j.key for j in jobs}
     succeeded = sorted(k for k, r in records.items() if r.get("status") == "ok" and k in listed)
     split_result: dict = {dataset: {}}
     for key in succeeded:
@@ -318,8 +339,11 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
         split_result[dataset].setdefault(class_name, []).append(instance)
     formats.write_split(split_path, split_result)
     _warn_quality(records, listed)
-    return DatasetReport(succeeded=succeeded, failed=failed, skipped=skipped,
-                         manifest_path=manifest_path, split_path=split_path)
+    return DatasetReport(succeeded=succeeded,
+                         failed={k: r.get("reason", "") for k, r in records.items()
+                                 if r.get("status") == "failed" and k in listed},
+                         skipped=[], manifest_path=manifest_path(data_dir, dataset),
+                         split_path=split_path)
 
 
 def _warn_quality(records: dict, keys: set) -> None:
@@ -393,26 +417,6 @@ def _remove_stale_parts(data_dir: Path, dataset: str) -> None:
         for stale in formats.remove_stale_temporaries(data_dir / kind / dataset,
                                                       recursive=True):
             logger.info("removed %s, left by an interrupted run", stale)
-
-
-def read_manifest(data_dir, dataset: str) -> dict:
-    """The manifest ``DATA/manifests/<dataset>.json`` ({} when there is none)."""
-    return _load_manifest(Path(data_dir) / "manifests" / f"{dataset}.json")
-
-
-def manifest_mesh(manifest: dict, key: str) -> Path | None:
-    """The source mesh the manifest records for ``<class>/<instance>``, if it still exists."""
-    recorded = manifest.get("instances", {}).get(key, {}).get("mesh")
-    return Path(recorded) if recorded and Path(recorded).is_file() else None
-
-
-def _load_manifest(path: Path) -> dict:
-    if path.exists():
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            logger.warning("manifest %s is unreadable; starting a new one", path)
-    return {}
 
 
 class _NoBar:

@@ -6,18 +6,15 @@ item with a one-line reason naming it, or a one-line error of the command.  None
 traceback, silently wrong data, a write outside the given folders, or a lost record.
 """
 
-import io
 import json
 import os
-import pickle
-import zipfile
 
 import numpy as np
 import pytest
 import torch
 import trimesh
 
-from deepsdf.checkpoint import CheckpointError, load_checkpoint, safe_load
+from deepsdf.checkpoint import CheckpointError, load_checkpoint
 from deepsdf.config import ConfigError, parse_specs
 from deepsdf.data import DataError, ROW_LIMIT, pack_split
 from deepsdf.inference import read_code

@@ -4,13 +4,13 @@ full disks, corrupt or foreign checkpoints, runs the user did not ask to lose.""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import trimesh
@@ -47,7 +47,7 @@ def test_a_worker_killed_mid_mesh_fails_that_mesh_and_the_run_goes_on(tmp_path, 
     manifest = json.loads(report.manifest_path.read_text())
     assert manifest["instances"]["c/killer"]["status"] == "failed"
     assert all(manifest["instances"][k]["status"] == "ok" for k in report.succeeded)
-    assert not report.manifest_path.with_suffix(".journal.jsonl").exists()
+    assert not list(report.manifest_path.with_suffix(".journal").glob("*.jsonl"))
 
 
 def _children(pid: int) -> list[int]:
@@ -84,9 +84,10 @@ def test_workers_end_when_the_driver_is_killed_and_no_record_is_lost(tmp_path):
                            config=SMALL_CONFIG, backend="raycast", workers=2, progress=False)
     """)
     process = subprocess.Popen([sys.executable, "-c", script])
-    journal = tmp_path / "data" / "manifests" / "D.journal.jsonl"
+    journal = tmp_path / "data" / "manifests" / "D.journal" / f"{socket.gethostname()}-{process.pid}.jsonl"
     deadline = time.time() + 120
-    while time.time() < deadline and not (journal.is_file() and journal.read_text().count("\n") >= 1):
+    while time.time() < deadline and not (journal.is_file()
+                                          and journal.read_text().count("\n") >= 1):
         time.sleep(0.05)
     workers = _children(process.pid)
     assert workers, "the driver started no workers"
@@ -295,3 +296,76 @@ def test_a_version_2_spec_trains_from_any_working_directory(experiment, tmp_path
     monkeypatch.chdir(elsewhere)
     _trainer(experiment).train(epochs=1)
     assert load_checkpoint(checkpoint_path(experiment))["epoch"] == 1
+
+
+# --------------------------------------------------------------------------- shards
+
+def _tree_bytes(data_dir):
+    return {p.relative_to(data_dir).as_posix(): p.read_bytes()
+            for p in sorted(Path(data_dir).rglob("*"))
+            if p.is_file() and "manifests" not in p.parts and "splits" not in p.parts
+            and "PackedSamples" not in p.parts}
+
+
+def test_three_shards_give_the_files_of_one_run_and_merge_into_its_manifest(tmp_path):
+    from deepsdf_preprocess.driver import discover_meshes, merge_dataset
+    from deepsdf_preprocess.manifest import shard_of
+
+    _boxes(tmp_path / "meshes", [f"m{i}" for i in range(7)])
+    (tmp_path / "meshes" / "c" / "bad.obj").write_text("not a mesh\n")
+    one = preprocess_dataset(tmp_path / "meshes", tmp_path / "one", "D", config=SMALL_CONFIG,
+                             backend="raycast", progress=False)
+    sizes = []
+    for index in range(3):
+        report = preprocess_dataset(tmp_path / "meshes", tmp_path / "sharded", "D",
+                                    config=SMALL_CONFIG, backend="raycast", progress=False,
+                                    shard=(index, 3))
+        sizes.append(len(report.succeeded) + len(report.failed))
+        assert report.split_path is None and report.journal.is_file()
+    assert sum(sizes) == 8 and max(sizes) < 8  # a partition, not three copies
+    assert not (tmp_path / "sharded" / "manifests" / "D.json").exists()  # until the merge
+    assert _tree_bytes(tmp_path / "sharded") == _tree_bytes(tmp_path / "one")
+    jobs = discover_meshes(tmp_path / "meshes")
+    merged = merge_dataset(tmp_path / "sharded", "D", {j.key for j in jobs}, forget_all=True)
+    assert merged.succeeded == one.succeeded and merged.failed.keys() == one.failed.keys()
+    assert formats.read_split(merged.split_path) == formats.read_split(one.split_path)
+    records = json.loads(merged.manifest_path.read_text())["instances"]
+    assert set(records) == {j.key for j in jobs}
+    assert all("samples_kept" in records[k] for k in one.succeeded)
+    assert {shard_of(k, 3) for k in records} == {0, 1, 2}
+
+
+def test_the_merge_command_after_shards(tmp_path, capsys):
+    _boxes(tmp_path / "meshes", ["a", "b", "c"])
+    base = ["preprocess", str(tmp_path / "meshes"), str(tmp_path / "data"), "--dataset", "D",
+            "--backend", "raycast", "--views", "12", "--resolution", "96", "--samples", "5000",
+            "--no-progress"]
+    for index in range(2):
+        assert main(base + ["--shard", f"{index}/2", "--workers", "1"]) == 0
+    assert main(base + ["--merge"]) == 0
+    assert "merged: 3 instance(s) ready" in capsys.readouterr().out
+    assert formats.read_split(tmp_path / "data/splits/D.json") == {"D": {"c": ["a", "b", "c"]}}
+    assert not list((tmp_path / "data/manifests/D.journal").glob("*.jsonl"))
+    with pytest.raises(SystemExit):
+        main(base + ["--shard", "2/2"])
+
+
+def test_two_concurrent_runs_on_one_tree_corrupt_nothing(tmp_path):
+    _boxes(tmp_path / "meshes", [f"m{i}" for i in range(6)])
+    reference = preprocess_dataset(tmp_path / "meshes", tmp_path / "reference", "D",
+                                   config=SMALL_CONFIG, backend="raycast", progress=False)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from conftest import SMALL_CONFIG
+        from deepsdf_preprocess.driver import preprocess_dataset
+        preprocess_dataset({str(tmp_path / 'meshes')!r}, {str(tmp_path / 'data')!r}, "D",
+                           config=SMALL_CONFIG, backend="raycast", workers=1, progress=False)
+    """)
+    runs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    assert _tree_bytes(tmp_path / "data") == _tree_bytes(tmp_path / "reference")
+    manifest = json.loads((tmp_path / "data/manifests/D.json").read_text())
+    assert sorted(manifest["instances"]) == reference.succeeded
+    assert all(r["status"] == "ok" for r in manifest["instances"].values())
+    assert not list((tmp_path / "data").rglob("*.part"))

@@ -8,7 +8,6 @@ from the original decoder's definition, not from this project's code.
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,7 +299,7 @@ def test_evaluate_reads_the_original_layout_and_surfaces_without_normals(tiny_da
     from deepsdf.evaluate import evaluate_split
     from deepsdf.inference import output_paths, write_mesh
     from deepsdf_preprocess import formats
-    from deepsdf_preprocess.driver import manifest_mesh, read_manifest
+    from deepsdf_preprocess.manifest import manifest_mesh, read_manifest
     from deepsdf_preprocess.normalize import to_normalized
 
     data, split_path = tiny_data

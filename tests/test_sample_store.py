@@ -1,6 +1,5 @@
 """The device-resident sample store: its law, determinism, choice, and training on it."""
 
-import json
 
 import numpy as np
 import pytest
