@@ -1,5 +1,6 @@
 """The device-resident sample store: its law, determinism, choice, and training on it."""
 
+import os
 
 import numpy as np
 import pytest
@@ -121,3 +122,25 @@ def test_compile_is_a_spec_key_and_a_flag(tiny_data, tmp_path):
     args = build_parser().parse_args(["train", str(experiment), "--compile",
                                       "--sample-store", "mmap"])
     assert args.compile and args.sample_store == "mmap"
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_script_runs_end_to_end_in_cpu_smoke_mode(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([str(root / "benchmarks" / "gpu.sh"), "--cpu-smoke"],
+                            capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, OUT=str(tmp_path)))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    import json as json_module
+
+    figures = json_module.loads((tmp_path / "figures.json").read_text())
+    for key in ("train_fp32", "train_tf32", "train_bf16", "train_bf16_compile",
+                "projected_chairs_run_hours", "mesh_dense_seconds", "mesh_coarse_to_fine_seconds",
+                "gauss_newton_64_seconds"):
+        assert key in figures, key
+    assert figures["train_fp32"]["trainer_samples_per_s"] > 0
+    assert "preprocess_pyrender_seconds_per_mesh" in figures or "skipped" in str(
+        figures.get("preprocess_pyrender"))
