@@ -109,8 +109,8 @@ def bare_rate(config, device: str, steps: int) -> float:
     target = torch.rand(count, device=device) * 0.2 - 0.1
     optimizer = torch.optim.Adam([{"params": decoder.parameters(), "lr": 5e-4},
                                   {"params": [codes], "lr": 1e-3}])
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.mixed_precision
-                and device.startswith("cuda") else torch.autocast("cpu", enabled=False))
+    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16,
+                              enabled=config.mixed_precision)
 
     def step():
         optimizer.zero_grad(set_to_none=True)

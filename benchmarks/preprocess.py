@@ -15,6 +15,12 @@ Usage::
     python benchmarks/preprocess.py                 # all meshes, ours and mesh-to-sdf
     python benchmarks/preprocess.py --no-baseline   # ours only
     python benchmarks/preprocess.py --samples 500000 --meshes chair-40k
+    python benchmarks/preprocess.py --whole-command  # process start to exit, both tools
+
+``--whole-command`` times what a user waits for: ``deepsdf preprocess`` on a folder holding the
+one mesh (500 000 samples by default in this mode, one worker: it runs in the calling
+process) from process start to exit, against a whole ``mesh-to-sdf`` process (interpreter
+start, imports, load, sampling, saving) with the same sample count.
 
 The script fails if mesh-to-sdf is missing, unless --no-baseline
 (``pip install -e .[bench]``).
@@ -121,6 +127,50 @@ def spawn(tool: str, mesh_path: Path, out_dir: Path, samples: int) -> dict:
     return result
 
 
+def spawn_command(mesh_path: Path, out_dir: Path, samples: int) -> float:
+    """Seconds of a whole ``deepsdf preprocess`` process on a folder holding the mesh."""
+    meshes = out_dir / "meshes" / "c"
+    meshes.mkdir(parents=True)
+    (meshes / mesh_path.name).symlink_to(mesh_path)
+    env = dict(os.environ, PYOPENGL_PLATFORM="egl")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "deepsdf", "preprocess", str(out_dir / "meshes"),
+                    str(out_dir / "data"), "--dataset", "bench", "--samples", str(samples),
+                    "--workers", "1", "--no-progress"], check=True, capture_output=True,
+                   env=env)
+    return time.perf_counter() - start
+
+
+def whole_command(args) -> int:
+    """Process start to exit: deepsdf preprocess against a mesh-to-sdf process."""
+    samples = args.samples if args.samples_given else 500_000
+    print(f"# {time.strftime('%Y-%m-%d')} on {platform.node()}: {os.cpu_count()} cores, "
+          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}; "
+          f"whole processes, {samples} samples, 100 views at 400x400, medians of "
+          f"{args.repeats} runs")
+    print("| mesh | deepsdf preprocess (s) | mesh-to-sdf process (s) | speed-up |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in args.meshes:
+            mesh = make_mesh(name)
+            mesh_path = Path(scratch) / f"{name}.ply"
+            mesh.export(mesh_path)
+            ours, theirs = [], []
+            for repeat in range(args.repeats):
+                ours.append(spawn_command(mesh_path, Path(scratch) / f"{name}-cmd-{repeat}",
+                                          samples))
+                if not args.no_baseline:
+                    out = Path(scratch) / f"{name}-m2s-{repeat}"
+                    out.mkdir()
+                    theirs.append(spawn("mesh-to-sdf", mesh_path, out, samples)[
+                        "process_seconds"])
+            mine = statistics.median(ours)
+            baseline = statistics.median(theirs) if theirs else float("nan")
+            print(f"| {name} ({len(mesh.faces)} faces) | {mine:.2f} | {baseline:.2f} | "
+                  f"{baseline / mine:.1f}x |", flush=True)
+    return 0
+
+
 def accuracy(tool: str, mesh, result: dict) -> dict:
     """Compare a tool's samples with the exact SDF of the mesh in that tool's frame."""
     import igl
@@ -149,7 +199,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meshes", nargs="+", default=list(MESHES), choices=MESHES)
-    parser.add_argument("--samples", type=int, default=250_000)
+    parser.add_argument("--samples", type=int)
+    parser.add_argument("--whole-command", action="store_true",
+                        help="time whole processes, start to exit (500000 samples unless "
+                             "--samples)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per tool; medians reported")
     parser.add_argument("--no-baseline", action="store_true", help="skip mesh-to-sdf")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -157,6 +210,9 @@ def main() -> int:
     if args.worker:
         worker_main(args.worker[0], args.worker[1], args.worker[2], int(args.worker[3]))
         return 0
+    args.samples_given = args.samples is not None
+    if args.samples is None:
+        args.samples = 250_000
     tools = ["ours"]
     if not args.no_baseline:
         try:
@@ -166,6 +222,8 @@ def main() -> int:
                   file=sys.stderr)
             return 1
         tools.append("mesh-to-sdf")
+    if args.whole_command:
+        return whole_command(args)
     print(f"# {time.strftime('%Y-%m-%d')} on {platform.node()}: {os.cpu_count()} cores, "
           f"{platform.processor() or platform.machine()}, Python {platform.python_version()}; "
           f"{args.samples} samples, 100 views at 400x400, medians of {args.repeats} runs")

@@ -477,9 +477,12 @@ class Trainer:
                                        epoch=epoch) if config.legacy else None
         prior_weight = (config.code_lambda * prior_warmup(epoch + 1)
                         if config.code_regularization else 0.0)
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                    if config.mixed_precision and self.device.type == "cuda"
-                    else torch.autocast("cpu", enabled=False))
+        # bf16 autocast of the decoder's forward pass (CUDA, and the CPU, where it runs too);
+        # the loss, the prior and the optimizer stay in float32.
+        autocast = torch.autocast(self.device.type if self.device.type in ("cuda", "cpu")
+                                  else "cpu", dtype=torch.bfloat16,
+                                  enabled=config.mixed_precision
+                                  and self.device.type in ("cuda", "cpu"))
         total, count = 0.0, 0
         for index, (samples, scenes) in enumerate(self._batches(packed, epoch)):
             if global_batches is not None:

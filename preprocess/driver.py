@@ -365,7 +365,7 @@ def _execute(pending, workers, seed, backend, config, journal):
     """
     if not pending:
         return
-    if workers == 1:
+    if min(workers, len(pending)) == 1:  # one worker: no second interpreter to start
         _init_worker(backend, config)
         try:
             for job, outputs in pending:

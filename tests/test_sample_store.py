@@ -144,3 +144,16 @@ def test_the_gpu_benchmark_script_runs_end_to_end_in_cpu_smoke_mode(tmp_path):
     assert figures["train_fp32"]["trainer_samples_per_s"] > 0
     assert "preprocess_pyrender_seconds_per_mesh" in figures or "skipped" in str(
         figures.get("preprocess_pyrender"))
+
+
+def test_bf16_mixed_precision_trains_with_float32_weights(tiny_data, tmp_path):
+    data, split = tiny_data
+    experiment = make_experiment(tmp_path / "bf16", data, split, NumEpochs=40,
+                                 SamplesPerScene=512, MixedPrecision=True)
+    trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
+    result = trainer.train()
+    assert np.isfinite(result.last_loss)
+    payload = load_checkpoint(checkpoint_path(experiment))
+    assert all(v.dtype == torch.float32 for v in payload["decoder"].values())
+    losses = [entry[1] for entry in trainer.history]
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])  # it learns
