@@ -16,6 +16,26 @@ from deepsdf import __version__
 
 logger = logging.getLogger("deepsdf")
 
+SOLVERS = ("gauss-newton", "adam")
+BACKENDS = ("pyrender", "raycast")
+DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written, and every option's default after its help (unless the help
+    already says it, or there is none to say: flags, options that default to the spec)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:  # laid out by hand
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
 DESCRIPTION = """\
 DeepSDF made practical: meshes -> signed-distance training data -> shape models.
 
@@ -90,9 +110,10 @@ def _add_generate(commands):
                     "OUT_DIR/<category>/<category>_<i>.obj, each with a .json of its "
                     "parameters.")
     parser.add_argument("out_dir", type=Path, help="folder to write the meshes into")
-    parser.add_argument("--category", choices=("chairs", "tables"), default="chairs")
-    parser.add_argument("--count", type=int, default=16, help="number of shapes (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    parser.add_argument("--category", choices=("chairs", "tables"), default="chairs",
+                        help="which procedural category")
+    parser.add_argument("--count", type=int, default=16, help="number of shapes")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.set_defaults(run=_run_generate)
 
 
@@ -144,7 +165,7 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
                              "the scan; works on open meshes; default) or winding "
                              "(generalized winding number of the whole mesh; keeps every "
                              "sample; for closed meshes)")
-    parser.add_argument("--backend", choices=("pyrender", "raycast"), default="pyrender",
+    parser.add_argument("--backend", choices=BACKENDS, default="pyrender",
                         help="scanner: pyrender (OpenGL through EGL, headless; default) or "
                              "raycast (no OpenGL; Embree when embreex is installed)")
     parser.add_argument("--partial-scans", action="store_true",
@@ -153,13 +174,12 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
                              "10-50 degrees above the horizon, original frame) for "
                              "`deepsdf complete --virtual-scan`")
     parser.add_argument("--views", type=_int_at_least(1), default=100,
-                        help="number of cameras (100)")
+                        help="number of cameras")
     parser.add_argument("--resolution", type=_int_at_least(2), default=400,
-                        help="camera resolution in pixels (400)")
+                        help="camera resolution in pixels")
     parser.add_argument("--workers", type=_int_at_least(1), default=_usable_cores(),
                         help="worker processes, one rendering context each; 1 runs in this "
-                             f"process (default: the cores this process may use, "
-                             f"{_usable_cores()} here)")
+                             "process (default: the cores this process may use)")
     parser.add_argument("--shard", type=_shard, metavar="I/N",
                         help="process only shard I of N (0-based; a hash of each instance "
                              "name, stable under file-system order): one per task of a "
@@ -242,8 +262,8 @@ def _add_split(commands):
     parser.add_argument("--train", type=Path, required=True, help="train split to write")
     parser.add_argument("--test", type=Path, required=True, help="test split to write")
     parser.add_argument("--test-fraction", type=float, default=0.2,
-                        help="fraction of each class for testing (default 0.2)")
-    parser.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+                        help="fraction of each class for testing")
+    parser.add_argument("--seed", type=int, default=0, help="shuffle seed")
     parser.set_defaults(run=_run_split)
 
 
@@ -303,8 +323,7 @@ EXP_DIR/TensorBoard/. Several processes or machines:
     parser.add_argument("--overwrite", action="store_true",
                         help="train afresh in a folder that holds checkpoints, replacing them "
                              "(without --resume or this, such a folder is refused)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--epochs", type=_int_at_least(1),
                         help="train at most this many epochs in this run (default: up to "
                              "NumEpochs)")
@@ -345,14 +364,17 @@ and write, in the original release's layout:
   EXP_DIR/Reconstructions/<checkpoint>/Codes/<dataset>/<class>/<instance>.pth
   EXP_DIR/Reconstructions/<checkpoint>/Meshes/<dataset>/<class>/<instance>.ply  (normalized)
   EXP_DIR/Reconstructions/<checkpoint>/MeshesOriginalFrame/...                   (original)
-Solvers: adam (the reference: 800 steps, lr 5e-3 / 10 at half-way, 8000 samples per step)
-and gauss-newton (Levenberg-Marquardt with per-shape damping, 45 iterations on 12000
-samples; 0.11 of the reference's decoder work).""")
-    parser.add_argument("experiment_dir", type=Path)
+Solvers: gauss-newton (the default: Levenberg-Marquardt with per-shape damping, 45
+iterations on 12000 samples; 0.11 of the reference's decoder work, and lower Chamfer on
+held-out shapes) and adam (the paper's protocol: 800 steps, lr 5e-3 / 10 at half-way, 8000
+samples per step).""")
+    parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("--split", type=Path, help="split file (default: the spec's TestSplit)")
     parser.add_argument("--data", type=Path, help="data root (default: the spec's DataSource)")
     parser.add_argument("--checkpoint", default="latest", help="checkpoint epoch or latest")
-    parser.add_argument("--solver", choices=("adam", "gauss-newton"), default="adam")
+    parser.add_argument("--solver", choices=SOLVERS, default="gauss-newton",
+                        help="gauss-newton (about a ninth of the reference's decoder work, "
+                             "lower Chamfer on held-out shapes) or adam (the paper's protocol)")
     parser.add_argument("--steps", type=_int_at_least(1),
                         help="steps (adam) or iterations (gauss-newton)")
     parser.add_argument("--screen", type=int, metavar="N",
@@ -360,16 +382,16 @@ samples; 0.11 of the reference's decoder work).""")
                              "training codes, judged on N of its samples (costs (codes + 1) x N "
                              "point-passes per shape; default: the solver's, 0 for adam)")
     parser.add_argument("--resolution", type=_int_at_least(2), default=256,
-                        help="mesh grid (256)")
+                        help="mesh grid points per axis")
     parser.add_argument("--batch", type=_int_at_least(1), default=16,
-                        help="shapes fitted together (16)")
+                        help="shapes fitted together")
     parser.add_argument("--skip", action="store_true", help="skip instances already written")
     parser.add_argument("--cache", type=Path,
                         help="folder of the packed sample cache (default $DEEPSDF_CACHE, else "
                              "EXP_DIR/PackedSamples)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the fit")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=_run_reconstruct)
 
 
@@ -405,18 +427,19 @@ def _add_mesh(commands):
                     "row (--instance dataset/class/instance) or a reconstructed code file "
                     "(--code). Writes PLY or OBJ (by the suffix of OUT), normalized frame "
                     "unless --normalization gives a NormalizationParameters file.")
-    parser.add_argument("experiment_dir", type=Path)
+    parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("out", type=Path, help="mesh file to write (.ply or .obj)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--instance", help="a training instance id dataset/class/instance")
     source.add_argument("--code", type=Path, help="a code .pth file")
-    parser.add_argument("--checkpoint", default="latest")
+    parser.add_argument("--checkpoint", default="latest",
+                        help="checkpoint: a snapshot epoch or latest")
     parser.add_argument("--resolution", type=_int_at_least(2), default=256,
-                        help="grid points per axis (default 256)")
+                        help="grid points per axis")
     parser.add_argument("--dense", action="store_true", help="evaluate every grid point")
     parser.add_argument("--normalization", type=Path,
                         help="NormalizationParameters .npz: write in the original frame")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.set_defaults(run=_run_mesh)
 
 
@@ -453,15 +476,17 @@ def _add_evaluate(commands):
         description="Compare EXP_DIR/Reconstructions/<checkpoint>/MeshesOriginalFrame with the "
                     "shapes' SurfaceSamples (original frame): Chamfer as the original "
                     "protocol (30000 points each, squared distances, both means summed), "
-                    "Chamfer-L1, F-score at 1%% of the bounding-box side, normal consistency, "
-                    "Earth Mover's distance on 1000-point subsamples; and the retrieval "
+                    "Chamfer-L1, F-score at 1% of the bounding-box side, normal consistency, "
+                    "Earth Mover's distance on 1000-point subsamples, volumetric IoU at the "
+                    "OccupancySamples; and the retrieval "
                     "baseline (the training shape nearest by fitted code, and the oracle "
                     "nearest by Chamfer) with the same metrics. Writes "
                     "EXP_DIR/Evaluation/<checkpoint>/metrics.csv and summary.json.")
-    parser.add_argument("experiment_dir", type=Path)
+    parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("--split", type=Path, help="split file (default: the spec's TestSplit)")
     parser.add_argument("--data", type=Path, help="data root (default: the spec's DataSource)")
-    parser.add_argument("--checkpoint", default="latest")
+    parser.add_argument("--checkpoint", default="latest",
+                        help="checkpoint: a snapshot epoch or latest")
     parser.add_argument("--no-retrieval", action="store_true", help="skip the baseline")
     parser.set_defaults(run=_run_evaluate)
 
@@ -510,7 +535,7 @@ z forward; opengl: x right, y up, z backward). T: 4x4 similarity world -> model 
 --pose (and --K) for several views. Writes OUT/completed.ply (world frame),
 OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.json.""")
     parser._negative_number_matcher = _NEGATIVE_NUMBER  # --sensor 1e+00 -6.2e-01 2.0
-    parser.add_argument("experiment_dir", type=Path)
+    parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--virtual-scan", action="store_true",
                         help="run the completion experiment on a split's shapes")
@@ -521,7 +546,8 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
     parser.add_argument("--K", type=Path, action="append", help="3x3 intrinsics (text/.npy)")
     parser.add_argument("--pose", type=Path, action="append",
                         help="4x4 camera-to-world pose (text/.npy)")
-    parser.add_argument("--convention", choices=("opencv", "opengl"), default="opencv")
+    parser.add_argument("--convention", choices=("opencv", "opengl"), default="opencv",
+                        help="camera axes of --pose (see below)")
     parser.add_argument("--depth-scale", type=float,
                         help="PNG depth units per metre (e.g. 1000 for millimetres)")
     parser.add_argument("--points", type=Path, help="a partial point cloud (.ply/.npy/.xyz)")
@@ -533,24 +559,26 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
                        help="NormalizationParameters .npz of the world frame")
     parser.add_argument("--truth", type=Path, help="full ground-truth mesh (world frame)")
     parser.add_argument("--eta", type=float, default=0.01,
-                        help="surface sample offset along the normal, model units (0.01)")
+                        help="surface sample offset along the normal, model units")
     parser.add_argument("--free-space", type=int, default=8,
-                        help="free-space samples on each observed point's ray (8; 0 disables "
+                        help="free-space samples on each observed point's ray (0 disables "
                              "free space)")
     parser.add_argument("--empty-rays", type=float, default=1.0,
                         help="free-space samples on rays of pixels without a measurement, per "
-                             "observed point (1.0)")
+                             "observed point")
     parser.add_argument("--no-background", action="store_true",
                         help="pixels without a measurement are sensor dropouts, not background "
                              "(do not use their rays as free space)")
-    parser.add_argument("--checkpoint", default="latest")
-    parser.add_argument("--solver", choices=("adam", "gauss-newton"), default="gauss-newton")
+    parser.add_argument("--checkpoint", default="latest",
+                        help="checkpoint: a snapshot epoch or latest")
+    parser.add_argument("--solver", choices=SOLVERS, default="gauss-newton",
+                        help="gauss-newton or adam (the reference)")
     parser.add_argument("--resolution", type=_int_at_least(2), default=256,
-                        help="mesh grid (256)")
+                        help="mesh grid points per axis")
     parser.add_argument("--no-retrieval", action="store_true", help="skip the baseline")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the fit")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=_run_complete)
 
 
@@ -650,22 +678,24 @@ def _add_interpolate(commands):
                     "the training codes. Writes OUT/step_XX.ply (normalized frame), "
                     "OUT/strip.png (all steps from one camera) and OUT/interpolation.gif "
                     "(random mode: OUT/sample_XX.ply and OUT/grid.png).")
-    parser.add_argument("experiment_dir", type=Path)
+    parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--from", dest="start", help="first code: instance id or .pth")
     parser.add_argument("--to", dest="end", help="last code: instance id or .pth")
-    parser.add_argument("--steps", type=int, default=8, help="codes on the path (8)")
-    parser.add_argument("--mode", choices=("slerp", "linear"), default="slerp")
+    parser.add_argument("--steps", type=int, default=8, help="codes on the path")
+    parser.add_argument("--mode", choices=("slerp", "linear"), default="slerp",
+                        help="slerp (great-circle direction, linear norm) or linear")
     parser.add_argument("--random", type=int, metavar="N",
                         help="instead: N codes from the Gaussian of the training codes")
     parser.add_argument("--resolution", type=_int_at_least(2), default=128,
-                        help="mesh grid (128)")
-    parser.add_argument("--size", type=int, default=256, help="picture size in pixels (256)")
+                        help="mesh grid points per axis")
+    parser.add_argument("--size", type=int, default=256, help="picture size in pixels")
     parser.add_argument("--renderer", choices=("auto", "pyrender", "raycast"), default="auto",
                         help="pictures: pyrender (OpenGL/EGL), raycast (no OpenGL) or auto")
-    parser.add_argument("--checkpoint", default="latest")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--checkpoint", default="latest",
+                        help="checkpoint: a snapshot epoch or latest")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the fit")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.set_defaults(run=_run_interpolate)
 
 
@@ -697,7 +727,7 @@ reconstruct.py, plot_log.py and deep_sdf.workspace loaders read:
 (latest.pth beside the snapshots). OUT defaults to EXP_DIR/original; an existing
 OUT/specs.json must describe the same decoder. `deepsdf train OUT --resume` continues such a
 folder.""")
-    parser.add_argument("experiment_dir", type=Path)
+    parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("--original", action="store_true", required=True,
                         help="the original release's layout (the only export format)")
     parser.add_argument("--checkpoint", action="append", metavar="N", type=_checkpoint_name,
@@ -729,16 +759,16 @@ def _add_demo(commands):
                     "OUT/report/summary.json. Rerunning resumes every step. --quick is the "
                     "reduced mode CI runs (4 shapes per category, 300 epochs, 64^3 meshes).")
     parser.add_argument("--out", type=Path, default=Path("demo_output"),
-                        help="output folder (default ./demo_output)")
+                        help="output folder")
     parser.add_argument("--quick", action="store_true",
                         help="reduced mode: a couple of minutes on 2 cores")
     parser.add_argument("--count", type=int, help="shapes per category (12; quick 4)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--backend", choices=("pyrender", "raycast"), default="pyrender")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the fit")
     parser.add_argument("--epochs", type=int,
                         help="train at most this many epochs now (default: all)")
-    parser.add_argument("--device", default="auto", help="training device (default auto)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.set_defaults(run=_run_demo)
 
 
@@ -785,6 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
                 _add_mesh, _add_evaluate, _add_complete, _add_interpolate, _add_export,
                 _add_demo):
         add(commands)
+    for subparser in commands.choices.values():
+        subparser.formatter_class = _Formatter
+    commands._choices_actions = []  # the description lists the steps once
     return parser
 
 
