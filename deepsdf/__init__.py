@@ -5,3 +5,13 @@ is the sibling package :mod:`deepsdf_preprocess`; the command-line tool is ``dee
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``deepsdf.sdf`` (:func:`deepsdf.field.sdf`) without importing torch at ``import
+    deepsdf``."""
+    if name == "sdf":
+        from .field import sdf
+
+        return sdf
+    raise AttributeError(f"module 'deepsdf' has no attribute {name!r}")

@@ -1,0 +1,56 @@
+"""The signed distance of points for a code: the one call a user of a trained model needs."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["sdf"]
+
+
+def sdf(decoder, code, points, *, chunk: int = 65536, grad: bool = False) -> torch.Tensor:
+    """Signed distances of ``points`` to the shape of ``code``.
+
+    Parameters
+    ----------
+    decoder : deepsdf.decoder.Decoder
+        A trained decoder (put it in eval mode for dropout-free values:
+        ``load_trained`` does).  Its code length is ``decoder.config.latent_size`` (the
+        spec's ``CodeLength``).
+    code : (d,) or (1, d) tensor or array
+        One code, e.g. ``payload["codes"][i]`` of :func:`deepsdf.inference.load_trained`.
+    points : (..., 3) tensor or array, normalized frame
+        Any batch shape.
+    chunk : int, keyword-only
+        Points per decoder pass (bounds the memory).
+    grad : bool, keyword-only
+        Keep the autograd graph (for gradients with respect to the points or the code);
+        default off.
+
+    Returns
+    -------
+    (...) float32 tensor on the decoder's device: the signed distance of each point, > 0
+    outside, normalized-frame units.
+
+    Raises
+    ------
+    ValueError
+        When the code's length is not the decoder's, or points do not end in 3 coordinates.
+    """
+    parameter = next(decoder.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    latent = decoder.config.latent_size
+    code = torch.as_tensor(np.asarray(code) if not torch.is_tensor(code) else code,
+                           dtype=torch.float32, device=device).reshape(-1)
+    if code.numel() != latent:
+        raise ValueError(f"the code has {code.numel()} values; this decoder's codes have "
+                         f"{latent} (decoder.config.latent_size)")
+    points = torch.as_tensor(np.asarray(points) if not torch.is_tensor(points) else points,
+                             dtype=torch.float32, device=device)
+    if points.shape[-1:] != (3,):
+        raise ValueError(f"points must have shape (..., 3), got {tuple(points.shape)}")
+    flat = points.reshape(-1, 3)
+    with torch.set_grad_enabled(grad):
+        values = [decoder(code.expand(len(part), -1), part).squeeze(1)
+                  for part in flat.split(chunk)] if len(flat) else [flat.new_zeros(0)]
+    return torch.cat(values).reshape(points.shape[:-1])
