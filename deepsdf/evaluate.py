@@ -20,6 +20,7 @@ import numpy as np
 import trimesh
 
 from deepsdf_preprocess import formats
+from deepsdf_preprocess.normalize import to_normalized, to_original
 
 from .inference import output_paths, read_code
 from .latents import split_instances
@@ -85,6 +86,18 @@ def _surface(data_dir, key):
     return truth["points"], truth.get("normals")
 
 
+def _normalization(data_dir, key):
+    """(offset, scale) of an instance."""
+    return formats.read_normalization(
+        formats.key_paths(data_dir, key)[formats.NORMALIZATION_PARAMETERS])
+
+
+def _normalized_surface(data_dir, key):
+    """(points in the normalized frame, normals or None) of an instance's SurfaceSamples."""
+    points, normals = _surface(data_dir, key)
+    return to_normalized(points, *_normalization(data_dir, key)), normals
+
+
 def _reconstruction(paths: dict, data_dir, key):
     """The reconstructed mesh in the original frame: ours from ``MeshesOriginalFrame``, the
     original release's from ``Meshes`` (normalized frame) mapped through the shape's
@@ -93,12 +106,8 @@ def _reconstruction(paths: dict, data_dir, key):
         return trimesh.load(paths["original"], force="mesh", process=False)
     if not paths["mesh"].is_file():
         return None
-    from deepsdf_preprocess.normalize import to_original
-
     mesh = trimesh.load(paths["mesh"], force="mesh", process=False)
-    offset, scale = formats.read_normalization(
-        formats.key_paths(data_dir, key)[formats.NORMALIZATION_PARAMETERS])
-    mesh.vertices = to_original(mesh.vertices, offset, scale)
+    mesh.vertices = to_original(mesh.vertices, *_normalization(data_dir, key))
     return mesh
 
 
@@ -174,8 +183,14 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
         codes = [None if path is None else read_code(path, payload["codes"].shape[1])
                  for path in codes]
         train_ids = payload["instance_ids"]
-        train = [_surface(data_dir, key) for key in train_ids]
-        by_oracle = oracle_nearest([t[0] for t in truths], [t[0] for t in train])
+        # Shapes are compared in the normalized frame (their own original frames need not be
+        # shared: real meshes come in any position and unit), and a retrieved shape is
+        # mapped into the test shape's original frame through both normalizations.
+        train = [_normalized_surface(data_dir, key) for key in train_ids]
+        test_frames = [_normalization(data_dir, row["instance"]) for row in rows]
+        truths_normalized = [to_normalized(t[0], *frame) for t, frame in zip(truths,
+                                                                             test_frames)]
+        by_oracle = oracle_nearest(truths_normalized, [t[0] for t in train])
         have_code = [i for i, c in enumerate(codes) if c is not None]
         by_code = dict(zip(have_code, nearest_by_code(torch.stack([codes[i] for i in have_code]),
                                                       payload["codes"]))) if have_code else {}
@@ -187,7 +202,8 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
                 if index is None:
                     continue
                 row[f"{name}_instance"] = train_ids[index]
-                metrics = evaluate_points(*train[index], *truths[i])
+                retrieved = to_original(train[index][0], *test_frames[i])
+                metrics = evaluate_points(retrieved, train[index][1], *truths[i])
                 row.update({f"{name}_{k}": v for k, v in metrics.items()})
                 solid = sources.normalized(train_ids[index])
                 if solid is not None and occupancy.is_file():
