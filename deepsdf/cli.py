@@ -492,16 +492,21 @@ def _add_evaluate(commands):
 
 
 def _run_evaluate(args) -> int:
-    import json
-
-    from deepsdf.evaluate import evaluate_split
+    from deepsdf.evaluate import evaluate_split, summary_table
     from deepsdf.inference import load_trained, split_of
 
     _, config, _ = load_trained(args.experiment_dir, args.checkpoint)
     summary = evaluate_split(args.experiment_dir, split_of(config, args.split),
                              data_dir=args.data or config.data_source,
                              checkpoint=args.checkpoint, retrieval=not args.no_retrieval)
-    print(json.dumps(summary, indent=2))
+    folder = args.experiment_dir / "Evaluation" / str(args.checkpoint)
+    print(summary_table(summary))
+    print(f"{summary['shapes']} shapes evaluated"
+          + (f", {len(summary['missing'])} without a reconstruction" if summary["missing"]
+             else "") + f"; per shape: {folder / 'metrics.csv'}; summary: "
+          f"{folder / 'summary.json'}")
+    if summary.get("note"):
+        print(f"note: {summary['note']}")
     return 0
 
 

@@ -28,7 +28,11 @@ from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, earth_movers, f_score
                       normal_consistency, surface_points, volumetric_iou)
 
 __all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "summarize", "write_table",
-           "SourceMeshes", "METRICS"]
+           "SourceMeshes", "METRICS", "summary_table"]
+
+#: Which direction is better, per metric, for the printed table.
+BETTER = {"chamfer": "lower", "chamfer_l1": "lower", "f_score": "higher",
+          "normal_consistency": "higher", "emd": "lower", "iou": "higher"}
 
 METRICS = ("chamfer", "chamfer_l1", "f_score", "normal_consistency", "emd")
 
@@ -224,3 +228,20 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
         summary[section] = summarize(rows, (*METRICS, "iou"), prefix)
     formats.write_json(out / "summary.json", summary)
     return summary
+
+
+def summary_table(summary: dict) -> str:
+    """A short text table of a summary: mean / median of each metric per section."""
+    sections = [name for name in ("reconstruction", "retrieval_code", "retrieval_oracle")
+                if summary.get(name)]
+    names = [m for m in (*METRICS, "iou") if any(m in summary[s] for s in sections)]
+    header = f"{'metric (mean / median)':24s}" + "".join(f"{s:>24s}" for s in sections)
+    lines = [header + "  better"]
+    for name in names:
+        cells = []
+        for section in sections:
+            value = summary[section].get(name)
+            cells.append(f"{value['mean']:.3g} / {value['median']:.3g}" if value else "-")
+        lines.append(f"{name:24s}" + "".join(f"{c:>24s}" for c in cells)
+                     + f"  {BETTER.get(name, '')}")
+    return "\n".join(lines)

@@ -97,7 +97,7 @@ def _normalized(mesh, data, index):
     return copy
 
 
-def test_evaluate_command_on_ground_truth_meshes(tiny_data, tmp_path):
+def test_evaluate_command_on_ground_truth_meshes(tiny_data, tmp_path, capsys):
     """The ground-truth mesh as a reconstruction scores near-perfectly, a shifted copy far
     worse; the oracle retrieval finds each (training) shape itself."""
     import json
@@ -115,6 +115,9 @@ def test_evaluate_command_on_ground_truth_meshes(tiny_data, tmp_path):
             paths[kind].parent.mkdir(parents=True, exist_ok=True)
             frame.export(paths[kind])
     assert main(["evaluate", str(experiment), "--split", str(split)]) == 0
+    printed = capsys.readouterr().out
+    assert str(experiment / "Evaluation/latest/metrics.csv") in printed  # says where
+    assert len(printed.splitlines()) < 15 and "chamfer" in printed and "lower" in printed
     summary = json.loads((experiment / "Evaluation/latest/summary.json").read_text())
     assert summary["shapes"] == 2 and summary["missing"] == ["gen/chairs/chairs_0002"]
     # the oracle retrieves each shape itself from the training set (these are training shapes)
