@@ -349,8 +349,12 @@ def _run_train(args) -> int:
     result = trainer.train(resume=args.resume, epochs=args.epochs, overwrite=args.overwrite,
                            resume_from=args.resume_from)
     if trainer.rank == 0:
-        print(f"trained to epoch {result.epochs_done} (last epoch's loss "
-              f"{result.last_loss:.6f}); checkpoint {result.checkpoint}")
+        if result.last_loss != result.last_loss:  # NaN: no epoch ran in this call
+            print(f"nothing to train: {args.experiment_dir} is at epoch {result.epochs_done} "
+                  f"(NumEpochs {config.epochs}); checkpoint {result.checkpoint}")
+        else:
+            print(f"trained to epoch {result.epochs_done} (last epoch's loss "
+                  f"{result.last_loss:.6f}); checkpoint {result.checkpoint}")
     return 0
 
 
@@ -809,12 +813,50 @@ def _training_failures(command) -> tuple:
     return (DataError, TrainingError, CheckpointError, NoSurfaceError)
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """The command's console log: lines go through tqdm, so they never cut through a progress
+    bar.  Quiet by default (warnings and errors; third-party INFO chatter such as OpenGL's
+    "No OpenGL_accelerate module loaded" stays hidden); verbose: this project's INFO and DEBUG
+    lines (which sample path training takes, caches packed, ...) and others' INFO."""
+
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record):
+        ours = record.name.split(".")[0] in ("deepsdf", "deepsdf_preprocess")
+        threshold = (logging.DEBUG if ours else logging.INFO) if self.verbose else logging.WARNING
+        if record.levelno < threshold:
+            return
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Install the console handler, unless the embedding program configured logging."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, _ConsoleHandler):
+            handler.verbose = verbose
+            return
+    if root.handlers:  # an application (or a test runner) that logs its own way
+        return
+    root.addHandler(_ConsoleHandler(verbose))
+    root.setLevel(logging.DEBUG)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepsdf", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser._negative_number_matcher = _NEGATIVE_NUMBER
     parser.add_argument("--version", action="version", version=f"deepsdf {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="more output: progress details, and a traceback on errors")
     commands = parser.add_subparsers(dest="command", metavar="<step>")
     for add in (_add_generate, _add_preprocess, _add_split, _add_train, _add_reconstruct,
                 _add_mesh, _add_evaluate, _add_complete, _add_interpolate, _add_export,
@@ -832,8 +874,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.verbose)
     from deepsdf_preprocess.errors import DiskFullError, PreprocessError
 
     failures = (ValueError, PreprocessError, DiskFullError) + _training_failures(args.command)

@@ -317,23 +317,37 @@ class Trainer:
         return epoch
 
     def _compare_settings(self, saved: dict, source: Path) -> None:
-        """Refuse to resume with another architecture; warn for other changed settings."""
-        now = self.config.to_specs()
-        structural = ("NetworkSpecs", "CodeLength", "NetworkArch")
-        differ = sorted(k for k in set(now) | set(saved)
-                        if k not in ("Description",) and now.get(k) != saved.get(k))
+        """Refuse to resume with another architecture; warn for other changed settings.
+
+        Both sides are compared as parsed configurations, so a checkpoint written before a
+        setting existed compares equal on its default."""
+        import dataclasses
+
+        from .config import ConfigError, parse_specs
+
         if not saved:
             return
-        bad = [k for k in differ if k in structural]
-        if bad:
-            details = "; ".join(f"{k}: checkpoint {json_short(saved.get(k))}, spec "
-                                f"{json_short(now.get(k))}" for k in bad)
+        try:
+            before = parse_specs(saved)
+        except ConfigError as error:
+            logger.warning("cannot read the settings stored in %s (%s); not comparing them",
+                           source, error)
+            return
+        if before.decoder != self.config.decoder:
+            details = "; ".join(
+                f"{field.name}: checkpoint {getattr(before.decoder, field.name)!r}, spec "
+                f"{getattr(self.config.decoder, field.name)!r}"
+                for field in dataclasses.fields(before.decoder)
+                if getattr(before.decoder, field.name) != getattr(self.config.decoder,
+                                                                  field.name))
             raise TrainingError(f"cannot resume from {source}: the spec's architecture "
                                 f"differs from the checkpoint's ({details}); restore the "
                                 "spec or train afresh in a new folder")
-        for key in differ:
-            logger.warning("resuming with a changed setting %s: checkpoint %s, now %s", key,
-                           json_short(saved.get(key)), json_short(now.get(key)))
+        then, now = before.to_specs(), self.config.to_specs()
+        for key in sorted(set(then) | set(now)):
+            if key != "Description" and then.get(key) != now.get(key):
+                logger.warning("resuming with a changed setting %s: checkpoint %s, now %s",
+                               key, json_short(then.get(key)), json_short(now.get(key)))
 
     # ------------------------------------------------------------------ training
 

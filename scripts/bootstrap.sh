@@ -40,8 +40,15 @@ fi
 stamp=".venv/.deepsdf-install-stamp"
 wanted="$(cat requirements-cpu.txt setup.py pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
-    echo "bootstrap: installing Python packages into .venv (CPU torch)"
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -r requirements-cpu.txt
+    echo "bootstrap: installing Python packages into .venv (CPU torch; log: .venv/install.log)"
+    # pip's and setuptools' chatter (the editable-install banner) goes to the log; it is shown
+    # only if the installation fails.
+    if ! { .venv/bin/python -m pip install -q --upgrade pip \
+           && .venv/bin/python -m pip install -q -r requirements-cpu.txt; } \
+           > .venv/install.log 2>&1; then
+        cat .venv/install.log >&2
+        echo "bootstrap: installing the Python packages failed (see above)" >&2
+        exit 1
+    fi
     echo "$wanted" > "$stamp"
 fi

@@ -168,8 +168,23 @@ def test_resume_refuses_another_architecture_and_warns_for_other_changes(experim
     assert "changed setting LearningRateSchedule" in caplog.text
     wider = dict(changed, NetworkSpecs=dict(specs["NetworkSpecs"], dims=[64, 64, 64, 64]))
     (experiment / "specs.json").write_text(json.dumps(wider))
-    with pytest.raises(TrainingError, match="architecture differs.*NetworkSpecs"):
+    with pytest.raises(TrainingError, match=r"architecture differs.*dims: checkpoint "
+                                            r"\(128, 128, 128, 128\), spec \(64, 64, 64, 64\)"):
         _trainer(experiment).train(resume=True, epochs=1)
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_quietly(experiment, caplog):
+    """Checkpoints of earlier versions lack newer keys: they compare equal on the defaults."""
+    from deepsdf.checkpoint import save_checkpoint
+
+    _trainer(experiment).train(epochs=1)
+    payload = load_checkpoint(checkpoint_path(experiment))
+    for key in ("TF32", "Compile", "SampleStore", "SampleStoreMemory"):
+        payload["config"].pop(key)
+    payload["config"]["NetworkSpecs"].pop("tanh_twice")
+    save_checkpoint(checkpoint_path(experiment), payload)
+    result = _trainer(experiment).train(resume=True, epochs=1)
+    assert result.epochs_done == 2 and "changed setting" not in caplog.text
 
 
 def test_a_full_disk_names_the_last_good_checkpoint(experiment, monkeypatch):
