@@ -30,6 +30,10 @@ setup(
         "manifold3d>=2.3",  # robust booleans for the procedural example shapes
         "libigl>=2.5",  # exact point-to-mesh distance (AABB tree), winding numbers
         "pyrender>=0.1.45",  # headless EGL context for the depth cameras
+        # Ray casting (the OpenGL-free scanner, virtual partial scans, the pictures' fallback):
+        # Embree where it has wheels, and what trimesh's own intersector needs everywhere.
+        "embreex>=2.17; platform_machine == 'x86_64' or platform_machine == 'AMD64'",
+        "rtree>=1.0",
         "scikit-image>=0.21",
         "tqdm>=4.60",
         "tensorboard>=2.12",
@@ -37,8 +41,7 @@ setup(
         "matplotlib>=3.7",  # the demo report's training curve
     ],
     extras_require={
-        "raycast": ["embreex>=2.17"],  # fast OpenGL-free scanner
-        "test": ["pytest>=7", "embreex>=2.17"],
+        "test": ["pytest>=7"],
         "bench": ["mesh-to-sdf==0.0.15", "scikit-learn"],
     },
     entry_points={"console_scripts": ["deepsdf=deepsdf.cli:main"]},
