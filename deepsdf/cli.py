@@ -434,7 +434,9 @@ def _add_mesh(commands):
     parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("out", type=Path, help="mesh file to write (.ply or .obj)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--instance", help="a training instance id dataset/class/instance")
+    source.add_argument("--instance",
+                        help="a training instance: dataset/class/instance, or an unambiguous "
+                             "class/instance or instance")
     source.add_argument("--code", type=Path, help="a code .pth file")
     parser.add_argument("--checkpoint", default="latest",
                         help="checkpoint: a snapshot epoch or latest")
@@ -457,9 +459,9 @@ def _run_mesh(args) -> int:
     device = resolve_device(args.device)
     decoder, config, payload = load_trained(args.experiment_dir, args.checkpoint, device=device)
     if args.instance:
-        if args.instance not in payload["instance_ids"]:
-            raise ValueError(f"{args.instance!r} is not a training instance of this checkpoint")
-        code = payload["codes"][payload["instance_ids"].index(args.instance)]
+        from deepsdf.latents import find_instance
+
+        code = payload["codes"][find_instance(payload["instance_ids"], args.instance)]
     else:
         code = read_code(args.code, config.decoder.latent_size)
     offset = scale = None
@@ -689,8 +691,10 @@ def _add_interpolate(commands):
                     "(random mode: OUT/sample_XX.ply and OUT/grid.png).")
     parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--from", dest="start", help="first code: instance id or .pth")
-    parser.add_argument("--to", dest="end", help="last code: instance id or .pth")
+    parser.add_argument("--from", dest="start",
+                        help="first code: a training instance (as mesh --instance) or a .pth")
+    parser.add_argument("--to", dest="end",
+                        help="last code: a training instance (as mesh --instance) or a .pth")
     parser.add_argument("--steps", type=int, default=8, help="codes on the path")
     parser.add_argument("--mode", choices=("slerp", "linear"), default="slerp",
                         help="slerp (great-circle direction, linear norm) or linear")

@@ -83,22 +83,17 @@ def resolve_code(spec: str, payload: dict) -> torch.Tensor:
     """(d,) code named by ``spec``: a training instance id (``dataset/class/instance``, or an
     unambiguous suffix such as ``class/instance``) of the checkpoint ``payload``, or a
     ``.pth`` code file (a reconstructed or completed shape)."""
-    ids = list(payload["instance_ids"])
-    if spec in ids:
-        return payload["codes"][ids.index(spec)].detach().float().cpu()
-    matches = [i for i, key in enumerate(ids) if key.endswith("/" + spec)]
-    if len(matches) == 1:
-        return payload["codes"][matches[0]].detach().float().cpu()
-    if len(matches) > 1:
-        raise ValueError(f"{spec!r} matches {len(matches)} training instances; give "
-                         "dataset/class/instance")
     path = Path(spec)
     if path.suffix == ".pth" and path.is_file():
         from .inference import read_code
 
         return read_code(path, payload["codes"].shape[1])
-    raise ValueError(f"{spec!r} is neither a training instance of this checkpoint nor a .pth "
-                     "code file")
+    if path.suffix == ".pth":
+        raise ValueError(f"code file {spec} does not exist")
+    from .latents import find_instance
+
+    row = find_instance(payload["instance_ids"], spec)
+    return payload["codes"][row].detach().float().cpu()
 
 
 def code_meshes(decoder, codes, *, resolution: int = 128, device="cpu") -> list:

@@ -8,7 +8,7 @@ import json
 import torch
 from torch import nn
 
-__all__ = ["LatentTable", "split_hash", "split_instances"]
+__all__ = ["LatentTable", "split_hash", "split_instances", "find_instance"]
 
 
 def split_instances(split: dict) -> list[str]:
@@ -21,6 +21,36 @@ def split_instances(split: dict) -> list[str]:
             for dataset, classes in split.items()
             for class_name, instances in classes.items()
             for instance in instances]
+
+
+def find_instance(instance_ids, name: str) -> int:
+    """The row of a training instance named ``dataset/class/instance``, or by an unambiguous
+    suffix (``class/instance``, ``instance``): one rule for every command.
+
+    Raises
+    ------
+    ValueError
+        For an ambiguous name (listing the candidates) or an unknown one (listing the closest
+        names).
+    """
+    import difflib
+
+    ids = list(instance_ids)
+    if name in ids:
+        return ids.index(name)
+    matches = [i for i, key in enumerate(ids) if key.endswith("/" + name)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        listed = ", ".join(ids[i] for i in matches[:5])
+        raise ValueError(f"{name!r} matches {len(matches)} training instances ({listed}"
+                         f"{', ...' if len(matches) > 5 else ''}); give dataset/class/instance")
+    close = difflib.get_close_matches(name, ids + [key.split("/", 1)[-1] for key in ids]
+                                      + [key.rsplit("/", 1)[-1] for key in ids], n=3,
+                                      cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in dict.fromkeys(close))}?" if close \
+        else f" (it has {len(ids)}, e.g. {ids[0]!r})" if ids else ""
+    raise ValueError(f"{name!r} is not a training instance of this model{hint}")
 
 
 def split_hash(split: dict) -> str:

@@ -527,3 +527,19 @@ def test_storage_precision_follows_the_data():
     assert formats.storage_dtype(np.array([[1e39, 0, 0], [2e39, 1, 1]])) == np.float64
     with pytest.raises(ValueError, match="NaN or infinite"):
         formats.storage_dtype(np.array([np.inf]))
+
+
+def test_one_rule_names_a_training_instance_everywhere():
+    from deepsdf.latents import find_instance
+
+    ids = ["D/chairs/chairs_0000", "D/chairs/chairs_0001", "D/tables/tables_0000",
+           "E/chairs/chairs_0000"]
+    assert find_instance(ids, "D/chairs/chairs_0001") == 1
+    assert find_instance(ids, "chairs_0001") == 1
+    assert find_instance(ids, "tables/tables_0000") == 2
+    with pytest.raises(ValueError, match="matches 2 training instances"):
+        find_instance(ids, "chairs/chairs_0000")
+    with pytest.raises(ValueError, match="did you mean 'chairs_0001'"):
+        find_instance(ids, "chairs_001")
+    with pytest.raises(ValueError, match="not a training instance"):
+        find_instance(ids, "sofa")
