@@ -90,9 +90,13 @@ def resolve_code(spec: str, payload: dict) -> torch.Tensor:
         return read_code(path, payload["codes"].shape[1])
     if path.suffix == ".pth":
         raise ValueError(f"code file {spec} does not exist")
-    from .latents import find_instance
+    from .latents import UnknownInstance, find_instance
 
-    row = find_instance(payload["instance_ids"], spec)
+    try:
+        row = find_instance(payload["instance_ids"], spec)
+    except UnknownInstance as error:
+        raise ValueError(f"{spec!r} is neither a training instance of this checkpoint nor a "
+                         f".pth code file{error.hint}") from None
     return payload["codes"][row].detach().float().cpu()
 
 

@@ -8,7 +8,15 @@ import json
 import torch
 from torch import nn
 
-__all__ = ["LatentTable", "split_hash", "split_instances", "find_instance"]
+__all__ = ["LatentTable", "split_hash", "split_instances", "find_instance", "UnknownInstance"]
+
+
+class UnknownInstance(ValueError):
+    """A name that no training instance has; ``hint`` names the closest ones."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(message + hint)
+        self.hint = hint
 
 
 def split_instances(split: dict) -> list[str]:
@@ -50,7 +58,7 @@ def find_instance(instance_ids, name: str) -> int:
                                       cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in dict.fromkeys(close))}?" if close \
         else f" (it has {len(ids)}, e.g. {ids[0]!r})" if ids else ""
-    raise ValueError(f"{name!r} is not a training instance of this model{hint}")
+    raise UnknownInstance(f"{name!r} is not a training instance of this model", hint)
 
 
 def split_hash(split: dict) -> str:
