@@ -5,8 +5,10 @@ PinholeCamera`): ``"pyrender"`` (OpenGL offscreen, EGL when headless) and ``"ray
 (no OpenGL: trimesh ray casting, Lambertian shading with a light at the camera).  ``"auto"``
 tries pyrender and falls back to ray casting when no OpenGL context can be made.
 
-Meshes are drawn in the normalized frame (the unit sphere fills the view) from a camera 30
-degrees above the horizon and 35 degrees around the vertical axis (y up).
+By default the camera frames the meshes given (:func:`framing_camera`: their joint bounding
+sphere fills the view, so one strip shares one scale, in whatever frame the meshes are), from
+30 degrees above the horizon and 35 degrees around the vertical axis (y up).
+:func:`default_camera` is the fixed view of the normalized frame (the unit sphere fills it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import numpy as np
 
 from deepsdf_preprocess.pinhole import PinholeCamera, intrinsics_from_fov, look_at_pose
 
-__all__ = ["default_camera", "render_meshes", "tile", "save_png", "save_gif", "RENDERERS"]
+__all__ = ["default_camera", "framing_camera", "render_meshes", "tile", "save_png", "save_gif",
+           "RENDERERS"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,21 +32,51 @@ _BACKGROUND = np.array([255, 255, 255], np.uint8)
 _COLOUR = np.array([0.55, 0.65, 0.8])
 
 
+_FOV = 50.0  # degrees
+
+
+def _direction(azimuth: float, elevation: float) -> np.ndarray:
+    az, el = np.radians(azimuth), np.radians(elevation)
+    return np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
+
+
 def default_camera(size: int = 256, *, azimuth: float = 35.0, elevation: float = 30.0,
                    distance: float = 2.6) -> PinholeCamera:
-    """A square camera looking at the origin of the normalized frame (degrees, y up)."""
-    az, el = np.radians(azimuth), np.radians(elevation)
-    eye = distance * np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
-    return PinholeCamera.create(intrinsics_from_fov(size, size, 50.0), look_at_pose(eye), size,
+    """A square camera looking at the origin of the normalized frame (degrees, y up); the unit
+    sphere fills its view."""
+    eye = distance * _direction(azimuth, elevation)
+    return PinholeCamera.create(intrinsics_from_fov(size, size, _FOV), look_at_pose(eye), size,
                                 size)
+
+
+def framing_camera(meshes, size: int = 256, *, azimuth: float = 35.0,
+                   elevation: float = 30.0) -> PinholeCamera:
+    """A square camera that frames ``meshes`` together: it looks at the centre of their joint
+    bounding box from ``azimuth`` / ``elevation`` (degrees, y up), far enough that the box's
+    bounding sphere fills the view.  Any frame and unit; ``None`` or empty meshes are ignored
+    (none left: :func:`default_camera`)."""
+    corners = [np.asarray(m.bounds) for m in meshes if m is not None and len(m.faces)]
+    if not corners:
+        return default_camera(size, azimuth=azimuth, elevation=elevation)
+    stacked = np.vstack(corners)
+    low, high = stacked.min(axis=0), stacked.max(axis=0)
+    centre, radius = (low + high) / 2, max(float(np.linalg.norm(high - low)) / 2, 1e-9)
+    distance = radius / np.sin(np.radians(_FOV) / 2)
+    eye = centre + distance * _direction(azimuth, elevation)
+    return PinholeCamera.create(intrinsics_from_fov(size, size, _FOV),
+                                look_at_pose(eye, target=centre), size, size)
 
 
 def render_meshes(meshes, camera: PinholeCamera | None = None, *,
                   renderer: str = "auto") -> list:
-    """(height, width, 3) uint8 images of each mesh (``None`` entries give blank images)."""
+    """(height, width, 3) uint8 images of each mesh (``None`` entries give blank images).
+
+    ``camera`` defaults to :func:`framing_camera` of the meshes given (all of them: one scale
+    for a strip); pass :func:`default_camera` for the normalized frame's fixed view."""
     if renderer not in RENDERERS:
         raise ValueError(f"unknown renderer {renderer!r}; choose one of {RENDERERS}")
-    camera = camera or default_camera()
+    meshes = list(meshes)
+    camera = camera or framing_camera(meshes)
     if renderer in ("auto", "pyrender"):
         try:
             return _render_pyrender(meshes, camera)

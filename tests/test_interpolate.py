@@ -117,3 +117,17 @@ def test_interpolate_command_midpoint_differs_from_both_ends(trained, tmp_path):
         assert strip.size == (5 * 64 + 4 * 4, 64)
     with Image.open(out / "interpolation.gif") as gif:
         assert gif.size == (64, 64) and gif.n_frames == 8  # there and back
+
+
+@pytest.mark.parametrize("offset, size", [((0, 0, 0), 0.01), ((100, -40, 7), 50.0),
+                                          ((0, 0, 0), 1.0)])
+def test_pictures_frame_the_meshes_given_in_any_frame(offset, size):
+    box = trimesh.creation.box(extents=(size, 0.6 * size, 0.4 * size))
+    box.apply_translation(offset)
+    image = render_meshes([box], renderer="raycast")[0]
+    covered = (image != 255).any(axis=2).mean()
+    assert 0.05 < covered < 0.6  # neither blank nor filling the frame
+    rows, cols = np.nonzero((image != 255).any(axis=2))
+    # centred: the box's pixels straddle the image centre
+    assert rows.min() < image.shape[0] / 2 < rows.max()
+    assert cols.min() < image.shape[1] / 2 < cols.max()
