@@ -51,8 +51,8 @@ Pipeline steps:
   interpolate meshes, pictures and a GIF along a path in the shape space
   export      write an experiment in the original release's layout
   demo        the main job on the embedded data: generate, preprocess, split, train,
-              reconstruct and evaluate the held-out shapes, complete one from a depth
-              scan, interpolate, write an HTML report
+              reconstruct, evaluate and complete (one depth view each) the held-out
+              shapes, interpolate, write an HTML report
 
 Run `deepsdf <step> --help` for the options of a step.
 """
@@ -766,10 +766,12 @@ def _add_demo(commands):
                     "reference settings (plus one virtual depth scan each), split them into "
                     "train/test, train the small CPU decoder of experiments/demo/specs.json, "
                     "reconstruct the held-out shapes (Gauss-Newton solver) and evaluate them "
-                    "beside the retrieval baseline, complete one held-out shape from a "
+                    "beside the retrieval baseline, complete every held-out shape from a "
                     "single-view scan, interpolate from a chair to a table, and write "
-                    "OUT/report/index.html (pictures, metric tables, training curve) and "
-                    "OUT/report/summary.json. Rerunning resumes every step. --quick is the "
+                    "OUT/report/index.html (every held-out shape's reconstruction and "
+                    "completion with its metrics, pictures, an interactive 3D view that works "
+                    "offline, the interpolation, the training curve, the run's settings, "
+                    "stage times and machine) and OUT/report/summary.json. Rerunning resumes every step. --quick is the "
                     "reduced mode CI runs (4 shapes per category, 300 epochs, 64^3 meshes).")
     parser.add_argument("--out", type=Path, default=Path("demo_output"),
                         help="output folder")

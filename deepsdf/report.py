@@ -10,7 +10,17 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["training_curve", "Report"]
+__all__ = ["training_curve", "Report", "Html", "link"]
+
+
+class Html(str):
+    """Markup that the report inserts as it is (a link in a table cell); plain strings are
+    escaped."""
+
+
+def link(text: str, href: str) -> Html:
+    """A relative link, for a table cell or a paragraph."""
+    return Html(f'<a href="{html.escape(href)}">{html.escape(text)}</a>')
 
 
 def training_curve(history, path) -> Path:
@@ -50,19 +60,26 @@ class Report:
     def heading(self, text: str) -> None:
         self.parts.append(f"<h2>{html.escape(text)}</h2>")
 
-    def paragraph(self, text: str) -> None:
-        self.parts.append(f"<p>{html.escape(text)}</p>")
+    def paragraph(self, text: str, *, css: str = "") -> None:
+        body = text if isinstance(text, Html) else html.escape(text)
+        self.parts.append(f'<p class="{css}">{body}</p>' if css else f"<p>{body}</p>")
+
+    def raw(self, markup: str) -> None:
+        """Insert markup as it is (the interactive viewer)."""
+        self.parts.append(markup)
 
     def picture(self, relative_path: str, caption: str) -> None:
         self.parts.append(f'<figure><img src="{html.escape(relative_path)}" alt="'
                           f'{html.escape(caption)}"><figcaption>{html.escape(caption)}'
                           "</figcaption></figure>")
 
-    def table(self, header, rows) -> None:
-        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row)
+    def table(self, header, rows, *, caption: str = "") -> None:
+        head = "".join(f"<th>{_cell(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row)
                        + "</tr>" for row in rows)
-        self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+        self.parts.append(f"<table>{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+                          "</table>")
 
     def write(self, folder) -> Path:
         from deepsdf_preprocess.formats import atomic_path
@@ -78,9 +95,11 @@ class Report:
 
 
 def _cell(value) -> str:
+    if isinstance(value, Html):
+        return value
     if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+        return html.escape(f"{value:.4g}")
+    return html.escape(str(value))
 
 
 _STYLE = """
@@ -90,4 +109,7 @@ th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 figure { margin: 1em 0; } img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 90%; }
+caption { text-align: left; color: #555; font-size: 90%; caption-side: bottom; padding-top: 4px; }
+p.note { background: #f4f6fa; border-left: 3px solid #34669a; padding: 6px 10px; }
+canvas { border: 1px solid #ddd; max-width: 100%; } .hint { color: #777; font-size: 90%; }
 """
