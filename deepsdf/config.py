@@ -110,9 +110,9 @@ class Schedule:
             raise ConfigError(f"Warmup schedule Length must be >= 1, got {self.length}")
 
     def at(self, epoch: int) -> float:
-        """Learning rate of the 1-based ``epoch`` (the original's numbering: a ``Step`` of
-        interval 500 halves the rate from epoch 500 on, ``Warmup`` reaches ``final`` at
-        epoch ``length``)."""
+        """Learning rate at epoch number ``epoch`` (``Step``: halved from ``interval`` on;
+        ``Warmup``: ``final`` from ``length`` on).  The trainer passes the original's 1-based
+        numbers for legacy specs (:func:`deepsdf.train.schedule_epoch`)."""
         if self.kind == "Step":
             return self.initial * self.factor ** (epoch // self.interval)
         if self.kind == "Warmup":

@@ -19,8 +19,8 @@ def clamped_l1(predicted: torch.Tensor, target: torch.Tensor, delta: float) -> t
 
 
 def prior_warmup(epoch: int) -> float:
-    """``min(1, epoch / 100)`` for the 1-based ``epoch``, as the original (0.01 in the first
-    epoch)."""
+    """``min(1, epoch / 100)``; the trainer passes the original's 1-based numbers for legacy
+    specs (0.01 in the first epoch), see :func:`deepsdf.train.schedule_epoch`."""
     return min(1.0, epoch / 100.0)
 
 

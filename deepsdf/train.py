@@ -41,6 +41,15 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, a checkpoint that does not match the split)."""
 
 
+def schedule_epoch(config: TrainConfig, epoch: int) -> int:
+    """The epoch number the learning-rate schedules and the prior's warm-up see while the
+    0-based ``epoch`` trains: the original's 1-based ``epoch + 1`` for a legacy spec (a
+    ``Step`` of interval 500 halves the rate from the 500th epoch on, the prior weighs 0.01 in
+    the first), and ``epoch`` for a SpecsVersion 2 spec (the rate halves after 500 completed
+    epochs; its trained results are kept as they were measured)."""
+    return epoch + 1 if config.legacy else epoch
+
+
 def new_log() -> dict:
     """An empty training log with the original release's ``Logs.pth`` keys: ``loss`` (one
     per batch), ``learning_rate`` ([decoder, codes] per epoch), ``timing`` (seconds per
@@ -229,8 +238,10 @@ class Trainer:
         model = AutoDecoder(decoder.to(self.device), table.to(self.device),
                             compile=config.compile)
         optimizer = torch.optim.Adam([
-            {"params": model.decoder.parameters(), "lr": config.decoder_schedule.at(1)},
-            {"params": model.codes.parameters(), "lr": config.code_schedule.at(1)},
+            {"params": model.decoder.parameters(),
+             "lr": config.decoder_schedule.at(schedule_epoch(config, 0))},
+            {"params": model.codes.parameters(),
+             "lr": config.code_schedule.at(schedule_epoch(config, 0))},
         ])
         return packed, model, optimizer
 
@@ -475,21 +486,20 @@ class Trainer:
                            checkpoint=checkpoint_path(self.experiment_dir))
 
     def _epoch(self, wrapped, model: AutoDecoder, optimizer, packed, epoch: int) -> float:
-        """Train the 0-based ``epoch`` (the original's epoch ``epoch + 1``, whose number the
-        schedules and the prior's warm-up take); returns its mean loss and appends to
-        :attr:`log`."""
+        """Train the 0-based ``epoch`` (the schedules and the prior's warm-up take
+        :func:`schedule_epoch` of it); returns its mean loss and appends to :attr:`log`."""
         config = self.config
         started = time.perf_counter()
         model.train()
         for group, schedule in zip(optimizer.param_groups,
                                    (config.decoder_schedule, config.code_schedule)):
-            group["lr"] = schedule.at(epoch + 1)
+            group["lr"] = schedule.at(schedule_epoch(config, epoch))
         # Legacy specs bound the codes as the original's Embedding(max_norm): the rows a batch
         # looks up are rescaled before use; every process rescales the whole global batch's
         # rows, so the tables stay identical.
         global_batches = epoch_batches(len(packed), config.scenes_per_batch, seed=config.seed,
                                        epoch=epoch) if config.legacy else None
-        prior_weight = (config.code_lambda * prior_warmup(epoch + 1)
+        prior_weight = (config.code_lambda * prior_warmup(schedule_epoch(config, epoch))
                         if config.code_regularization else 0.0)
         # bf16 autocast of the decoder's forward pass (CUDA, and the CPU, where it runs too);
         # the loss, the prior and the optimizer stay in float32.

@@ -32,9 +32,15 @@ from deepsdf_preprocess.pipeline import PreprocessConfig
 from deepsdf_preprocess.procedural import write_shapes
 
 
+def say(message: str) -> None:
+    """One progress line per step (the tour takes about a minute)."""
+    print(f"[tour] {message}", flush=True)
+
+
 def main(out: Path) -> dict:
     # 1. Meshes: four procedural chairs (any folder of <class>/<instance>.obj works).
     write_shapes(out / "meshes", "chairs", 4, seed=1)
+    say(f"1/6 wrote four procedural chairs under {out / 'meshes'}")
 
     # 2. Preprocess: 30 orthographic cameras of 160x160 pixels and 50k samples (the reference
     #    is 100 x 400x400 and 500k); ray casting needs no OpenGL context.
@@ -43,6 +49,7 @@ def main(out: Path) -> dict:
     report = preprocess_dataset(out / "meshes", out / "data", "tour", config=config,
                                 backend="raycast", progress=False)
     split = formats.read_split(report.split_path)
+    say(f"2/6 preprocessed them into {out / 'data'}")
 
     # 3. Train: a 4 x 128 decoder, 16-dimensional codes, 400 epochs of one batch each.
     specs = {"SpecsVersion": 2, "DataSource": str(out / "data"),
@@ -57,6 +64,7 @@ def main(out: Path) -> dict:
     experiment.mkdir(parents=True, exist_ok=True)
     (experiment / "specs.json").write_text(json.dumps(specs, indent=2))
     trainer = Trainer(experiment, parse_specs(specs), device="cpu", progress=False)
+    say("3/6 training a 4 x 128 decoder for 400 epochs (the longest step)")
     trainer.train(overwrite=True)  # a rerun of the tour starts its model afresh
     decoder, clamp = trainer.model.decoder.eval(), trainer.config.clamp
 
@@ -71,6 +79,7 @@ def main(out: Path) -> dict:
     mesh.vertices = mesh.vertices / scale - offset         # back to the original frame
     mesh.export(out / "reconstructed.ply")
     reconstruction = chamfer(surface_points(mesh)[0], truth)
+    say(f"4/6 reconstructed {key}: Chamfer {reconstruction:.3g}")
 
     # 5. Complete shape 1 from one depth view: a virtual scan in the mesh's own frame, mapped
     #    to the model frame by its normalization; free-space rows on by default.
@@ -82,10 +91,12 @@ def main(out: Path) -> dict:
     seen = scan_observation(scan).transformed(Similarity.from_normalization(offset1, scale1))
     completed = complete_observations(decoder, [seen], clamp=clamp, latent_size=16)
     code_mesh(decoder, completed.codes[0], 96).export(out / "completed_normalized.ply")
+    say(f"5/6 completed {key1} from one depth view ({len(seen)} observed points)")
 
     # 6. Interpolate between the two fitted codes (slerp), one mesh per step.
     for step, code in enumerate(slerp(fit.codes[0], completed.codes[0], 4)):
         code_mesh(decoder, code, 64).export(out / f"step_{step}.ply")
+    say(f"6/6 interpolated between them: {out}/step_*.ply")
 
     return {"reconstruction_chamfer": reconstruction, "observed_points": len(seen),
             "completion_loss": float(completed.loss[0])}

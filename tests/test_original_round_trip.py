@@ -188,16 +188,32 @@ def test_the_prior_warmup_is_on_from_the_first_epoch():
     assert prior_warmup(1) == 0.01 and prior_warmup(100) == 1.0 and prior_warmup(250) == 1.0
 
 
-def test_trainer_sets_the_original_learning_rate_at_the_boundary(tiny_data, tmp_path):
+@pytest.mark.parametrize("legacy, expected", [
+    (True, [1e-3, 5e-4, 5e-4]),   # the original's epochs 1, 2, 3: halved from epoch 2 on
+    (False, [1e-3, 1e-3, 5e-4]),  # SpecsVersion 2: halved after 2 completed epochs
+])
+def test_trainer_sets_the_learning_rate_at_the_boundary(tiny_data, tmp_path, legacy, expected):
     data, split = tiny_data
     experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=3,
                                  SamplesPerScene=256, LearningRateSchedule=[
                                      {"Type": "Step", "Initial": 1e-3, "Interval": 2,
                                       "Factor": 0.5}] * 2)
+    if legacy:
+        specs = json.loads((experiment / "specs.json").read_text())
+        for key in ("SpecsVersion", "Seed"):
+            specs.pop(key)
+        (experiment / "specs.json").write_text(json.dumps(specs))
     trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
     trainer.train()
-    # epochs 1, 2, 3 (1-based): 1e-3, then halved from epoch 2 on
-    assert [round(lr[0], 8) for lr in trainer.log["learning_rate"]] == [1e-3, 5e-4, 5e-4]
+    assert [round(lr[0], 8) for lr in trainer.log["learning_rate"]] == expected
+
+
+def test_the_legacy_prior_weighs_from_the_first_epoch():
+    from deepsdf.train import schedule_epoch
+
+    legacy, ours = parse_specs({"CodeLength": 4}), parse_specs({"SpecsVersion": 2})
+    assert prior_warmup(schedule_epoch(legacy, 0)) == 0.01
+    assert prior_warmup(schedule_epoch(ours, 0)) == 0.0
 
 
 def test_legacy_use_tanh_applies_tanh_twice_and_version_2_once():
