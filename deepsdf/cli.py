@@ -162,12 +162,12 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
                         help="override the preset's sample count")
     parser.add_argument("--sign", choices=("vote", "winding"), default="vote",
                         help="sign method: vote (reference 11-neighbour unanimous vote over "
-                             "the scan; works on open meshes; default) or winding "
+                             "the scan; works on open meshes) or winding "
                              "(generalized winding number of the whole mesh; keeps every "
                              "sample; for closed meshes)")
     parser.add_argument("--backend", choices=BACKENDS, default="pyrender",
-                        help="scanner: pyrender (OpenGL through EGL, headless; default) or "
-                             "raycast (no OpenGL; Embree when embreex is installed)")
+                        help="scanner: pyrender (OpenGL through EGL, headless) or raycast (no "
+                             "OpenGL; Embree where it is installed)")
     parser.add_argument("--partial-scans", action="store_true",
                         help="also write one seeded virtual depth scan per instance "
                              "(perspective 256x256, 60 degree field of view, random viewpoint "
@@ -779,8 +779,9 @@ def _add_demo(commands):
                         help="reduced mode: a couple of minutes on 2 cores")
     parser.add_argument("--count", type=int, help="shapes per category (12; quick 4)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--backend", choices=("pyrender", "raycast"), default="pyrender")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the fit")
+    parser.add_argument("--backend", choices=BACKENDS, default="pyrender",
+                        help="preprocessing scanner (see deepsdf preprocess --help)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every step")
     parser.add_argument("--epochs", type=int,
                         help="train at most this many epochs now (default: all)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)

@@ -1,4 +1,4 @@
-"""A tour of the Python API on a few generated chairs, small enough for a laptop CPU (~1 min).
+"""A tour of the Python API on a few generated chairs, small enough for a laptop CPU (~2 min).
 
     python examples/api_tour.py [OUT_DIR]
 
@@ -33,7 +33,7 @@ from deepsdf_preprocess.procedural import write_shapes
 
 
 def say(message: str) -> None:
-    """One progress line per step (the tour takes about a minute)."""
+    """One progress line per step (the tour takes a minute or two)."""
     print(f"[tour] {message}", flush=True)
 
 

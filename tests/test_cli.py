@@ -87,3 +87,27 @@ def test_full_reference_settings_on_one_chair(tmp_path, gl_scanner):
     assert np.mean(np.sign(rows[far, 3]) != np.sign(truth[far])) <= 1e-3
     outside = truth > 0
     assert np.median(np.abs(rows[outside, 3] - truth[outside])) < 1e-6
+
+
+def test_every_option_with_a_default_shows_it_in_help():
+    import argparse
+    import re
+
+    from deepsdf.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, subparser in commands.choices.items():
+        text = re.sub(r"-\s+", "-", " ".join(subparser.format_help().split()))
+        for action in subparser._actions:
+            if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+                continue
+            if action.default is True or isinstance(action.default, list):
+                continue
+            if f"default: {action.default}" not in text and "default:" not in (action.help or ""):
+                missing.append(f"{name} {action.option_strings[0]}")
+    assert missing == []
+    reconstruct = " ".join(commands.choices["reconstruct"].format_help().split())
+    assert "--solver {gauss-newton,adam}" in reconstruct and "(default: gauss-newton)" in reconstruct
+    assert "%%" not in " ".join(p.format_help() for p in commands.choices.values())
