@@ -32,7 +32,7 @@ from deepsdf_preprocess import formats
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from .config import TrainConfig, parse_specs
-from .legacy import convert_decoder_state
+from .legacy import our_parameter_name
 
 __all__ = ["original_parameter_names", "decoder_state_to_original", "optimizer_to_original",
            "original_optimizer_to_ours", "legacy_specs", "export_original", "logs_to_original",
@@ -60,10 +60,6 @@ def original_parameter_names(config: TrainConfig) -> list[str]:
     return names
 
 
-def _our_name(original: str) -> str:
-    return next(iter(convert_decoder_state({original: None})))
-
-
 def decoder_state_to_original(state: dict, config: TrainConfig) -> dict:
     """Our decoder state dict -> the original's ``model_state_dict`` (``module.`` keys).
 
@@ -71,7 +67,7 @@ def decoder_state_to_original(state: dict, config: TrainConfig) -> dict:
     """
     converted = {}
     for name in original_parameter_names(config):
-        ours = _our_name(name)
+        ours = our_parameter_name(name)
         if ours in state:
             converted[f"module.{name}"] = state[ours].detach().cpu().clone()
         elif name.startswith("bn"):  # the original's unused output LayerNorm
@@ -87,7 +83,7 @@ def _orders(our_names: list[str], config: TrainConfig) -> tuple[list[str], dict]
     """The original's names, and for each, the position of the matching parameter of ours."""
     original = original_parameter_names(config)
     position = {name: i for i, name in enumerate(our_names)}
-    return original, {name: position.get(_our_name(name)) for name in original}
+    return original, {name: position.get(our_parameter_name(name)) for name in original}
 
 
 def optimizer_to_original(state: dict, our_names: list[str], config: TrainConfig) -> dict:
@@ -183,7 +179,7 @@ def legacy_specs(config: TrainConfig) -> dict:
 
 def logs_to_original(log: dict, epoch: int, our_names: list[str], config: TrainConfig) -> dict:
     """Our training log (:func:`deepsdf.train.new_log`) -> the original's ``Logs.pth``."""
-    rename = {_our_name(name): name for name in original_parameter_names(config)}
+    rename = {our_parameter_name(name): name for name in original_parameter_names(config)}
     return {"epoch": epoch, "loss": list(log.get("loss", [])),
             "learning_rate": [list(entry) for entry in log.get("learning_rate", [])],
             "timing": list(log.get("timing", [])),

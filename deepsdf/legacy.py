@@ -22,8 +22,8 @@ from .config import TrainConfig, load_specs
 from .decoder import Decoder
 from .latents import LatentTable, split_hash, split_instances
 
-__all__ = ["convert_decoder_state", "load_legacy_decoder", "load_legacy_codes",
-           "load_legacy_experiment"]
+__all__ = ["convert_decoder_state", "our_parameter_name", "load_legacy_decoder",
+           "load_legacy_codes", "load_legacy_experiment"]
 
 _KEY = re.compile(r"^(?:module\.)?(lin|bn)(\d+)\.(weight_g|weight_v|weight|bias)$")
 
@@ -45,6 +45,12 @@ def convert_decoder_state(state: dict) -> dict:
         else:
             converted[f"layers.{index}.{name}"] = value
     return converted
+
+
+def our_parameter_name(original: str) -> str:
+    """This project's name of an original decoder parameter (``lin3.weight_g`` ->
+    ``layers.3.parametrizations.weight.original0``); CheckpointError for a foreign name."""
+    return next(iter(convert_decoder_state({original: None})))
 
 
 def _load(path: Path):

@@ -59,9 +59,9 @@ def new_log() -> dict:
             "param_magnitude": {}}
 
 
-def _log_from_original(logs: dict, our_names: list, config: TrainConfig) -> dict:
+def _log_from_original(logs: dict, our_names: list) -> dict:
     """The original's ``Logs.pth`` as our training log (parameter names translated)."""
-    from .legacy import convert_decoder_state
+    from .legacy import our_parameter_name
 
     log = new_log()
     if not isinstance(logs, dict):
@@ -70,7 +70,7 @@ def _log_from_original(logs: dict, our_names: list, config: TrainConfig) -> dict
         log[key] = list(logs.get(key, []))
     for name, values in dict(logs.get("param_magnitude", {})).items():
         try:
-            ours = next(iter(convert_decoder_state({name: None})))
+            ours = our_parameter_name(name)
         except CheckpointError:
             continue
         if ours in our_names:
@@ -322,8 +322,7 @@ class Trainer:
         epoch = epochs.pop()
         logs = self.experiment_dir / "Logs.pth"
         if logs.is_file():
-            self.log = _log_from_original(safe_load(logs, what="original-release file"), names,
-                                          self.config)
+            self.log = _log_from_original(safe_load(logs, what="original-release file"), names)
         logger.info("resuming the original release's training folder after epoch %d", epoch)
         return epoch
 
