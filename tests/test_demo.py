@@ -42,7 +42,8 @@ def test_quick_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
         assert (report / target).resolve().is_file(), target
     summary = json.loads((report / "summary.json").read_text())
     assert summary["held_out_shapes"] == 2 and summary["completion"]["shapes"] == 2
-    # the reconstructions beat retrieval by code on the mean Chamfer (measured: 0.0135 vs 0.103)
+    # the reconstructions beat retrieval by code on the mean Chamfer (seeded: deterministic on
+    # a given machine; the quick model is small, see docs/benchmarks.md on its sensitivity)
     assert summary["beats_retrieval_on_mean"] is True
     assert summary["mean_chamfer"] < 0.5 * summary["retrieval_mean_chamfer"]
     assert 0 < summary["completion"]["chamfer"] < 0.1
