@@ -95,3 +95,16 @@ scanner.close()
 print(json.dumps({"before": before, "after": loaded('OpenGL')['OpenGL']}))
 """
     assert run_fresh(code, tmp_path) == {"before": False, "after": True}
+
+
+def test_import_deepsdf_and_its_help_never_load_torch(tmp_path):
+    """``import deepsdf`` and ``deepsdf --help`` stay light; ``deepsdf.sdf`` loads torch when
+    asked for."""
+    code = LOADED + """
+import deepsdf, deepsdf.cli
+deepsdf.cli.build_parser().format_help()
+before = loaded('torch')['torch']
+deepsdf.sdf
+print(json.dumps({"before": before, "after": loaded('torch')['torch']}))
+"""
+    assert run_fresh(code, tmp_path) == {"before": False, "after": True}
