@@ -11,6 +11,7 @@ training split file's order; its decoder input is ``[z, xyz]``, as ours.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +24,8 @@ from .decoder import Decoder
 from .latents import LatentTable, split_hash, split_instances
 
 __all__ = ["convert_decoder_state", "our_parameter_name", "load_legacy_decoder",
-           "load_legacy_codes", "load_legacy_experiment"]
+           "load_legacy_codes", "load_legacy_experiment", "OriginalTraining",
+           "load_original_training", "original_training_files"]
 
 _KEY = re.compile(r"^(?:module\.)?(lin|bn)(\d+)\.(weight_g|weight_v|weight|bias)$")
 
@@ -107,3 +109,79 @@ def load_legacy_experiment(experiment_dir, epoch="latest"):
     split = read_split(config.train_split)
     codes = load_legacy_codes(experiment_dir / "LatentCodes" / f"{epoch}.pth", split)
     return config, decoder, codes
+
+
+def original_training_files(experiment_dir) -> dict:
+    """``{path: exists}`` of an original training folder's three ``latest.pth`` files."""
+    folder = Path(experiment_dir)
+    return {folder / sub / "latest.pth": (folder / sub / "latest.pth").is_file()
+            for sub in ("ModelParameters", "LatentCodes", "OptimizerParameters")}
+
+
+@dataclass
+class OriginalTraining:
+    """Where an original release's training run stands, in this project's terms."""
+
+    decoder_state: dict  # our Decoder's state dict
+    codes: torch.Tensor  # (n, d), rows in the split file's order
+    optimizer_state: dict  # our two-group Adam state dict
+    epoch: int  # epochs completed
+    log: dict | None  # Logs.pth's entries (our parameter names), when there is one
+
+
+def load_original_training(experiment_dir, config: TrainConfig, split: dict,
+                           our_names: list) -> OriginalTraining:
+    """Read an original training folder's ``latest.pth`` files (and ``Logs.pth``).
+
+    Parameters
+    ----------
+    our_names : list of str
+        ``[name for name, _ in decoder.named_parameters()]`` of the decoder to resume.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the missing files, or files of different epochs.
+    """
+    from .export import original_optimizer_to_ours
+
+    experiment_dir = Path(experiment_dir)
+    files = original_training_files(experiment_dir)
+    missing = [str(path) for path, exists in files.items() if not exists]
+    if missing:
+        raise CheckpointError(f"cannot resume the original training folder {experiment_dir}: "
+                              f"{', '.join(missing)} missing")
+    model_path, codes_path, optimizer_path = files
+    decoder = load_legacy_decoder(model_path, config)
+    table = load_legacy_codes(codes_path, split)
+    payloads = [_load(path) for path in files]
+    epochs = {int(p["epoch"]) for p in payloads if isinstance(p, dict) and "epoch" in p}
+    if len(epochs) != 1:
+        raise CheckpointError(f"the original files in {experiment_dir} are of different epochs "
+                              f"({sorted(epochs)}); they cannot be resumed together")
+    optimizer = original_optimizer_to_ours(payloads[2].get("optimizer_state_dict", {}),
+                                           our_names, config, where=str(optimizer_path))
+    logs = experiment_dir / "Logs.pth"
+    log = _log_from_original(_load(logs), our_names) if logs.is_file() else None
+    return OriginalTraining(decoder_state=decoder.state_dict(),
+                            codes=table.weight.detach(), optimizer_state=optimizer,
+                            epoch=epochs.pop(), log=log)
+
+
+def _log_from_original(logs, our_names: list) -> dict:
+    """The original's ``Logs.pth`` entries, parameter names translated to ours."""
+    from .train import new_log
+
+    log = new_log()
+    if not isinstance(logs, dict):
+        return log
+    for key in ("loss", "learning_rate", "timing", "latent_magnitude"):
+        log[key] = list(logs.get(key, []))
+    for name, values in dict(logs.get("param_magnitude", {})).items():
+        try:
+            ours = our_parameter_name(name)
+        except CheckpointError:
+            continue
+        if ours in our_names:
+            log["param_magnitude"][ours] = list(values)
+    return log

@@ -30,6 +30,7 @@ from .config import TrainConfig, write_resolved
 from .data import SceneBatches, cache_folder, epoch_batches, pack_split
 from .decoder import Decoder
 from .latents import LatentTable, split_hash, split_instances
+from .legacy import original_training_files
 from .loss import clamped_l1, code_prior, prior_warmup
 
 __all__ = ["AutoDecoder", "Trainer", "TrainingError", "resolve_device", "TrainResult"]
@@ -57,25 +58,6 @@ def new_log() -> dict:
     decoder parameter, its norm per epoch; this project's parameter names)."""
     return {"loss": [], "learning_rate": [], "timing": [], "latent_magnitude": [],
             "param_magnitude": {}}
-
-
-def _log_from_original(logs: dict, our_names: list) -> dict:
-    """The original's ``Logs.pth`` as our training log (parameter names translated)."""
-    from .legacy import our_parameter_name
-
-    log = new_log()
-    if not isinstance(logs, dict):
-        return log
-    for key in ("loss", "learning_rate", "timing", "latent_magnitude"):
-        log[key] = list(logs.get(key, []))
-    for name, values in dict(logs.get("param_magnitude", {})).items():
-        try:
-            ours = our_parameter_name(name)
-        except CheckpointError:
-            continue
-        if ours in our_names:
-            log["param_magnitude"][ours] = list(values)
-    return log
 
 
 def json_short(value, limit: int = 80) -> str:
@@ -286,45 +268,26 @@ class Trainer:
         logger.info("resuming after epoch %d from %s", payload["epoch"], source)
         return int(payload["epoch"])
 
-    def _original_files(self) -> dict:
-        """{path: exists} of an original training folder's three ``latest.pth`` files."""
-        return {self.experiment_dir / folder / "latest.pth":
-                (self.experiment_dir / folder / "latest.pth").is_file()
-                for folder in ("ModelParameters", "LatentCodes", "OptimizerParameters")}
-
     def _resume_original(self, model: AutoDecoder, optimizer) -> int:
         """Continue an original release's training folder: decoder, codes (split order), both
         Adam states and the epoch counter; its ``Logs.pth`` continues too, when present."""
-        from .checkpoint import safe_load
-        from .export import original_optimizer_to_ours
-        from .legacy import load_legacy_codes, load_legacy_decoder
+        from .legacy import load_original_training
 
-        missing = [str(path) for path, exists in self._original_files().items() if not exists]
-        if missing:
-            raise TrainingError(f"cannot resume the original training folder "
-                                f"{self.experiment_dir}: {', '.join(missing)} missing")
-        model_path, codes_path, optimizer_path = self._original_files()
-        decoder = load_legacy_decoder(model_path, self.config)
-        table = load_legacy_codes(codes_path, self._split())
-        payloads = [safe_load(p, what="original-release file")
-                    for p in (model_path, codes_path, optimizer_path)]
-        epochs = {int(p["epoch"]) for p in payloads if isinstance(p, dict) and "epoch" in p}
-        if len(epochs) != 1:
-            raise TrainingError(f"the original files in {self.experiment_dir} are of different "
-                                f"epochs ({sorted(epochs)}); they cannot be resumed together")
-        model.decoder.load_state_dict(decoder.state_dict())
-        with torch.no_grad():
-            model.codes.weight.copy_(table.weight.to(self.device))
         names = [name for name, _ in model.decoder.named_parameters()]
-        optimizer.load_state_dict(original_optimizer_to_ours(
-            payloads[2].get("optimizer_state_dict", {}), names, self.config,
-            where=str(optimizer_path)))
-        epoch = epochs.pop()
-        logs = self.experiment_dir / "Logs.pth"
-        if logs.is_file():
-            self.log = _log_from_original(safe_load(logs, what="original-release file"), names)
-        logger.info("resuming the original release's training folder after epoch %d", epoch)
-        return epoch
+        try:
+            original = load_original_training(self.experiment_dir, self.config, self._split(),
+                                              names)
+        except CheckpointError as error:
+            raise TrainingError(str(error)) from error
+        model.decoder.load_state_dict(original.decoder_state)
+        with torch.no_grad():
+            model.codes.weight.copy_(original.codes.to(self.device))
+        optimizer.load_state_dict(original.optimizer_state)
+        if original.log is not None:
+            self.log = original.log
+        logger.info("resuming the original release's training folder after epoch %d",
+                    original.epoch)
+        return original.epoch
 
     def _compare_settings(self, saved: dict, source: Path) -> None:
         """Refuse to resume with another architecture; warn for other changed settings.
@@ -432,7 +395,7 @@ class Trainer:
         elif resume:
             if checkpoint_path(self.experiment_dir).is_file():
                 start = self._resume(model, optimizer, checkpoint_path(self.experiment_dir))
-            elif any(self._original_files().values()):
+            elif any(original_training_files(self.experiment_dir).values()):
                 start = self._resume_original(model, optimizer)
             elif main:
                 logger.info("no checkpoint to resume from in %s; starting afresh",
