@@ -404,7 +404,7 @@ def _run_reconstruct(args) -> int:
 
     from deepsdf.inference import load_trained, reconstruct_split, split_of
     from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig
-    from deepsdf.train import resolve_device
+    from deepsdf.device import resolve_device
 
     device = resolve_device(args.device)
     _, config, _ = load_trained(args.experiment_dir, args.checkpoint)
@@ -452,7 +452,7 @@ def _add_mesh(commands):
 def _run_mesh(args) -> int:
     from deepsdf.inference import check_mesh_format, load_trained, read_code, write_mesh
     from deepsdf.mesh import coarse_to_fine_grid, decoder_field, dense_grid, extract_mesh
-    from deepsdf.train import resolve_device
+    from deepsdf.device import resolve_device
     from deepsdf_preprocess.formats import read_normalization
 
     check_mesh_format(args.out)  # before the work, not after
@@ -599,7 +599,7 @@ def _run_complete(args) -> int:
     from deepsdf.inference import load_trained, split_of
     from deepsdf.observations import ConstraintConfig
     from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig
-    from deepsdf.train import resolve_device
+    from deepsdf.device import resolve_device
 
     device = resolve_device(args.device)
     solver = replace(GAUSS_NEWTON if args.solver == "gauss-newton" else SolverConfig(),
@@ -714,7 +714,7 @@ def _add_interpolate(commands):
 
 def _run_interpolate(args) -> int:
     from deepsdf.interpolate import interpolation_pictures
-    from deepsdf.train import resolve_device
+    from deepsdf.device import resolve_device
 
     written = interpolation_pictures(
         args.experiment_dir, args.out, start=args.start, end=args.end, steps=args.steps,
@@ -792,7 +792,7 @@ def _run_demo(args) -> int:
     from dataclasses import replace
 
     from deepsdf.demo import QUICK, DemoSettings, run_demo
-    from deepsdf.train import resolve_device
+    from deepsdf.device import resolve_device
 
     settings = QUICK if args.quick else DemoSettings()
     if args.count:

@@ -29,6 +29,7 @@ from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint,
 from .config import TrainConfig, write_resolved
 from .data import SceneBatches, cache_folder, epoch_batches, pack_split
 from .decoder import Decoder
+from .device import resolve_device
 from .latents import LatentTable, split_hash, split_instances
 from .legacy import original_training_files
 from .loss import clamped_l1, code_prior, prior_warmup
@@ -66,17 +67,6 @@ def json_short(value, limit: int = 80) -> str:
 
     text = json.dumps(value, separators=(",", ":"))
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, else MPS, else CPU; anything else as given."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 class AutoDecoder(nn.Module):

@@ -11,9 +11,13 @@ python="${PYTHON:-python3}"
 "$python" -m venv "$work/venv"
 pip="$work/venv/bin/python -m pip"
 $pip install -q --upgrade pip > "$work/install.log" 2>&1
-# The CPU build of torch first (a plain "torch" would pull the CUDA build), then the package.
+# The package is built from a copy of the tracked files (a build leaves build/ behind in the
+# folder it builds), with the CPU build of torch installed first (a plain "torch" would pull
+# the CUDA build).
+mkdir "$work/src"
+(cd "$root" && git ls-files -z | xargs -0 tar -cf -) | tar -xf - -C "$work/src"
 if ! { $pip install -q "$(grep '^torch' "$root/requirements-cpu.txt")" \
-       && $pip install -q "$root"; } >> "$work/install.log" 2>&1; then
+       && $pip install -q "$work/src"; } >> "$work/install.log" 2>&1; then
     cat "$work/install.log" >&2
     exit 1
 fi
