@@ -207,11 +207,9 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
     train_clouds = None
     if retrieval:
         train_clouds = _training_clouds(data_dir, payload["instance_ids"])
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from deepsdf_preprocess.progress import progress_bar
 
-        bar = tqdm(total=len(keys), unit="shape", desc="complete", dynamic_ncols=True)
+    bar = progress_bar(len(keys), desc="complete", unit="shape", enabled=progress, log=logger)
     for start in range(0, len(keys), batch):
         chunk = keys[start:start + batch]
         observed, normalizations = [], []
@@ -235,10 +233,8 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
                                 payload["instance_ids"], report)
             if row is not None:
                 report.rows.append(row)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.update(1)
+    bar.close()
     report.summary = _write_report(out_dir, report, retrieval)
     return report
 

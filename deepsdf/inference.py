@@ -21,6 +21,7 @@ import torch
 
 from deepsdf_preprocess import formats
 from deepsdf_preprocess.normalize import to_original
+from deepsdf_preprocess.progress import progress_bar
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, safe_load
 from .config import TrainConfig
@@ -157,11 +158,8 @@ def reconstruct_split(experiment_dir, split: dict, *, data_dir, solver: SolverCo
             report.skipped.append(key)
         else:
             todo.append(scene)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="shape", desc="reconstruct", dynamic_ncols=True)
+    bar = progress_bar(len(todo), desc="reconstruct", unit="shape", enabled=progress,
+                       log=logger)
     for start in range(0, len(todo), batch):
         scenes = todo[start:start + batch]
         result = reconstruct_codes(decoder, packed, scenes, solver, clamp=config.clamp,
@@ -172,10 +170,8 @@ def reconstruct_split(experiment_dir, split: dict, *, data_dir, solver: SolverCo
             key = packed.instance_ids[scene]
             _write(experiment_dir, checkpoint, key, result.codes[row], decoder, data_dir,
                    resolution, report)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.update(1)
+    bar.close()
     return report
 
 

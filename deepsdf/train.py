@@ -418,7 +418,7 @@ class Trainer:
                     if writer is not None and (done % config.log_frequency == 0
                                                or done in (1, stop)):
                         self._log(writer, model, optimizer, done, loss_value)
-                    if bar is not None:
+                    if bar is not None:  # process 0 only
                         bar.set_postfix(loss=f"{loss_value:.5f}")
                         bar.update(1)
         except KeyboardInterrupt:
@@ -538,8 +538,7 @@ class Trainer:
                           epoch)
 
     def _bar(self, start: int, stop: int):
-        if not self.progress:
-            return None
-        from tqdm import tqdm
+        from deepsdf_preprocess.progress import progress_bar
 
-        return tqdm(total=stop, initial=start, unit="epoch", desc="train", dynamic_ncols=True)
+        return progress_bar(stop, initial=start, desc="train", unit="epoch",
+                            enabled=self.progress, log=logger)

@@ -22,6 +22,7 @@ from .manifest import (active_run, append_record, journal_path, manifest_mesh, m
                        merge_journals, read_manifest, shard_of)
 from .mesh_io import MESH_SUFFIXES
 from .pipeline import PreprocessConfig, instance_seed, make_scanner, preprocess_instance
+from .progress import progress_bar
 
 __all__ = ["MeshJob", "discover_meshes", "preprocess_dataset", "merge_dataset",
            "DatasetReport", "read_manifest", "manifest_mesh", "WORKER_DIED"]
@@ -269,7 +270,8 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
             else:
                 pending.append((job, outputs))
         jobs_by_key = {job.key: job for job, _ in pending}
-        bar = _progress(len(pending), progress)
+        bar = progress_bar(len(pending), desc="preprocess", unit="mesh", enabled=progress,
+                           log=logger)
         for key, record, error in _execute(pending, workers, seed, backend, config, journal):
             if error == WORKER_DIED:
                 append_record(journal, key, _record(jobs_by_key[key], None, error))
@@ -417,23 +419,3 @@ def _remove_stale_parts(data_dir: Path, dataset: str) -> None:
         for stale in formats.remove_stale_temporaries(data_dir / kind / dataset,
                                                       recursive=True):
             logger.info("removed %s, left by an interrupted run", stale)
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def write(self, message):
-        logger.warning(message)
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="mesh", desc="preprocess", dynamic_ncols=True,
-                disable=os.environ.get("DEEPSDF_NO_PROGRESS") == "1")

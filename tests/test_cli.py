@@ -111,3 +111,22 @@ def test_every_option_with_a_default_shows_it_in_help():
     reconstruct = " ".join(commands.choices["reconstruct"].format_help().split())
     assert "--solver {gauss-newton,adam}" in reconstruct and "(default: gauss-newton)" in reconstruct
     assert "%%" not in " ".join(p.format_help() for p in commands.choices.values())
+
+
+def test_one_progress_helper_honours_the_switch(monkeypatch, caplog):
+    import logging
+
+    from deepsdf_preprocess.progress import progress_bar
+
+    monkeypatch.setenv("DEEPSDF_NO_PROGRESS", "1")
+    bar = progress_bar(3, desc="x", unit="item", log=logging.getLogger("deepsdf.test"))
+    bar.update(1)
+    bar.set_postfix(loss="0.1")
+    bar.write("FAILED something")
+    bar.close()
+    assert type(bar).__name__ == "_Silent" and "FAILED something" in caplog.text
+    monkeypatch.delenv("DEEPSDF_NO_PROGRESS")
+    assert type(progress_bar(3, desc="x", unit="item", enabled=False)).__name__ == "_Silent"
+    shown = progress_bar(3, desc="x", unit="item")
+    assert type(shown).__name__ == "tqdm"
+    shown.close()
