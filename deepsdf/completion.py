@@ -98,7 +98,7 @@ def complete_scans(experiment_dir, observation: Observation, similarity: Similar
     out_dir = Path(out_dir)
     code = result.codes[0]
     write_code(out_dir / "code.pth", code)
-    mesh = code_mesh(decoder, code, resolution)
+    mesh = code_mesh(decoder, code, resolution, clamp=config.clamp)
     write_mesh(out_dir / "completed_normalized.ply", mesh)
     mesh.vertices = similarity.inverse_points(mesh.vertices)
     write_mesh(out_dir / "completed.ply", mesh)
@@ -230,7 +230,7 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
             offset, scale = normalizations[row_index]
             row = _complete_one(key, result.codes[row_index], observed[row_index], offset,
                                 scale, decoder, data_dir, out_dir, resolution, train_clouds,
-                                payload["instance_ids"], report)
+                                payload["instance_ids"], report, clamp=config.clamp)
             if row is not None:
                 report.rows.append(row)
             bar.update(1)
@@ -240,12 +240,12 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
 
 
 def _complete_one(key, code, observed, offset, scale, decoder, data_dir, out_dir, resolution,
-                  train_clouds, train_ids, report):
+                  train_clouds, train_ids, report, *, clamp: float):
     dataset, class_name, instance = formats.split_key(key)
     tail = Path(dataset) / class_name
     write_code(out_dir / "Codes" / tail / f"{instance}.pth", code)
     try:
-        mesh = code_mesh(decoder, code, resolution)
+        mesh = code_mesh(decoder, code, resolution, clamp=clamp)
     except NoSurfaceError as error:
         logger.warning("%s: the completed code has no surface (%s)", key, error)
         report.no_surface.append(key)

@@ -169,17 +169,18 @@ def reconstruct_split(experiment_dir, split: dict, *, data_dir, solver: SolverCo
         for row, scene in enumerate(scenes):
             key = packed.instance_ids[scene]
             _write(experiment_dir, checkpoint, key, result.codes[row], decoder, data_dir,
-                   resolution, report)
+                   resolution, report, clamp=config.clamp)
             bar.update(1)
     bar.close()
     return report
 
 
-def _write(experiment_dir, checkpoint, key, code, decoder, data_dir, resolution, report):
+def _write(experiment_dir, checkpoint, key, code, decoder, data_dir, resolution, report, *,
+           clamp: float):
     paths = output_paths(experiment_dir, checkpoint, key)
     write_code(paths["code"], code)
     try:
-        mesh = code_mesh(decoder, code, resolution)
+        mesh = code_mesh(decoder, code, resolution, clamp=clamp)
     except NoSurfaceError as error:
         logger.warning("%s: no surface (%s); code written, no mesh", key, error)
         report.no_surface.append(key)

@@ -100,13 +100,14 @@ def resolve_code(spec: str, payload: dict) -> torch.Tensor:
     return payload["codes"][row].detach().float().cpu()
 
 
-def code_meshes(decoder, codes, *, resolution: int = 128, device="cpu") -> list:
+def code_meshes(decoder, codes, *, resolution: int = 128, device="cpu",
+                clamp: float = 0.1) -> list:
     """Normalized-frame meshes of (k, d) codes; ``None`` (with a warning) for a code whose
-    SDF has no zero crossing."""
+    SDF has no zero crossing.  ``clamp``: the model's training clamp."""
     meshes = []
     for index, code in enumerate(codes):
         try:
-            meshes.append(code_mesh(decoder, code.to(device), resolution))
+            meshes.append(code_mesh(decoder, code.to(device), resolution, clamp=clamp))
         except NoSurfaceError as error:
             logger.warning("code %d has no surface (%s)", index, error)
             meshes.append(None)
@@ -126,7 +127,7 @@ def interpolation_pictures(experiment_dir, out_dir, *, start=None, end=None, ste
     from .inference import load_trained, write_mesh
     from .pictures import default_camera, render_meshes, save_gif, save_png, tile
 
-    decoder, _, payload = load_trained(experiment_dir, checkpoint, device=device)
+    decoder, config, payload = load_trained(experiment_dir, checkpoint, device=device)
     if random is not None:
         if random < 1:
             raise ValueError(f"--random needs a positive count, got {random}")
@@ -138,7 +139,8 @@ def interpolation_pictures(experiment_dir, out_dir, *, start=None, end=None, ste
             raise ValueError(f"unknown interpolation {mode!r}; choose one of {INTERPOLATIONS}")
         a, b = resolve_code(start, payload), resolve_code(end, payload)
         codes, name = (slerp if mode == "slerp" else lerp)(a, b, steps), "step"
-    meshes = code_meshes(decoder, codes, resolution=resolution, device=device)
+    meshes = code_meshes(decoder, codes, resolution=resolution, device=device,
+                         clamp=config.clamp)
     out_dir = Path(out_dir)
     written = []
     for index, mesh in enumerate(meshes):

@@ -102,3 +102,31 @@ def test_decoder_field_matches_a_direct_call():
         direct = decoder(code.expand(1000, -1), torch.from_numpy(points)).squeeze(1).numpy()
     np.testing.assert_allclose(decoder_field(decoder, code, chunk=300)(points), direct,
                                atol=1e-6)
+
+
+def test_the_trained_clamp_reaches_mesh_extraction(monkeypatch):
+    """code_mesh keeps the coarse cells below the model's clamp, not a restated 0.1."""
+    import torch
+
+    from deepsdf import mesh as mesh_module
+    from deepsdf.config import DecoderConfig
+    from deepsdf.decoder import Decoder
+
+    seen = {}
+    real = mesh_module.coarse_to_fine_grid
+
+    def spy(field, resolution, **options):
+        seen.update(options)
+        return real(field, resolution, **options)
+
+    monkeypatch.setattr(mesh_module, "coarse_to_fine_grid", spy)
+    decoder = Decoder(DecoderConfig(latent_size=2, dims=(8, 8), latent_in=(), dropout=(),
+                                    norm_layers=())).eval()
+    with torch.no_grad():
+        decoder.layers[-1].bias.fill_(-0.1)  # a surface somewhere in the cube, maybe
+    try:
+        mesh_module.code_mesh(decoder, torch.zeros(2), 16, clamp=0.02)
+    except mesh_module.NoSurfaceError:
+        pass
+    assert seen["delta"] == 0.02
+    assert mesh_module.coarse_strides(256, delta=0.02)[0] < mesh_module.coarse_strides(256)[0]
