@@ -48,7 +48,8 @@ COMPLETION_METRICS = ("chamfer", "chamfer_l1", "f_score", "chamfer_unseen")
 UNSEEN_RADIUS = 0.03
 
 
-def complete_observations(decoder, observations, *, clamp: float, latent_size: int,
+def complete_observations(decoder, observations, *, clamp: float,
+                          latent_size: int | None = None,
                           solver: SolverConfig = GAUSS_NEWTON,
                           constraints: ConstraintConfig = ConstraintConfig(), seeds=None,
                           device="cpu") -> Reconstruction:

@@ -136,7 +136,7 @@ def _check_source(source, scenes) -> None:
 
 
 def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
-                      clamp: float, latent_size: int, device="cpu",
+                      clamp: float, latent_size: int | None = None, device="cpu",
                       candidates=None) -> Reconstruction:
     """Fit one code per shape ``scenes`` of ``source`` with the decoder frozen.
 
@@ -152,12 +152,22 @@ def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
         Shapes of ``source`` to fit (indices into it).
     clamp : float
         The experiment's clamping distance.
+    latent_size : int, optional
+        The code length; default the decoder's own (``decoder.config.latent_size``; a
+        decoder-like module without one needs it given).
     candidates : (k, d) tensor, optional
         With ``config.screen > 0``: each shape starts from whichever of its random initial
         code and these codes (typically the training codes) has the lowest objective on
         ``config.screen`` of its samples (cost ``(k + 1) * screen`` point-passes per shape).
     """
     _check_source(source, scenes)
+    known = getattr(getattr(decoder, "config", None), "latent_size", None)
+    if latent_size is None:
+        if known is None:
+            raise ValueError("give latent_size: this decoder does not state its code length")
+        latent_size = known
+    elif known is not None and latent_size != known:
+        raise ValueError(f"latent_size {latent_size} is not the decoder's code length {known}")
     decoder.eval()
     frozen = [(p, p.requires_grad) for p in decoder.parameters()]
     for parameter, _ in frozen:

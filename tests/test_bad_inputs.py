@@ -543,3 +543,21 @@ def test_one_rule_names_a_training_instance_everywhere():
         find_instance(ids, "chairs_001")
     with pytest.raises(ValueError, match="not a training instance"):
         find_instance(ids, "sofa")
+
+
+def test_the_code_length_comes_from_the_decoder():
+    from dataclasses import replace
+
+    from deepsdf.config import DecoderConfig
+    from deepsdf.decoder import Decoder
+    from deepsdf.reconstruct import GAUSS_NEWTON, reconstruct_codes
+
+    decoder = Decoder(DecoderConfig(latent_size=6, dims=(16, 16), latent_in=(), dropout=(),
+                                    norm_layers=()))
+    rows = [np.c_[np.random.default_rng(0).uniform(-1, 1, (64, 3)), np.full(64, 0.05),
+                  np.zeros(64)].astype(np.float32)]
+    solver = replace(GAUSS_NEWTON, steps=1, samples=64)
+    fit = reconstruct_codes(decoder, rows, [0], solver, clamp=0.1)  # no latent_size needed
+    assert fit.codes.shape == (1, 6)
+    with pytest.raises(ValueError, match="not the decoder's code length 6"):
+        reconstruct_codes(decoder, rows, [0], solver, clamp=0.1, latent_size=16)
