@@ -40,7 +40,7 @@ DESCRIPTION = """\
 DeepSDF made practical: meshes -> signed-distance training data -> shape models.
 
 Pipeline steps:
-  generate    write the embedded example category (procedural chairs / tables)
+  generate    write the embedded example categories (procedural chairs, tables, vessels)
   preprocess  turn a folder of meshes into DeepSDF training data (100 depth cameras)
   split       make a seeded train/test split file
   train       train a decoder and its latent codes (specs.json)
@@ -106,12 +106,15 @@ _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 def _add_generate(commands):
     parser = commands.add_parser(
         "generate", help="write procedural example meshes",
-        description="Write seeded procedural meshes (closed manifolds built from boxes) to "
+        description="Write seeded procedural meshes (closed manifolds: chairs and tables built "
+                    "from boxes, vessels revolved from a profile) to "
                     "OUT_DIR/<category>/<category>_<i>.obj, each with a .json of its "
                     "parameters.")
     parser.add_argument("out_dir", type=Path, help="folder to write the meshes into")
-    parser.add_argument("--category", choices=("chairs", "tables"), default="chairs",
-                        help="which procedural category")
+    parser.add_argument("--category", choices=("chairs", "tables", "vessels"),
+                        default="chairs",
+                        help="which procedural category (vessels: vases, bottles and cups, "
+                             "surfaces of revolution)")
     parser.add_argument("--count", type=int, default=16, help="number of shapes")
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.set_defaults(run=_run_generate)

@@ -1,6 +1,7 @@
-"""The embedded example categories: seeded procedural chairs and tables, built from boxes.
+"""The embedded example categories: seeded procedural chairs and tables built from boxes, and
+vessels (vases, bottles, cups) that are surfaces of revolution.
 
-Every shape is a union of oriented boxes, merged into one closed, consistently wound manifold
+Every chair and table is a union of oriented boxes, merged into one closed, consistently wound manifold
 by manifold3d (through trimesh).  Because the parts are returned too, the exact sign of every
 shape's SDF is known analytically everywhere, and its exact distance outside (the distance to
 a union is the minimum of the distances).
@@ -15,6 +16,13 @@ arm rests*; stretchers between the legs*.
 
 Table parameters: top width, depth, thickness, height; leg thickness; legs* (4 legs or a
 pedestal); apron*; lower shelf*.
+
+Vessel parameters: kind* (vase, bottle or cup), height, and a radius profile from the foot to
+the lip through seeded control points (belly, waist, neck), smoothly interpolated; closed by flat
+discs at the foot and the lip.  A vessel is a solid of revolution about the y axis, so its exact
+SDF is the 2D signed distance, in the meridian half-plane, of ``(sqrt(x^2 + z^2), y)`` to its
+profile polygon (:class:`RevolvedProfile`); its mesh revolves that polygon with
+:data:`VESSEL_SECTIONS` sections, which lie within ``radius * (1 - cos(pi / sections))`` of it.
 """
 
 from __future__ import annotations
@@ -25,8 +33,12 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-__all__ = ["OrientedBox", "ProceduralShape", "generate_chair", "generate_table",
-           "generate_shapes", "write_shapes", "CATEGORIES"]
+__all__ = ["OrientedBox", "RevolvedProfile", "ProceduralShape", "generate_chair",
+           "generate_table", "generate_vessel", "generate_shapes", "write_shapes", "CATEGORIES",
+           "VESSEL_SECTIONS"]
+
+#: Sections around the axis of a vessel's mesh.
+VESSEL_SECTIONS = 128
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,50 @@ class OrientedBox:
         transform[:3, :3] = self.rotation
         transform[:3, 3] = self.center
         return trimesh.creation.box(extents=2 * np.asarray(self.half), transform=transform)
+
+
+@dataclass(frozen=True)
+class RevolvedProfile:
+    """A solid of revolution about the y axis: the region between the axis and the profile
+    ``(radius, height)`` points (m, 2), radius > 0, heights increasing from the foot to the lip.
+    """
+
+    profile: np.ndarray
+
+    def polygon(self) -> np.ndarray:
+        """(m + 2, 2) closed region in the meridian half-plane, counter-clockwise: the foot's
+        centre, the profile, the lip's centre."""
+        profile = np.asarray(self.profile, dtype=np.float64)
+        return np.vstack([[0.0, profile[0, 1]], profile, [0.0, profile[-1, 1]]])
+
+    def sdf(self, points) -> np.ndarray:
+        """(n,) exact signed distance of (n, 3) points to the solid (> 0 outside)."""
+        points = np.asarray(points, dtype=np.float64)
+        q = np.stack([np.hypot(points[:, 0], points[:, 2]), points[:, 1]], axis=1)
+        polygon = self.polygon()
+        a, b = polygon, np.roll(polygon, -1, axis=0)  # closed: the last edge returns home
+        edge = b - a
+        t = np.clip(np.einsum("nij,ij->ni", q[:, None, :] - a[None], edge)
+                    / np.einsum("ij,ij->i", edge, edge), 0.0, 1.0)
+        nearest = a[None] + t[..., None] * edge[None]
+        # the last edge runs along the axis, inside the solid: it is no surface
+        distance = np.linalg.norm(q[:, None, :] - nearest[:, :-1], axis=2).min(axis=1)
+        # even-odd rule with a ray towards +radius
+        crosses = ((a[None, :, 1] > q[:, None, 1]) != (b[None, :, 1] > q[:, None, 1]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = a[None, :, 0] + (q[:, None, 1] - a[None, :, 1]) * edge[None, :, 0] / edge[
+                None, :, 1]
+        inside = (np.count_nonzero(crosses & (q[:, None, 0] < at), axis=1) % 2) == 1
+        return np.where(inside, -distance, distance)
+
+    def mesh(self) -> trimesh.Trimesh:
+        """The polygon revolved with :data:`VESSEL_SECTIONS` sections, y up."""
+        revolved = trimesh.creation.revolve(self.polygon(), sections=VESSEL_SECTIONS)
+        # revolve() turns the 2D (radius, height) plane about its y axis into 3D with the
+        # height along +z: rotate it to +y.
+        revolved.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2,
+                                                                         [1, 0, 0]))
+        return revolved
 
 
 @dataclass
@@ -214,7 +270,41 @@ def generate_table(rng: np.random.Generator) -> ProceduralShape:
     return _finish("tables", p, parts)
 
 
-CATEGORIES = {"chairs": generate_chair, "tables": generate_table}
+def generate_vessel(rng: np.random.Generator) -> ProceduralShape:
+    """One random vessel (see the module docstring for its parameters)."""
+    kind = str(rng.choice(["vase", "bottle", "cup"]))
+    if kind == "cup":
+        height, foot = rng.uniform(0.08, 0.14), rng.uniform(0.03, 0.045)
+        controls = [foot, foot * rng.uniform(1.05, 1.3), foot * rng.uniform(1.2, 1.6)]
+    elif kind == "bottle":
+        height, foot = rng.uniform(0.22, 0.35), rng.uniform(0.03, 0.05)
+        body = foot * rng.uniform(1.0, 1.2)
+        controls = [foot, body, body, body * rng.uniform(0.85, 1.0), body * 0.45,
+                    body * rng.uniform(0.28, 0.36), body * rng.uniform(0.28, 0.36)]
+    else:
+        height, foot = rng.uniform(0.2, 0.45), rng.uniform(0.04, 0.07)
+        belly = foot * rng.uniform(1.4, 2.2)
+        controls = [foot, belly, belly * rng.uniform(0.8, 1.0), foot * rng.uniform(0.6, 0.9),
+                    foot * rng.uniform(0.8, 1.3)]
+    heights = np.linspace(0.0, height, len(controls))
+    samples = np.linspace(0.0, height, 48)
+    # a smooth interpolation through the control radii (cosine blend between knots)
+    position = np.interp(samples, heights, np.arange(len(controls)))
+    low = np.floor(position).astype(int).clip(0, len(controls) - 2)
+    blend = 0.5 - 0.5 * np.cos(np.pi * (position - low))
+    radii = np.asarray(controls)[low] * (1 - blend) + np.asarray(controls)[low + 1] * blend
+    profile = np.stack([radii, samples], axis=1)
+    params = {"kind": kind, "height": height, "foot_radius": foot,
+              "max_radius": float(radii.max())}
+    part = RevolvedProfile(profile)
+    mesh = part.mesh()
+    if not (mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0):
+        raise RuntimeError("generated vessel mesh is not a closed, outward-wound manifold")
+    clean = {k: (round(float(v), 5) if isinstance(v, float) else v) for k, v in params.items()}
+    return ProceduralShape("vessels", clean, [part], mesh)
+
+
+CATEGORIES = {"chairs": generate_chair, "tables": generate_table, "vessels": generate_vessel}
 
 
 def _finish(category, params, parts) -> ProceduralShape:

@@ -83,3 +83,50 @@ def test_bad_arguments():
         generate_shapes("sofas", 1)
     with pytest.raises(ValueError, match="count"):
         generate_shapes("chairs", 0)
+
+
+def test_vessels_are_closed_and_their_analytic_sdf_is_exact_to_the_tessellation():
+    import igl
+
+    from deepsdf_preprocess.procedural import VESSEL_SECTIONS, generate_shapes
+
+    kinds = set()
+    for shape in generate_shapes("vessels", 9, seed=0):
+        mesh = shape.mesh
+        assert mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0
+        kinds.add(shape.params["kind"])
+        rng = np.random.default_rng(1)
+        points = rng.uniform(mesh.bounds[0] - 0.03, mesh.bounds[1] + 0.03, (3000, 3))
+        exact = igl.signed_distance(points, np.asarray(mesh.vertices, np.float64),
+                                    np.asarray(mesh.faces, np.int64))[0]
+        analytic = shape.sdf(points)
+        chord = shape.params["max_radius"] * (1 - np.cos(np.pi / VESSEL_SECTIONS))
+        assert np.abs(exact - analytic).max() <= chord + 1e-9
+        clear = np.abs(analytic) > chord
+        assert np.all(np.sign(exact[clear]) == np.sign(analytic[clear]))
+    assert kinds == {"vase", "bottle", "cup"}
+
+
+def test_preprocessed_vessel_samples_match_the_analytic_sdf(tmp_path):
+    from deepsdf_preprocess import formats
+    from deepsdf_preprocess.driver import preprocess_dataset
+    from deepsdf_preprocess.procedural import VESSEL_SECTIONS, generate_shapes, write_shapes
+
+    from conftest import SMALL_CONFIG
+
+    write_shapes(tmp_path / "meshes", "vessels", 1, seed=3)
+    shape = generate_shapes("vessels", 1, seed=3)[0]
+    report = preprocess_dataset(tmp_path / "meshes", tmp_path / "data", "V",
+                                config=SMALL_CONFIG, backend="raycast", progress=False)
+    paths = formats.instance_paths(tmp_path / "data", "V", "vessels", "vessels_0000")
+    offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
+    pos, neg = formats.read_sdf_samples(paths[formats.SDF_SAMPLES])
+    rows = np.vstack([pos, neg]).astype(np.float64)
+    analytic = shape.sdf(rows[:, :3] / scale - offset) * scale  # normalized units
+    chord = shape.params["max_radius"] * (1 - np.cos(np.pi / VESSEL_SECTIONS)) * scale
+    near = np.abs(analytic) < 0.1  # the clamp band
+    assert report.succeeded == ["vessels/vessels_0000"]
+    assert np.median(np.abs(rows[near, 3] - analytic[near])) < chord + 1e-5
+    assert np.percentile(np.abs(rows[near, 3] - analytic[near]), 99) < chord + 1e-4
+    clear = np.abs(analytic) > chord + 1e-4
+    assert np.mean(np.sign(rows[clear, 3]) == np.sign(analytic[clear])) > 0.999
