@@ -236,15 +236,11 @@ def _same(value):
 # a ConfigError that names the key, the value and what is allowed.
 
 def _describe(value) -> str:
-    return f"{json.dumps(value)} ({type(value).__name__})" if _jsonable(value) else repr(value)
-
-
-def _jsonable(value) -> bool:
+    """A value as the message shows it: its JSON and its Python type (repr if not JSON)."""
     try:
-        json.dumps(value)
+        return f"{json.dumps(value)} ({type(value).__name__})"
     except (TypeError, ValueError):
-        return False
-    return True
+        return repr(value)
 
 
 def _integer(value, key: str, *, least: int | None = None) -> int:
@@ -429,7 +425,7 @@ def parse_specs(specs: dict, *, base=None) -> TrainConfig:
     legacy = version is None
     if not legacy and (isinstance(version, bool) or version != SPECS_VERSION):
         raise ConfigError(f"SpecsVersion {version!r} is not supported (expected {SPECS_VERSION})")
-    allowed = _STRUCTURE_KEYS | {k.name for k in SPEC_KEYS if legacy is False or not k.ours}
+    allowed = _STRUCTURE_KEYS | {k.name for k in SPEC_KEYS if not (legacy and k.ours)}
     _check_keys(specs, allowed, "specs.json", warn=legacy)
     arch = specs.get("NetworkArch", "deep_sdf_decoder")
     if arch != "deep_sdf_decoder":

@@ -183,12 +183,11 @@ def _usable_rows(array: np.ndarray) -> np.ndarray:
 def _build(folder: Path, files, fingerprint, unusable: dict, skip_unusable: bool) -> dict:
     """Read every file once, validating it and appending its rows to the packed file."""
     folder.mkdir(parents=True, exist_ok=True)
-    problems, keys, pos_start, pos_count, neg_start, neg_count, sources = \
-        [], [], [], [], [], [], []
+    problems, keys, pos_start, pos_count, neg_start, neg_count = [], [], [], [], [], []
     offset = 0
     with formats.atomic_path(folder / "samples.f32") as temporary:
         with open(temporary, "wb") as stream:
-            for (key, path), source in zip(files, fingerprint):
+            for key, path in files:
                 try:
                     raw = formats.read_sdf_samples(path, keep_nan=True)
                 except Exception as error:  # corrupt zip, pickles, wrong keys: unreadable
@@ -207,7 +206,6 @@ def _build(folder: Path, files, fingerprint, unusable: dict, skip_unusable: bool
                 stream.write(np.ascontiguousarray(pos, dtype="<f4").tobytes())
                 stream.write(np.ascontiguousarray(neg, dtype="<f4").tobytes())
                 keys.append(key)
-                sources.append(source)
                 pos_start.append(offset)
                 pos_count.append(len(pos))
                 neg_start.append(offset + len(pos))
