@@ -93,13 +93,13 @@ def complete_scans(experiment_dir, observation: Observation, similarity: Similar
     if outside.mean() > 0.5:
         logger.warning("%.0f%% of the observed points lie outside the model's unit sphere: "
                        "is the world -> model transform right?", 100 * outside.mean())
-    result = complete_observations(decoder, [model], clamp=config.clamp,
+    result = complete_observations(decoder, [model], clamp=config.trained_clamp,
                                    latent_size=config.decoder.latent_size, solver=solver,
                                    constraints=constraints, device=device)
     out_dir = Path(out_dir)
     code = result.codes[0]
     write_code(out_dir / "code.pth", code)
-    mesh = code_mesh(decoder, code, resolution, clamp=config.clamp)
+    mesh = code_mesh(decoder, code, resolution, clamp=config.trained_clamp)
     write_mesh(out_dir / "completed_normalized.ply", mesh)
     mesh.vertices = similarity.inverse_points(mesh.vertices)
     write_mesh(out_dir / "completed.ply", mesh)
@@ -224,14 +224,14 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
             world = scan_observation(sources[dataset](key, offset, scale))
             observed.append(world.transformed(Similarity.from_normalization(offset, scale)))
         result = complete_observations(
-            decoder, observed, clamp=config.clamp, latent_size=config.decoder.latent_size,
+            decoder, observed, clamp=config.trained_clamp, latent_size=config.decoder.latent_size,
             solver=solver, constraints=constraints,
             seeds=[instance_seed(key, solver.seed) for key in chunk], device=device)
         for row_index, key in enumerate(chunk):
             offset, scale = normalizations[row_index]
             row = _complete_one(key, result.codes[row_index], observed[row_index], offset,
                                 scale, decoder, data_dir, out_dir, resolution, train_clouds,
-                                payload["instance_ids"], report, clamp=config.clamp)
+                                payload["instance_ids"], report, clamp=config.trained_clamp)
             if row is not None:
                 report.rows.append(row)
             bar.update(1)

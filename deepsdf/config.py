@@ -25,7 +25,12 @@ Keys (original ones first; ``*`` marks this project's additions)::
     CodeRegularization, CodeRegularizationLambda, CodeBound, CodeInitStdDev,
     GradientClipNorm, LogFrequency,
     *SpecsVersion, *CodePrior ("original" | "paper"), *Seed, *MixedPrecision, *LatestEvery,
-    *TF32, *Compile, *SampleStore ("auto" | "device" | "mmap"), *SampleStoreMemory
+    *TF32, *Compile, *SampleStore ("auto" | "device" | "mmap"), *SampleStoreMemory,
+    *Curriculum [{Epoch, Clamp, HardWeight}], *EikonalWeight,
+    NetworkSpecs *fourier_frequencies
+
+The training recipes beyond the original (``Curriculum``, ``EikonalWeight``,
+``fourier_frequencies``) are described, with their measured effect, in docs/training.md.
 """
 
 from __future__ import annotations
@@ -64,6 +69,13 @@ class DecoderConfig:
     tanh_twice: bool = False  # a second tanh: the original's use_tanh, before its final tanh
     latent_dropout: bool = False  # dropout (p = 0.2) on the code at the input
     weight_norm: bool = True  # weight normalization on norm_layers
+    fourier_frequencies: int = 0  # xyz also enters as sin/cos(2^k pi xyz), k < this
+
+    @property
+    def point_features(self) -> int:
+        """Width of a point's encoding: xyz, plus sin and cos of 3 coordinates per
+        frequency."""
+        return 3 + 6 * self.fourier_frequencies
 
     def __post_init__(self):
         if self.latent_size < 0:
@@ -75,10 +87,14 @@ class DecoderConfig:
             if bad:
                 raise ConfigError(f"NetworkSpecs.{name} names layers {bad} outside "
                                   f"0..{len(self.dims)}")
+        if not 0 <= self.fourier_frequencies <= 16:
+            raise ConfigError(f"NetworkSpecs.fourier_frequencies must be in 0..16, got "
+                              f"{self.fourier_frequencies}")
+        joined = self.latent_size + self.point_features
         for layer in self.latent_in:
-            if layer == 0 or self.dims[layer - 1] <= self.latent_size + 3:
+            if layer == 0 or self.dims[layer - 1] <= joined:
                 raise ConfigError(f"NetworkSpecs.latent_in layer {layer}: the layer before it "
-                                  f"must be wider than CodeLength + 3 = {self.latent_size + 3}")
+                                  f"must be wider than CodeLength + point features = {joined}")
         if not 0 <= self.dropout_prob < 1:
             raise ConfigError(f"NetworkSpecs.dropout_prob must be in [0, 1), got "
                               f"{self.dropout_prob}")
@@ -187,6 +203,8 @@ class TrainConfig:
     sample_store: str = "auto"  # "auto": samples on the device when they fit; "device"; "mmap"
     sample_store_memory: float = 0.5  # share of the device's free memory the samples may take
     latest_every: int = 1  # epochs between rewrites of the "latest" checkpoint
+    curriculum: tuple = ()  # Curriculum stages (from_epoch, clamp, hard_weight), increasing
+    eikonal_weight: float = 0.0  # EikonalWeight: weight of mean (|grad_x f| - 1)^2
     legacy: bool = False  # read from an original-release specs.json
 
     def __post_init__(self):
@@ -204,6 +222,21 @@ class TrainConfig:
                               f"got {self.samples_per_scene}")
         if not self.clamp > 0:
             raise ConfigError(f"ClampingDistance must be positive, got {self.clamp}")
+
+    def stage_at(self, epoch: int) -> tuple:
+        """``(clamp, hard_weight)`` in force while the schedule epoch ``epoch`` trains: the
+        last ``Curriculum`` stage that began at or before it, else ``(ClampingDistance, 0)``."""
+        clamp, hard = self.clamp, 0.0
+        for start, stage_clamp, stage_hard in self.curriculum:
+            if start <= epoch:
+                clamp, hard = stage_clamp, stage_hard
+        return clamp, hard
+
+    @property
+    def trained_clamp(self) -> float:
+        """The clamp of the last trained epoch: the one fitting codes and extracting meshes
+        use (``ClampingDistance`` unless a ``Curriculum`` tightened it)."""
+        return self.stage_at(self.epochs - 1)[0]
 
     @property
     def code_std(self) -> float:
@@ -307,6 +340,36 @@ def _description(value, key: str) -> str:
     return _string(value, key)
 
 
+def _curriculum(value, key: str) -> tuple:
+    """``[{"Epoch": e, "Clamp": c, "HardWeight": w}, ...]`` to ``((e, c, w), ...)``, epochs
+    strictly increasing (``HardWeight`` may be omitted: 0)."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{key} must be a list of stages {{Epoch, Clamp, HardWeight}}, got "
+                          f"{_describe(value)}")
+    stages = []
+    for i, entry in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be an object {{Epoch, Clamp, HardWeight}}, got "
+                              f"{_describe(entry)}")
+        _check_keys(entry, {"Epoch", "Clamp", "HardWeight"}, where)
+        if "Epoch" not in entry or "Clamp" not in entry:
+            raise ConfigError(f"{where} needs an Epoch and a Clamp")
+        stage = (_integer(entry["Epoch"], f"{where}.Epoch", least=0),
+                 _number(entry["Clamp"], f"{where}.Clamp", above=0),
+                 _number(entry.get("HardWeight", 0.0), f"{where}.HardWeight", least=0,
+                         below=1))
+        if stages and stage[0] <= stages[-1][0]:
+            raise ConfigError(f"{where}.Epoch {stage[0]} must be later than the stage before "
+                              f"it ({stages[-1][0]})")
+        stages.append(stage)
+    return tuple(stages)
+
+
+def _write_curriculum(stages) -> list:
+    return [{"Epoch": e, "Clamp": c, "HardWeight": w} for e, c, w in stages]
+
+
 def _at_least(least):
     return lambda value, key: _integer(value, key, least=least)
 
@@ -362,6 +425,9 @@ SPEC_KEYS = (
     SpecKey("SampleStore", "sample_store", _choice("auto", "device", "mmap"), ours=True),
     SpecKey("SampleStoreMemory", "sample_store_memory",
             lambda v, k: _number(v, k, above=0, below=1.0000001), ours=True),
+    SpecKey("Curriculum", "curriculum", _curriculum, ours=True, write=_write_curriculum),
+    SpecKey("EikonalWeight", "eikonal_weight", lambda v, k: _number(v, k, least=0),
+            ours=True),
 )
 
 #: NetworkSpecs keys (DecoderConfig fields of the same name).
@@ -376,6 +442,7 @@ NETWORK_KEYS = (
     SpecKey("tanh_twice", "tanh_twice", _boolean, ours=True),
     SpecKey("latent_dropout", "latent_dropout", _boolean),
     SpecKey("weight_norm", "weight_norm", _boolean),
+    SpecKey("fourier_frequencies", "fourier_frequencies", _at_least(0), ours=True),
 )
 
 #: What an omitted NetworkSpecs key means: the original decoder's constructor defaults (for

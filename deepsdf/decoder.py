@@ -25,6 +25,10 @@ class Decoder(nn.Module):
     entries at the input only; ``latent_in`` layers re-join the undropped ``[z, xyz]``, as
     the original.
 
+    With ``fourier_frequencies = F > 0`` (this project's option, after Tancik et al. 2020), a
+    point enters as ``[xyz, sin(2^k pi xyz), cos(2^k pi xyz) for k < F]`` (3 + 6F features)
+    wherever xyz enters: high frequencies that a small ReLU network fits slowly.
+
     Input order and names follow the original release, so its weights load directly
     (see :mod:`deepsdf.legacy`).
     """
@@ -32,7 +36,8 @@ class Decoder(nn.Module):
     def __init__(self, config: DecoderConfig):
         super().__init__()
         self.config = config
-        input_size = config.latent_size + 3
+        input_size = config.latent_size + config.point_features
+        point_size = config.point_features
         widths = [input_size] + list(config.dims) + [1]
         last = len(widths) - 2  # index of the output layer
         layers, norms = [], []
@@ -40,12 +45,12 @@ class Decoder(nn.Module):
         for i in range(last + 1):
             in_size = features + (input_size if i in config.latent_in else 0)
             if i != 0 and config.xyz_in_all and i not in config.latent_in:
-                in_size += 3
+                in_size += point_size
             out_size = widths[i + 1]
             if i + 1 in config.latent_in:
                 out_size -= input_size
             elif config.xyz_in_all and i != last:
-                out_size -= 3
+                out_size -= point_size
             linear = nn.Linear(in_size, out_size)
             if config.weight_norm and i in config.norm_layers:
                 linear = weight_norm(linear)
@@ -55,6 +60,17 @@ class Decoder(nn.Module):
             features = out_size
         self.layers = nn.ModuleList(layers)
         self.norms = nn.ModuleList(norms)
+        if config.fourier_frequencies:  # not a parameter: state dicts keep the original's keys
+            self.register_buffer("frequencies", torch.pi * 2.0 ** torch.arange(
+                config.fourier_frequencies, dtype=torch.float32), persistent=False)
+
+    def encode(self, points: torch.Tensor) -> torch.Tensor:
+        """(n, point_features) encoding of points (n, 3): xyz, then sin and cos of each
+        coordinate times each frequency (``[sin k0 xyz, sin k1 xyz, ..., cos ...]``)."""
+        if not self.config.fourier_frequencies:
+            return points
+        angles = (points.unsqueeze(2) * self.frequencies.to(points.dtype)).flatten(1)
+        return torch.cat([points, torch.sin(angles), torch.cos(angles)], dim=1)
 
     def forward(self, codes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Signed distances.
@@ -70,6 +86,7 @@ class Decoder(nn.Module):
         (n, 1) tensor, > 0 outside.
         """
         config = self.config
+        points = self.encode(points)
         inputs = torch.cat([codes, points], dim=1) if config.latent_size else points
         x = inputs
         if config.latent_dropout and config.latent_size:

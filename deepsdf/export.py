@@ -153,11 +153,16 @@ def legacy_specs(config: TrainConfig) -> dict:
     Raises
     ------
     ExportError
-        For a decoder the original cannot express (no tanh on the output).
+        For a decoder the original cannot express (no tanh on the output, a Fourier
+        encoding of xyz).
     """
     if not config.decoder.use_tanh:
         raise ExportError("this decoder has no output tanh, which the original always applies;"
                           " it cannot be exported to the original layout")
+    if config.decoder.fourier_frequencies:
+        raise ExportError("this decoder encodes xyz with Fourier features "
+                          "(fourier_frequencies), which the original's decoder has no input "
+                          "for; it cannot be exported to the original layout")
     specs = config.to_specs()
     from .config import SPEC_KEYS
 
@@ -167,6 +172,7 @@ def legacy_specs(config: TrainConfig) -> dict:
             specs.pop(key.name, None)
     network = specs["NetworkSpecs"]
     network["use_tanh"] = network.pop("tanh_twice")  # the original's use_tanh adds a tanh
+    network.pop("fourier_frequencies")
     for key in ("DataSource", "TrainSplit", "TestSplit"):
         if specs.get(key):
             specs[key] = str(Path(specs[key]).resolve())

@@ -162,14 +162,14 @@ def reconstruct_split(experiment_dir, split: dict, *, data_dir, solver: SolverCo
                        log=logger)
     for start in range(0, len(todo), batch):
         scenes = todo[start:start + batch]
-        result = reconstruct_codes(decoder, packed, scenes, solver, clamp=config.clamp,
+        result = reconstruct_codes(decoder, packed, scenes, solver, clamp=config.trained_clamp,
                                    latent_size=config.decoder.latent_size, device=device,
                                    candidates=payload["codes"] if solver.screen else None)
         report.point_passes += result.point_passes
         for row, scene in enumerate(scenes):
             key = packed.instance_ids[scene]
             _write(experiment_dir, checkpoint, key, result.codes[row], decoder, data_dir,
-                   resolution, report, clamp=config.clamp)
+                   resolution, report, clamp=config.trained_clamp)
             bar.update(1)
     bar.close()
     return report

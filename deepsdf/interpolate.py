@@ -140,7 +140,7 @@ def interpolation_pictures(experiment_dir, out_dir, *, start=None, end=None, ste
         a, b = resolve_code(start, payload), resolve_code(end, payload)
         codes, name = (slerp if mode == "slerp" else lerp)(a, b, steps), "step"
     meshes = code_meshes(decoder, codes, resolution=resolution, device=device,
-                         clamp=config.clamp)
+                         clamp=config.trained_clamp)
     out_dir = Path(out_dir)
     written = []
     for index, mesh in enumerate(meshes):

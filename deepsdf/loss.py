@@ -4,18 +4,40 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["clamped_l1", "code_prior", "prior_warmup"]
+__all__ = ["clamped_l1", "code_prior", "prior_warmup", "eikonal"]
 
 
-def clamped_l1(predicted: torch.Tensor, target: torch.Tensor, delta: float) -> torch.Tensor:
-    """``mean_i |clamp(f_i, -delta, delta) - clamp(s_i, -delta, delta)|`` over the samples.
+def clamped_l1(predicted: torch.Tensor, target: torch.Tensor, delta: float, *,
+               hard_weight: float = 0.0) -> torch.Tensor:
+    """``mean_i w_i |clamp(f_i, -delta, delta) - clamp(s_i, -delta, delta)|`` over the samples.
+
+    With ``hard_weight = eps > 0`` (Curriculum DeepSDF's difficulty weighting), ``w_i = 1 +
+    eps * sign(s_i) * sign(s_i - f_i)``: a sample whose prediction lies on the surface's side
+    of its target (under-estimating an outside distance, over-estimating an inside one, or
+    of the wrong sign) weighs ``1 + eps``, the others ``1 - eps``; else every ``w_i = 1``.
 
     Parameters
     ----------
-    predicted, target : (n,) or (n, 1) tensors
+    predicted, target : (n,) tensors
     delta : float (reference 0.1)
+    hard_weight : float in [0, 1), keyword-only
     """
-    return (predicted.clamp(-delta, delta) - target.clamp(-delta, delta)).abs().mean()
+    error = (predicted.clamp(-delta, delta) - target.clamp(-delta, delta)).abs()
+    if hard_weight:
+        error = error * (1.0 + hard_weight * torch.sign(target)
+                         * torch.sign(target - predicted.detach()))
+    return error.mean()
+
+
+def eikonal(gradients: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``mean (|g_i| - 1)^2`` over the rows of ``gradients`` (n, 3) selected by ``mask``
+    (n,) bool (all rows if None): a true SDF has unit gradient norm (IGR, Gropp et al. 2020).
+    Zero when nothing is selected."""
+    if mask is not None:
+        gradients = gradients[mask]
+    if len(gradients) == 0:
+        return gradients.sum()
+    return (gradients.norm(dim=1) - 1.0).pow(2).mean()
 
 
 def prior_warmup(epoch: int) -> float:

@@ -226,8 +226,8 @@ def extract_mesh(values: np.ndarray, *, level: float = 0.0, offset=None, scale=N
 def code_mesh(decoder, code: torch.Tensor, resolution: int = 256, *, clamp: float = 0.1):
     """The normalized-frame mesh of one code: coarse-to-fine grid, then marching cubes.
 
-    ``clamp`` is the model's training clamp (``config.clamp``): the coarse cells stay below
-    it (:func:`coarse_strides`).  Raises :class:`NoSurfaceError` when the code's SDF does not
+    ``clamp`` is the model's training clamp (``config.trained_clamp``): the coarse cells stay
+    below it (:func:`coarse_strides`).  Raises :class:`NoSurfaceError` when the code's SDF does not
     cross zero on the grid.
     """
     return extract_mesh(coarse_to_fine_grid(decoder_field(decoder, code), resolution,

@@ -32,7 +32,7 @@ from .decoder import Decoder
 from .device import resolve_device
 from .latents import LatentTable, split_hash, split_instances
 from .legacy import original_training_files
-from .loss import clamped_l1, code_prior, prior_warmup
+from .loss import clamped_l1, code_prior, eikonal, prior_warmup
 
 __all__ = ["AutoDecoder", "Trainer", "TrainingError", "resolve_device", "TrainResult"]
 
@@ -350,6 +350,10 @@ class Trainer:
             raise TrainingError(f"no snapshot {checkpoint_path(self.experiment_dir, resume_from)}"
                                 " to resume from")
         distributed = self.world > 1
+        if distributed and self.config.eikonal_weight:
+            raise TrainingError("EikonalWeight is not supported under torchrun (its gradient "
+                                "of the output with respect to the points bypasses DDP's "
+                                "gradient averaging); train on one process")
         if distributed and not torch.distributed.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend)
@@ -453,6 +457,7 @@ class Trainer:
                                        epoch=epoch) if config.legacy else None
         prior_weight = (config.code_lambda * prior_warmup(schedule_epoch(config, epoch))
                         if config.code_regularization else 0.0)
+        clamp, hard_weight = config.stage_at(schedule_epoch(config, epoch))
         # bf16 autocast of the decoder's forward pass (CUDA, and the CPU, where it runs too);
         # the loss, the prior and the optimizer stay in float32.
         autocast = torch.autocast(self.device.type if self.device.type in ("cuda", "cpu")
@@ -465,9 +470,18 @@ class Trainer:
                 model.codes.renorm_rows_(torch.as_tensor(global_batches[index],
                                                          device=self.device), config.code_bound)
             optimizer.zero_grad(set_to_none=True)
+            points = samples[:, :3]
+            if config.eikonal_weight:
+                points = points.detach().clone().requires_grad_(True)
             with autocast:
-                predicted, codes = wrapped(scenes, samples[:, :3], config.samples_per_scene)
-            loss = clamped_l1(predicted.float().squeeze(1), samples[:, 3], config.clamp)
+                predicted, codes = wrapped(scenes, points, config.samples_per_scene)
+            loss = clamped_l1(predicted.float().squeeze(1), samples[:, 3], clamp,
+                              hard_weight=hard_weight)
+            if config.eikonal_weight:  # on the samples within the clamp band
+                gradients, = torch.autograd.grad(predicted.float().sum(), points,
+                                                 create_graph=True)
+                loss = loss + config.eikonal_weight * eikonal(
+                    gradients, samples[:, 3].abs() < clamp)
             if prior_weight:
                 loss = loss + code_prior(codes.float(), form=config.code_prior,
                                          weight=prior_weight, std=config.code_std)
