@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from deepsdf_preprocess import formats
 from deepsdf_preprocess.normalize import to_normalized, to_original
@@ -34,10 +35,11 @@ from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, chamfer_unseen, f_sco
                       surface_points)
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
-from .reconstruct import GAUSS_NEWTON, Reconstruction, SolverConfig, reconstruct_codes
+from .reconstruct import GAUSS_NEWTON, SolverConfig, candidate_values, reconstruct_codes
 
 __all__ = ["complete_observations", "complete_scans", "complete_split", "scan_observation",
-           "CompletionReport", "COMPLETION_METRICS", "UNSEEN_RADIUS"]
+           "first_surface", "completion_metrics", "Completion", "CompletionReport",
+           "MultiStart", "SINGLE_START", "COMPLETION_METRICS", "UNSEEN_RADIUS"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +50,137 @@ COMPLETION_METRICS = ("chamfer", "chamfer_l1", "f_score", "chamfer_unseen")
 UNSEEN_RADIUS = 0.03
 
 
+@dataclass(frozen=True)
+class MultiStart:
+    """Where completion's fits start: every start of every shape is fitted in one batch, and
+    the fit with the lowest data term on the observation wins (a partial view leaves the fit
+    bimodal: one start may settle on a wrong shape, or on none).
+
+    The starts of a shape are its ``nearest`` training codes (those whose decoded shapes best
+    explain the observation: the lowest data term on ``screen`` of its constraint rows), the
+    ``mean`` training code, and ``random`` draws ``N(0, init_std^2)`` (the solver's; the
+    reference's single start).  Without training codes only the random draws remain.
+    """
+
+    nearest: int = 2
+    mean: bool = True
+    random: int = 1
+    screen: int = 2000  # constraint rows per shape that rank training codes and the fits
+
+    def __post_init__(self):
+        if min(self.nearest, self.random) < 0 or self.screen < 2 or self.screen % 2:
+            raise ValueError("nearest and random must be >= 0, screen a positive even number")
+        if not (self.nearest or self.mean or self.random):
+            raise ValueError("a completion needs at least one start")
+
+
+#: The reference's one random start.
+SINGLE_START = MultiStart(nearest=0, mean=False, random=1)
+
+
+@dataclass
+class Completion:
+    """Fitted codes of b observations from k starts each.
+
+    Attributes
+    ----------
+    ranked : (b, k, d) tensor, each shape's fitted codes, lowest data term first
+    data : (b, k) array, their data terms ``mean |clamp(f) - clamp(target)|``, ascending
+    start_kind : (b, k) list of str, where each ranked fit started ("nearest", "mean",
+        "random")
+    point_passes : int
+    """
+
+    ranked: torch.Tensor
+    data: np.ndarray
+    start_kind: list
+    point_passes: int
+
+    @property
+    def codes(self) -> torch.Tensor:
+        """(b, d) the winning code of each shape."""
+        return self.ranked[:, 0]
+
+    @property
+    def loss(self) -> np.ndarray:
+        """(b,) the winning fits' data terms."""
+        return self.data[:, 0]
+
+
 def complete_observations(decoder, observations, *, clamp: float,
                           latent_size: int | None = None,
                           solver: SolverConfig = GAUSS_NEWTON,
                           constraints: ConstraintConfig = ConstraintConfig(), seeds=None,
-                          device="cpu") -> Reconstruction:
-    """Fit one code per model-frame :class:`~deepsdf.observations.Observation`.
+                          starts: MultiStart = MultiStart(), train_codes=None,
+                          device="cpu") -> Completion:
+    """Fit codes to model-frame :class:`~deepsdf.observations.Observation` s from several
+    starts each (:class:`MultiStart`), ranked by their data term.
 
     ``seeds`` (one int per observation; default its position) key each shape's constraint
-    sampling, so a shape's result does not depend on its batch.
+    sampling and random starts, so a shape's result does not depend on its batch.
+    ``train_codes`` (n, d): the trained code table, for the nearest and mean starts.
     """
-    seeds = range(len(observations)) if seeds is None else seeds
+    seeds = list(range(len(observations)) if seeds is None else seeds)
     rows = [sdf_constraints(o, constraints, rng=np.random.default_rng([solver.seed, s]))
             for o, s in zip(observations, seeds)]
-    return reconstruct_codes(decoder, rows, range(len(rows)), solver, clamp=clamp,
-                             latent_size=latent_size, device=device)
+    latent_size = latent_size or decoder.config.latent_size
+    b = len(rows)
+    initial, kinds, passes = [[] for _ in range(b)], [], 0
+    if train_codes is not None and len(train_codes) and starts.nearest:
+        train_codes = torch.as_tensor(train_codes, dtype=torch.float32)
+        values = candidate_values(decoder, rows, range(b), train_codes, count=starts.screen,
+                                  clamp=clamp, seed=solver.seed, device=device)
+        passes += b * len(train_codes) * starts.screen
+        nearest = values.topk(min(starts.nearest, len(train_codes)), dim=1,
+                              largest=False).indices.cpu()
+        for i in range(b):
+            initial[i] += [train_codes[j] for j in nearest[i]]
+        kinds += ["nearest"] * nearest.shape[1]
+    if train_codes is not None and len(train_codes) and starts.mean:
+        mean = torch.as_tensor(train_codes, dtype=torch.float32).mean(dim=0)
+        for i in range(b):
+            initial[i].append(mean)
+        kinds.append("mean")
+    count = starts.random if kinds else max(starts.random, 1)
+    for i in range(b):
+        for j in range(count):
+            initial[i].append(torch.from_numpy(np.random.default_rng(
+                [solver.seed, seeds[i], j]).normal(0.0, solver.init_std, latent_size)
+                .astype(np.float32)))
+    kinds += ["random"] * count
+    k = len(kinds)
+    starting = torch.stack([code for codes in initial for code in codes])  # (b * k, d)
+    fitted = reconstruct_codes(decoder, [rows[i] for i in range(b) for _ in range(k)],
+                               range(b * k), solver, clamp=clamp, latent_size=latent_size,
+                               device=device, initial=starting)
+    fits = fitted.codes.view(b, k, -1)
+    data = candidate_values(decoder, rows, range(b), fits, count=starts.screen, clamp=clamp,
+                            seed=solver.seed + 1, device=device)
+    order = data.argsort(dim=1)
+    ranked = torch.stack([fits[i, order[i]] for i in range(b)])
+    return Completion(ranked=ranked.cpu(),
+                      data=torch.gather(data, 1, order).cpu().numpy(),
+                      start_kind=[[kinds[j] for j in order[i].tolist()] for i in range(b)],
+                      point_passes=passes + fitted.point_passes + b * k * starts.screen)
+
+
+def first_surface(decoder, completion: Completion, index: int, resolution: int, *,
+                  clamp: float):
+    """``(mesh, rank)`` of shape ``index``'s best-ranked fit whose SDF has a surface: the
+    fallback when the winning code's decoded field never crosses zero.
+
+    Raises
+    ------
+    NoSurfaceError
+        When no fit of the shape has a surface (then every start failed).
+    """
+    failures = []
+    for rank, code in enumerate(completion.ranked[index]):
+        try:
+            return code_mesh(decoder, code, resolution, clamp=clamp), rank
+        except NoSurfaceError as error:
+            failures.append(str(error))
+    raise NoSurfaceError(f"none of the {len(failures)} fits has a surface ({failures[0]})")
 
 
 def scan_observation(scan: dict) -> Observation:
@@ -75,7 +193,8 @@ def scan_observation(scan: dict) -> Observation:
 
 def complete_scans(experiment_dir, observation: Observation, similarity: Similarity, *,
                    out_dir, solver: SolverConfig = GAUSS_NEWTON,
-                   constraints: ConstraintConfig = ConstraintConfig(), checkpoint="latest",
+                   constraints: ConstraintConfig = ConstraintConfig(),
+                   starts: MultiStart = MultiStart(), checkpoint="latest",
                    resolution: int = 256, truth=None, device="cpu") -> dict:
     """Complete one shape from a world-frame observation (real depth images, a point cloud).
 
@@ -85,7 +204,7 @@ def complete_scans(experiment_dir, observation: Observation, similarity: Similar
 
     Returns a summary dict (paths, observed point count, metrics if any).
     """
-    decoder, config, _ = load_trained(experiment_dir, checkpoint, device=device)
+    decoder, config, payload = load_trained(experiment_dir, checkpoint, device=device)
     if len(observation) == 0:
         raise ValueError("no usable observed point (check the depth scale, K and the pose)")
     model = observation.transformed(similarity)
@@ -94,24 +213,25 @@ def complete_scans(experiment_dir, observation: Observation, similarity: Similar
         logger.warning("%.0f%% of the observed points lie outside the model's unit sphere: "
                        "is the world -> model transform right?", 100 * outside.mean())
     result = complete_observations(decoder, [model], clamp=config.trained_clamp,
-                                   latent_size=config.decoder.latent_size, solver=solver,
-                                   constraints=constraints, device=device)
+                                   solver=solver, constraints=constraints, starts=starts,
+                                   train_codes=payload["codes"], device=device)
     out_dir = Path(out_dir)
-    code = result.codes[0]
+    mesh, rank = first_surface(decoder, result, 0, resolution, clamp=config.trained_clamp)
+    code = result.ranked[0, rank]
     write_code(out_dir / "code.pth", code)
-    mesh = code_mesh(decoder, code, resolution, clamp=config.trained_clamp)
     write_mesh(out_dir / "completed_normalized.ply", mesh)
     mesh.vertices = similarity.inverse_points(mesh.vertices)
     write_mesh(out_dir / "completed.ply", mesh)
     summary = {"mesh": str(out_dir / "completed.ply"), "observed_points": len(observation),
-               "loss": float(result.loss[0])}
+               "loss": float(result.data[0, rank]), "start": result.start_kind[0][rank],
+               "fallback_rank": rank}
     if truth is not None:
         import trimesh
 
         reference = trimesh.load(truth, force="mesh", process=False)
-        summary["metrics"] = _metrics(surface_points(mesh, CHAMFER_POINTS)[0],
-                                      surface_points(reference, CHAMFER_POINTS)[0],
-                                      observation.points, similarity.scale)
+        summary["metrics"] = completion_metrics(surface_points(mesh, CHAMFER_POINTS)[0],
+                                                surface_points(reference, CHAMFER_POINTS)[0],
+                                                observation.points, similarity.scale)
         formats.write_json(out_dir / "metrics.json", summary)
     return summary
 
@@ -119,12 +239,13 @@ def complete_scans(experiment_dir, observation: Observation, similarity: Similar
 class _ScanSource:
     """Finds the single-view scan of an instance: its ``PartialScans`` file, or a scan rendered
     now from its source mesh (``meshes_dir``, else the path the data's manifest records), with
-    the seed and settings the preprocessor would have used."""
+    the seed and settings the preprocessor would have used.  ``view > 0`` renders another
+    seeded view (seed ``instance_seed + view``) from the source mesh."""
 
-    def __init__(self, data_dir: Path, dataset: str, meshes_dir=None):
+    def __init__(self, data_dir: Path, dataset: str, meshes_dir=None, view: int = 0):
         from deepsdf_preprocess.manifest import read_manifest
 
-        self.data_dir, self.dataset = Path(data_dir), dataset
+        self.data_dir, self.dataset, self.view = Path(data_dir), dataset, view
         self.manifest = read_manifest(self.data_dir, dataset)
         self.meshes = None
         if meshes_dir is not None:
@@ -134,7 +255,7 @@ class _ScanSource:
 
     def __call__(self, key: str, offset, scale) -> dict:
         path = formats.key_paths(self.data_dir, key)[formats.PARTIAL_SCANS]
-        if path.is_file() and self.meshes is None:
+        if path.is_file() and self.meshes is None and not self.view:
             return formats.read_partial_scan(path)
         from deepsdf_preprocess.manifest import manifest_mesh
         from deepsdf_preprocess.mesh_io import load_mesh
@@ -150,7 +271,7 @@ class _ScanSource:
         settings = (self.manifest.get("config") or {}).get("partial_scan")
         config = VirtualScanConfig(**{**settings, "elevation": tuple(settings["elevation"])}) \
             if settings else VirtualScanConfig()
-        seed = instance_seed(local, int(self.manifest.get("seed", 0)))
+        seed = instance_seed(local, int(self.manifest.get("seed", 0))) + self.view
         return instance_scan(load_mesh(mesh_path), offset, scale, seed, config)
 
 
@@ -161,8 +282,10 @@ class CompletionReport:
     no_surface: list = field(default_factory=list)
 
 
-def _metrics(points, truth, observed, scale) -> dict:
-    """Completion metrics in the original frame (``scale``: the shape's normalization)."""
+def completion_metrics(points, truth, observed, scale) -> dict:
+    """:data:`COMPLETION_METRICS` of completed surface points (n, 3) against the truth's (m, 3),
+    given the observed points (k, 3), all in the original frame (``scale``: the shape's
+    normalization, which sets the unseen radius)."""
     side = float(np.max(truth.max(axis=0) - truth.min(axis=0)))
     return {"chamfer": chamfer(points, truth), "chamfer_l1": chamfer_l1(points, truth),
             "f_score": f_score(points, truth, 0.01 * side),
@@ -184,9 +307,10 @@ def _training_clouds(data_dir, train_ids, points: int = 4000):
 
 def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir=None,
                    solver: SolverConfig = GAUSS_NEWTON,
-                   constraints: ConstraintConfig = ConstraintConfig(), checkpoint="latest",
-                   resolution: int = 256, batch: int = 16, retrieval: bool = True,
-                   device="cpu", progress: bool = True) -> CompletionReport:
+                   constraints: ConstraintConfig = ConstraintConfig(),
+                   starts: MultiStart = MultiStart(), checkpoint="latest",
+                   resolution: int = 256, batch: int = 64, retrieval: bool = True,
+                   view: int = 0, device="cpu", progress: bool = True) -> CompletionReport:
     """Complete every shape of ``split`` from its single-view scan and evaluate.
 
     Each shape's scan is mapped to the model frame with its ``NormalizationParameters``; the
@@ -194,7 +318,9 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
     ``SurfaceSamples`` (Chamfer as the paper, Chamfer-L1, F-score at 1% of the bounding-box
     side, and ``chamfer_unseen``: Chamfer on what the scan did not see).  With ``retrieval``,
     the training shape nearest to the observed points (normalized frame) answers each shape
-    too, with the same metrics.
+    too, with the same metrics.  Each shape is fitted from ``starts``; about ``batch``
+    fits (shapes times starts) run together.  ``view`` 0 is the preprocessor's scan; another
+    ``view`` is a further seeded viewpoint, rendered from the source mesh.
     """
     from deepsdf_preprocess.pipeline import instance_seed
 
@@ -211,25 +337,27 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
     from deepsdf_preprocess.progress import progress_bar
 
     bar = progress_bar(len(keys), desc="complete", unit="shape", enabled=progress, log=logger)
-    for start in range(0, len(keys), batch):
-        chunk = keys[start:start + batch]
+    per_shape = starts.nearest + starts.mean + max(starts.random, 1)
+    shapes = max(1, batch // per_shape)
+    for start in range(0, len(keys), shapes):
+        chunk = keys[start:start + shapes]
         observed, normalizations = [], []
         for key in chunk:
             dataset = key.split("/", 1)[0]
             if dataset not in sources:
-                sources[dataset] = _ScanSource(data_dir, dataset, meshes_dir)
+                sources[dataset] = _ScanSource(data_dir, dataset, meshes_dir, view)
             paths = formats.key_paths(data_dir, key)
             offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
             normalizations.append((offset, scale))
             world = scan_observation(sources[dataset](key, offset, scale))
             observed.append(world.transformed(Similarity.from_normalization(offset, scale)))
         result = complete_observations(
-            decoder, observed, clamp=config.trained_clamp, latent_size=config.decoder.latent_size,
-            solver=solver, constraints=constraints,
+            decoder, observed, clamp=config.trained_clamp, solver=solver,
+            constraints=constraints, starts=starts, train_codes=payload["codes"],
             seeds=[instance_seed(key, solver.seed) for key in chunk], device=device)
         for row_index, key in enumerate(chunk):
             offset, scale = normalizations[row_index]
-            row = _complete_one(key, result.codes[row_index], observed[row_index], offset,
+            row = _complete_one(key, result, row_index, observed[row_index], offset,
                                 scale, decoder, data_dir, out_dir, resolution, train_clouds,
                                 payload["instance_ids"], report, clamp=config.trained_clamp)
             if row is not None:
@@ -240,25 +368,30 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
     return report
 
 
-def _complete_one(key, code, observed, offset, scale, decoder, data_dir, out_dir, resolution,
-                  train_clouds, train_ids, report, *, clamp: float):
+def _complete_one(key, result: Completion, index: int, observed, offset, scale, decoder,
+                  data_dir, out_dir, resolution, train_clouds, train_ids, report, *,
+                  clamp: float):
     dataset, class_name, instance = formats.split_key(key)
     tail = Path(dataset) / class_name
-    write_code(out_dir / "Codes" / tail / f"{instance}.pth", code)
     try:
-        mesh = code_mesh(decoder, code, resolution, clamp=clamp)
+        mesh, rank = first_surface(decoder, result, index, resolution, clamp=clamp)
     except NoSurfaceError as error:
-        logger.warning("%s: the completed code has no surface (%s)", key, error)
+        logger.warning("%s: no completed code has a surface (%s)", key, error)
         report.no_surface.append(key)
         return None
+    if rank:
+        logger.info("%s: the best fit has no surface; kept fit %d (from the %s start)", key,
+                    rank, result.start_kind[index][rank])
+    write_code(out_dir / "Codes" / tail / f"{instance}.pth", result.ranked[index, rank])
     mesh.vertices = to_original(mesh.vertices, offset, scale)
     write_mesh(out_dir / "Meshes" / tail / f"{instance}.ply", mesh)
     truth = formats.read_surface_samples(
         formats.key_paths(data_dir, key)[formats.SURFACE_SAMPLES])["points"]
     seen = to_original(observed.points, offset, scale)
     points = surface_points(mesh, CHAMFER_POINTS)[0]
-    row = {"instance": key, "observed_points": len(observed), **_metrics(points, truth, seen,
-                                                                          scale)}
+    row = {"instance": key, "observed_points": len(observed),
+           "start": result.start_kind[index][rank], "fallback_rank": rank,
+           **completion_metrics(points, truth, seen, scale)}
     if train_clouds is not None:
         from .retrieval import nearest_by_observation
 
@@ -266,12 +399,12 @@ def _complete_one(key, code, observed, offset, scale, decoder, data_dir, out_dir
         answer = to_original(train_clouds[index], offset, scale)
         row["retrieval_instance"] = train_ids[index]
         row.update({f"retrieval_{k}": v
-                    for k, v in _metrics(answer, truth, seen, scale).items()})
+                    for k, v in completion_metrics(answer, truth, seen, scale).items()})
     return row
 
 
 def _write_report(out_dir: Path, report: CompletionReport, retrieval: bool) -> dict:
-    columns = ["instance", "observed_points", *COMPLETION_METRICS]
+    columns = ["instance", "observed_points", "start", "fallback_rank", *COMPLETION_METRICS]
     if retrieval:
         columns += ["retrieval_instance"] + [f"retrieval_{k}" for k in COMPLETION_METRICS]
     write_table(out_dir / "completion.csv", report.rows, columns)

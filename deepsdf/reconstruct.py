@@ -40,7 +40,8 @@ import torch
 
 from .data import PackedSamples, scene_samples
 
-__all__ = ["SolverConfig", "Reconstruction", "reconstruct_codes", "SOLVERS"]
+__all__ = ["SolverConfig", "Reconstruction", "reconstruct_codes", "candidate_values",
+           "SOLVERS"]
 
 SOLVERS = ("adam", "gauss-newton")
 
@@ -137,7 +138,7 @@ def _check_source(source, scenes) -> None:
 
 def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
                       clamp: float, latent_size: int | None = None, device="cpu",
-                      candidates=None) -> Reconstruction:
+                      candidates=None, initial=None) -> Reconstruction:
     """Fit one code per shape ``scenes`` of ``source`` with the decoder frozen.
 
     Parameters
@@ -159,6 +160,9 @@ def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
         With ``config.screen > 0``: each shape starts from whichever of its random initial
         code and these codes (typically the training codes) has the lowest objective on
         ``config.screen`` of its samples (cost ``(k + 1) * screen`` point-passes per shape).
+    initial : (b, d) tensor, optional
+        Each shape's initial code, instead of its random draw (shape completion's multiple
+        starts, :mod:`deepsdf.completion`).
     """
     _check_source(source, scenes)
     known = getattr(getattr(decoder, "config", None), "latent_size", None)
@@ -174,10 +178,16 @@ def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
         parameter.requires_grad_(False)
     # Each shape's initial code comes from its own generator, keyed (seed, scene): a shape's
     # fit does not depend on which other shapes share its batch.
-    codes = torch.from_numpy(np.stack([
-        np.random.default_rng([config.seed, int(scene)]).normal(0.0, config.init_std,
-                                                                latent_size)
-        for scene in scenes]).astype(np.float32)).to(device)
+    if initial is not None:
+        codes = torch.as_tensor(initial, dtype=torch.float32).to(device)
+        if codes.shape != (len(scenes), latent_size):
+            raise ValueError(f"initial codes must be ({len(scenes)}, {latent_size}), got "
+                             f"{tuple(codes.shape)}")
+    else:
+        codes = torch.from_numpy(np.stack([
+            np.random.default_rng([config.seed, int(scene)]).normal(0.0, config.init_std,
+                                                                    latent_size)
+            for scene in scenes]).astype(np.float32)).to(device)
     solve = _adam if config.method == "adam" else _gauss_newton
     try:
         screened = 0
@@ -198,26 +208,53 @@ _SCREEN_STEP = 2 ** 31 - 1
 
 
 @torch.no_grad()
-def _screen(decoder, source, scenes, codes, candidates, config: SolverConfig, clamp: float):
-    """Per shape, the lowest-objective code among its own initial code and ``candidates``."""
-    count = config.screen
-    samples = _draw(source, scenes, count, config.seed, _SCREEN_STEP, codes.device)
-    best_value, _ = _objective(decoder, codes, samples, count, clamp, config.prior)
-    best = codes.clone()
-    b, d = codes.shape
+def candidate_values(decoder, source, scenes, candidates, *, count: int, clamp: float,
+                     prior: float = 0.0, seed: int = 0, device="cpu") -> torch.Tensor:
+    """(b, k) objective of k candidate codes for each of the b shapes ``scenes`` of
+    ``source``, on ``count`` rows per shape drawn once (the same rows for every candidate of a
+    shape, and for every call with the same ``seed``):
+    ``mean |clamp(f) - clamp(target)| + prior * mean(z^2)`` (the data term alone with
+    ``prior = 0``).
+
+    ``candidates`` is (k, d), the same codes for every shape (training codes), or (b, k, d),
+    each shape's own (its fits from several starts).  Cost ``b * k * count`` point-passes, in
+    blocks of about 1 M points."""
+    _check_source(source, scenes)
+    b = len(scenes)
+    candidates = torch.as_tensor(candidates, dtype=torch.float32).to(device)
+    if candidates.dim() == 2:
+        candidates = candidates.unsqueeze(0).expand(b, -1, -1)
+    if candidates.dim() != 3 or len(candidates) != b:
+        raise ValueError(f"candidates must be (k, d) or ({b}, k, d), got "
+                         f"{tuple(candidates.shape)}")
+    k, d = candidates.shape[1:]
+    samples = _draw(source, scenes, count, seed, _SCREEN_STEP, device)
+    values = []
     chunk = max(1, (1 << 20) // (b * count))
-    for first in range(0, len(candidates), chunk):
-        block = candidates[first:first + chunk]
-        c = len(block)
+    for first in range(0, k, chunk):
+        block = candidates[:, first:first + chunk]
+        c = block.shape[1]
         rows = samples.view(b, 1, count, 5).expand(b, c, count, 5).reshape(-1, 5)
-        expanded = block.view(1, c, 1, d).expand(b, c, count, d).reshape(-1, d)
+        expanded = block.view(b, c, 1, d).expand(b, c, count, d).reshape(-1, d)
         predicted = decoder(expanded, rows[:, :3]).squeeze(1)
         value = _residual(predicted, rows, clamp).abs().view(b, c, count).mean(dim=2)
-        low, index = (value + config.prior * block.pow(2).mean(dim=1)).min(dim=1)
-        better = low < best_value
-        best_value = torch.where(better, low, best_value)
-        best[better] = block[index[better]]
-    return best, b * (len(candidates) + 1) * count
+        values.append(value + prior * block.pow(2).mean(dim=2))
+    return torch.cat(values, dim=1)
+
+
+def _screen(decoder, source, scenes, codes, candidates, config: SolverConfig, clamp: float):
+    """Per shape, the lowest-objective code among its own initial code and ``candidates``."""
+    count, device = config.screen, codes.device
+    samples = _draw(source, scenes, count, config.seed, _SCREEN_STEP, device)
+    with torch.no_grad():
+        own, _ = _objective(decoder, codes, samples, count, clamp, config.prior)
+    values = candidate_values(decoder, source, scenes, candidates, count=count, clamp=clamp,
+                              prior=config.prior, seed=config.seed, device=device)
+    low, index = values.min(dim=1)
+    better = low < own
+    best = codes.clone()
+    best[better] = candidates[index[better]]
+    return best, len(scenes) * (len(candidates) + 1) * count
 
 
 def _adam(decoder, source, scenes, codes, config: SolverConfig, clamp: float):

@@ -147,6 +147,66 @@ def training_scans(model, data, views: int):
     return observations, truths
 
 
+class Ball(torch.nn.Module):
+    """f(z, x) = |x| - z_0: a 'decoder' whose code is a ball's radius (no surface for
+    z_0 <= 0)."""
+
+    def forward(self, codes, points):
+        return points.norm(dim=1, keepdim=True) - codes[:, :1]
+
+
+def ball_observation(radius=0.4):
+    from deepsdf.observations import Observation
+
+    points = trimesh.creation.icosphere(subdivisions=3, radius=radius).vertices[::3]
+    normals = points / np.linalg.norm(points, axis=1, keepdims=True)
+    return Observation(points, normals, sensors=points + normals)
+
+
+def test_multi_start_ranks_the_fits_by_their_data_term_and_finds_the_right_ball():
+    """A zero learning rate keeps every start where it is: the nearest training code (the
+    exact radius) must rank first, the others after it in the order of their error."""
+    from deepsdf.completion import MultiStart, complete_observations
+
+    train = torch.tensor([[0.1], [0.4], [0.75], [0.9]])
+    starts = MultiStart(nearest=2, mean=True, random=1, screen=200)
+    result = complete_observations(Ball(), [ball_observation(0.4)], clamp=1.0, latent_size=1,
+                                   solver=SolverConfig(steps=1, samples=8, lr=0.0,
+                                                       init_std=0.0),
+                                   constraints=ConstraintConfig(free_space=0, empty_rays=0),
+                                   starts=starts, train_codes=train)
+    ranked = result.ranked[0, :, 0].tolist()
+    assert ranked[0] == pytest.approx(0.4) and result.start_kind[0][0] == "nearest"
+    assert sorted(ranked) == pytest.approx([0.0, 0.1, 0.4, 0.5375])  # 2 nearest, mean, random
+    np.testing.assert_allclose(result.data[0], [abs(r - 0.4) for r in ranked], atol=2e-3)
+    assert np.all(np.diff(result.data[0]) >= 0) and result.loss[0] < 1e-3
+
+
+def test_without_training_codes_completion_keeps_the_random_start():
+    from deepsdf.completion import MultiStart, complete_observations
+
+    result = complete_observations(Ball(), [ball_observation()], clamp=1.0, latent_size=1,
+                                   solver=SolverConfig(steps=1, samples=8, lr=0.0),
+                                   starts=MultiStart(random=0))
+    assert result.ranked.shape == (1, 1, 1) and result.start_kind == [["random"]]
+
+
+def test_a_fit_without_surface_falls_back_to_the_next_ranked_fit():
+    from deepsdf.completion import Completion, first_surface
+    from deepsdf.mesh import NoSurfaceError
+
+    ranked = torch.tensor([[[-0.2], [0.5], [0.3]]])
+    result = Completion(ranked=ranked, data=np.array([[0.01, 0.02, 0.03]]),
+                        start_kind=[["random", "nearest", "mean"]], point_passes=0)
+    mesh, rank = first_surface(Ball(), result, 0, 32, clamp=0.1)
+    assert rank == 1
+    np.testing.assert_allclose(np.linalg.norm(mesh.vertices, axis=1), 0.5, atol=0.01)
+    with pytest.raises(NoSurfaceError, match="none of the 1 fits"):
+        first_surface(Ball(), Completion(ranked=ranked[:, :1], data=np.zeros((1, 1)),
+                                         start_kind=[["random"]], point_passes=0),
+                      0, 32, clamp=0.1)
+
+
 @pytest.mark.slow
 def test_free_space_lowers_the_error_on_what_the_scan_did_not_see(trained, trained_data):
     """Five training chairs, three single views each: the mean Chamfer on the unseen parts of

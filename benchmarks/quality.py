@@ -1,0 +1,367 @@
+"""Shape quality per training recipe at a fixed budget: reconstruction and one-view completion
+of held-out shapes, one table per recipe.
+
+Data: the embedded procedural categories (chairs, tables, vessels), ``--per-category`` shapes
+each, preprocessed once (with the preprocessor's virtual partial scan), half of every category
+held out (24 held-out shapes at the default 16 per category).  Every recipe trains the same
+number of optimizer steps on the same samples per step (``--steps``; ``NumEpochs`` follows from
+the training-set size), then:
+
+- reconstructs every held-out shape (Gauss-Newton preset, ``--resolution`` meshes) and
+  evaluates it (Chamfer, F-score at 1%, normal consistency, IoU) beside retrieval by code;
+- completes every held-out shape from ``--views`` seeded single views (view 0: the
+  preprocessor's scan; others rendered from the source mesh), with several starts, and
+  reports Chamfer, F-score, ``chamfer_unseen`` and the count of failed fits (no surface),
+  beside the training shape nearest to each scan.
+
+Completion costs more than training here (every shape, every view, several starts, each a
+Gauss-Newton fit), so it runs for the recipes named by ``--complete`` (default: the first);
+the first of those is also completed with one random start (``single-start``) and without
+free-space rows (``no-free-space``): the gain of each part of completion.
+
+Every stage resumes from what ``--work`` holds.  Usage::
+
+    python benchmarks/quality.py                          # every recipe (about 40 min, 2 cores)
+    python benchmarks/quality.py --recipes demo,fourier   # some of them
+    python benchmarks/quality.py --list                   # the recipes and what they change
+
+Prints one block per recipe and a final table; writes ``WORK/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CATEGORIES = ("chairs", "tables", "vessels")
+
+
+def _demo_specs() -> dict:
+    specs = json.loads((ROOT / "experiments" / "demo" / "specs.json").read_text())
+    for key in ("DataSource", "TrainSplit", "TestSplit"):
+        specs.pop(key)
+    return specs
+
+
+def _network(**changes):
+    def change(specs, epochs):
+        specs["NetworkSpecs"].update(changes)
+        return specs
+    return change
+
+
+def _curriculum(specs, epochs):
+    specs["Curriculum"] = [{"Epoch": int(0.4 * epochs), "Clamp": 0.05, "HardWeight": 0.1},
+                           {"Epoch": int(0.7 * epochs), "Clamp": 0.025, "HardWeight": 0.2}]
+    return specs
+
+
+def _eikonal(specs, epochs):
+    specs["EikonalWeight"] = 0.1
+    return specs
+
+
+def _batch_shape(specs, epochs):
+    specs["ScenesPerBatch"], specs["SamplesPerScene"] = 12, 2048
+    return specs
+
+
+def _wide(specs, epochs):
+    specs["NetworkSpecs"].update(dims=[256] * 4)
+    return specs
+
+
+def _deep(specs, epochs):
+    specs["NetworkSpecs"].update(dims=[128] * 6, latent_in=[3])
+    return specs
+
+
+def _codes(length):
+    def change(specs, epochs):
+        specs["CodeLength"] = length
+        return specs
+    return change
+
+
+def _learning_rate(factor):
+    def change(specs, epochs):
+        for schedule in specs["LearningRateSchedule"]:
+            schedule["Initial"] *= factor
+        return specs
+    return change
+
+
+def _both(*changes):
+    def change(specs, epochs):
+        for one in changes:
+            specs = one(specs, epochs)
+        return specs
+    return change
+
+
+#: name -> (what it changes against the demo recipe, the change)
+RECIPES = {
+    "demo": ("the present demo recipe: 4 x 128, 64-d codes, clamp 0.1", lambda s, e: s),
+    "curriculum": ("Curriculum: clamp 0.1 -> 0.05 (hard weight 0.1) at 40% -> 0.025 (0.2) at "
+                   "70%", _curriculum),
+    "fourier4": ("fourier_frequencies 4 (xyz + 24 sin/cos features)",
+                 _network(fourier_frequencies=4)),
+    "fourier6": ("fourier_frequencies 6", _network(fourier_frequencies=6)),
+    "eikonal": ("EikonalWeight 0.1 on the samples within the clamp band", _eikonal),
+    "batch12x2048": ("12 scenes x 2048 samples per step instead of 6 x 4096", _batch_shape),
+    "wide": ("4 x 256 hidden layers", _wide),
+    "deep": ("6 x 128 hidden layers, latent in at 3", _deep),
+    "codes32": ("32-d codes", _codes(32)),
+    "lr2x": ("learning rates x2", _learning_rate(2.0)),
+    "fourier4+curriculum": ("fourier_frequencies 4 and the curriculum",
+                            _both(_network(fourier_frequencies=4), _curriculum)),
+}
+
+
+def say(message: str) -> None:
+    print(f"[quality] {message}", flush=True)
+
+
+def prepare_data(work: Path, per_category: int, samples: int, seed: int):
+    """Generate and preprocess the shapes once; (data dir, train split, test split)."""
+    from deepsdf_preprocess.driver import preprocess_dataset
+    from deepsdf_preprocess.formats import read_split, write_split
+    from deepsdf_preprocess.partial_scan import VirtualScanConfig
+    from deepsdf_preprocess.pipeline import PreprocessConfig
+    from deepsdf_preprocess.procedural import write_shapes
+    from deepsdf_preprocess.splits import make_split
+
+    data = work / "data"
+    train_path, test_path = data / "splits" / "train.json", data / "splits" / "test.json"
+    if train_path.is_file() and test_path.is_file():
+        return data, train_path, test_path
+    for category in CATEGORIES:
+        write_shapes(work / "meshes", category, per_category, seed)
+    config = PreprocessConfig(partial_scan=VirtualScanConfig())
+    config = replace(config, sampling=replace(config.sampling, count=samples))
+    started = time.perf_counter()
+    report = preprocess_dataset(work / "meshes", data, "procedural", config=config,
+                                workers=os.cpu_count() or 1, seed=seed, backend="pyrender")
+    if report.failed:
+        raise SystemExit(f"{len(report.failed)} shapes failed; see {report.manifest_path}")
+    train, test = make_split(read_split(report.split_path), test_fraction=0.5, seed=seed)
+    write_split(train_path, train)
+    write_split(test_path, test)
+    say(f"preprocessed {len(report.succeeded)} shapes in {time.perf_counter() - started:.0f} s")
+    return data, train_path, test_path
+
+
+def recipe_specs(name: str, data: Path, train: Path, test: Path, steps: int) -> dict:
+    from deepsdf.latents import split_instances
+    from deepsdf_preprocess.formats import read_split
+
+    specs = _demo_specs()
+    shapes = len(split_instances(read_split(train)))
+    specs = RECIPES[name][1](specs, 1)  # to learn the batch shape
+    epochs = max(1, round(steps * specs["ScenesPerBatch"] / shapes))
+    specs = RECIPES[name][1](_demo_specs(), epochs)
+    for schedule in specs["LearningRateSchedule"]:
+        schedule["Interval"] = max(1, round(0.4 * epochs))  # the demo's 200 of 500
+    specs.update(NumEpochs=epochs, SnapshotFrequency=epochs, DataSource=str(data),
+                 TrainSplit=str(train), TestSplit=str(test),
+                 Description=f"benchmarks/quality.py recipe {name}: {RECIPES[name][0]}")
+    return specs
+
+
+def train_recipe(folder: Path, specs: dict) -> float:
+    """Train (or resume) the recipe; seconds spent training in this call."""
+    from deepsdf.checkpoint import checkpoint_path, load_checkpoint
+    from deepsdf.config import load_specs
+    from deepsdf.train import Trainer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "specs.json").write_text(json.dumps(specs, indent=2))
+    latest = checkpoint_path(folder)
+    if latest.is_file() and load_checkpoint(latest)["epoch"] >= specs["NumEpochs"]:
+        return float(json.loads((folder / "train_seconds.json").read_text()))
+    started = time.perf_counter()
+    Trainer(folder, load_specs(folder), device="cpu", progress=False).train(
+        resume=latest.is_file())
+    seconds = time.perf_counter() - started
+    (folder / "train_seconds.json").write_text(json.dumps(seconds))
+    return seconds
+
+
+def complete_views(folder: Path, data: Path, test_split: dict, views: int, resolution: int,
+                   name: str, **options) -> dict:
+    """One-view completion of every held-out shape from each of ``views`` views, pooled."""
+    from deepsdf.completion import COMPLETION_METRICS, complete_split
+    from deepsdf.evaluate import summarize
+
+    rows, failed = [], []
+    for view in range(views):
+        out = folder / name / f"view{view}"
+        cached = out / "rows.json"
+        if cached.is_file():
+            report = json.loads(cached.read_text())
+        else:
+            result = complete_split(folder, test_split, data_dir=data, out_dir=out,
+                                    resolution=resolution, view=view, progress=False,
+                                    **options)
+            report = {"rows": result.rows, "no_surface": result.no_surface}
+            cached.write_text(json.dumps(report))
+        rows += report["rows"]
+        failed += report["no_surface"]
+    fallbacks = sum(1 for row in rows if row.get("fallback_rank"))
+    return {"fits": len(rows) + len(failed), "failed": len(failed), "fallbacks": fallbacks,
+            "completion": summarize(rows, COMPLETION_METRICS),
+            "retrieval": summarize(rows, COMPLETION_METRICS, "retrieval_"),
+            "beats_retrieval_mean_chamfer": bool(rows) and
+            summarize(rows, ["chamfer"])["chamfer"]["mean"]
+            < summarize(rows, ["chamfer"], "retrieval_")["chamfer"]["mean"]}
+
+
+def run_recipe(name: str, work: Path, data: Path, train: Path, test: Path, args,
+               complete: bool, ablation: bool) -> dict:
+    from deepsdf.completion import SINGLE_START
+    from deepsdf.evaluate import evaluate_split
+    from deepsdf.inference import reconstruct_split
+    from deepsdf.latents import split_instances
+    from deepsdf.observations import ConstraintConfig
+    from deepsdf.reconstruct import GAUSS_NEWTON
+    from deepsdf_preprocess.formats import read_split
+
+    folder = work / "recipes" / name
+    specs = recipe_specs(name, data, train, test, args.steps)
+    seconds = train_recipe(folder, specs)
+    test_split = read_split(test)
+    started = time.perf_counter()
+    reconstruct_split(folder, test_split, data_dir=data, solver=GAUSS_NEWTON,
+                      resolution=args.resolution, skip=True, progress=False)
+    try:
+        evaluation = evaluate_split(folder, test_split, data_dir=data)
+    except ValueError:  # not one mesh: every held-out shape failed
+        evaluation = {"shapes": 0, "missing": split_instances(test_split),
+                      "reconstruction": {}, "retrieval_code": {}}
+    reconstruct_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    completion = {}
+    if complete:
+        completion["multi-start"] = complete_views(folder, data, test_split, args.views,
+                                                   args.resolution, "completion")
+    if complete and ablation:
+        completion["single-start"] = complete_views(folder, data, test_split, args.views,
+                                                    args.resolution, "completion-single",
+                                                    starts=SINGLE_START)
+        completion["no-free-space"] = complete_views(
+            folder, data, test_split, args.views, args.resolution, "completion-surface-only",
+            constraints=ConstraintConfig(free_space=0, empty_rays=0))
+    result = {"recipe": name, "changes": RECIPES[name][0], "epochs": specs["NumEpochs"],
+              "steps": args.steps, "samples_per_step": specs["ScenesPerBatch"]
+              * specs["SamplesPerScene"], "train_seconds": seconds,
+              "reconstruct_seconds": reconstruct_seconds,
+              "complete_seconds": time.perf_counter() - started,
+              "held_out": evaluation["shapes"], "no_surface": len(evaluation["missing"]),
+              "reconstruction": evaluation["reconstruction"],
+              "retrieval_code": evaluation["retrieval_code"], "completion": completion}
+    (folder / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _cell(section: dict, metric: str, which: str = "mean") -> str:
+    value = section.get(metric, {}).get(which)
+    return "-" if value is None else f"{value:.3g}"
+
+
+def print_recipe(result: dict) -> None:
+    rec, ret = result["reconstruction"], result["retrieval_code"]
+    say(f"{result['recipe']}: {result['changes']}")
+    print(f"  budget {result['steps']} steps x {result['samples_per_step']} samples "
+          f"({result['epochs']} epochs), trained in {result['train_seconds']:.0f} s")
+    print(f"  reconstruction of {result['held_out']} held-out shapes "
+          f"({result['no_surface']} without surface): Chamfer mean {_cell(rec, 'chamfer')} "
+          f"median {_cell(rec, 'chamfer', 'median')}, F@1% {_cell(rec, 'f_score')}, normal "
+          f"consistency {_cell(rec, 'normal_consistency')}, IoU {_cell(rec, 'iou')}; "
+          f"retrieval by code: Chamfer {_cell(ret, 'chamfer')}, F {_cell(ret, 'f_score')}")
+    for variant, block in result["completion"].items():
+        done, near = block["completion"], block["retrieval"]
+        print(f"  completion ({variant}, {block['fits']} fits, {block['failed']} failed, "
+              f"{block['fallbacks']} fell back): Chamfer mean {_cell(done, 'chamfer')} median "
+              f"{_cell(done, 'chamfer', 'median')}, F@1% {_cell(done, 'f_score')}, unseen "
+              f"{_cell(done, 'chamfer_unseen')}; nearest training shape: Chamfer "
+              f"{_cell(near, 'chamfer')}, F {_cell(near, 'f_score')}")
+
+
+def print_table(results: list) -> None:
+    print()
+    print("| recipe | train s | Chamfer mean | median | F@1% | NC | IoU | completion Chamfer | "
+          "unseen | F@1% | failed | retrieval Chamfer |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        rec = r["reconstruction"]
+        done = r["completion"].get("multi-start")
+        tail = (f"{_cell(done['completion'], 'chamfer')} | "
+                f"{_cell(done['completion'], 'chamfer_unseen')} | "
+                f"{_cell(done['completion'], 'f_score')} | {done['failed']}/{done['fits']} | "
+                f"{_cell(done['retrieval'], 'chamfer')} |" if done else "- | - | - | - | - |")
+        print(f"| {r['recipe']} | {r['train_seconds']:.0f} | {_cell(rec, 'chamfer')} | "
+              f"{_cell(rec, 'chamfer', 'median')} | {_cell(rec, 'f_score')} | "
+              f"{_cell(rec, 'normal_consistency')} | {_cell(rec, 'iou')} | {tail}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmark_output" / "quality",
+                        help="working folder (resumed)")
+    parser.add_argument("--recipes", default=",".join(RECIPES),
+                        help="comma-separated recipe names (--list shows them)")
+    parser.add_argument("--list", action="store_true", help="list the recipes and exit")
+    parser.add_argument("--complete", default=None,
+                        help="comma-separated recipes to run completion for (default: the "
+                             "first recipe; the first of these also gets the ablation)")
+    parser.add_argument("--per-category", type=int, default=16,
+                        help="shapes per category (half are held out)")
+    parser.add_argument("--samples", type=int, default=250_000, help="SDF samples per shape")
+    parser.add_argument("--steps", type=int, default=1200, help="optimizer steps per recipe")
+    parser.add_argument("--views", type=int, default=2, help="completion views per shape")
+    parser.add_argument("--resolution", type=int, default=128, help="mesh grid")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, (changes, _) in RECIPES.items():
+            print(f"{name:22s} {changes}")
+        return
+    names = [n for n in args.recipes.split(",") if n]
+    unknown = [n for n in names + (args.complete or "").split(",") if n and n not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipes {unknown}; --list shows them")
+    os.environ.setdefault("DEEPSDF_NO_PROGRESS", "1")
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    say(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads")
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    data, train, test = prepare_data(work, args.per_category, args.samples, args.seed)
+    completed = names[:1] if args.complete is None else [
+        n for n in args.complete.split(",") if n]
+    results = []
+    for name in names:
+        result = run_recipe(name, work, data, train, test, args,
+                            complete=name in completed,
+                            ablation=bool(completed) and name == completed[0])
+        print_recipe(result)
+        results.append(result)
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()
