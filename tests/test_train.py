@@ -62,6 +62,29 @@ def test_overfits_the_training_shapes(trained, trained_data):
         assert chamfer < 2e-3, (key, chamfer)
 
 
+def test_a_short_run_learns_the_signs_of_its_training_samples(tiny_data, tmp_path):
+    """The fast suite's quality check (the slow one is above): 300 epochs on three chairs put
+    the sign of most samples farther than 0.03 from the surface right (measured 94-99%), and
+    the loss falls (measured to a third)."""
+    from deepsdf.data import scene_samples
+
+    data, split = tiny_data
+    experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=300,
+                                 SamplesPerScene=2048)
+    trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
+    trainer.train()
+    accuracies = []
+    for scene in range(3):
+        rows = torch.from_numpy(scene_samples(trainer.packed, scene, 8000, seed=9, epoch=0))
+        rows = rows[rows[:, 3].abs() > 0.03]
+        code = trainer.model.codes.weight[scene].detach().expand(len(rows), -1)
+        with torch.no_grad():
+            predicted = trainer.model.decoder.eval()(code, rows[:, :3]).squeeze(1)
+        accuracies.append((torch.sign(predicted) == torch.sign(rows[:, 3])).float().mean())
+    assert min(accuracies) > 0.9
+    assert trainer.history[-1][1] < 0.5 * trainer.history[0][1]
+
+
 def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tiny_data, tmp_path):
     data, split = tiny_data
     network = dict(TINY_SPECS["NetworkSpecs"], dims=[32, 32, 32, 32], dropout=[0, 1],
@@ -100,6 +123,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(tiny_data, tmp_path):
     data, split = tiny_data
     network = dict(TINY_SPECS["NetworkSpecs"], dims=[32, 32, 32, 32])
