@@ -197,7 +197,7 @@ def complete_views(folder: Path, data: Path, test_split: dict, views: int, resol
                    name: str, **options) -> dict:
     """One-view completion of every held-out shape from each of ``views`` views, pooled."""
     from deepsdf.completion import COMPLETION_METRICS, complete_split
-    from deepsdf.evaluate import summarize
+    from deepsdf.experiment import summarize
 
     rows, failed = [], []
     for view in range(views):

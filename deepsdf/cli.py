@@ -405,19 +405,18 @@ samples per step).""")
 def _run_reconstruct(args) -> int:
     from dataclasses import replace
 
-    from deepsdf.inference import load_trained, reconstruct_split, split_of
-    from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig
     from deepsdf.device import resolve_device
+    from deepsdf.experiment import Experiment
+    from deepsdf.inference import reconstruct_split
+    from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig
 
-    device = resolve_device(args.device)
-    _, config, _ = load_trained(args.experiment_dir, args.checkpoint)
+    experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint, data=args.data,
+                            device=resolve_device(args.device))
     solver = GAUSS_NEWTON if args.solver == "gauss-newton" else SolverConfig()
     solver = replace(solver, seed=args.seed, **({"steps": args.steps} if args.steps else {}),
                      **({"screen": args.screen} if args.screen is not None else {}))
-    report = reconstruct_split(args.experiment_dir, split_of(config, args.split),
-                               data_dir=args.data or config.data_source, solver=solver,
-                               checkpoint=args.checkpoint, resolution=args.resolution,
-                               batch=args.batch, skip=args.skip, device=device,
+    report = reconstruct_split(experiment, experiment.split(args.split), solver=solver,
+                               resolution=args.resolution, batch=args.batch, skip=args.skip,
                                progress=not args.no_progress, cache=args.cache)
     print(f"reconstructed {len(report.written)} shapes ({len(report.skipped)} skipped, "
           f"{len(report.no_surface)} without a surface); {report.point_passes:,} point-passes")
@@ -453,20 +452,21 @@ def _add_mesh(commands):
 
 
 def _run_mesh(args) -> int:
-    from deepsdf.inference import check_mesh_format, load_trained, read_code, write_mesh
-    from deepsdf.mesh import coarse_to_fine_grid, decoder_field, dense_grid, extract_mesh
     from deepsdf.device import resolve_device
+    from deepsdf.experiment import Experiment, check_mesh_format, read_code, write_mesh
+    from deepsdf.mesh import coarse_to_fine_grid, decoder_field, dense_grid, extract_mesh
     from deepsdf_preprocess.formats import read_normalization
 
     check_mesh_format(args.out)  # before the work, not after
     device = resolve_device(args.device)
-    decoder, config, payload = load_trained(args.experiment_dir, args.checkpoint, device=device)
+    model = Experiment(args.experiment_dir, checkpoint=args.checkpoint, device=device).model
+    decoder = model.decoder
     if args.instance:
         from deepsdf.latents import find_instance
 
-        code = payload["codes"][find_instance(payload["instance_ids"], args.instance)]
+        code = model.codes[find_instance(model.instance_ids, args.instance)]
     else:
-        code = read_code(args.code, config.decoder.latent_size)
+        code = read_code(args.code, model.config.decoder.latent_size)
     offset = scale = None
     if args.normalization:
         offset, scale = read_normalization(args.normalization)
@@ -502,13 +502,12 @@ def _add_evaluate(commands):
 
 def _run_evaluate(args) -> int:
     from deepsdf.evaluate import evaluate_split, summary_table
-    from deepsdf.inference import load_trained, split_of
+    from deepsdf.experiment import Experiment
 
-    _, config, _ = load_trained(args.experiment_dir, args.checkpoint)
-    summary = evaluate_split(args.experiment_dir, split_of(config, args.split),
-                             data_dir=args.data or config.data_source,
-                             checkpoint=args.checkpoint, retrieval=not args.no_retrieval)
-    folder = args.experiment_dir / "Evaluation" / str(args.checkpoint)
+    experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint, data=args.data)
+    summary = evaluate_split(experiment, experiment.split(args.split),
+                             retrieval=not args.no_retrieval)
+    folder = experiment.evaluation
     print(summary_table(summary))
     print(f"{summary['shapes']} shapes evaluated"
           + (f", {len(summary['missing'])} without a reconstruction" if summary["missing"]
@@ -599,12 +598,13 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
 def _run_complete(args) -> int:
     from dataclasses import replace
 
-    from deepsdf.inference import load_trained, split_of
+    from deepsdf.device import resolve_device
+    from deepsdf.experiment import Experiment
     from deepsdf.observations import ConstraintConfig
     from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig
-    from deepsdf.device import resolve_device
 
-    device = resolve_device(args.device)
+    experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint, data=args.data,
+                            device=resolve_device(args.device))
     solver = replace(GAUSS_NEWTON if args.solver == "gauss-newton" else SolverConfig(),
                      seed=args.seed)
     constraints = ConstraintConfig(eta=args.eta, free_space=args.free_space,
@@ -615,13 +615,10 @@ def _run_complete(args) -> int:
                              "--points")
         from deepsdf.completion import complete_split
 
-        _, config, _ = load_trained(args.experiment_dir, args.checkpoint)
-        report = complete_split(args.experiment_dir, split_of(config, args.split),
-                                data_dir=args.data or config.data_source, out_dir=args.out,
+        report = complete_split(experiment, experiment.split(args.split), out_dir=args.out,
                                 meshes_dir=args.meshes, solver=solver,
-                                constraints=constraints, checkpoint=args.checkpoint,
-                                resolution=args.resolution,
-                                retrieval=not args.no_retrieval, device=device,
+                                constraints=constraints, resolution=args.resolution,
+                                retrieval=not args.no_retrieval,
                                 progress=not args.no_progress)
         summary = report.summary
         line = f"completed {summary['shapes']} shapes into {args.out}"
@@ -633,10 +630,10 @@ def _run_complete(args) -> int:
         return 0
     from deepsdf.completion import complete_scans
 
-    summary = complete_scans(args.experiment_dir, _observation_from_args(args),
+    summary = complete_scans(experiment, _observation_from_args(args),
                              _similarity_from_args(args), out_dir=args.out, solver=solver,
-                             constraints=constraints, checkpoint=args.checkpoint,
-                             resolution=args.resolution, truth=args.truth, device=device)
+                             constraints=constraints, resolution=args.resolution,
+                             truth=args.truth)
     print(f"wrote {summary['mesh']} ({summary['observed_points']} observed points)")
     return 0
 

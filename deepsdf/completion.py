@@ -27,8 +27,8 @@ from deepsdf_preprocess import formats
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.pinhole import PinholeCamera
 
-from .evaluate import summarize, write_table
-from .inference import load_trained, write_code, write_mesh
+from .experiment import Experiment, instance_outputs, summarize, write_code, write_mesh, \
+    write_table
 from .latents import split_instances
 from .mesh import NoSurfaceError, code_mesh
 from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, chamfer_unseen, f_score,
@@ -191,7 +191,7 @@ def scan_observation(scan: dict) -> Observation:
     return observe_depth(depth, camera)
 
 
-def complete_scans(experiment_dir, observation: Observation, similarity: Similarity, *,
+def complete_scans(experiment, observation: Observation, similarity: Similarity, *,
                    out_dir, solver: SolverConfig = GAUSS_NEWTON,
                    constraints: ConstraintConfig = ConstraintConfig(),
                    starts: MultiStart = MultiStart(), checkpoint="latest",
@@ -204,7 +204,8 @@ def complete_scans(experiment_dir, observation: Observation, similarity: Similar
 
     Returns a summary dict (paths, observed point count, metrics if any).
     """
-    decoder, config, payload = load_trained(experiment_dir, checkpoint, device=device)
+    experiment = Experiment.of(experiment, checkpoint=checkpoint, device=device)
+    decoder, config = experiment.model.decoder, experiment.config
     if len(observation) == 0:
         raise ValueError("no usable observed point (check the depth scale, K and the pose)")
     model = observation.transformed(similarity)
@@ -214,7 +215,7 @@ def complete_scans(experiment_dir, observation: Observation, similarity: Similar
                        "is the world -> model transform right?", 100 * outside.mean())
     result = complete_observations(decoder, [model], clamp=config.trained_clamp,
                                    solver=solver, constraints=constraints, starts=starts,
-                                   train_codes=payload["codes"], device=device)
+                                   train_codes=experiment.model.codes, device=experiment.device)
     out_dir = Path(out_dir)
     mesh, rank = first_surface(decoder, result, 0, resolution, clamp=config.trained_clamp)
     code = result.ranked[0, rank]
@@ -305,7 +306,7 @@ def _training_clouds(data_dir, train_ids, points: int = 4000):
     return clouds
 
 
-def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir=None,
+def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_dir=None,
                    solver: SolverConfig = GAUSS_NEWTON,
                    constraints: ConstraintConfig = ConstraintConfig(),
                    starts: MultiStart = MultiStart(), checkpoint="latest",
@@ -324,8 +325,10 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
     """
     from deepsdf_preprocess.pipeline import instance_seed
 
-    decoder, config, payload = load_trained(experiment_dir, checkpoint, device=device)
-    out_dir, data_dir = Path(out_dir), Path(data_dir)
+    experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir, device=device)
+    model, config = experiment.model, experiment.config
+    decoder, device = model.decoder, experiment.device
+    out_dir, data_dir = Path(out_dir), experiment.data_dir
     keys = split_instances(split)
     if not keys:
         raise ValueError("the split lists no instance")
@@ -333,7 +336,7 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
     report = CompletionReport()
     train_clouds = None
     if retrieval:
-        train_clouds = _training_clouds(data_dir, payload["instance_ids"])
+        train_clouds = _training_clouds(data_dir, model.instance_ids)
     from deepsdf_preprocess.progress import progress_bar
 
     bar = progress_bar(len(keys), desc="complete", unit="shape", enabled=progress, log=logger)
@@ -353,13 +356,13 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
             observed.append(world.transformed(Similarity.from_normalization(offset, scale)))
         result = complete_observations(
             decoder, observed, clamp=config.trained_clamp, solver=solver,
-            constraints=constraints, starts=starts, train_codes=payload["codes"],
+            constraints=constraints, starts=starts, train_codes=model.codes,
             seeds=[instance_seed(key, solver.seed) for key in chunk], device=device)
         for row_index, key in enumerate(chunk):
             offset, scale = normalizations[row_index]
             row = _complete_one(key, result, row_index, observed[row_index], offset,
                                 scale, decoder, data_dir, out_dir, resolution, train_clouds,
-                                payload["instance_ids"], report, clamp=config.trained_clamp)
+                                model.instance_ids, report, clamp=config.trained_clamp)
             if row is not None:
                 report.rows.append(row)
             bar.update(1)
@@ -371,8 +374,7 @@ def complete_split(experiment_dir, split: dict, *, data_dir, out_dir, meshes_dir
 def _complete_one(key, result: Completion, index: int, observed, offset, scale, decoder,
                   data_dir, out_dir, resolution, train_clouds, train_ids, report, *,
                   clamp: float):
-    dataset, class_name, instance = formats.split_key(key)
-    tail = Path(dataset) / class_name
+    paths = instance_outputs(out_dir, key)
     try:
         mesh, rank = first_surface(decoder, result, index, resolution, clamp=clamp)
     except NoSurfaceError as error:
@@ -382,9 +384,9 @@ def _complete_one(key, result: Completion, index: int, observed, offset, scale, 
     if rank:
         logger.info("%s: the best fit has no surface; kept fit %d (from the %s start)", key,
                     rank, result.start_kind[index][rank])
-    write_code(out_dir / "Codes" / tail / f"{instance}.pth", result.ranked[index, rank])
+    write_code(paths["code"], result.ranked[index, rank])
     mesh.vertices = to_original(mesh.vertices, offset, scale)
-    write_mesh(out_dir / "Meshes" / tail / f"{instance}.ply", mesh)
+    write_mesh(paths["mesh"], mesh)  # the completion's Meshes are in the original frame
     truth = formats.read_surface_samples(
         formats.key_paths(data_dir, key)[formats.SURFACE_SAMPLES])["points"]
     seen = to_original(observed.points, offset, scale)

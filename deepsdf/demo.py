@@ -82,17 +82,18 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
     lap("preprocess")
 
     trainer = _train(out, data, train_path, test_path, settings, device, max_epochs)
-    experiment = out / "experiment"
     lap("train")
 
     from deepsdf.evaluate import evaluate_split
+    from deepsdf.experiment import Experiment
     from deepsdf.inference import reconstruct_split
     from deepsdf.reconstruct import GAUSS_NEWTON
 
+    experiment = Experiment(out / "experiment", data=data, device=trainer.device)
     test_split = read_split(test_path)
-    reconstruct_split(experiment, test_split, data_dir=data, solver=GAUSS_NEWTON,
-                      resolution=settings.resolution, skip=True, device=trainer.device)
-    evaluation = evaluate_split(experiment, test_split, data_dir=data)
+    reconstruct_split(experiment, test_split, solver=GAUSS_NEWTON,
+                      resolution=settings.resolution, skip=True)
+    evaluation = evaluate_split(experiment, test_split)
     ours = evaluation["reconstruction"]["chamfer"]["mean"]
     retrieved = evaluation["retrieval_code"]["chamfer"]["mean"]
     _say(f"4/7 reconstructed and evaluated the {evaluation['shapes']} held-out shapes: mean "
@@ -102,9 +103,8 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
     from deepsdf.completion import complete_split
     from deepsdf.latents import split_instances
 
-    completion = complete_split(experiment, test_split, data_dir=data,
-                                out_dir=out / "completion", resolution=settings.resolution,
-                                device=trainer.device)
+    completion = complete_split(experiment, test_split, out_dir=out / "completion",
+                                resolution=settings.resolution)
     done = completion.summary.get("completion", {}).get("chamfer", {}).get("mean", float("nan"))
     answered = completion.summary.get("retrieval", {}).get("chamfer", {}).get("mean",
                                                                               float("nan"))
@@ -120,7 +120,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
     table = next(k for k in train_ids if "/tables/" in k)
     interpolation_pictures(experiment, out / "report" / "interpolation", start=chair,
                            end=table, steps=settings.steps, resolution=settings.resolution,
-                           size=settings.picture_size, device=trainer.device)
+                           size=settings.picture_size)
     _say(f"6/7 interpolated from {chair} to {table}")
     lap("interpolate")
 

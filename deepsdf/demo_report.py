@@ -49,7 +49,7 @@ def _header(name: str) -> str:
     return f"{label} ({'↓' if better == 'lower' else '↑'})"
 
 
-def write_demo_report(out: Path, *, data: Path, experiment: Path, trainer, evaluation: dict,
+def write_demo_report(out: Path, *, data: Path, experiment, trainer, evaluation: dict,
                       completion, ends: tuple, settings, timings: dict) -> dict:
     """Write ``out/report``; returns the summary (also ``out/report/summary.json``).
 
@@ -64,9 +64,7 @@ def write_demo_report(out: Path, *, data: Path, experiment: Path, trainer, evalu
     """
     import trimesh
 
-    from deepsdf.checkpoint import checkpoint_path, load_checkpoint
-    from deepsdf.evaluate import SourceMeshes
-    from deepsdf.inference import output_paths
+    from deepsdf.experiment import Experiment, SourceMeshes
     from deepsdf.pictures import default_camera, render_meshes, save_png, tile
     from deepsdf.report import Html, Report, link, training_curve
     from deepsdf.viewer import write_viewer
@@ -78,9 +76,10 @@ def write_demo_report(out: Path, *, data: Path, experiment: Path, trainer, evalu
     relative = lambda path: os.path.relpath(path, folder)  # noqa: E731
     camera = default_camera(settings.picture_size)
     sources = SourceMeshes(data)
-    payload = load_checkpoint(checkpoint_path(experiment))
+    trained = Experiment.of(experiment, data=data)
+    payload = trained.model.payload
     history = payload.get("history", [])
-    metrics_csv = experiment / "Evaluation" / "latest" / "metrics.csv"
+    metrics_csv = trained.evaluation / "metrics.csv"
     completion_csv = out / "completion" / "completion.csv"
     shapes = _rows(metrics_csv)
     completed = {row["instance"]: row for row in completion.rows}
@@ -129,7 +128,7 @@ def write_demo_report(out: Path, *, data: Path, experiment: Path, trainer, evalu
     table = []
     for row in shapes:
         key = row["instance"]
-        paths = output_paths(experiment, "latest", key)
+        paths = trained.reconstruction(key)
         finished = completed.get(key, {})
         completion_mesh = out / "completion" / "Meshes" / f"{key}.ply"
         files = [link("reconstruction.ply", relative(paths["original"]))
@@ -156,7 +155,7 @@ def write_demo_report(out: Path, *, data: Path, experiment: Path, trainer, evalu
         offset, scale = formats.read_normalization(
             formats.key_paths(data, key)[formats.NORMALIZATION_PARAMETERS])
         truth = sources.normalized(key)
-        recon_path = output_paths(experiment, "latest", key)["mesh"]
+        recon_path = trained.reconstruction(key)["mesh"]
         recon = trimesh.load(recon_path, process=False) if recon_path.is_file() else None
         completion_path = out / "completion" / "Meshes" / f"{key}.ply"
         finished = None

@@ -12,9 +12,7 @@ median of each metric).
 
 from __future__ import annotations
 
-import csv
 import logging
-from pathlib import Path
 
 import numpy as np
 import trimesh
@@ -22,13 +20,12 @@ import trimesh
 from deepsdf_preprocess import formats
 from deepsdf_preprocess.normalize import to_normalized, to_original
 
-from .inference import output_paths, read_code
+from .experiment import Experiment, SourceMeshes, read_code, summarize, write_table
 from .latents import split_instances
 from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, earth_movers, f_score,
                       normal_consistency, surface_points, volumetric_iou)
 
-__all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "summarize", "write_table",
-           "SourceMeshes", "METRICS", "summary_table"]
+__all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "METRICS", "summary_table"]
 
 #: Which direction is better, per metric, for the printed table.
 BETTER = {"chamfer": "lower", "chamfer_l1": "lower", "f_score": "higher",
@@ -63,26 +60,6 @@ def evaluate_shape(mesh: trimesh.Trimesh, truth_points, truth_normals, *, seed: 
     return evaluate_points(points, normals, truth_points, truth_normals)
 
 
-def write_table(path, rows, columns) -> None:
-    """Write dict ``rows`` as a CSV with ``columns`` (missing values empty), atomically."""
-    with formats.atomic_path(path) as temporary:
-        with open(temporary, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-
-
-def summarize(rows, names, prefix: str = "") -> dict:
-    """``{name: {"mean", "median"}}`` of the columns ``prefix + name`` over the rows that have
-    them (names no row has are left out)."""
-    block = {}
-    for name in names:
-        values = np.array([row[prefix + name] for row in rows if prefix + name in row])
-        if len(values):
-            block[name] = {"mean": float(values.mean()), "median": float(np.median(values))}
-    return block
-
-
 def _surface(data_dir, key):
     """(points, normals or None) of an instance's SurfaceSamples."""
     truth = formats.read_surface_samples(formats.key_paths(data_dir,
@@ -115,52 +92,24 @@ def _reconstruction(paths: dict, data_dir, key):
     return mesh
 
 
-class SourceMeshes:
-    """The source meshes of a data tree's instances, found through its manifests (read once
-    per dataset)."""
-
-    def __init__(self, data_dir):
-        self.data_dir, self.manifests = Path(data_dir), {}
-
-    def path(self, key: str):
-        """The source mesh of ``dataset/class/instance``, or ``None`` when not at hand."""
-        from deepsdf_preprocess.manifest import manifest_mesh, read_manifest
-
-        dataset, local = key.split("/", 1)
-        if dataset not in self.manifests:
-            self.manifests[dataset] = read_manifest(self.data_dir, dataset)
-        return manifest_mesh(self.manifests[dataset], local)
-
-    def normalized(self, key: str):
-        """The source mesh in the instance's normalized frame, or ``None``."""
-        from deepsdf_preprocess.mesh_io import load_mesh
-        from deepsdf_preprocess.normalize import to_normalized
-
-        path = self.path(key)
-        if path is None:
-            return None
-        mesh = load_mesh(path)
-        offset, scale = formats.read_normalization(
-            formats.key_paths(self.data_dir, key)[formats.NORMALIZATION_PARAMETERS])
-        mesh.vertices = to_normalized(mesh.vertices, offset, scale)
-        return mesh
-
-
-def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest",
+def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest",
                    retrieval: bool = True) -> dict:
-    """Evaluate every reconstructed shape of ``split``; returns the summary (also written).
+    """Evaluate every reconstructed shape of ``split``; returns the summary (also written to
+    :attr:`Experiment.evaluation <deepsdf.experiment.Experiment.evaluation>`).
 
-    With ``retrieval``, each test shape is also answered by the training shape nearest by
-    fitted code and by the oracle nearest by Chamfer (their SurfaceSamples), with the same
-    metrics, in the same rows.
+    ``experiment`` is an :class:`~deepsdf.experiment.Experiment` or a folder (opened at
+    ``checkpoint``, its data at ``data_dir`` or the spec's ``DataSource``).  With
+    ``retrieval``, each test shape is also answered by the training shape nearest by fitted
+    code and by the oracle nearest by Chamfer (their SurfaceSamples), with the same metrics,
+    in the same rows.
     """
     import torch
 
-    experiment_dir = Path(experiment_dir)
-    out = experiment_dir / "Evaluation" / str(checkpoint)
+    experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir)
+    data_dir = experiment.data_dir
     rows, missing, truths, codes, without_normals = [], [], [], [], []
     for key in split_instances(split):
-        paths = output_paths(experiment_dir, checkpoint, key)
+        paths = experiment.reconstruction(key)
         mesh = _reconstruction(paths, data_dir, key)
         if mesh is None:
             missing.append(key)
@@ -180,13 +129,12 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
         raise ValueError("no reconstructed mesh found: run `deepsdf reconstruct` first")
     columns = ["instance", *METRICS, "iou"]
     if retrieval:
-        from .inference import load_trained
         from .retrieval import nearest_by_code, oracle_nearest
 
-        payload = load_trained(experiment_dir, checkpoint)[2]
-        codes = [None if path is None else read_code(path, payload["codes"].shape[1])
+        model = experiment.model
+        codes = [None if path is None else read_code(path, model.codes.shape[1])
                  for path in codes]
-        train_ids = payload["instance_ids"]
+        train_ids = model.instance_ids
         # Shapes are compared in the normalized frame (their own original frames need not be
         # shared: real meshes come in any position and unit), and a retrieved shape is
         # mapped into the test shape's original frame through both normalizations.
@@ -197,7 +145,7 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
         by_oracle = oracle_nearest(truths_normalized, [t[0] for t in train])
         have_code = [i for i, c in enumerate(codes) if c is not None]
         by_code = dict(zip(have_code, nearest_by_code(torch.stack([codes[i] for i in have_code]),
-                                                      payload["codes"]))) if have_code else {}
+                                                      model.codes))) if have_code else {}
         sources = SourceMeshes(data_dir)
         for i, row in enumerate(rows):
             occupancy = formats.key_paths(data_dir, row["instance"])[formats.OCCUPANCY_SAMPLES]
@@ -214,6 +162,7 @@ def evaluate_split(experiment_dir, split: dict, *, data_dir, checkpoint="latest"
                     row[f"{name}_iou"] = volumetric_iou(solid, *formats.read_occupancy(occupancy))
         for name in ("retrieval_code", "retrieval_oracle"):
             columns += [f"{name}_instance"] + [f"{name}_{k}" for k in (*METRICS, "iou")]
+    out = experiment.evaluation
     write_table(out / "metrics.csv", rows, columns)
     summary = {"shapes": len(rows), "missing": missing}
     if without_normals:

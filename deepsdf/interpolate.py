@@ -85,7 +85,7 @@ def resolve_code(spec: str, payload: dict) -> torch.Tensor:
     ``.pth`` code file (a reconstructed or completed shape)."""
     path = Path(spec)
     if path.suffix == ".pth" and path.is_file():
-        from .inference import read_code
+        from .experiment import read_code
 
         return read_code(path, payload["codes"].shape[1])
     if path.suffix == ".pth":
@@ -114,7 +114,7 @@ def code_meshes(decoder, codes, *, resolution: int = 128, device="cpu",
     return meshes
 
 
-def interpolation_pictures(experiment_dir, out_dir, *, start=None, end=None, steps: int = 8,
+def interpolation_pictures(experiment, out_dir, *, start=None, end=None, steps: int = 8,
                            mode: str = "slerp", random: int | None = None,
                            resolution: int = 128, size: int = 256, renderer: str = "auto",
                            checkpoint="latest", seed: int = 0, device="cpu") -> list:
@@ -123,11 +123,14 @@ def interpolation_pictures(experiment_dir, out_dir, *, start=None, end=None, ste
     Interpolation writes ``OUT/step_XX.ply``, ``OUT/strip.png`` and ``OUT/interpolation.gif``;
     random mode (``random`` codes) writes ``OUT/sample_XX.ply`` and ``OUT/grid.png``.
     Meshes are in the normalized frame; a step without a surface is drawn blank.
+    ``experiment`` is an :class:`~deepsdf.experiment.Experiment` or a folder.
     """
-    from .inference import load_trained, write_mesh
+    from .experiment import Experiment, write_mesh
     from .pictures import default_camera, render_meshes, save_gif, save_png, tile
 
-    decoder, config, payload = load_trained(experiment_dir, checkpoint, device=device)
+    experiment = Experiment.of(experiment, checkpoint=checkpoint, device=device)
+    model, config = experiment.model, experiment.config
+    decoder, device, payload = model.decoder, experiment.device, model.payload
     if random is not None:
         if random < 1:
             raise ValueError(f"--random needs a positive count, got {random}")

@@ -17,7 +17,7 @@ import trimesh
 from deepsdf.checkpoint import CheckpointError, load_checkpoint
 from deepsdf.config import ConfigError, parse_specs
 from deepsdf.data import DataError, ROW_LIMIT, pack_split
-from deepsdf.inference import read_code
+from deepsdf.experiment import read_code
 from deepsdf.observations import load_depth, read_matrix, read_point_cloud
 from deepsdf_preprocess import formats
 from deepsdf_preprocess.driver import preprocess_dataset

@@ -8,7 +8,7 @@ import trimesh
 
 from deepsdf.config import load_specs
 from deepsdf.evaluate import evaluate_split
-from deepsdf.inference import output_paths, write_code, write_mesh
+from deepsdf.experiment import Experiment, write_code, write_mesh
 from deepsdf.train import Trainer
 from deepsdf_preprocess import formats
 from deepsdf_preprocess.manifest import manifest_mesh, read_manifest
@@ -36,7 +36,7 @@ def test_retrieval_maps_the_retrieved_shape_into_the_test_shapes_frame(tiny_data
     mesh = trimesh.load(manifest_mesh(read_manifest(copy, "gen"), "chairs/chairs_0001"),
                         force="mesh")
     mesh.vertices = mesh.vertices * 10.0 + 100
-    paths = output_paths(experiment, "latest", "gen/chairs/twin")
+    paths = Experiment(experiment).reconstruction("gen/chairs/twin")
     write_mesh(paths["original"], mesh)
     write_code(paths["code"], torch.zeros(16))
     summary = evaluate_split(experiment, {"gen": {"chairs": ["twin"]}}, data_dir=copy)

@@ -313,7 +313,7 @@ def test_evaluate_reads_the_original_layout_and_surfaces_without_normals(tiny_da
     import trimesh
 
     from deepsdf.evaluate import evaluate_split
-    from deepsdf.inference import output_paths, write_mesh
+    from deepsdf.experiment import Experiment, write_mesh
     from deepsdf_preprocess import formats
     from deepsdf_preprocess.manifest import manifest_mesh, read_manifest
     from deepsdf_preprocess.normalize import to_normalized
@@ -327,10 +327,10 @@ def test_evaluate_reads_the_original_layout_and_surfaces_without_normals(tiny_da
         mesh = trimesh.load(manifest_mesh(manifest, key.split("/", 1)[1]), force="mesh")
         offset, scale = formats.read_normalization(
             formats.key_paths(data, key)[formats.NORMALIZATION_PARAMETERS])
-        write_mesh(output_paths(ours, "latest", key)["original"], mesh)
+        write_mesh(Experiment(ours).reconstruction(key)["original"], mesh)
         normalized = mesh.copy()
         normalized.vertices = to_normalized(mesh.vertices, offset, scale)
-        write_mesh(output_paths(theirs, "2000", key)["mesh"], normalized)
+        write_mesh(Experiment(theirs, checkpoint=2000).reconstruction(key)["mesh"], normalized)
     expected = evaluate_split(ours, split, data_dir=data, retrieval=False)
     stripped = tmp_path / "data"
     shutil.copytree(data, stripped)

@@ -10,7 +10,7 @@ from deepsdf.cli import main
 from deepsdf.config import DecoderConfig, load_specs
 from deepsdf.data import pack_split
 from deepsdf.decoder import Decoder
-from deepsdf.inference import output_paths
+from deepsdf.experiment import Experiment
 from deepsdf.mesh import coarse_to_fine_grid, decoder_field, extract_mesh
 from deepsdf.metrics import chamfer, surface_points
 from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig, reconstruct_codes
@@ -83,7 +83,7 @@ def test_reconstruct_command_writes_the_original_layout(tiny_data, tmp_path):
     assert main(args) == 0
     keys = [f"gen/chairs/chairs_000{i}" for i in range(3)]
     for key in keys:
-        paths = output_paths(experiment, "latest", key)
+        paths = Experiment(experiment).reconstruction(key)
         assert paths["code"].is_file()
         assert torch.load(paths["code"]).shape == (1, 16)
     assert main(args + ["--skip"]) == 0  # nothing left to do
@@ -110,7 +110,7 @@ def test_evaluate_command_on_ground_truth_meshes(tiny_data, tmp_path, capsys):
         mesh = trimesh.load(data.parent / "meshes" / "chairs" / f"chairs_000{i}.obj")
         if i == 1:  # a wrong reconstruction: shifted by 5% of the chair's size
             mesh.apply_translation([0.05 * mesh.extents.max(), 0, 0])
-        paths = output_paths(experiment, "latest", f"gen/chairs/chairs_000{i}")
+        paths = Experiment(experiment).reconstruction(f"gen/chairs/chairs_000{i}")
         for kind, frame in (("original", mesh), ("mesh", _normalized(mesh, data, i))):
             paths[kind].parent.mkdir(parents=True, exist_ok=True)
             frame.export(paths[kind])
@@ -180,5 +180,5 @@ def test_an_original_release_experiment_reconstructs_as_it_is(tiny_data, tmp_pat
     assert main(["reconstruct", str(experiment), "--solver", "gauss-newton", "--steps", "2",
                  "--resolution", "24", "--no-progress", "--device", "cpu"]) == 0
     for i in range(3):
-        code = output_paths(experiment, "latest", f"gen/chairs/chairs_000{i}")["code"]
+        code = Experiment(experiment).reconstruction(f"gen/chairs/chairs_000{i}")["code"]
         assert torch.load(code).shape == (1, latent)

@@ -1,0 +1,264 @@
+"""An experiment folder: its configuration, its trained model (loaded once), and every path and
+file the workflows read or write under it.
+
+::
+
+    EXP/specs.json                       the spec (original release's, or SpecsVersion 2)
+    EXP/Checkpoints/<latest|epoch>.pt    this project's checkpoints (or the original's
+                                         ModelParameters/ and LatentCodes/)
+    EXP/Reconstructions/<checkpoint>/Codes/<dataset>/<class>/<instance>.pth     (1, d)
+    EXP/Reconstructions/<checkpoint>/Meshes/<dataset>/<class>/<instance>.ply    normalized frame
+    EXP/Reconstructions/<checkpoint>/MeshesOriginalFrame/<dataset>/<class>/<instance>.ply
+    EXP/Evaluation/<checkpoint>/metrics.csv, summary.json
+
+A completion's output folder uses the same per-instance names (:func:`instance_outputs`), its
+``Meshes`` in the original frame (see :mod:`deepsdf.completion`).
+The workflows (:mod:`~deepsdf.inference`, :mod:`~deepsdf.evaluate`,
+:mod:`~deepsdf.completion`, :mod:`~deepsdf.interpolate`, the demo and the CLI) take an
+:class:`Experiment` (or a folder, which they open as one) and build no path themselves.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepsdf_preprocess import formats
+
+from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, safe_load
+from .config import TrainConfig
+
+__all__ = ["Experiment", "TrainedModel", "instance_outputs", "write_code", "read_code",
+           "write_mesh", "check_mesh_format", "MESH_FORMATS", "write_table", "summarize",
+           "SourceMeshes"]
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained checkpoint: the decoder (eval mode, on the experiment's device), its resolved
+    configuration, the training codes (n, d) on the CPU with their instance ids
+    (``dataset/class/instance``, table order), and the whole checkpoint ``payload``."""
+
+    decoder: torch.nn.Module
+    config: TrainConfig
+    codes: torch.Tensor
+    instance_ids: list
+    payload: dict
+
+
+def instance_outputs(root, key: str) -> dict:
+    """``{"code", "mesh", "original"}`` paths of instance ``dataset/class/instance`` under an
+    output root: ``ROOT/Codes/...pth``, ``ROOT/Meshes/...ply`` (normalized frame) and
+    ``ROOT/MeshesOriginalFrame/...ply``."""
+    dataset, class_name, instance = formats.split_key(key)
+    tail = Path(dataset) / class_name
+    root = Path(root)
+    return {"code": root / "Codes" / tail / f"{instance}.pth",
+            "mesh": root / "Meshes" / tail / f"{instance}.ply",
+            "original": root / "MeshesOriginalFrame" / tail / f"{instance}.ply"}
+
+
+class Experiment:
+    """One experiment folder at one checkpoint.
+
+    Parameters
+    ----------
+    folder : path
+    checkpoint : str or int
+        ``"latest"`` or a snapshot epoch (a single path component).
+    data : path, optional
+        The data root; default the spec's ``DataSource``.
+    device : str or torch.device
+        Where the decoder is loaded.
+    """
+
+    def __init__(self, folder, *, checkpoint="latest", data=None, device="cpu"):
+        self.folder = Path(folder)
+        self.checkpoint = str(checkpoint)
+        formats.check_name(self.checkpoint, "checkpoint")
+        self._data = None if data is None else Path(data)
+        self.device = device
+        self._model = None
+
+    @classmethod
+    def of(cls, experiment, *, checkpoint="latest", data=None, device="cpu") -> "Experiment":
+        """``experiment`` itself when it is an :class:`Experiment`, else the folder opened."""
+        if isinstance(experiment, Experiment):
+            return experiment
+        return cls(experiment, checkpoint=checkpoint, data=data, device=device)
+
+    # ------------------------------------------------------------------ the model
+
+    @property
+    def model(self) -> TrainedModel:
+        """The trained model, loaded on first use (this project's checkpoint, else an original
+        release's ``ModelParameters``/``LatentCodes`` through :mod:`deepsdf.legacy`).
+
+        Raises
+        ------
+        CheckpointError
+            When neither exists or a file cannot be read safely.
+        """
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    def _load(self) -> TrainedModel:
+        ours = checkpoint_path(self.folder, self.checkpoint)
+        legacy = self.folder / "ModelParameters" / f"{self.checkpoint}.pth"
+        if not ours.is_file() and legacy.is_file():
+            from .legacy import load_legacy_experiment
+
+            config, decoder, table = load_legacy_experiment(self.folder, self.checkpoint)
+            payload = {"codes": table.weight.detach(), "instance_ids": table.instance_ids,
+                       "config": config.to_specs()}
+            decoder = decoder.to(self.device)
+        else:
+            from .config import parse_specs
+            from .decoder import Decoder
+
+            payload = load_checkpoint(ours, map_location=self.device)
+            config = parse_specs(payload["config"])
+            decoder = Decoder(config.decoder).to(self.device)
+            decoder.load_state_dict(payload["decoder"])
+        return TrainedModel(decoder.eval(), config, payload["codes"].detach().cpu(),
+                            list(payload["instance_ids"]), payload)
+
+    @property
+    def config(self) -> TrainConfig:
+        """The trained model's resolved configuration."""
+        return self.model.config
+
+    @property
+    def data_dir(self) -> Path:
+        """The data root: the one given, else the spec's ``DataSource``."""
+        return self._data if self._data is not None else Path(self.config.data_source)
+
+    def split(self, split_file=None) -> dict:
+        """The split to work on: ``split_file``, else the spec's ``TestSplit``."""
+        path = split_file or self.config.test_split
+        if not path:
+            raise ValueError("no split given and the spec has no TestSplit")
+        return formats.read_split(path)
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def reconstructions(self) -> Path:
+        """``EXP/Reconstructions/<checkpoint>``."""
+        return self.folder / "Reconstructions" / self.checkpoint
+
+    def reconstruction(self, key: str) -> dict:
+        """:func:`instance_outputs` of instance ``key`` under :attr:`reconstructions`."""
+        return instance_outputs(self.reconstructions, key)
+
+    @property
+    def evaluation(self) -> Path:
+        """``EXP/Evaluation/<checkpoint>`` (``metrics.csv``, ``summary.json``)."""
+        return self.folder / "Evaluation" / self.checkpoint
+
+
+# ---------------------------------------------------------------------- files
+
+def write_code(path, code: torch.Tensor) -> None:
+    """Save a (d,) code as the original release's (1, d) ``.pth`` tensor, atomically."""
+    with formats.atomic_path(path) as temporary:
+        torch.save(code.detach().cpu().reshape(1, -1), temporary)
+
+
+def read_code(path, latent_size: int) -> torch.Tensor:
+    """A (d,) float32 code from a ``.pth`` file: this project's (1, d), the original's (1, d)
+    or (1, 1, d), or a bare (d,) tensor.  Loaded without unpickling code.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file: missing, unreadable, not a tensor, or not ``latent_size`` values.
+    """
+    code = safe_load(path, what="code file")
+    if not isinstance(code, torch.Tensor):
+        raise CheckpointError(f"code file {path} holds a {type(code).__name__}, not a code "
+                              "tensor")
+    if code.numel() != latent_size or not code.is_floating_point():
+        raise CheckpointError(f"code file {path} holds a {code.dtype} tensor of shape "
+                              f"{tuple(code.shape)}; this model's codes have {latent_size} "
+                              "floating-point values (CodeLength)")
+    if not torch.isfinite(code).all():
+        raise CheckpointError(f"code file {path} holds NaN or infinite values")
+    return code.reshape(-1).float()
+
+
+#: Mesh file suffixes :func:`write_mesh` writes.
+MESH_FORMATS = (".ply", ".obj", ".off", ".stl", ".glb")
+
+
+def check_mesh_format(path) -> Path:
+    """``path`` if its suffix is a mesh format :func:`write_mesh` writes, else ValueError
+    (call it before the work, not after)."""
+    path = Path(path)
+    if path.suffix.lower() not in MESH_FORMATS:
+        raise ValueError(f"cannot write a mesh to {path.name}: the suffix must be one of "
+                         f"{', '.join(MESH_FORMATS)}")
+    return path
+
+
+def write_mesh(path, mesh) -> None:
+    """Export a mesh atomically, in the format of the path's suffix (:data:`MESH_FORMATS`)."""
+    check_mesh_format(path)
+    with formats.atomic_path(path) as temporary:
+        mesh.export(temporary, file_type=Path(path).suffix.lstrip(".").lower())
+
+
+def write_table(path, rows, columns) -> None:
+    """Write dict ``rows`` as a CSV with ``columns`` (missing values empty), atomically."""
+    with formats.atomic_path(path) as temporary:
+        with open(temporary, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def summarize(rows, names, prefix: str = "") -> dict:
+    """``{name: {"mean", "median"}}`` of the columns ``prefix + name`` over the rows that have
+    them (names no row has are left out)."""
+    block = {}
+    for name in names:
+        values = np.array([row[prefix + name] for row in rows if prefix + name in row])
+        if len(values):
+            block[name] = {"mean": float(values.mean()), "median": float(np.median(values))}
+    return block
+
+
+class SourceMeshes:
+    """The source meshes of a data tree's instances, found through its manifests (read once
+    per dataset)."""
+
+    def __init__(self, data_dir):
+        self.data_dir, self.manifests = Path(data_dir), {}
+
+    def path(self, key: str):
+        """The source mesh of ``dataset/class/instance``, or ``None`` when not at hand."""
+        from deepsdf_preprocess.manifest import manifest_mesh, read_manifest
+
+        dataset, local = key.split("/", 1)
+        if dataset not in self.manifests:
+            self.manifests[dataset] = read_manifest(self.data_dir, dataset)
+        return manifest_mesh(self.manifests[dataset], local)
+
+    def normalized(self, key: str):
+        """The source mesh in the instance's normalized frame, or ``None``."""
+        from deepsdf_preprocess.mesh_io import load_mesh
+        from deepsdf_preprocess.normalize import to_normalized
+
+        path = self.path(key)
+        if path is None:
+            return None
+        mesh = load_mesh(path)
+        offset, scale = formats.read_normalization(
+            formats.key_paths(self.data_dir, key)[formats.NORMALIZATION_PARAMETERS])
+        mesh.vertices = to_normalized(mesh.vertices, offset, scale)
+        return mesh
