@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepsdf_preprocess.pinhole import PinholeCamera
+from deepsdf_preprocess.pinhole import PinholeCamera, is_rotation
 
 __all__ = ["Similarity", "Observation", "observe_depth", "observe_points", "load_depth",
            "read_matrix", "read_point_cloud", "sdf_constraints", "ConstraintConfig"]
@@ -43,8 +43,7 @@ class Similarity:
 
     def __post_init__(self):
         rotation = np.asarray(self.rotation, dtype=np.float64)
-        if rotation.shape != (3, 3) or not np.allclose(rotation @ rotation.T, np.eye(3),
-                                                       atol=1e-5) or np.linalg.det(rotation) < 0:
+        if not is_rotation(rotation):
             raise ValueError("the similarity's rotation is not a proper rotation matrix")
         if not self.scale > 0:
             raise ValueError(f"the similarity's scale must be positive, got {self.scale}")

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepsdf_preprocess.pinhole import PinholeCamera, intrinsics_from_fov, look_at_pose
+from deepsdf_preprocess.pinhole import (PinholeCamera, intrinsics_from_fov, look_at_pose,
+                                        spherical_direction)
+from deepsdf_preprocess.raycast import first_hits
 
 __all__ = ["default_camera", "framing_camera", "render_meshes", "tile", "save_png", "save_gif",
            "RENDERERS"]
@@ -35,16 +37,11 @@ _COLOUR = np.array([0.55, 0.65, 0.8])
 _FOV = 50.0  # degrees
 
 
-def _direction(azimuth: float, elevation: float) -> np.ndarray:
-    az, el = np.radians(azimuth), np.radians(elevation)
-    return np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
-
-
 def default_camera(size: int = 256, *, azimuth: float = 35.0, elevation: float = 30.0,
                    distance: float = 2.6) -> PinholeCamera:
     """A square camera looking at the origin of the normalized frame (degrees, y up); the unit
     sphere fills its view."""
-    eye = distance * _direction(azimuth, elevation)
+    eye = distance * spherical_direction(np.radians(azimuth), np.radians(elevation))
     return PinholeCamera.create(intrinsics_from_fov(size, size, _FOV), look_at_pose(eye), size,
                                 size)
 
@@ -62,7 +59,7 @@ def framing_camera(meshes, size: int = 256, *, azimuth: float = 35.0,
     low, high = stacked.min(axis=0), stacked.max(axis=0)
     centre, radius = (low + high) / 2, max(float(np.linalg.norm(high - low)) / 2, 1e-9)
     distance = radius / np.sin(np.radians(_FOV) / 2)
-    eye = centre + distance * _direction(azimuth, elevation)
+    eye = centre + distance * spherical_direction(np.radians(azimuth), np.radians(elevation))
     return PinholeCamera.create(intrinsics_from_fov(size, size, _FOV),
                                 look_at_pose(eye, target=centre), size, size)
 
@@ -96,9 +93,8 @@ def _render_raycast(mesh, camera: PinholeCamera) -> np.ndarray:
     if mesh is None or len(mesh.faces) == 0:
         return image
     origins, directions = camera.rays()
-    triangles = np.asarray(mesh.ray.intersects_first(origins, directions), dtype=np.int64)
-    hit = np.nonzero(triangles >= 0)[0]
-    cosine = np.abs(np.einsum("ij,ij->i", mesh.face_normals[triangles[hit]], directions[hit]))
+    triangles, hit = first_hits(mesh.ray, origins, directions)
+    cosine = np.abs(np.einsum("ij,ij->i", mesh.face_normals[triangles], directions[hit]))
     shade = 0.4 + 0.6 * cosine
     flat = image.reshape(-1, 3)
     flat[hit] = np.clip(255 * shade[:, None] * _COLOUR, 0, 255).astype(np.uint8)

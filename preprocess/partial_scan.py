@@ -18,7 +18,8 @@ import trimesh
 
 from .formats import storage_dtype
 from .normalize import to_original
-from .pinhole import PinholeCamera, intrinsics_from_fov, look_at_pose
+from .pinhole import PinholeCamera, intrinsics_from_fov, look_at_pose, spherical_direction
+from .raycast import first_hits
 from .scan import plane_depth
 
 __all__ = ["VirtualScanConfig", "render_depth", "random_viewpoint", "virtual_scan",
@@ -53,9 +54,7 @@ def random_viewpoint(rng: np.random.Generator, config: VirtualScanConfig) -> np.
     (y is up, as in ShapeNet)."""
     azimuth = rng.uniform(0.0, 2.0 * np.pi)
     elevation = np.radians(rng.uniform(*config.elevation))
-    direction = np.array([np.cos(elevation) * np.sin(azimuth), np.sin(elevation),
-                          np.cos(elevation) * np.cos(azimuth)])
-    return config.distance * direction
+    return config.distance * spherical_direction(azimuth, elevation)
 
 
 def render_depth(vertices, faces, camera: PinholeCamera) -> np.ndarray:
@@ -66,11 +65,10 @@ def render_depth(vertices, faces, camera: PinholeCamera) -> np.ndarray:
     """
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
     origins, directions = camera.rays()
-    triangles = np.asarray(mesh.ray.intersects_first(origins, directions), dtype=np.int64)
-    hit = np.nonzero(triangles >= 0)[0]
+    triangles, hit = first_hits(mesh.ray, origins, directions)
     depth = np.zeros(len(origins))
     if len(hit):
-        length = plane_depth(vertices, faces, triangles[hit], origins[hit], directions[hit])
+        length = plane_depth(vertices, faces, triangles, origins[hit], directions[hit])
         axis = camera.pose[:3, 2]
         depth[hit] = np.nan_to_num(length * (directions[hit] @ axis), nan=0.0, posinf=0.0)
     return depth.reshape(camera.height, camera.width)

@@ -35,12 +35,26 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["CONVENTIONS", "PinholeCamera", "intrinsics_from_fov", "look_at_pose",
-           "to_opencv_pose", "to_opengl_pose"]
+           "to_opencv_pose", "to_opengl_pose", "is_rotation", "spherical_direction"]
 
 CONVENTIONS = ("opencv", "opengl")
 
 #: Maps an OpenGL-convention camera frame to the OpenCV one (and back: it is its own inverse).
 _FLIP_YZ = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def is_rotation(matrix, *, atol: float = 1e-5) -> bool:
+    """Whether ``matrix`` is a (3, 3) proper rotation (orthonormal, determinant +1)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return (matrix.shape == (3, 3) and np.allclose(matrix @ matrix.T, np.eye(3), atol=atol)
+            and np.linalg.det(matrix) > 0)
+
+
+def spherical_direction(azimuth: float, elevation: float) -> np.ndarray:
+    """(3,) unit vector at ``azimuth`` about the y axis (0: +z, towards +x) and ``elevation``
+    above the xz plane, both in radians (y is up, as in ShapeNet)."""
+    return np.array([np.cos(elevation) * np.sin(azimuth), np.sin(elevation),
+                     np.cos(elevation) * np.cos(azimuth)])
 
 
 def to_opencv_pose(pose, convention: str = "opencv") -> np.ndarray:
@@ -51,9 +65,7 @@ def to_opencv_pose(pose, convention: str = "opencv") -> np.ndarray:
     pose = np.asarray(pose, dtype=np.float64)
     if pose.shape != (4, 4):
         raise ValueError(f"a camera pose must be a (4, 4) matrix, got shape {pose.shape}")
-    rotation = pose[:3, :3]
-    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-5) or np.linalg.det(
-            rotation) < 0:
+    if not is_rotation(pose[:3, :3]):
         raise ValueError("the pose's upper-left 3x3 block is not a rotation (a camera-to-world "
                          "pose must be rigid; put scale into the object transform)")
     return pose @ _FLIP_YZ if convention == "opengl" else pose.copy()

@@ -14,7 +14,7 @@ import trimesh
 from .cameras import CameraRig
 from .scan import NO_HIT, plane_depth
 
-__all__ = ["RayCastScanner"]
+__all__ = ["RayCastScanner", "first_hits"]
 
 
 class RayCastScanner:
@@ -50,7 +50,7 @@ class RayCastScanner:
             origins, direction = self.rig.rays(view)
             directions = np.broadcast_to(direction, origins.shape)
             ids = np.full(res * res, NO_HIT, dtype=np.int32)
-            tri, ray = _first_hits(intersector, origins, directions)
+            tri, ray = first_hits(intersector, origins, directions)
             depth_ok = np.ones(len(ray), bool)
             if len(ray):
                 depth = plane_depth(vertices, faces, tri, origins[ray], direction)
@@ -62,8 +62,13 @@ class RayCastScanner:
         """Nothing to release (for symmetry with the OpenGL scanner)."""
 
 
-def _first_hits(intersector, origins, directions):
-    """(triangle, ray) index arrays of the first hit of each ray that hits anything."""
+def first_hits(intersector, origins, directions):
+    """The first hit of every ray that hits anything: ``(triangles (h,), rays (h,))`` int64
+    index arrays, ray ``rays[i]`` first meeting triangle ``triangles[i]``.
+
+    ``intersector`` is a trimesh ray intersector (``mesh.ray``: Embree when installed);
+    ``origins`` and ``directions`` are (n, 3).  The one first-hit cast of both packages (the
+    scanner, virtual depth scans, pictures)."""
     tri = np.asarray(intersector.intersects_first(origins, directions), dtype=np.int64)
     ray = np.nonzero(tri >= 0)[0]
     return tri[ray], ray
