@@ -260,8 +260,7 @@ class _ScanSource:
             return formats.read_partial_scan(path)
         from deepsdf_preprocess.manifest import manifest_mesh
         from deepsdf_preprocess.mesh_io import load_mesh
-        from deepsdf_preprocess.partial_scan import VirtualScanConfig, instance_scan
-        from deepsdf_preprocess.pipeline import instance_seed
+        from deepsdf_preprocess.pipeline import recorded_scan
 
         local = key.split("/", 1)[1]  # class/instance, the preprocessor's key
         mesh_path = (self.meshes.get(local) if self.meshes is not None
@@ -269,11 +268,8 @@ class _ScanSource:
         if mesh_path is None:
             raise ValueError(f"{key}: no PartialScans file and no source mesh to scan (rerun "
                              "`deepsdf preprocess --partial-scans`, or pass --meshes DIR)")
-        settings = (self.manifest.get("config") or {}).get("partial_scan")
-        config = VirtualScanConfig(**{**settings, "elevation": tuple(settings["elevation"])}) \
-            if settings else VirtualScanConfig()
-        seed = instance_seed(local, int(self.manifest.get("seed", 0))) + self.view
-        return instance_scan(load_mesh(mesh_path), offset, scale, seed, config)
+        return recorded_scan(self.manifest, local, load_mesh(mesh_path), offset, scale,
+                             view=self.view)
 
 
 @dataclass

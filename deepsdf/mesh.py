@@ -219,7 +219,9 @@ def extract_mesh(values: np.ndarray, *, level: float = 0.0, offset=None, scale=N
     vertices, faces, _, _ = marching_cubes(values, level=level, spacing=(spacing,) * 3)
     vertices = vertices - 1.0
     if offset is not None and scale is not None:
-        vertices = vertices / float(np.asarray(scale).reshape(-1)[0]) - np.asarray(offset)
+        from deepsdf_preprocess.normalize import to_original
+
+        vertices = to_original(vertices, offset, scale)
     return trimesh.Trimesh(vertices, faces, process=False)
 
 

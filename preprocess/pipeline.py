@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import trimesh
@@ -58,7 +58,27 @@ class PreprocessConfig:
                              f"{self.min_sign_fraction}")
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict (the manifest's ``config``); :meth:`from_dict` reads it back."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PreprocessConfig":
+        """The configuration a manifest records (:meth:`to_dict`, after a JSON round trip:
+        lists become the tuples they were).  Keys it does not know are ignored, so a
+        manifest written by an older version reads with today's defaults for the rest."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        if isinstance(values.get("sampling"), dict):
+            sampling = dict(values["sampling"])
+            sampling["variances"] = tuple(sampling.get("variances", ()))
+            values["sampling"] = SamplingConfig(**sampling)
+        if isinstance(values.get("rig"), dict):
+            values["rig"] = CameraRig(**values["rig"])
+        if isinstance(values.get("partial_scan"), dict):
+            scan = dict(values["partial_scan"])
+            scan["elevation"] = tuple(scan.get("elevation", VirtualScanConfig.elevation))
+            values["partial_scan"] = VirtualScanConfig(**scan)
+        return cls(**values)
 
 
 @dataclass
@@ -97,6 +117,21 @@ def instance_seed(key: str, seed: int) -> int:
     """A stable 63-bit seed from an instance key (e.g. ``"chairs/0001"``) and the run seed."""
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+def recorded_scan(manifest: dict, key: str, mesh: trimesh.Trimesh, offset, scale, *,
+                  view: int = 0) -> dict:
+    """The single-view scan of instance ``key`` (``class/instance``) exactly as the run that
+    wrote ``manifest`` made it (its ``PartialScans`` file) or would have: that run's
+    virtual-scan settings (default ones when it wrote none) and the instance's seed.
+    ``view > 0`` is a further seeded viewpoint (seed + ``view``).
+
+    ``mesh`` is the instance's source mesh (original frame), ``offset`` and ``scale`` its
+    NormalizationParameters.  Returns the ``PartialScans`` dict (depth, K, pose).
+    """
+    config = PreprocessConfig.from_dict(manifest.get("config") or {}).partial_scan
+    seed = instance_seed(key, int(manifest.get("seed", 0))) + view
+    return instance_scan(mesh, offset, scale, seed, config or VirtualScanConfig())
 
 
 def make_scanner(backend: str, rig: CameraRig):

@@ -295,12 +295,14 @@ def test_complete_command_on_a_real_format_depth_png(trained, trained_data, tmp_
 
 
 def test_stored_and_rendered_virtual_scans_are_the_same(tmp_path):
-    """`preprocess --partial-scans` writes a scan; with the file gone, completion renders the
-    identical scan from the mesh the manifest records (same seed, same settings)."""
+    """`preprocess --partial-scans` writes a scan; the preprocessor's `recorded_scan` renders
+    the identical scan from the mesh the manifest records (same seed, same settings)."""
 
     from conftest import SMALL_CONFIG
-    from deepsdf.completion import _ScanSource
     from deepsdf_preprocess.driver import preprocess_dataset
+    from deepsdf_preprocess.manifest import manifest_mesh, read_manifest
+    from deepsdf_preprocess.mesh_io import load_mesh
+    from deepsdf_preprocess.pipeline import recorded_scan
     from deepsdf_preprocess.partial_scan import VirtualScanConfig
     from deepsdf_preprocess.procedural import write_shapes
 
@@ -313,7 +315,11 @@ def test_stored_and_rendered_virtual_scans_are_the_same(tmp_path):
     stored = formats.read_partial_scan(paths[formats.PARTIAL_SCANS])
     assert stored["depth"].shape == (48, 64) and (stored["depth"] > 0).mean() > 0.05
     offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
-    paths[formats.PARTIAL_SCANS].unlink()
-    rendered = _ScanSource(tmp_path / "data", "D")(key, offset, scale)
+    manifest = read_manifest(tmp_path / "data", "D")
+    local = report.succeeded[0]
+    mesh = load_mesh(manifest_mesh(manifest, local))
+    rendered = recorded_scan(manifest, local, mesh, offset, scale)
     for name in ("depth", "K", "pose"):
         np.testing.assert_array_equal(rendered[name], stored[name])
+    other = recorded_scan(manifest, local, mesh, offset, scale, view=1)
+    assert not np.array_equal(other["pose"], stored["pose"])  # another seeded viewpoint

@@ -10,6 +10,7 @@ import pytest
 import trimesh
 
 from deepsdf_preprocess import formats
+from deepsdf_preprocess.normalize import to_normalized
 from deepsdf_preprocess.driver import discover_meshes, preprocess_dataset
 from deepsdf_preprocess.procedural import write_shapes
 
@@ -44,6 +45,9 @@ def test_writes_the_data_tree_manifest_and_split(mesh_dir, tmp_path):
         mesh = trimesh.load(mesh_dir / f"{key}.obj")
         offset, scale = formats.read_normalization(outputs[formats.NORMALIZATION_PARAMETERS])
         np.testing.assert_allclose(surface["points"].min(0), mesh.bounds[0], atol=0.05)
+        # the normalization puts the mesh just inside the unit sphere (the 1.03 buffer)
+        radii = np.linalg.norm(to_normalized(mesh.vertices, offset, scale), axis=1)
+        assert radii.max() == pytest.approx(1 / 1.03, abs=1e-3)
     manifest = json.loads(report.manifest_path.read_text())
     record = manifest["instances"]["chairs/chairs_0000"]
     assert record["status"] == "ok" and 0 <= record["dropped_fraction"] < 0.05
@@ -163,3 +167,20 @@ def test_shapenet_layout_is_discovered(tmp_path):
     report = preprocess_dataset(tmp_path, tmp_path / "data", "ShapeNetV2", config=SMALL_CONFIG,
                                 backend="raycast", progress=False)
     assert report.succeeded == ["03001627/abc123"], report.failed
+
+
+def test_preprocess_config_reads_back_what_the_manifest_records():
+    import json
+
+    from deepsdf_preprocess.cameras import CameraRig
+    from deepsdf_preprocess.partial_scan import VirtualScanConfig
+    from deepsdf_preprocess.pipeline import PreprocessConfig
+    from deepsdf_preprocess.sampling import SamplingConfig
+
+    config = PreprocessConfig(sampling=SamplingConfig(count=1234, variances=(0.01, 0.001)),
+                              rig=CameraRig(count=7, resolution=64), sign_method="winding",
+                              partial_scan=VirtualScanConfig(width=32, elevation=(5.0, 20.0)))
+    recorded = json.loads(json.dumps(config.to_dict()))
+    assert PreprocessConfig.from_dict(recorded) == config
+    assert PreprocessConfig.from_dict({**recorded, "retired_setting": 1}) == config
+    assert PreprocessConfig.from_dict({}) == PreprocessConfig()

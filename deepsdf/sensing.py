@@ -1,0 +1,217 @@
+"""Sensing for shape completion: depth images and point clouds (files and arrays) to
+:class:`Observation` s (surface points, camera-facing normals, sensor positions, empty rays),
+in the sensor's world frame (see :mod:`deepsdf.observations`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from deepsdf_preprocess.pinhole import PinholeCamera
+
+from .frames import Similarity
+
+__all__ = ["Observation", "observe_depth", "observe_points", "load_depth", "read_point_cloud"]
+
+
+def _no_rays() -> np.ndarray:
+    return np.zeros((0, 3))
+
+
+@dataclass
+class Observation:
+    """Observed surface points with normals and the sensor position each was seen from, and
+    optionally rays that returned nothing.
+
+    All arrays (n, 3) or (m, 3) float64, one frame (world or model, see :meth:`transformed`).
+    Normals are unit vectors pointing towards the sensor's side of the surface (outside the
+    object).  ``empty_origins`` / ``empty_directions`` (unit) are the rays of pixels without
+    a measurement (background): the object is nowhere on them.
+    """
+
+    points: np.ndarray
+    normals: np.ndarray
+    sensors: np.ndarray
+    empty_origins: np.ndarray = field(default_factory=_no_rays)
+    empty_directions: np.ndarray = field(default_factory=_no_rays)
+
+    def __len__(self):
+        return len(self.points)
+
+    def transformed(self, similarity: Similarity) -> "Observation":
+        return Observation(similarity.points(self.points), similarity.directions(self.normals),
+                           similarity.points(self.sensors),
+                           similarity.points(self.empty_origins),
+                           similarity.directions(self.empty_directions))
+
+    @staticmethod
+    def concatenate(observations) -> "Observation":
+        observations = list(observations)
+        return Observation(*(np.concatenate([getattr(o, name) for o in observations])
+                             for name in ("points", "normals", "sensors", "empty_origins",
+                                          "empty_directions")))
+
+
+def load_depth(path, *, depth_scale: float | None = None) -> np.ndarray:
+    """(h, w) float64 depth in metres (world units) from a file.
+
+    ``.npy`` / ``.npz`` (key ``depth``, or the only array) hold metres already; a 16-bit PNG
+    holds integers divided by ``depth_scale`` (e.g. 1000 for millimetres; required for PNGs).
+    Zero stays zero (no measurement); NaN (how many sensors write "no measurement") becomes
+    zero.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: missing, unreadable, not 2-D, negative or infinite depths.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz", ".png"):
+        raise ValueError(f"{path}: unsupported depth file (use .png, .npy or .npz)")
+    if suffix == ".png" and depth_scale is None:
+        raise ValueError(f"{path}: a PNG depth image needs depth_scale (units per metre, "
+                         "e.g. 1000 for millimetres)")
+    if suffix == ".png" and not depth_scale > 0:
+        raise ValueError(f"{path}: depth_scale must be positive, got {depth_scale}")
+    if not path.is_file():
+        raise ValueError(f"depth image {path} does not exist")
+    try:
+        depth = _read_depth_array(path, suffix, depth_scale)
+    except Exception as error:  # corrupt PNG / npy / npz files raise many types
+        raise ValueError(f"cannot read depth image {path}: {type(error).__name__}: "
+                         f"{error}") from error
+    if depth.ndim != 2:
+        raise ValueError(f"{path}: a depth image must be 2-D, got shape {depth.shape}")
+    depth = np.nan_to_num(depth, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    if not np.all(np.isfinite(depth)) or np.any(depth < 0):
+        raise ValueError(f"{path}: depth must be finite and >= 0 (0 = no measurement)")
+    return depth
+
+
+def _read_depth_array(path: Path, suffix: str, depth_scale) -> np.ndarray:
+    if suffix == ".npy":
+        return np.asarray(np.load(path), dtype=np.float64)
+    if suffix == ".npz":
+        with np.load(path) as data:
+            if "depth" in data.files:
+                return np.asarray(data["depth"], dtype=np.float64)
+            if len(data.files) == 1:
+                return np.asarray(data[data.files[0]], dtype=np.float64)
+            raise ValueError(f"no 'depth' array among {data.files}")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image).astype(np.float64) / float(depth_scale)
+
+
+def read_point_cloud(path) -> np.ndarray:
+    """(n, 3) float64 points from ``.npy``, ``.xyz`` (text, first three columns) or any point
+    or mesh file trimesh reads (its vertices).
+
+    Raises
+    ------
+    ValueError
+        One line naming the file when it is missing, unreadable, empty or not finite.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"point cloud {path} does not exist")
+    try:
+        if path.suffix == ".npy":
+            cloud = np.load(path)
+        elif path.suffix == ".xyz":
+            cloud = np.loadtxt(path, ndmin=2)[:, :3]
+        else:
+            import trimesh
+
+            cloud = trimesh.load(path, process=False).vertices
+        cloud = np.asarray(cloud, dtype=np.float64)
+    except Exception as error:  # parse errors, foreign or corrupt files
+        raise ValueError(f"cannot read points from {path}: {type(error).__name__}: "
+                         f"{error}") from error
+    if cloud.ndim != 2 or cloud.shape[1] != 3 or len(cloud) == 0:
+        raise ValueError(f"{path}: expected (n, 3) points, got shape {cloud.shape}")
+    if not np.all(np.isfinite(cloud)):
+        raise ValueError(f"{path}: the points hold NaN or infinite values")
+    return cloud
+
+
+def observe_depth(depth, camera: PinholeCamera, *, max_jump: float = 0.05,
+                  min_cosine: float = 0.1, background: bool = True) -> Observation:
+    """Surface points and normals (world frame) of a depth image.
+
+    Normals come from central differences of the back-projected neighbours (right - left,
+    down - up); a pixel is kept only where its four neighbours are measured, no neighbour's
+    depth differs from its own by more than ``max_jump`` times its depth (depth edges, flying
+    pixels), and the normal is not grazing (``|cos| >= min_cosine`` with the viewing ray).
+
+    With ``background``, the rays of pixels without a measurement are kept as empty rays
+    (free space along their whole length): right for virtual scans and for real depth images
+    in which everything but the object was masked to 0, wrong where the sensor failed on the
+    object itself (dark or shiny surfaces) -- pass ``False`` then.
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    height, width = depth.shape
+    points, pixels = camera.depth_to_points(depth)
+    grid = np.full((height, width, 3), np.nan)
+    grid.reshape(-1, 3)[pixels] = points
+    z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
+    keep = np.zeros((height, width), bool)
+    inner = (slice(1, -1), slice(1, -1))
+    neighbours = [z[1:-1, 2:], z[1:-1, :-2], z[2:, 1:-1], z[:-2, 1:-1]]
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(z[inner])
+        for other in neighbours:
+            ok &= np.isfinite(other) & (np.abs(other - z[inner]) <= max_jump * z[inner])
+    keep[inner] = ok
+    across = grid[1:-1, 2:] - grid[1:-1, :-2]
+    down = grid[2:, 1:-1] - grid[:-2, 1:-1]
+    normals = np.zeros_like(grid)
+    normals[inner] = np.cross(down, across)
+    rows, cols = np.nonzero(keep)
+    points, normals = grid[rows, cols], normals[rows, cols]
+    observation = _oriented(points, normals, np.broadcast_to(camera.centre, points.shape),
+                            min_cosine)
+    if background:
+        origins, directions = camera.rays()
+        empty = ~(np.isfinite(depth) & (depth > 0)).ravel()
+        observation = replace(observation, empty_origins=origins[empty],
+                              empty_directions=directions[empty])
+    return observation
+
+
+def observe_points(points, sensor, *, neighbours: int = 16,
+                   min_cosine: float = 0.1) -> Observation:
+    """Surface points of a partial point cloud (world frame) seen from ``sensor`` (3,).
+
+    Normals are the smallest principal axis of each point's ``neighbours`` nearest neighbours,
+    turned towards the sensor.
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 3:
+        raise ValueError(f"a point cloud must be (n >= 3, 3), got shape {points.shape}")
+    count = min(neighbours, len(points))
+    _, index = cKDTree(points).query(points, k=count)
+    local = points[index] - points[index].mean(axis=1, keepdims=True)
+    _, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", local, local))
+    sensors = np.broadcast_to(np.asarray(sensor, dtype=np.float64).reshape(3), points.shape)
+    return _oriented(points, vectors[:, :, 0], sensors, min_cosine)
+
+
+def _oriented(points, normals, sensors, min_cosine: float) -> Observation:
+    """Unit normals turned towards the sensor; grazing and degenerate ones dropped."""
+    length = np.linalg.norm(normals, axis=1)
+    view = sensors - points
+    view_length = np.linalg.norm(view, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normals = normals / length[:, None]
+        cosine = np.einsum("ij,ij->i", normals, view) / view_length
+    keep = (length > 0) & (view_length > 0) & (np.abs(cosine) >= min_cosine)
+    normals = np.where(cosine[:, None] < 0, -normals, normals)
+    return Observation(points[keep], normals[keep], np.array(sensors[keep]))
