@@ -77,18 +77,6 @@ def _wide(specs, epochs):
     return specs
 
 
-def _deep(specs, epochs):
-    specs["NetworkSpecs"].update(dims=[128] * 6, latent_in=[3])
-    return specs
-
-
-def _codes(length):
-    def change(specs, epochs):
-        specs["CodeLength"] = length
-        return specs
-    return change
-
-
 def _learning_rate(factor):
     def change(specs, epochs):
         for schedule in specs["LearningRateSchedule"]:
@@ -112,12 +100,9 @@ RECIPES = {
                    "70%", _curriculum),
     "fourier4": ("fourier_frequencies 4 (xyz + 24 sin/cos features)",
                  _network(fourier_frequencies=4)),
-    "fourier6": ("fourier_frequencies 6", _network(fourier_frequencies=6)),
     "eikonal": ("EikonalWeight 0.1 on the samples within the clamp band", _eikonal),
     "batch12x2048": ("12 scenes x 2048 samples per step instead of 6 x 4096", _batch_shape),
     "wide": ("4 x 256 hidden layers", _wide),
-    "deep": ("6 x 128 hidden layers, latent in at 3", _deep),
-    "codes32": ("32-d codes", _codes(32)),
     "lr2x": ("learning rates x2", _learning_rate(2.0)),
     "fourier4+curriculum": ("fourier_frequencies 4 and the curriculum",
                             _both(_network(fourier_frequencies=4), _curriculum)),

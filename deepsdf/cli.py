@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from deepsdf import __version__
+from deepsdf_preprocess.errors import InputError
 
 logger = logging.getLogger("deepsdf")
 
@@ -205,7 +206,7 @@ def _preprocess_config(args):
 
     preset = args.preset or ("test" if args.test else "train")
     if args.test and args.preset not in (None, "test"):
-        raise ValueError("--test and --preset disagree; give one of them")
+        raise InputError("--test and --preset disagree; give one of them")
     sampling = PRESETS[preset]
     if args.samples is not None:
         sampling = replace(sampling, count=args.samples)
@@ -226,7 +227,7 @@ def _run_preprocess(args) -> int:
         from deepsdf_preprocess.driver import discover_meshes, merge_dataset
 
         if args.shard:
-            raise ValueError("--merge runs after the shards; do not give --shard with it")
+            raise InputError("--merge runs after the shards; do not give --shard with it")
         jobs = discover_meshes(args.mesh_dir, split=split, dataset=args.dataset)
         report = merge_dataset(args.data_dir, args.dataset, {job.key for job in jobs},
                                split_out=args.split_out, forget_all=True,
@@ -279,7 +280,7 @@ def _run_split(args) -> int:
     if args.source.is_file():
         instances = read_split(args.source)
         if args.dataset not in instances:
-            raise ValueError(f"{args.source} has no dataset {args.dataset!r} "
+            raise InputError(f"{args.source} has no dataset {args.dataset!r} "
                              f"(it has {sorted(instances)})")
         instances = {args.dataset: instances[args.dataset]}
     else:
@@ -347,7 +348,7 @@ def _run_train(args) -> int:
     trainer = Trainer(args.experiment_dir, config, data_dir=args.data, device=args.device,
                       progress=not args.no_progress, cache=args.cache)
     if args.overwrite and (args.resume or args.resume_from):
-        raise ValueError("--overwrite starts afresh; it cannot be combined with --resume or "
+        raise InputError("--overwrite starts afresh; it cannot be combined with --resume or "
                          "--resume-from")
     result = trainer.train(resume=args.resume, epochs=args.epochs, overwrite=args.overwrite,
                            resume_from=args.resume_from)
@@ -611,7 +612,7 @@ def _run_complete(args) -> int:
                                    empty_rays=0.0 if args.no_background else args.empty_rays)
     if args.virtual_scan:
         if args.depth or args.points:
-            raise ValueError("--virtual-scan completes a split; do not also give --depth or "
+            raise InputError("--virtual-scan completes a split; do not also give --depth or "
                              "--points")
         from deepsdf.completion import complete_split
 
@@ -647,16 +648,16 @@ def _observation_from_args(args):
     from deepsdf_preprocess.pinhole import PinholeCamera
 
     if bool(args.depth) == bool(args.points):
-        raise ValueError("give either --depth (with --K and --pose) or --points (with "
+        raise InputError("give either --depth (with --K and --pose) or --points (with "
                          "--sensor), or --virtual-scan")
     if args.points:
         if args.sensor is None:
-            raise ValueError("--points needs --sensor X Y Z (where the scanner was)")
+            raise InputError("--points needs --sensor X Y Z (where the scanner was)")
         return observe_points(read_point_cloud(args.points), np.asarray(args.sensor))
     poses = args.pose or []
     intrinsics = args.K or []
     if len(poses) != len(args.depth) or len(intrinsics) not in (1, len(args.depth)):
-        raise ValueError("give one --pose per --depth, and one --K (shared) or one per --depth")
+        raise InputError("give one --pose per --depth, and one --K (shared) or one per --depth")
     views = []
     for index, depth_path in enumerate(args.depth):
         depth = load_depth(depth_path, depth_scale=args.depth_scale)
@@ -675,7 +676,7 @@ def _similarity_from_args(args):
         return Similarity.from_matrix(read_matrix(args.transform, (4, 4)))
     if args.normalization:
         return Similarity.from_normalization(*read_normalization(args.normalization))
-    raise ValueError("give the object's frame: --normalization N.npz or --transform T.txt "
+    raise InputError("give the object's frame: --normalization N.npz or --transform T.txt "
                      "(world -> model similarity)")
 
 
@@ -884,7 +885,9 @@ def main(argv=None) -> int:
     _configure_logging(args.verbose)
     from deepsdf_preprocess.errors import DiskFullError, PreprocessError
 
-    failures = (ValueError, PreprocessError, DiskFullError) + _training_failures(args.command)
+    # This project's error types: one line (-v: the traceback).  Anything else is a bug and
+    # shows its traceback.
+    failures = (InputError, PreprocessError, DiskFullError) + _training_failures(args.command)
     try:
         return args.run(args)
     except failures as error:

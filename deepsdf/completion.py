@@ -36,6 +36,7 @@ from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, chamfer_unseen, f_sco
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
 from .reconstruct import GAUSS_NEWTON, SolverConfig, candidate_values, reconstruct_codes
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["complete_observations", "complete_scans", "complete_split", "scan_observation",
            "first_surface", "completion_metrics", "Completion", "CompletionReport",
@@ -69,9 +70,9 @@ class MultiStart:
 
     def __post_init__(self):
         if min(self.nearest, self.random) < 0 or self.screen < 2 or self.screen % 2:
-            raise ValueError("nearest and random must be >= 0, screen a positive even number")
+            raise InputError("nearest and random must be >= 0, screen a positive even number")
         if not (self.nearest or self.mean or self.random):
-            raise ValueError("a completion needs at least one start")
+            raise InputError("a completion needs at least one start")
 
 
 #: The reference's one random start.
@@ -207,7 +208,7 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
     experiment = Experiment.of(experiment, checkpoint=checkpoint, device=device)
     decoder, config = experiment.model.decoder, experiment.config
     if len(observation) == 0:
-        raise ValueError("no usable observed point (check the depth scale, K and the pose)")
+        raise InputError("no usable observed point (check the depth scale, K and the pose)")
     model = observation.transformed(similarity)
     outside = np.linalg.norm(model.points, axis=1) > 1.0
     if outside.mean() > 0.5:
@@ -266,7 +267,7 @@ class _ScanSource:
         mesh_path = (self.meshes.get(local) if self.meshes is not None
                      else manifest_mesh(self.manifest, local))
         if mesh_path is None:
-            raise ValueError(f"{key}: no PartialScans file and no source mesh to scan (rerun "
+            raise InputError(f"{key}: no PartialScans file and no source mesh to scan (rerun "
                              "`deepsdf preprocess --partial-scans`, or pass --meshes DIR)")
         return recorded_scan(self.manifest, local, load_mesh(mesh_path), offset, scale,
                              view=self.view)
@@ -327,7 +328,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
     out_dir, data_dir = Path(out_dir), experiment.data_dir
     keys = split_instances(split)
     if not keys:
-        raise ValueError("the split lists no instance")
+        raise InputError("the split lists no instance")
     sources = {}
     report = CompletionReport()
     train_clouds = None

@@ -42,6 +42,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepsdf_preprocess.errors import InputError
+
 __all__ = ["DecoderConfig", "Schedule", "TrainConfig", "load_specs", "parse_specs",
            "write_resolved", "ConfigError", "SPECS_VERSION"]
 
@@ -50,7 +52,7 @@ SPECS_VERSION = 2
 logger = logging.getLogger(__name__)
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A ``specs.json`` that cannot be used; the message names the key."""
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .sensing import Observation
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["ConstraintConfig", "sdf_constraints"]
 
@@ -29,7 +30,7 @@ class ConstraintConfig:
 
     def __post_init__(self):
         if self.eta <= 0 or self.free_space < 0 or self.free_margin < 0:
-            raise ValueError("eta must be positive; free_space and free_margin non-negative")
+            raise InputError("eta must be positive; free_space and free_margin non-negative")
 
 
 def sdf_constraints(observation: Observation, config: ConstraintConfig = ConstraintConfig(),
@@ -46,7 +47,7 @@ def sdf_constraints(observation: Observation, config: ConstraintConfig = Constra
     """
     p, n = observation.points, observation.normals
     if len(p) == 0:
-        raise ValueError("the observation has no usable surface point")
+        raise InputError("the observation has no usable surface point")
     eta = config.eta
     rows = [np.concatenate([p + eta * n, np.full((len(p), 1), eta), np.zeros((len(p), 1))], 1),
             np.concatenate([p - eta * n, np.full((len(p), 1), -eta), np.zeros((len(p), 1))], 1)]

@@ -17,6 +17,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from deepsdf_preprocess.errors import InputError
 
 
 __all__ = ["DemoSettings", "run_demo"]
@@ -140,7 +141,7 @@ def _train(out, data, train_path, test_path, settings, device, max_epochs):
 
     template = Path(__file__).resolve().parents[1] / "experiments" / "demo" / "specs.json"
     if not template.is_file():
-        raise ValueError(f"the demo spec {template} is missing (run from a source checkout)")
+        raise InputError(f"the demo spec {template} is missing (run from a source checkout)")
     specs = json.loads(template.read_text())
     experiment = out / "experiment"
     experiment.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from .experiment import Experiment, SourceMeshes, read_code, summarize, write_ta
 from .latents import split_instances
 from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, earth_movers, f_score,
                       normal_consistency, surface_points, volumetric_iou)
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "METRICS", "summary_table"]
 
@@ -126,7 +127,7 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
         truths.append(truth)
         codes.append(paths["code"] if paths["code"].is_file() else None)
     if not rows:
-        raise ValueError("no reconstructed mesh found: run `deepsdf reconstruct` first")
+        raise InputError("no reconstructed mesh found: run `deepsdf reconstruct` first")
     columns = ["instance", *METRICS, "iou"]
     if retrieval:
         from .retrieval import nearest_by_code, oracle_nearest

@@ -31,6 +31,7 @@ from deepsdf_preprocess import formats
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, safe_load
 from .config import TrainConfig
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["Experiment", "TrainedModel", "instance_outputs", "write_code", "read_code",
            "write_mesh", "check_mesh_format", "MESH_FORMATS", "write_table", "summarize",
@@ -142,7 +143,7 @@ class Experiment:
         """The split to work on: ``split_file``, else the spec's ``TestSplit``."""
         path = split_file or self.config.test_split
         if not path:
-            raise ValueError("no split given and the spec has no TestSplit")
+            raise InputError("no split given and the spec has no TestSplit")
         return formats.read_split(path)
 
     # ------------------------------------------------------------------ paths
@@ -201,7 +202,7 @@ def check_mesh_format(path) -> Path:
     (call it before the work, not after)."""
     path = Path(path)
     if path.suffix.lower() not in MESH_FORMATS:
-        raise ValueError(f"cannot write a mesh to {path.name}: the suffix must be one of "
+        raise InputError(f"cannot write a mesh to {path.name}: the suffix must be one of "
                          f"{', '.join(MESH_FORMATS)}")
     return path
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from deepsdf_preprocess import formats
+from deepsdf_preprocess.errors import InputError
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from .config import TrainConfig, parse_specs
@@ -41,7 +42,7 @@ __all__ = ["original_parameter_names", "decoder_state_to_original", "optimizer_t
 logger = logging.getLogger(__name__)
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """The experiment cannot be written in the original layout; the message says why."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["sdf"]
 
@@ -43,12 +44,12 @@ def sdf(decoder, code, points, *, chunk: int = 65536, grad: bool = False) -> tor
     code = torch.as_tensor(np.asarray(code) if not torch.is_tensor(code) else code,
                            dtype=torch.float32, device=device).reshape(-1)
     if code.numel() != latent:
-        raise ValueError(f"the code has {code.numel()} values; this decoder's codes have "
+        raise InputError(f"the code has {code.numel()} values; this decoder's codes have "
                          f"{latent} (decoder.config.latent_size)")
     points = torch.as_tensor(np.asarray(points) if not torch.is_tensor(points) else points,
                              dtype=torch.float32, device=device)
     if points.shape[-1:] != (3,):
-        raise ValueError(f"points must have shape (..., 3), got {tuple(points.shape)}")
+        raise InputError(f"points must have shape (..., 3), got {tuple(points.shape)}")
     flat = points.reshape(-1, 3)
     with torch.set_grad_enabled(grad):
         values = [decoder(code.expand(len(part), -1), part).squeeze(1)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from deepsdf_preprocess.pinhole import is_rotation
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["Similarity", "read_matrix"]
 
@@ -28,9 +29,9 @@ class Similarity:
     def __post_init__(self):
         rotation = np.asarray(self.rotation, dtype=np.float64)
         if not is_rotation(rotation):
-            raise ValueError("the similarity's rotation is not a proper rotation matrix")
+            raise InputError("the similarity's rotation is not a proper rotation matrix")
         if not self.scale > 0:
-            raise ValueError(f"the similarity's scale must be positive, got {self.scale}")
+            raise InputError(f"the similarity's scale must be positive, got {self.scale}")
         object.__setattr__(self, "rotation", rotation)
         object.__setattr__(self, "translation",
                            np.asarray(self.translation, dtype=np.float64).reshape(3))
@@ -50,10 +51,10 @@ class Similarity:
         """From a (4, 4) matrix ``[[s R, t], [0, 0, 0, 1]]``."""
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.shape != (4, 4) or not np.allclose(matrix[3], [0, 0, 0, 1]):
-            raise ValueError("a similarity matrix must be (4, 4) with last row 0 0 0 1")
+            raise InputError("a similarity matrix must be (4, 4) with last row 0 0 0 1")
         determinant = np.linalg.det(matrix[:3, :3])
         if not determinant > 0:
-            raise ValueError("the similarity matrix must have a positive determinant")
+            raise InputError("the similarity matrix must have a positive determinant")
         scale = float(np.cbrt(determinant))
         return cls(matrix[:3, :3] / scale, matrix[:3, 3], scale)
 
@@ -89,16 +90,16 @@ def read_matrix(path, shape: tuple) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"matrix file {path} does not exist")
+        raise InputError(f"matrix file {path} does not exist")
     try:
         matrix = np.load(path) if path.suffix == ".npy" else np.loadtxt(path)
         matrix = np.asarray(matrix, dtype=np.float64)
     except Exception as error:  # parse errors, pickled or corrupt files
-        raise ValueError(f"cannot read a matrix from {path}: {type(error).__name__}: "
+        raise InputError(f"cannot read a matrix from {path}: {type(error).__name__}: "
                          f"{error}") from error
     if matrix.shape != tuple(shape):
-        raise ValueError(f"{path}: expected a {shape[0]}x{shape[1]} matrix, got shape "
+        raise InputError(f"{path}: expected a {shape[0]}x{shape[1]} matrix, got shape "
                          f"{matrix.shape}")
     if not np.all(np.isfinite(matrix)):
-        raise ValueError(f"{path}: the matrix holds NaN or infinite values")
+        raise InputError(f"{path}: the matrix holds NaN or infinite values")
     return matrix

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .mesh import NoSurfaceError, code_mesh
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["lerp", "slerp", "sample_codes", "resolve_code", "code_meshes",
            "interpolation_pictures", "INTERPOLATIONS"]
@@ -30,7 +31,7 @@ INTERPOLATIONS = ("slerp", "linear")
 
 def _weights(steps: int) -> torch.Tensor:
     if steps < 2:
-        raise ValueError(f"an interpolation needs at least 2 steps, got {steps}")
+        raise InputError(f"an interpolation needs at least 2 steps, got {steps}")
     return torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
 
 
@@ -50,14 +51,14 @@ def slerp(a, b, steps: int) -> torch.Tensor:
     a, b = (torch.as_tensor(x, dtype=torch.float64).reshape(-1) for x in (a, b))
     norm_a, norm_b = a.norm(), b.norm()
     if norm_a == 0 or norm_b == 0:
-        raise ValueError("slerp needs non-zero codes (use linear interpolation)")
+        raise InputError("slerp needs non-zero codes (use linear interpolation)")
     u, v = a / norm_a, b / norm_b
     cosine = float(torch.clamp(u @ v, -1.0, 1.0))
     t = _weights(steps)[:, None]
     if cosine > 1 - 1e-12:
         return lerp(a, b, steps)
     if cosine < -1 + 1e-9:
-        raise ValueError("the codes point in opposite directions: slerp is not unique")
+        raise InputError("the codes point in opposite directions: slerp is not unique")
     angle = np.arccos(cosine)
     direction = (torch.sin((1 - t) * angle) * u + torch.sin(t * angle) * v) / np.sin(angle)
     return (direction * ((1 - t) * norm_a + t * norm_b)).float()
@@ -72,7 +73,7 @@ def sample_codes(train_codes, count: int, *, seed: int = 0) -> torch.Tensor:
     """
     codes = np.asarray(torch.as_tensor(train_codes, dtype=torch.float64))
     if codes.ndim != 2 or len(codes) < 2:
-        raise ValueError("fitting a Gaussian needs at least 2 training codes")
+        raise InputError("fitting a Gaussian needs at least 2 training codes")
     rng = np.random.default_rng(seed)
     draws = rng.multivariate_normal(codes.mean(axis=0), np.cov(codes, rowvar=False),
                                     size=count, method="eigh")
@@ -89,13 +90,13 @@ def resolve_code(spec: str, payload: dict) -> torch.Tensor:
 
         return read_code(path, payload["codes"].shape[1])
     if path.suffix == ".pth":
-        raise ValueError(f"code file {spec} does not exist")
+        raise InputError(f"code file {spec} does not exist")
     from .latents import UnknownInstance, find_instance
 
     try:
         row = find_instance(payload["instance_ids"], spec)
     except UnknownInstance as error:
-        raise ValueError(f"{spec!r} is neither a training instance of this checkpoint nor a "
+        raise InputError(f"{spec!r} is neither a training instance of this checkpoint nor a "
                          f".pth code file{error.hint}") from None
     return payload["codes"][row].detach().float().cpu()
 
@@ -133,13 +134,13 @@ def interpolation_pictures(experiment, out_dir, *, start=None, end=None, steps: 
     decoder, device, payload = model.decoder, experiment.device, model.payload
     if random is not None:
         if random < 1:
-            raise ValueError(f"--random needs a positive count, got {random}")
+            raise InputError(f"--random needs a positive count, got {random}")
         codes, name = sample_codes(payload["codes"], random, seed=seed), "sample"
     else:
         if not start or not end:
-            raise ValueError("give --from and --to (or --random N)")
+            raise InputError("give --from and --to (or --random N)")
         if mode not in INTERPOLATIONS:
-            raise ValueError(f"unknown interpolation {mode!r}; choose one of {INTERPOLATIONS}")
+            raise InputError(f"unknown interpolation {mode!r}; choose one of {INTERPOLATIONS}")
         a, b = resolve_code(start, payload), resolve_code(end, payload)
         codes, name = (slerp if mode == "slerp" else lerp)(a, b, steps), "step"
     meshes = code_meshes(decoder, codes, resolution=resolution, device=device,

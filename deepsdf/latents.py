@@ -7,6 +7,7 @@ import json
 
 import torch
 from torch import nn
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["LatentTable", "split_hash", "split_instances", "find_instance", "UnknownInstance"]
 
@@ -51,7 +52,7 @@ def find_instance(instance_ids, name: str) -> int:
         return matches[0]
     if matches:
         listed = ", ".join(ids[i] for i in matches[:5])
-        raise ValueError(f"{name!r} matches {len(matches)} training instances ({listed}"
+        raise InputError(f"{name!r} matches {len(matches)} training instances ({listed}"
                          f"{', ...' if len(matches) > 5 else ''}); give dataset/class/instance")
     close = difflib.get_close_matches(name, ids + [key.split("/", 1)[-1] for key in ids]
                                       + [key.rsplit("/", 1)[-1] for key in ids], n=3,
@@ -88,7 +89,7 @@ class LatentTable(nn.Module):
         super().__init__()
         self.instance_ids = list(instance_ids)
         if len(set(self.instance_ids)) != len(self.instance_ids):
-            raise ValueError("instance ids of a latent table must be unique")
+            raise InputError("instance ids of a latent table must be unique")
         self.split_digest = split_digest
         weight = torch.empty(len(self.instance_ids), latent_size)
         weight.normal_(0.0, init_std, generator=generator)

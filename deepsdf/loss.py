@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["clamped_l1", "code_prior", "prior_warmup", "eikonal"]
 
@@ -68,4 +69,4 @@ def code_prior(codes: torch.Tensor, *, form: str, weight: float, std: float) -> 
         return weight * codes.norm(dim=1).mean()
     if form == "paper":
         return weight * codes.pow(2).sum(dim=1).mean() / (codes.shape[1] * std ** 2)
-    raise ValueError(f"unknown code prior form {form!r}; use 'original' or 'paper'")
+    raise InputError(f"unknown code prior form {form!r}; use 'original' or 'paper'")

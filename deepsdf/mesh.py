@@ -21,6 +21,7 @@ import itertools
 
 import numpy as np
 import torch
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["NoSurfaceError", "code_mesh", "grid_axis", "decoder_field", "dense_grid",
            "coarse_strides", "coarse_to_fine_grid", "extract_mesh", "GridResult"]
@@ -33,7 +34,7 @@ class NoSurfaceError(ValueError):
 def grid_axis(resolution: int) -> np.ndarray:
     """(resolution,) float64 ``linspace(-1, 1, resolution)``."""
     if resolution < 2:
-        raise ValueError(f"resolution must be at least 2, got {resolution}")
+        raise InputError(f"resolution must be at least 2, got {resolution}")
     return np.linspace(-1.0, 1.0, resolution)
 
 
@@ -125,7 +126,7 @@ def coarse_to_fine_grid(field, resolution: int, *, strides=None, margin: float =
     """
     strides = list(strides) if strides is not None else coarse_strides(resolution, delta=delta)
     if strides[-1] != 1 or any(a != 2 * b for a, b in zip(strides, strides[1:])):
-        raise ValueError(f"strides must halve down to 1, got {strides}")
+        raise InputError(f"strides must halve down to 1, got {strides}")
     axis = grid_axis(resolution)
     spacing = 2.0 / (resolution - 1)
     values = np.full((resolution,) * 3, np.nan, dtype=np.float32)
@@ -211,7 +212,7 @@ def extract_mesh(values: np.ndarray, *, level: float = 0.0, offset=None, scale=N
 
     values = np.asarray(values, dtype=np.float32)
     if np.isnan(values).any():
-        raise ValueError("the grid has unfilled (NaN) values")
+        raise InputError("the grid has unfilled (NaN) values")
     if not (values.min() < level < values.max()):
         raise NoSurfaceError(f"the SDF does not cross {level} on the grid (range "
                              f"{values.min():.4g} .. {values.max():.4g})")

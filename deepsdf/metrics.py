@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.spatial import cKDTree
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["chamfer", "chamfer_unseen", "chamfer_l1", "f_score", "normal_consistency", "earth_movers",
            "volumetric_iou",
@@ -24,7 +25,7 @@ def surface_points(mesh, count: int = CHAMFER_POINTS, *, seed: int = 0):
     import trimesh
 
     if len(mesh.faces) == 0:
-        raise ValueError("the mesh has no faces: no surface to sample")
+        raise InputError("the mesh has no faces: no surface to sample")
     points, faces = trimesh.sample.sample_surface(mesh, count, seed=seed)
     return np.asarray(points), np.asarray(mesh.face_normals[faces])
 

@@ -22,6 +22,7 @@ import numpy as np
 from deepsdf_preprocess.pinhole import (PinholeCamera, intrinsics_from_fov, look_at_pose,
                                         spherical_direction)
 from deepsdf_preprocess.raycast import first_hits
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["default_camera", "framing_camera", "render_meshes", "tile", "save_png", "save_gif",
            "RENDERERS"]
@@ -71,7 +72,7 @@ def render_meshes(meshes, camera: PinholeCamera | None = None, *,
     ``camera`` defaults to :func:`framing_camera` of the meshes given (all of them: one scale
     for a strip); pass :func:`default_camera` for the normalized frame's fixed view."""
     if renderer not in RENDERERS:
-        raise ValueError(f"unknown renderer {renderer!r}; choose one of {RENDERERS}")
+        raise InputError(f"unknown renderer {renderer!r}; choose one of {RENDERERS}")
     meshes = list(meshes)
     camera = camera or framing_camera(meshes)
     if renderer in ("auto", "pyrender"):
@@ -137,7 +138,7 @@ def tile(images, columns: int | None = None, *, gap: int = 4) -> np.ndarray:
     separated by ``gap`` white pixels."""
     images = [np.asarray(image, np.uint8) for image in images]
     if not images:
-        raise ValueError("no image to tile")
+        raise InputError("no image to tile")
     columns = len(images) if columns is None else max(1, min(columns, len(images)))
     rows = -(-len(images) // columns)
     height, width = images[0].shape[:2]

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .data import PackedSamples, scene_samples
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["SolverConfig", "Reconstruction", "reconstruct_codes", "candidate_values",
            "SOLVERS"]
@@ -65,9 +66,9 @@ class SolverConfig:
 
     def __post_init__(self):
         if self.method not in SOLVERS:
-            raise ValueError(f"unknown solver {self.method!r}; choose one of {SOLVERS}")
+            raise InputError(f"unknown solver {self.method!r}; choose one of {SOLVERS}")
         if self.steps < 1 or self.samples < 2 or self.samples % 2:
-            raise ValueError("steps must be >= 1 and samples a positive even number")
+            raise InputError("steps must be >= 1 and samples a positive even number")
 
 
 #: Gauss-Newton preset: 45 iterations on a fixed set of 12000 samples per shape, IRLS floor
@@ -132,7 +133,7 @@ def _check_source(source, scenes) -> None:
     for scene in scenes:
         rows = source[scene]
         if rows.ndim != 2 or rows.shape[1] != 5 or len(rows) == 0:
-            raise ValueError(f"shape {scene}: constraint rows must be a non-empty (n, 5) array "
+            raise InputError(f"shape {scene}: constraint rows must be a non-empty (n, 5) array "
                              f"[x, y, z, target, one_sided], got shape {rows.shape}")
 
 
@@ -168,10 +169,10 @@ def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
     known = getattr(getattr(decoder, "config", None), "latent_size", None)
     if latent_size is None:
         if known is None:
-            raise ValueError("give latent_size: this decoder does not state its code length")
+            raise InputError("give latent_size: this decoder does not state its code length")
         latent_size = known
     elif known is not None and latent_size != known:
-        raise ValueError(f"latent_size {latent_size} is not the decoder's code length {known}")
+        raise InputError(f"latent_size {latent_size} is not the decoder's code length {known}")
     decoder.eval()
     frozen = [(p, p.requires_grad) for p in decoder.parameters()]
     for parameter, _ in frozen:
@@ -181,7 +182,7 @@ def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
     if initial is not None:
         codes = torch.as_tensor(initial, dtype=torch.float32).to(device)
         if codes.shape != (len(scenes), latent_size):
-            raise ValueError(f"initial codes must be ({len(scenes)}, {latent_size}), got "
+            raise InputError(f"initial codes must be ({len(scenes)}, {latent_size}), got "
                              f"{tuple(codes.shape)}")
     else:
         codes = torch.from_numpy(np.stack([
@@ -225,7 +226,7 @@ def candidate_values(decoder, source, scenes, candidates, *, count: int, clamp: 
     if candidates.dim() == 2:
         candidates = candidates.unsqueeze(0).expand(b, -1, -1)
     if candidates.dim() != 3 or len(candidates) != b:
-        raise ValueError(f"candidates must be (k, d) or ({b}, k, d), got "
+        raise InputError(f"candidates must be (k, d) or ({b}, k, d), got "
                          f"{tuple(candidates.shape)}")
     k, d = candidates.shape[1:]
     samples = _draw(source, scenes, count, seed, _SCREEN_STEP, device)

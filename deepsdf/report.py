@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["training_curve", "Report", "Html", "link"]
 
@@ -34,7 +35,7 @@ def training_curve(history, path) -> Path:
     from deepsdf_preprocess.formats import atomic_path
 
     if not history:
-        raise ValueError("the checkpoint has no training history to plot")
+        raise InputError("the checkpoint has no training history to plot")
     epochs = [row[0] for row in history]
     losses = [row[1] for row in history]
     figure, axis = pyplot.subplots(figsize=(6, 3.2), dpi=100)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .data import PackedSamples
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["DeviceSamples", "choose_store", "StoreChoice", "free_memory", "STORE_KINDS",
            "batch_generator"]
@@ -79,7 +80,7 @@ def choose_store(packed: PackedSamples, device: torch.device, *, kind: str = "au
         Share of the free memory the samples may take (``SampleStoreMemory``).
     """
     if kind not in STORE_KINDS:
-        raise ValueError(f"sample store must be one of {STORE_KINDS}, got {kind!r}")
+        raise InputError(f"sample store must be one of {STORE_KINDS}, got {kind!r}")
     size = packed.total_rows * 16
     if kind == "mmap":
         return StoreChoice("mmap", "asked for (SampleStore mmap)")

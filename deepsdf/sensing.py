@@ -13,6 +13,7 @@ import numpy as np
 from deepsdf_preprocess.pinhole import PinholeCamera
 
 from .frames import Similarity
+from deepsdf_preprocess.errors import InputError
 
 __all__ = ["Observation", "observe_depth", "observe_points", "load_depth", "read_point_cloud"]
 
@@ -71,24 +72,24 @@ def load_depth(path, *, depth_scale: float | None = None) -> np.ndarray:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz", ".png"):
-        raise ValueError(f"{path}: unsupported depth file (use .png, .npy or .npz)")
+        raise InputError(f"{path}: unsupported depth file (use .png, .npy or .npz)")
     if suffix == ".png" and depth_scale is None:
-        raise ValueError(f"{path}: a PNG depth image needs depth_scale (units per metre, "
+        raise InputError(f"{path}: a PNG depth image needs depth_scale (units per metre, "
                          "e.g. 1000 for millimetres)")
     if suffix == ".png" and not depth_scale > 0:
-        raise ValueError(f"{path}: depth_scale must be positive, got {depth_scale}")
+        raise InputError(f"{path}: depth_scale must be positive, got {depth_scale}")
     if not path.is_file():
-        raise ValueError(f"depth image {path} does not exist")
+        raise InputError(f"depth image {path} does not exist")
     try:
         depth = _read_depth_array(path, suffix, depth_scale)
     except Exception as error:  # corrupt PNG / npy / npz files raise many types
-        raise ValueError(f"cannot read depth image {path}: {type(error).__name__}: "
+        raise InputError(f"cannot read depth image {path}: {type(error).__name__}: "
                          f"{error}") from error
     if depth.ndim != 2:
-        raise ValueError(f"{path}: a depth image must be 2-D, got shape {depth.shape}")
+        raise InputError(f"{path}: a depth image must be 2-D, got shape {depth.shape}")
     depth = np.nan_to_num(depth, nan=0.0, posinf=np.inf, neginf=-np.inf)
     if not np.all(np.isfinite(depth)) or np.any(depth < 0):
-        raise ValueError(f"{path}: depth must be finite and >= 0 (0 = no measurement)")
+        raise InputError(f"{path}: depth must be finite and >= 0 (0 = no measurement)")
     return depth
 
 
@@ -101,7 +102,7 @@ def _read_depth_array(path: Path, suffix: str, depth_scale) -> np.ndarray:
                 return np.asarray(data["depth"], dtype=np.float64)
             if len(data.files) == 1:
                 return np.asarray(data[data.files[0]], dtype=np.float64)
-            raise ValueError(f"no 'depth' array among {data.files}")
+            raise InputError(f"no 'depth' array among {data.files}")
     from PIL import Image
 
     with Image.open(path) as image:
@@ -119,7 +120,7 @@ def read_point_cloud(path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"point cloud {path} does not exist")
+        raise InputError(f"point cloud {path} does not exist")
     try:
         if path.suffix == ".npy":
             cloud = np.load(path)
@@ -131,12 +132,12 @@ def read_point_cloud(path) -> np.ndarray:
             cloud = trimesh.load(path, process=False).vertices
         cloud = np.asarray(cloud, dtype=np.float64)
     except Exception as error:  # parse errors, foreign or corrupt files
-        raise ValueError(f"cannot read points from {path}: {type(error).__name__}: "
+        raise InputError(f"cannot read points from {path}: {type(error).__name__}: "
                          f"{error}") from error
     if cloud.ndim != 2 or cloud.shape[1] != 3 or len(cloud) == 0:
-        raise ValueError(f"{path}: expected (n, 3) points, got shape {cloud.shape}")
+        raise InputError(f"{path}: expected (n, 3) points, got shape {cloud.shape}")
     if not np.all(np.isfinite(cloud)):
-        raise ValueError(f"{path}: the points hold NaN or infinite values")
+        raise InputError(f"{path}: the points hold NaN or infinite values")
     return cloud
 
 
@@ -195,7 +196,7 @@ def observe_points(points, sensor, *, neighbours: int = 16,
 
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 3 or len(points) < 3:
-        raise ValueError(f"a point cloud must be (n >= 3, 3), got shape {points.shape}")
+        raise InputError(f"a point cloud must be (n >= 3, 3), got shape {points.shape}")
     count = min(neighbours, len(points))
     _, index = cKDTree(points).query(points, k=count)
     local = points[index] - points[index].mean(axis=1, keepdims=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from .errors import InputError
 
 __all__ = [
     "CameraRig",
@@ -50,7 +51,7 @@ def golden_spiral_positions(count: int, radius: float) -> np.ndarray:
         ``(i + 1) * pi * (3 - sqrt(5))``.
     """
     if count < 1:
-        raise ValueError(f"camera count must be at least 1, got {count}")
+        raise InputError(f"camera count must be at least 1, got {count}")
     i = np.arange(count, dtype=np.float64)
     y = -1.0 + (2.0 * i + 1.0) / count
     r = np.sqrt(np.maximum(0.0, 1.0 - y * y))
@@ -78,7 +79,7 @@ def look_at_basis(eye: np.ndarray, *, up_hint=(0.0, 1.0, 0.0)) -> np.ndarray:
     eye = np.asarray(eye, dtype=np.float64)
     norm = np.linalg.norm(eye)
     if norm == 0:
-        raise ValueError("camera position must not be the origin")
+        raise InputError("camera position must not be the origin")
     forward = -eye / norm
     hint = np.asarray(up_hint, dtype=np.float64)
     right = np.cross(forward, hint)
@@ -105,9 +106,9 @@ class CameraRig:
 
     def __post_init__(self):
         if self.resolution < 1:
-            raise ValueError(f"resolution must be positive, got {self.resolution}")
+            raise InputError(f"resolution must be positive, got {self.resolution}")
         if not self.far > self.near >= 0:
-            raise ValueError(f"need 0 <= near < far, got near={self.near}, far={self.far}")
+            raise InputError(f"need 0 <= near < far, got near={self.near}, far={self.far}")
 
     @property
     def pixel_size(self) -> float:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import formats
-from .errors import DiskFullError, PreprocessError
+from .errors import DiskFullError, InputError, PreprocessError
 from .manifest import (active_run, append_record, journal_path, manifest_mesh, manifest_path,
                        merge_journals, read_manifest, shard_of)
 from .mesh_io import MESH_SUFFIXES
@@ -85,7 +85,7 @@ def discover_meshes(mesh_dir, *, split: dict | None = None, dataset: str | None 
     """
     root = Path(mesh_dir)
     if not root.is_dir():
-        raise ValueError(f"mesh folder {root} does not exist")
+        raise InputError(f"mesh folder {root} does not exist")
     found: dict[tuple[str, str], Path] = {}
     problems: dict[tuple[str, str], str] = {}
     loose = [p.name for p in root.iterdir() if p.suffix.lower() in MESH_SUFFIXES]
@@ -123,7 +123,7 @@ def discover_meshes(mesh_dir, *, split: dict | None = None, dataset: str | None 
         keys = sorted(set(found) | set(problems))
     else:
         if dataset not in split:
-            raise ValueError(f"the split has no dataset {dataset!r} (it has {sorted(split)}); "
+            raise InputError(f"the split has no dataset {dataset!r} (it has {sorted(split)}); "
                              "pass the matching --dataset")
         keys = sorted((c, i) for c, instances in split[dataset].items() for i in instances)
     return [MeshJob(c, i, found.get((c, i)), problems.get((c, i))) for c, i in keys]
@@ -242,9 +242,9 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
         When the device fills up (what was written before is intact).
     """
     if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise InputError(f"workers must be at least 1, got {workers}")
     if shard is not None and not 0 <= shard[0] < shard[1]:
-        raise ValueError(f"shard {shard[0]}/{shard[1]}: the index must lie in 0..count-1")
+        raise InputError(f"shard {shard[0]}/{shard[1]}: the index must lie in 0..count-1")
     formats.check_name(dataset, "dataset")
     data_dir = Path(data_dir)
     jobs = _discover(mesh_dir, split, dataset)
@@ -295,7 +295,7 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
 def _discover(mesh_dir, split, dataset):
     jobs = discover_meshes(mesh_dir, split=split, dataset=dataset)
     if not jobs:
-        raise ValueError(f"no meshes found under {mesh_dir} (expected "
+        raise InputError(f"no meshes found under {mesh_dir} (expected "
                          f"<class>/<instance>.<{'|'.join(s[1:] for s in MESH_SUFFIXES)}> "
                          "or <class>/<instance>/models/model_normalized.obj)")
     return jobs

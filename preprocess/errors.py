@@ -1,6 +1,12 @@
 """Exception types of the preprocessor."""
 
-__all__ = ["PreprocessError", "MeshError", "DiskFullError"]
+__all__ = ["InputError", "PreprocessError", "MeshError", "DiskFullError"]
+
+
+class InputError(ValueError):
+    """A bad argument, setting or input file of either package; the message names it and is
+    one line, fit for the command line (which prints it without a traceback: any other
+    exception is a bug and shows one)."""
 
 
 class PreprocessError(RuntimeError):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DiskFullError
+from .errors import DiskFullError, InputError
 
 __all__ = [
     "SDF_SAMPLES", "SURFACE_SAMPLES", "NORMALIZATION_PARAMETERS", "OCCUPANCY_SAMPLES",
@@ -59,10 +59,10 @@ def check_name(name, what: str = "name") -> str:
         Naming ``what`` and the offending value.
     """
     if not isinstance(name, str):
-        raise ValueError(f"{what} must be a string, got {type(name).__name__} {name!r}")
+        raise InputError(f"{what} must be a string, got {type(name).__name__} {name!r}")
     if (not name or name in (".", "..") or "/" in name or "\\" in name
             or any(ord(c) < 32 for c in name)):
-        raise ValueError(f"{what} {name!r} is not a single file-name component (no '/', "
+        raise InputError(f"{what} {name!r} is not a single file-name component (no '/', "
                          "'\\', '..', control characters or empty names)")
     return name
 
@@ -71,7 +71,7 @@ def split_key(key: str) -> tuple[str, str, str]:
     """``dataset/class/instance`` -> its three checked names."""
     parts = key.split("/") if isinstance(key, str) else []
     if len(parts) != 3:
-        raise ValueError(f"instance key {key!r} is not of the form dataset/class/instance")
+        raise InputError(f"instance key {key!r} is not of the form dataset/class/instance")
     return (check_name(parts[0], "dataset"), check_name(parts[1], "class"),
             check_name(parts[2], "instance"))
 
@@ -195,11 +195,11 @@ def read_sdf_samples(path, *, keep_nan: bool = False) -> tuple[np.ndarray, np.nd
     with np.load(path) as data:
         missing = {"pos", "neg"} - set(data.files)
         if missing:
-            raise ValueError(f"{path} lacks the key(s) {sorted(missing)}; not an SdfSamples file")
+            raise InputError(f"{path} lacks the key(s) {sorted(missing)}; not an SdfSamples file")
         pos, neg = (np.asarray(data[k], dtype=np.float32) for k in ("pos", "neg"))
     for name, array in (("pos", pos), ("neg", neg)):
         if array.ndim != 2 or array.shape[1] != 4:
-            raise ValueError(f"{path}: '{name}' has shape {array.shape}, expected (n, 4)")
+            raise InputError(f"{path}: '{name}' has shape {array.shape}, expected (n, 4)")
     if keep_nan:
         return pos, neg
     return pos[~np.isnan(pos).any(axis=1)], neg[~np.isnan(neg).any(axis=1)]
@@ -237,7 +237,7 @@ def read_partial_scan(path) -> dict:
     with np.load(path) as data:
         missing = {"depth", "K", "pose"} - set(data.files)
         if missing:
-            raise ValueError(f"{path} lacks the key(s) {sorted(missing)}; not a PartialScans "
+            raise InputError(f"{path} lacks the key(s) {sorted(missing)}; not a PartialScans "
                              "file")
         depth = np.asarray(data["depth"])
         return {"depth": depth.astype(np.float64 if depth.dtype == np.float64 else np.float32),
@@ -284,7 +284,7 @@ def storage_dtype(array) -> np.dtype:
     """
     array = np.asarray(array, dtype=np.float64)
     if not np.all(np.isfinite(array)):
-        raise ValueError("refusing to store NaN or infinite coordinates")
+        raise InputError("refusing to store NaN or infinite coordinates")
     if array.size == 0:
         return np.dtype(np.float32)
     extent = float(array.max() - array.min()) if array.ndim == 1 else float(
@@ -342,12 +342,12 @@ def read_surface_samples(path) -> dict:
     """
     with open(path, "rb") as stream:
         if stream.readline().strip() != b"ply":
-            raise ValueError(f"{path} is not a PLY file")
+            raise InputError(f"{path} is not a PLY file")
         fmt, count, properties, in_vertex = None, None, [], False
         while True:
             line = stream.readline()
             if not line:
-                raise ValueError(f"{path}: PLY header has no end_header")
+                raise InputError(f"{path}: PLY header has no end_header")
             words = line.decode("ascii", "replace").split()
             if not words or words[0] in ("comment", "obj_info"):
                 continue
@@ -361,10 +361,10 @@ def read_surface_samples(path) -> dict:
                     count = int(words[2])
             elif words[0] == "property" and in_vertex:
                 if words[1] == "list":
-                    raise ValueError(f"{path}: list properties in the vertex element")
+                    raise InputError(f"{path}: list properties in the vertex element")
                 properties.append((words[2], _PLY_TYPES[words[1]]))
         if count is None:
-            raise ValueError(f"{path}: PLY file has no vertex element")
+            raise InputError(f"{path}: PLY file has no vertex element")
         if fmt == "ascii":
             table = np.loadtxt(stream, max_rows=count, ndmin=2, usecols=range(len(properties)))
             columns = {name: table[:, i] for i, (name, _) in enumerate(properties)}
@@ -399,15 +399,15 @@ def read_split(path) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"split file {path} does not exist")
+        raise InputError(f"split file {path} does not exist")
     try:
         payload = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"split file {path} is not valid JSON: {error}") from error
+        raise InputError(f"split file {path} is not valid JSON: {error}") from error
     if not isinstance(payload, dict) or not all(
             isinstance(classes, dict) and all(isinstance(v, list) for v in classes.values())
             for classes in payload.values()):
-        raise ValueError(f"{path} is not a split file: expected "
+        raise InputError(f"{path} is not a split file: expected "
                          '{"<dataset>": {"<class>": ["<instance>", ...]}}')
     for dataset, classes in payload.items():
         check_name(dataset, f"{path}: dataset")

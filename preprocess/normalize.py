@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import numpy as np
+from .errors import InputError
 
 __all__ = ["normalization_parameters", "to_normalized", "to_original", "REFERENCE_BUFFER"]
 
@@ -35,11 +36,11 @@ def normalization_parameters(vertices, faces=None, *, buffer: float = REFERENCE_
     if faces is not None:
         vertices = vertices[np.unique(np.asarray(faces))]
     if len(vertices) == 0:
-        raise ValueError("cannot normalize a mesh without vertices")
+        raise InputError("cannot normalize a mesh without vertices")
     offset = -0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
     radius = np.linalg.norm(vertices + offset, axis=1).max()
     if not radius > 0:
-        raise ValueError("cannot normalize a mesh whose vertices all coincide")
+        raise InputError("cannot normalize a mesh whose vertices all coincide")
     return offset, float(1.0 / (buffer * radius))
 
 

@@ -21,6 +21,7 @@ from .normalize import to_original
 from .pinhole import PinholeCamera, intrinsics_from_fov, look_at_pose, spherical_direction
 from .raycast import first_hits
 from .scan import plane_depth
+from .errors import InputError
 
 __all__ = ["VirtualScanConfig", "render_depth", "random_viewpoint", "virtual_scan",
            "instance_scan"]
@@ -42,11 +43,11 @@ class VirtualScanConfig:
 
     def __post_init__(self):
         if self.distance <= 1.0:
-            raise ValueError(f"the camera must be outside the unit sphere, got distance "
+            raise InputError(f"the camera must be outside the unit sphere, got distance "
                              f"{self.distance}")
         low, high = self.elevation
         if not -90.0 <= low <= high <= 90.0:
-            raise ValueError(f"elevation range must lie in [-90, 90], got {self.elevation}")
+            raise InputError(f"elevation range must lie in [-90, 90], got {self.elevation}")
 
 
 def random_viewpoint(rng: np.random.Generator, config: VirtualScanConfig) -> np.ndarray:

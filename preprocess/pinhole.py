@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from .errors import InputError
 
 __all__ = ["CONVENTIONS", "PinholeCamera", "intrinsics_from_fov", "look_at_pose",
            "to_opencv_pose", "to_opengl_pose", "is_rotation", "spherical_direction"]
@@ -60,13 +61,13 @@ def spherical_direction(azimuth: float, elevation: float) -> np.ndarray:
 def to_opencv_pose(pose, convention: str = "opencv") -> np.ndarray:
     """(4, 4) float64 camera-to-world pose in the OpenCV convention."""
     if convention not in CONVENTIONS:
-        raise ValueError(f"unknown camera convention {convention!r}; choose one of "
+        raise InputError(f"unknown camera convention {convention!r}; choose one of "
                          f"{CONVENTIONS}")
     pose = np.asarray(pose, dtype=np.float64)
     if pose.shape != (4, 4):
-        raise ValueError(f"a camera pose must be a (4, 4) matrix, got shape {pose.shape}")
+        raise InputError(f"a camera pose must be a (4, 4) matrix, got shape {pose.shape}")
     if not is_rotation(pose[:3, :3]):
-        raise ValueError("the pose's upper-left 3x3 block is not a rotation (a camera-to-world "
+        raise InputError("the pose's upper-left 3x3 block is not a rotation (a camera-to-world "
                          "pose must be rigid; put scale into the object transform)")
     return pose @ _FLIP_YZ if convention == "opengl" else pose.copy()
 
@@ -82,7 +83,7 @@ def intrinsics_from_fov(width: int, height: int, fov_y_degrees: float) -> np.nda
     ``fov_y_degrees`` is the full vertical field of view.
     """
     if not 0 < fov_y_degrees < 180:
-        raise ValueError(f"the field of view must be in (0, 180) degrees, got {fov_y_degrees}")
+        raise InputError(f"the field of view must be in (0, 180) degrees, got {fov_y_degrees}")
     focal = 0.5 * height / np.tan(np.radians(fov_y_degrees) / 2)
     return np.array([[focal, 0.0, (width - 1) / 2],
                      [0.0, focal, (height - 1) / 2],
@@ -98,7 +99,7 @@ def look_at_pose(eye, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> np.ndarray:
     eye = np.asarray(eye, dtype=np.float64)
     forward = np.asarray(target, dtype=np.float64) - eye
     if np.linalg.norm(forward) == 0:
-        raise ValueError("the camera position and its target coincide")
+        raise InputError("the camera position and its target coincide")
     forward /= np.linalg.norm(forward)
     right = np.cross(forward, np.asarray(up, dtype=np.float64))
     if np.linalg.norm(right) < 1e-8:
@@ -127,10 +128,10 @@ class PinholeCamera:
     def create(cls, K, pose, width: int, height: int, *, convention: str = "opencv"):
         K = np.asarray(K, dtype=np.float64)
         if K.shape != (3, 3) or K[0, 0] <= 0 or K[1, 1] <= 0:
-            raise ValueError(f"K must be a (3, 3) intrinsics matrix with positive focal "
+            raise InputError(f"K must be a (3, 3) intrinsics matrix with positive focal "
                              f"lengths, got {K.tolist()}")
         if width < 1 or height < 1:
-            raise ValueError(f"image size must be positive, got {width} x {height}")
+            raise InputError(f"image size must be positive, got {width} x {height}")
         return cls(K=K, pose=to_opencv_pose(pose, convention), width=int(width),
                    height=int(height))
 
@@ -167,7 +168,7 @@ class PinholeCamera:
         """
         depth = np.asarray(depth, dtype=np.float64)
         if depth.shape != (self.height, self.width):
-            raise ValueError(f"depth image has shape {depth.shape}, the camera expects "
+            raise InputError(f"depth image has shape {depth.shape}, the camera expects "
                              f"{(self.height, self.width)}")
         flat = depth.ravel()
         pixels = np.nonzero(np.isfinite(flat) & (flat > 0))[0]

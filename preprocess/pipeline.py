@@ -13,7 +13,7 @@ import trimesh
 from . import formats
 from .cameras import CameraRig
 from .checks import SIGN_CHECK_THRESHOLD, sample_count_problem, sign_disagreement
-from .errors import PreprocessError
+from .errors import InputError, PreprocessError
 from .mesh_io import closed_orientation, load_mesh, validate_mesh
 from .normalize import normalization_parameters, to_normalized, to_original
 from .partial_scan import VirtualScanConfig, instance_scan
@@ -49,12 +49,12 @@ class PreprocessConfig:
 
     def __post_init__(self):
         if self.sign_method not in SIGN_METHODS:
-            raise ValueError(f"unknown sign method {self.sign_method!r}; "
+            raise InputError(f"unknown sign method {self.sign_method!r}; "
                              f"choose one of {SIGN_METHODS}")
         if self.neighbours < 1:
-            raise ValueError(f"neighbours must be at least 1, got {self.neighbours}")
+            raise InputError(f"neighbours must be at least 1, got {self.neighbours}")
         if not 0 <= self.min_sign_fraction < 0.5:
-            raise ValueError(f"min_sign_fraction must lie in [0, 0.5), got "
+            raise InputError(f"min_sign_fraction must lie in [0, 0.5), got "
                              f"{self.min_sign_fraction}")
 
     def to_dict(self) -> dict:
@@ -150,7 +150,7 @@ def make_scanner(backend: str, rig: CameraRig):
                 f"cannot create an OpenGL context ({type(error).__name__}: {error}); install "
                 "Mesa's EGL (apt-get install libegl1 libgl1-mesa-dri) or use --backend raycast"
             ) from error
-    raise ValueError(f"unknown scanner backend {backend!r}; choose one of {BACKENDS}")
+    raise InputError(f"unknown scanner backend {backend!r}; choose one of {BACKENDS}")
 
 
 def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,

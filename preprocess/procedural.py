@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
+from .errors import InputError
 
 __all__ = ["OrientedBox", "RevolvedProfile", "ProceduralShape", "generate_chair",
            "generate_table", "generate_vessel", "generate_shapes", "write_shapes", "CATEGORIES",
@@ -318,9 +319,9 @@ def _finish(category, params, parts) -> ProceduralShape:
 def generate_shapes(category: str, count: int, seed: int = 0) -> list:
     """``count`` shapes of ``category``; shape ``i`` depends only on ``(seed, i)``."""
     if category not in CATEGORIES:
-        raise ValueError(f"unknown category {category!r}; choose one of {sorted(CATEGORIES)}")
+        raise InputError(f"unknown category {category!r}; choose one of {sorted(CATEGORIES)}")
     if count < 1:
-        raise ValueError(f"count must be positive, got {count}")
+        raise InputError(f"count must be positive, got {count}")
     return [CATEGORIES[category](np.random.default_rng([seed, index])) for index in range(count)]
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .surface import VisibleSurface
+from .errors import InputError
 
 __all__ = ["SamplingConfig", "PRESETS", "draw_samples"]
 
@@ -27,11 +28,11 @@ class SamplingConfig:
 
     def __post_init__(self):
         if self.count < 1:
-            raise ValueError(f"sample count must be positive, got {self.count}")
+            raise InputError(f"sample count must be positive, got {self.count}")
         if not 0 <= self.near_fraction <= 1:
-            raise ValueError(f"near_fraction must lie in [0, 1], got {self.near_fraction}")
+            raise InputError(f"near_fraction must lie in [0, 1], got {self.near_fraction}")
         if not self.variances or min(self.variances) <= 0:
-            raise ValueError(f"variances must be positive, got {self.variances}")
+            raise InputError(f"variances must be positive, got {self.variances}")
 
     @property
     def stddevs(self) -> np.ndarray:

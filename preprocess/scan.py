@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cameras import CameraRig
+from .errors import InputError
 
 __all__ = ["NO_HIT", "face_normals", "plane_depth", "pixel_observations", "ScanAccumulator",
            "TriangleSides"]
@@ -177,12 +178,12 @@ class ScanAccumulator:
         ids = np.asarray(triangle_ids)
         expected = (self.rig.resolution, self.rig.resolution)
         if ids.shape != expected:
-            raise ValueError(f"triangle-id image has shape {ids.shape}, expected {expected}")
+            raise InputError(f"triangle-id image has shape {ids.shape}, expected {expected}")
         hits = ids[ids != NO_HIT]
         if len(hits) == 0:
             return
         if hits.max() >= self.face_count or hits.min() < 0:
-            raise ValueError("triangle-id image holds indices outside the mesh")
+            raise InputError("triangle-id image holds indices outside the mesh")
         self._views_with_hits += 1
         counts = np.bincount(hits, minlength=self.face_count)
         facing = self.normals @ self._forward[view]  # < 0: winding normal faces the camera

@@ -32,6 +32,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .surface import VisibleSurface
+from .errors import InputError
 
 __all__ = [
     "SignedDistance",
@@ -110,7 +111,7 @@ def _closest_chunks(surface: VisibleSurface, points):
     import igl
 
     if len(surface.faces) == 0:
-        raise ValueError("the visible surface is empty: no distance can be computed")
+        raise InputError("the visible surface is empty: no distance can be computed")
     tree = igl.AABB()
     tree.init(surface.vertices, surface.faces)
     order = morton_order(points)
@@ -349,13 +350,13 @@ def signed_distance(surface: VisibleSurface, points, *, method: str = "vote",
         Vote-cloud spacing (reference pixel size 0.005).
     """
     if method not in SIGN_METHODS:
-        raise ValueError(f"unknown sign method {method!r}; choose one of {SIGN_METHODS}")
+        raise InputError(f"unknown sign method {method!r}; choose one of {SIGN_METHODS}")
     points = np.asarray(points)
     if method == "winding":
         import igl
 
         if mesh_vertices is None or mesh_faces is None:
-            raise ValueError("method='winding' needs mesh_vertices and mesh_faces")
+            raise InputError("method='winding' needs mesh_vertices and mesh_faces")
         distance = closest_visible_points(surface, points)[0]
         winding = igl.fast_winding_number(np.asarray(mesh_vertices, np.float64),
                                           np.asarray(mesh_faces, np.int64),
@@ -364,7 +365,7 @@ def signed_distance(surface: VisibleSurface, points, *, method: str = "vote",
         return SignedDistance(sdf=sign * distance, keep=np.ones(len(points), bool),
                               counts={"winding": len(points)})
     if rng is None:
-        raise ValueError("method='vote' needs rng (a numpy Generator) for its vote cloud")
+        raise InputError("method='vote' needs rng (a numpy Generator) for its vote cloud")
     distance = np.empty(len(points), dtype=np.float32)  # the precision SdfSamples stores
     sign = np.zeros(len(points), np.int8)
     by_face, by_ring = _exact_signs(surface, points, distance, None if exhaustive else sign)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from .errors import InputError
 
 __all__ = ["make_split"]
 
@@ -20,7 +21,7 @@ def make_split(instances: dict, *, test_fraction: float, seed: int = 0) -> tuple
         Split dictionaries of the same shape as ``instances``, instance lists sorted.
     """
     if not 0 <= test_fraction <= 1:
-        raise ValueError(f"test_fraction must lie in [0, 1], got {test_fraction}")
+        raise InputError(f"test_fraction must lie in [0, 1], got {test_fraction}")
     train: dict = {}
     test: dict = {}
     for dataset, classes in instances.items():

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .scan import TriangleSides, face_normals
+from .errors import InputError
 
 __all__ = ["VisibleSurface"]
 
@@ -75,7 +76,7 @@ class VisibleSurface:
             Row of :attr:`faces` each point lies on.
         """
         if len(self.faces) == 0 or not self.area > 0:
-            raise ValueError("the visible surface is empty: nothing to sample")
+            raise InputError("the visible surface is empty: nothing to sample")
         cumulative = np.cumsum(self.areas)
         faces = np.searchsorted(cumulative, rng.random(count) * cumulative[-1], side="right")
         faces = np.minimum(faces, len(self.faces) - 1)

@@ -49,6 +49,39 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_a_bug_shows_its_traceback_and_our_errors_do_not(tmp_path, capsys, monkeypatch):
+    """Only this project's error types become one line; a plain ValueError from the code is a
+    bug and propagates (with its traceback); -v shows ours in full."""
+    import deepsdf.cli as cli
+    from deepsdf_preprocess.errors import InputError
+
+    def failing(error):
+        def run(args):
+            raise error
+        return run
+
+    argv = ["split", str(tmp_path / "nowhere.json"), "--dataset", "D", "--train",
+            str(tmp_path / "a.json"),
+            "--test", str(tmp_path / "b.json")]
+    original = cli.build_parser
+
+    def parser_with(run):
+        def build():
+            parser = original()
+            parser._subparsers._group_actions[0].choices["split"].set_defaults(run=run)
+            return parser
+        return build
+
+    monkeypatch.setattr(cli, "build_parser", parser_with(failing(InputError("bad input X"))))
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == "deepsdf split: error: bad input X"
+    with pytest.raises(InputError):
+        main(["-v"] + argv)
+    monkeypatch.setattr(cli, "build_parser", parser_with(failing(ValueError("a bug"))))
+    with pytest.raises(ValueError, match="a bug"):
+        main(argv)
+
+
 def test_preprocess_end_to_end_and_exit_code(tmp_path):
     meshes = tmp_path / "meshes"
     main(["generate", str(meshes), "--count", "2", "--category", "tables"])
