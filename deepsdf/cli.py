@@ -717,6 +717,10 @@ def _run_interpolate(args) -> int:
     from deepsdf.interpolate import interpolation_pictures
     from deepsdf.device import resolve_device
 
+    if args.random is None and not (args.start and args.end):
+        raise InputError("give --from and --to (or --random N)")
+    if args.random is not None and args.random < 1:
+        raise InputError(f"--random needs a positive count, got {args.random}")
     written = interpolation_pictures(
         args.experiment_dir, args.out, start=args.start, end=args.end, steps=args.steps,
         mode=args.mode, random=args.random, resolution=args.resolution, size=args.size,

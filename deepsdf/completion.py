@@ -268,7 +268,7 @@ class _ScanSource:
                      else manifest_mesh(self.manifest, local))
         if mesh_path is None:
             raise InputError(f"{key}: no PartialScans file and no source mesh to scan (rerun "
-                             "`deepsdf preprocess --partial-scans`, or pass --meshes DIR)")
+                             "the preprocessor with partial scans, or give meshes_dir)")
         return recorded_scan(self.manifest, local, load_mesh(mesh_path), offset, scale,
                              view=self.view)
 

@@ -134,11 +134,11 @@ def interpolation_pictures(experiment, out_dir, *, start=None, end=None, steps: 
     decoder, device, payload = model.decoder, experiment.device, model.payload
     if random is not None:
         if random < 1:
-            raise InputError(f"--random needs a positive count, got {random}")
+            raise InputError(f"random needs a positive count of codes, got {random}")
         codes, name = sample_codes(payload["codes"], random, seed=seed), "sample"
     else:
         if not start or not end:
-            raise InputError("give --from and --to (or --random N)")
+            raise InputError("give both ends, start and end (or a random count)")
         if mode not in INTERPOLATIONS:
             raise InputError(f"unknown interpolation {mode!r}; choose one of {INTERPOLATIONS}")
         a, b = resolve_code(start, payload), resolve_code(end, payload)

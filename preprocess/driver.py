@@ -124,7 +124,7 @@ def discover_meshes(mesh_dir, *, split: dict | None = None, dataset: str | None 
     else:
         if dataset not in split:
             raise InputError(f"the split has no dataset {dataset!r} (it has {sorted(split)}); "
-                             "pass the matching --dataset")
+                             "give the matching dataset name")
         keys = sorted((c, i) for c, instances in split[dataset].items() for i in instances)
     return [MeshJob(c, i, found.get((c, i)), problems.get((c, i))) for c, i in keys]
 

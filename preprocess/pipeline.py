@@ -148,7 +148,7 @@ def make_scanner(backend: str, rig: CameraRig):
         except Exception as error:  # EGL/driver failures come in many types
             raise PreprocessError(
                 f"cannot create an OpenGL context ({type(error).__name__}: {error}); install "
-                "Mesa's EGL (apt-get install libegl1 libgl1-mesa-dri) or use --backend raycast"
+                "Mesa's EGL (apt-get install libegl1 libgl1-mesa-dri) or use the raycast backend"
             ) from error
     raise InputError(f"unknown scanner backend {backend!r}; choose one of {BACKENDS}")
 
