@@ -13,7 +13,11 @@ import sys
 from pathlib import Path
 
 from deepsdf import __version__
+from deepsdf.config import SAMPLE_STORES
+from deepsdf.constraints import ConstraintConfig
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.pinhole import CONVENTIONS
+from deepsdf_preprocess.sampling import PRESETS
 
 logger = logging.getLogger("deepsdf")
 
@@ -158,7 +162,7 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
                              "(default DATA_DIR/splits/<dataset>.json)")
     parser.add_argument("--test", action="store_true",
                         help="test-shape preset: 250k samples, variances 0.05 / 0.0005")
-    parser.add_argument("--preset", choices=("train", "test", "paper"),
+    parser.add_argument("--preset", choices=tuple(PRESETS),
                         help="sampling preset: train (500k, variances 0.005 / 0.0005; the "
                              "default), test (same as --test), paper (500k, the paper's "
                              "variances 0.0025 / 0.00025)")
@@ -316,7 +320,7 @@ EXP_DIR/TensorBoard/. Several processes or machines:
     parser.add_argument("--cache", type=Path,
                         help="folder of the packed sample cache (default $DEEPSDF_CACHE, else "
                              "EXP_DIR/PackedSamples; never the data root)")
-    parser.add_argument("--sample-store", choices=("auto", "device", "mmap"),
+    parser.add_argument("--sample-store", choices=SAMPLE_STORES,
                         help="where batches are drawn: device (samples uploaded once to the "
                              "training device), mmap (gathered from the memory-mapped cache "
                              "per batch) or auto (device when the samples fit "
@@ -560,7 +564,7 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
     parser.add_argument("--K", type=Path, action="append", help="3x3 intrinsics (text/.npy)")
     parser.add_argument("--pose", type=Path, action="append",
                         help="4x4 camera-to-world pose (text/.npy)")
-    parser.add_argument("--convention", choices=("opencv", "opengl"), default="opencv",
+    parser.add_argument("--convention", choices=CONVENTIONS, default=CONVENTIONS[0],
                         help="camera axes of --pose (see below)")
     parser.add_argument("--depth-scale", type=float,
                         help="PNG depth units per metre (e.g. 1000 for millimetres)")
@@ -572,12 +576,13 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
     frame.add_argument("--normalization", type=Path,
                        help="NormalizationParameters .npz of the world frame")
     parser.add_argument("--truth", type=Path, help="full ground-truth mesh (world frame)")
-    parser.add_argument("--eta", type=float, default=0.01,
+    defaults = ConstraintConfig()
+    parser.add_argument("--eta", type=float, default=defaults.eta,
                         help="surface sample offset along the normal, model units")
-    parser.add_argument("--free-space", type=int, default=8,
+    parser.add_argument("--free-space", type=int, default=defaults.free_space,
                         help="free-space samples on each observed point's ray (0 disables "
                              "free space)")
-    parser.add_argument("--empty-rays", type=float, default=1.0,
+    parser.add_argument("--empty-rays", type=float, default=defaults.empty_rays,
                         help="free-space samples on rays of pixels without a measurement, per "
                              "observed point")
     parser.add_argument("--no-background", action="store_true",

@@ -26,6 +26,7 @@ import torch
 from deepsdf_preprocess import formats
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.pinhole import PinholeCamera
+from deepsdf_preprocess.errors import InputError
 
 from .experiment import Experiment, instance_outputs, summarize, write_code, write_mesh, \
     write_table
@@ -36,7 +37,6 @@ from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, chamfer_unseen, f_sco
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
 from .reconstruct import GAUSS_NEWTON, SolverConfig, candidate_values, reconstruct_codes
-from deepsdf_preprocess.errors import InputError
 
 __all__ = ["complete_observations", "complete_scans", "complete_split", "scan_observation",
            "first_surface", "completion_metrics", "Completion", "CompletionReport",

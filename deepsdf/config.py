@@ -44,10 +44,13 @@ from pathlib import Path
 
 from deepsdf_preprocess.errors import InputError
 
-__all__ = ["DecoderConfig", "Schedule", "TrainConfig", "load_specs", "parse_specs",
+__all__ = ["SAMPLE_STORES", "DecoderConfig", "Schedule", "TrainConfig", "load_specs", "parse_specs",
            "write_resolved", "ConfigError", "SPECS_VERSION"]
 
 SPECS_VERSION = 2
+
+#: SampleStore values: "auto" (on the device when the samples fit), "device", "mmap".
+SAMPLE_STORES = ("auto", "device", "mmap")
 
 logger = logging.getLogger(__name__)
 
@@ -424,7 +427,7 @@ SPEC_KEYS = (
     SpecKey("LatestEvery", "latest_every", _at_least(1), ours=True),
     SpecKey("TF32", "tf32", _boolean, ours=True),
     SpecKey("Compile", "compile", _boolean, ours=True),
-    SpecKey("SampleStore", "sample_store", _choice("auto", "device", "mmap"), ours=True),
+    SpecKey("SampleStore", "sample_store", _choice(*SAMPLE_STORES), ours=True),
     SpecKey("SampleStoreMemory", "sample_store_memory",
             lambda v, k: _number(v, k, above=0, below=1.0000001), ours=True),
     SpecKey("Curriculum", "curriculum", _curriculum, ours=True, write=_write_curriculum),

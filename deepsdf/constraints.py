@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sensing import Observation
 from deepsdf_preprocess.errors import InputError
+
+from .sensing import Observation
 
 __all__ = ["ConstraintConfig", "sdf_constraints"]
 

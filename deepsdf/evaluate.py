@@ -19,12 +19,12 @@ import trimesh
 
 from deepsdf_preprocess import formats
 from deepsdf_preprocess.normalize import to_normalized, to_original
+from deepsdf_preprocess.errors import InputError
 
 from .experiment import Experiment, SourceMeshes, read_code, summarize, write_table
 from .latents import split_instances
 from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, earth_movers, f_score,
                       normal_consistency, surface_points, volumetric_iou)
-from deepsdf_preprocess.errors import InputError
 
 __all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "METRICS", "summary_table"]
 

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from deepsdf_preprocess import formats
+from deepsdf_preprocess.errors import InputError
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, safe_load
 from .config import TrainConfig
-from deepsdf_preprocess.errors import InputError
 
 __all__ = ["Experiment", "TrainedModel", "instance_outputs", "write_code", "read_code",
            "write_mesh", "check_mesh_format", "MESH_FORMATS", "write_table", "summarize",

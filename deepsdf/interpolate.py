@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .mesh import NoSurfaceError, code_mesh
 from deepsdf_preprocess.errors import InputError
+
+from .mesh import NoSurfaceError, code_mesh
 
 __all__ = ["lerp", "slerp", "sample_codes", "resolve_code", "code_meshes",
            "interpolation_pictures", "INTERPOLATIONS"]

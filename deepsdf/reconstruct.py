@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data import PackedSamples, scene_samples
 from deepsdf_preprocess.errors import InputError
+
+from .data import PackedSamples, scene_samples
 
 __all__ = ["SolverConfig", "Reconstruction", "reconstruct_codes", "candidate_values",
            "SOLVERS"]

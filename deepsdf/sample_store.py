@@ -25,8 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import PackedSamples
 from deepsdf_preprocess.errors import InputError
+
+from .config import SAMPLE_STORES
+from .data import PackedSamples
 
 __all__ = ["DeviceSamples", "choose_store", "StoreChoice", "free_memory", "STORE_KINDS",
            "batch_generator"]
@@ -34,7 +36,7 @@ __all__ = ["DeviceSamples", "choose_store", "StoreChoice", "free_memory", "STORE
 logger = logging.getLogger(__name__)
 
 #: ``SampleStore`` values: ``auto`` (device when it fits the budget), ``device``, ``mmap``.
-STORE_KINDS = ("auto", "device", "mmap")
+STORE_KINDS = SAMPLE_STORES
 
 #: Rows copied per upload step (64 MiB of float32 rows).
 _UPLOAD_ROWS = 1 << 22

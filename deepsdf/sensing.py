@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from deepsdf_preprocess.pinhole import PinholeCamera
+from deepsdf_preprocess.errors import InputError
 
 from .frames import Similarity
-from deepsdf_preprocess.errors import InputError
 
 __all__ = ["Observation", "observe_depth", "observe_points", "load_depth", "read_point_cloud"]
 
