@@ -214,7 +214,7 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
     if outside.mean() > 0.5:
         logger.warning("%.0f%% of the observed points lie outside the model's unit sphere: "
                        "is the world -> model transform right?", 100 * outside.mean())
-    result = complete_observations(decoder, [model], clamp=config.trained_clamp,
+    result = complete_observations(decoder, [model], clamp=config.clamp,
                                    solver=solver, constraints=constraints, starts=starts,
                                    train_codes=experiment.model.codes, device=experiment.device)
     out_dir = Path(out_dir)
@@ -352,7 +352,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
             world = scan_observation(sources[dataset](key, offset, scale))
             observed.append(world.transformed(Similarity.from_normalization(offset, scale)))
         result = complete_observations(
-            decoder, observed, clamp=config.trained_clamp, solver=solver,
+            decoder, observed, clamp=config.clamp, solver=solver,
             constraints=constraints, starts=starts, train_codes=model.codes,
             seeds=[instance_seed(key, solver.seed) for key in chunk], device=device)
         for row_index, key in enumerate(chunk):

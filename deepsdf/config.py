@@ -239,8 +239,11 @@ class TrainConfig:
 
     @property
     def trained_clamp(self) -> float:
-        """The clamp of the last trained epoch: the one fitting codes and extracting meshes
-        use (``ClampingDistance`` unless a ``Curriculum`` tightened it)."""
+        """The clamp of the last trained epoch (``ClampingDistance`` unless a ``Curriculum``
+        tightened it): mesh extraction keeps its coarse cells below it.  Fitting codes uses
+        ``ClampingDistance`` (:attr:`clamp`), the curriculum's widest: with a tight clamp a
+        code far from its shape gets no gradient (measured on the quality benchmark's
+        curriculum model: held-out mean Chamfer 1.04e-2 fitted at 0.025, 2.48e-3 at 0.1)."""
         return self.stage_at(self.epochs - 1)[0]
 
     @property

@@ -84,7 +84,7 @@ def reconstruct_split(experiment, split: dict, *, solver: SolverConfig, data_dir
     for start in range(0, len(todo), batch):
         scenes = todo[start:start + batch]
         result = reconstruct_codes(model.decoder, packed, scenes, solver,
-                                   clamp=config.trained_clamp, device=experiment.device,
+                                   clamp=config.clamp, device=experiment.device,
                                    candidates=model.codes if solver.screen else None)
         report.point_passes += result.point_passes
         for row, scene in enumerate(scenes):
