@@ -1,13 +1,10 @@
-"""Walking the shape space: interpolation between codes, random codes, their meshes.
+"""Walking the shape space with a trained model: the codes of a path or of random draws
+(the math is :mod:`deepsdf.code_space`: ``lerp``, ``slerp``, ``sample_codes``), their meshes
+and pictures.
 
-- :func:`lerp`: straight line between two codes.
-- :func:`slerp`: the direction moves along the great circle between the codes' directions
-  while the norm moves linearly between their norms.  Codes of a trained table concentrate
-  near a sphere (the Gaussian prior in high dimension), so the straight line's midpoint,
-  whose norm dips (to ``|a| cos(angle / 2)`` between equal norms), leaves the region the
-  decoder was trained on; slerp stays on it.
-- :func:`sample_codes`: codes drawn from the Gaussian fitted to the training codes.
 - :func:`resolve_code`: a code from a training instance id or a ``.pth`` code file.
+- :func:`code_meshes`: the meshes of codes (a code without a surface gives ``None``).
+- :func:`interpolation_pictures`: meshes, a strip and a GIF of a path, or a grid of draws.
 """
 
 from __future__ import annotations
@@ -15,70 +12,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from deepsdf_preprocess.errors import InputError
 
+from .code_space import INTERPOLATIONS, lerp, sample_codes, slerp
 from .mesh import NoSurfaceError, code_mesh
 
 __all__ = ["lerp", "slerp", "sample_codes", "resolve_code", "code_meshes",
            "interpolation_pictures", "INTERPOLATIONS"]
 
 logger = logging.getLogger(__name__)
-
-INTERPOLATIONS = ("slerp", "linear")
-
-
-def _weights(steps: int) -> torch.Tensor:
-    if steps < 2:
-        raise InputError(f"an interpolation needs at least 2 steps, got {steps}")
-    return torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
-
-
-def lerp(a, b, steps: int) -> torch.Tensor:
-    """(steps, d) float32 codes ``(1 - t) a + t b`` for ``t`` in ``linspace(0, 1, steps)``."""
-    a, b = (torch.as_tensor(x, dtype=torch.float64).reshape(-1) for x in (a, b))
-    t = _weights(steps)[:, None]
-    return ((1 - t) * a + t * b).float()
-
-
-def slerp(a, b, steps: int) -> torch.Tensor:
-    """(steps, d) float32 codes: great-circle direction, linearly interpolated norm.
-
-    Endpoints are returned exactly (up to float32).  Parallel directions reduce to
-    :func:`lerp`; opposite directions have no unique great circle and raise ``ValueError``.
-    """
-    a, b = (torch.as_tensor(x, dtype=torch.float64).reshape(-1) for x in (a, b))
-    norm_a, norm_b = a.norm(), b.norm()
-    if norm_a == 0 or norm_b == 0:
-        raise InputError("slerp needs non-zero codes (use linear interpolation)")
-    u, v = a / norm_a, b / norm_b
-    cosine = float(torch.clamp(u @ v, -1.0, 1.0))
-    t = _weights(steps)[:, None]
-    if cosine > 1 - 1e-12:
-        return lerp(a, b, steps)
-    if cosine < -1 + 1e-9:
-        raise InputError("the codes point in opposite directions: slerp is not unique")
-    angle = np.arccos(cosine)
-    direction = (torch.sin((1 - t) * angle) * u + torch.sin(t * angle) * v) / np.sin(angle)
-    return (direction * ((1 - t) * norm_a + t * norm_b)).float()
-
-
-def sample_codes(train_codes, count: int, *, seed: int = 0) -> torch.Tensor:
-    """(count, d) codes drawn from ``N(mean, covariance)`` of the (n, d) training codes.
-
-    With fewer codes than dimensions the covariance is singular; the draw then stays in the
-    span the training codes occupy (eigen-decomposition sampling), which is what a fitted
-    Gaussian can say.
-    """
-    codes = np.asarray(torch.as_tensor(train_codes, dtype=torch.float64))
-    if codes.ndim != 2 or len(codes) < 2:
-        raise InputError("fitting a Gaussian needs at least 2 training codes")
-    rng = np.random.default_rng(seed)
-    draws = rng.multivariate_normal(codes.mean(axis=0), np.cov(codes, rowvar=False),
-                                    size=count, method="eigh")
-    return torch.from_numpy(draws).float()
 
 
 def resolve_code(spec: str, payload: dict) -> torch.Tensor:
