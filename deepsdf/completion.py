@@ -32,8 +32,7 @@ from .experiment import Experiment, instance_outputs, summarize, write_code, wri
     write_table
 from .latents import split_instances
 from .mesh import NoSurfaceError, code_mesh
-from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, chamfer_unseen, f_score,
-                      surface_points)
+from .metrics import CHAMFER_POINTS, chamfer_unseen, surface_metrics, surface_points
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
 from .reconstruct import GAUSS_NEWTON, SolverConfig, candidate_values, reconstruct_codes
@@ -284,9 +283,7 @@ def completion_metrics(points, truth, observed, scale) -> dict:
     """:data:`COMPLETION_METRICS` of completed surface points (n, 3) against the truth's (m, 3),
     given the observed points (k, 3), all in the original frame (``scale``: the shape's
     normalization, which sets the unseen radius)."""
-    side = float(np.max(truth.max(axis=0) - truth.min(axis=0)))
-    return {"chamfer": chamfer(points, truth), "chamfer_l1": chamfer_l1(points, truth),
-            "f_score": f_score(points, truth, 0.01 * side),
+    return {**surface_metrics(points, truth),
             "chamfer_unseen": chamfer_unseen(points, truth, observed, UNSEEN_RADIUS / scale)}
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import trimesh
 
 from deepsdf_preprocess import formats
@@ -23,8 +22,8 @@ from deepsdf_preprocess.errors import InputError
 
 from .experiment import Experiment, SourceMeshes, read_code, summarize, write_table
 from .latents import split_instances
-from .metrics import (CHAMFER_POINTS, chamfer, chamfer_l1, earth_movers, f_score,
-                      normal_consistency, surface_points, volumetric_iou)
+from .metrics import (CHAMFER_POINTS, F_SCORE_FRACTION, earth_movers, normal_consistency,
+                      surface_metrics, surface_points, volumetric_iou)
 
 __all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "METRICS", "summary_table"]
 
@@ -38,17 +37,14 @@ logger = logging.getLogger(__name__)
 
 
 def evaluate_points(points, normals, truth_points, truth_normals, *,
-                    f_fraction: float = 0.01) -> dict:
+                    f_fraction: float = F_SCORE_FRACTION) -> dict:
     """The metrics of (n, 3) points with normals against the ground truth's, same frame.
 
     ``normal_consistency`` is left out when either side has no normals (``None``: the
     original release's SurfaceSamples carry none).
     """
-    side = float(np.max(truth_points.max(axis=0) - truth_points.min(axis=0)))
-    metrics = {"chamfer": chamfer(points, truth_points),
-               "chamfer_l1": chamfer_l1(points, truth_points),
-               "f_score": f_score(points, truth_points, f_fraction * side),
-               "emd": earth_movers(points, truth_points)}
+    metrics = surface_metrics(points, truth_points, f_fraction=f_fraction)
+    metrics["emd"] = earth_movers(points, truth_points)
     if normals is not None and truth_normals is not None:
         metrics["normal_consistency"] = normal_consistency(points, normals, truth_points,
                                                            truth_normals)

@@ -9,15 +9,36 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.spatial import cKDTree
+
 from deepsdf_preprocess.errors import InputError
 
-__all__ = ["chamfer", "chamfer_unseen", "chamfer_l1", "f_score", "normal_consistency", "earth_movers",
-           "volumetric_iou",
-           "surface_points",
-           "CHAMFER_POINTS"]
+__all__ = ["surface_metrics", "chamfer", "chamfer_unseen", "chamfer_l1", "f_score",
+           "normal_consistency", "earth_movers", "volumetric_iou", "surface_points",
+           "CHAMFER_POINTS", "F_SCORE_FRACTION"]
 
 #: Points per surface in the original protocol.
 CHAMFER_POINTS = 30_000
+
+#: The F-score threshold as a fraction of the ground truth's bounding-box side (1%,
+#: Tatarchenko et al. 2019).
+F_SCORE_FRACTION = 0.01
+
+
+def surface_metrics(points, truth, *, f_fraction: float = F_SCORE_FRACTION) -> dict:
+    """The metric bundle of a surface (n, 3) points against the truth's (m, 3), same frame:
+    ``chamfer`` (:func:`chamfer`), ``chamfer_l1`` (:func:`chamfer_l1`) and ``f_score`` at
+    ``f_fraction`` of the truth's bounding-box side (:func:`f_score`), from one nearest-point
+    query each way."""
+    points, truth = np.asarray(points), np.asarray(truth)
+    side = float(np.max(truth.max(axis=0) - truth.min(axis=0)))
+    forward, backward = _nearest(points, truth)[0], _nearest(truth, points)[0]
+    threshold = f_fraction * side
+    precision = float((forward <= threshold).mean())
+    recall = float((backward <= threshold).mean())
+    return {"chamfer": float((forward ** 2).mean() + (backward ** 2).mean()),
+            "chamfer_l1": float(0.5 * (forward.mean() + backward.mean())),
+            "f_score": 0.0 if precision + recall == 0
+            else 2 * precision * recall / (precision + recall)}
 
 
 def surface_points(mesh, count: int = CHAMFER_POINTS, *, seed: int = 0):

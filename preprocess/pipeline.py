@@ -18,7 +18,7 @@ from .mesh_io import closed_orientation, load_mesh, validate_mesh
 from .normalize import normalization_parameters, to_normalized, to_original
 from .partial_scan import VirtualScanConfig, instance_scan
 from .sampling import PRESETS, SamplingConfig, draw_samples
-from .scan import GRAZING, ScanAccumulator
+from .scan import GRAZING, ScanAccumulator, Scanner
 from .sdf import SIGN_METHODS, signed_distance
 from .surface import VisibleSurface
 
@@ -134,8 +134,9 @@ def recorded_scan(manifest: dict, key: str, mesh: trimesh.Trimesh, offset, scale
     return instance_scan(mesh, offset, scale, seed, config or VirtualScanConfig())
 
 
-def make_scanner(backend: str, rig: CameraRig):
-    """Create a scanner: ``"pyrender"`` (OpenGL, EGL headless) or ``"raycast"`` (no OpenGL)."""
+def make_scanner(backend: str, rig: CameraRig) -> Scanner:
+    """Create a :class:`~.scan.Scanner`: ``"pyrender"`` (OpenGL, EGL headless) or
+    ``"raycast"`` (no OpenGL)."""
     if backend == "raycast":
         from .raycast import RayCastScanner
 
@@ -153,7 +154,7 @@ def make_scanner(backend: str, rig: CameraRig):
     raise InputError(f"unknown scanner backend {backend!r}; choose one of {BACKENDS}")
 
 
-def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner,
+def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner: Scanner,
                 rng: np.random.Generator) -> MeshSamples:
     """Normalize, scan, sample and sign one mesh (nothing is written).
 

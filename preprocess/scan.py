@@ -16,15 +16,36 @@ float64, so both backends agree exactly wherever they agree on the triangle:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from .cameras import CameraRig
 from .errors import InputError
 
-__all__ = ["NO_HIT", "face_normals", "plane_depth", "pixel_observations", "ScanAccumulator",
+__all__ = ["Scanner", "NO_HIT", "face_normals", "plane_depth", "pixel_observations", "ScanAccumulator",
            "TriangleSides"]
+
+
+class Scanner(Protocol):
+    """What the pipeline needs of a scanner: per-pixel first-hit triangle ids of a mesh from
+    every view of its :class:`~.cameras.CameraRig`.  Two implement it:
+    :class:`~.raycast.RayCastScanner` (Embree/trimesh ray casting, no OpenGL) and
+    :class:`~.render_gl.OpenGLScanner` (EGL rasterization); ``make_scanner`` picks one."""
+
+    rig: CameraRig
+
+    def triangle_ids(self, vertices, faces, *,
+                     orientation: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(view, ids)``: ids (res, res) int64 of the first triangle each pixel
+        centre's ray meets (row 0 = top), :data:`NO_HIT` for background.  ``orientation``
+        (+1 outward, -1 inward, 0 unknown: :func:`~.mesh_io.closed_orientation`) lets a
+        scanner skip faces turned away from the camera."""
+
+    def close(self) -> None:
+        """Release what the scanner holds (an OpenGL context)."""
 
 #: Value of a pixel whose ray hits nothing, in triangle-id images.
 NO_HIT = -1

@@ -77,3 +77,18 @@ def test_volumetric_iou_of_nested_spheres():
     mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.6)
     assert volumetric_iou(mesh, points, occupied) == pytest.approx((0.6 / 0.66) ** 3, rel=0.02)
     assert volumetric_iou(mesh, points, np.linalg.norm(points, axis=1) < 0.6) > 0.99
+
+
+def test_the_metric_bundle_equals_each_metric_alone():
+    from deepsdf.metrics import chamfer, chamfer_l1, f_score, surface_metrics
+
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=(800, 3))
+    points = truth[:600] + rng.normal(scale=0.05, size=(600, 3))
+    side = float(np.max(truth.max(axis=0) - truth.min(axis=0)))
+    bundle = surface_metrics(points, truth)
+    assert bundle == pytest.approx({"chamfer": chamfer(points, truth),
+                                    "chamfer_l1": chamfer_l1(points, truth),
+                                    "f_score": f_score(points, truth, 0.01 * side)}, rel=1e-12)
+    assert surface_metrics(points, truth, f_fraction=0.05)["f_score"] == pytest.approx(
+        f_score(points, truth, 0.05 * side))
