@@ -218,7 +218,7 @@ def reconstruction(figures, args, work, device) -> None:
     solver = replace(GAUSS_NEWTON, steps=args.gn_steps)
     start = time.perf_counter()
     result = reconstruct_codes(decoder, packed, list(range(shapes)), solver, clamp=0.1,
-                               latent_size=latent, device=device)
+                               device=device)
     _sync(device)
     seconds = time.perf_counter() - start
     say(figures, "gauss_newton_64_seconds", seconds,

@@ -80,9 +80,8 @@ def main() -> int:
         start, passes, codes = time.perf_counter(), 0, []
         for first in range(0, len(scenes), args.batch):
             result = reconstruct_codes(decoder, packed, scenes[first:first + args.batch],
-                                       solver, clamp=config.clamp,
-                                       latent_size=config.decoder.latent_size,
-                                       device=args.device, candidates=payload["codes"])
+                                       solver, clamp=config.clamp, device=args.device,
+                                       candidates=payload["codes"])
             passes += result.point_passes
             codes.append(result.codes)
         seconds = time.perf_counter() - start
