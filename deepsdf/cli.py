@@ -459,7 +459,7 @@ def _add_mesh(commands):
 def _run_mesh(args) -> int:
     from deepsdf.device import resolve_device
     from deepsdf.experiment import Experiment, check_mesh_format, read_code, write_mesh
-    from deepsdf.mesh import coarse_to_fine_grid, decoder_field, dense_grid, extract_mesh
+    from deepsdf.mesh import code_mesh
     from deepsdf_preprocess.formats import read_normalization
 
     check_mesh_format(args.out)  # before the work, not after
@@ -475,10 +475,9 @@ def _run_mesh(args) -> int:
     offset = scale = None
     if args.normalization:
         offset, scale = read_normalization(args.normalization)
-    field = decoder_field(decoder, code.to(device))
-    grid = (dense_grid(field, args.resolution) if args.dense
-            else coarse_to_fine_grid(field, args.resolution))
-    mesh = extract_mesh(grid, offset=offset, scale=scale)
+    mesh = code_mesh(decoder, code.to(device), args.resolution,
+                     clamp=model.config.trained_clamp, dense=args.dense, offset=offset,
+                     scale=scale)
     write_mesh(args.out, mesh)
     print(f"wrote {args.out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces")
     return 0
@@ -648,9 +647,7 @@ def _observation_from_args(args):
     """The world-frame observation of --depth/--K/--pose or --points/--sensor."""
     import numpy as np
 
-    from deepsdf.observations import (Observation, load_depth, observe_depth, observe_points,
-                                      read_matrix, read_point_cloud)
-    from deepsdf_preprocess.pinhole import PinholeCamera
+    from deepsdf.observations import observe_depth_files, observe_points, read_point_cloud
 
     if bool(args.depth) == bool(args.points):
         raise InputError("give either --depth (with --K and --pose) or --points (with "
@@ -659,18 +656,11 @@ def _observation_from_args(args):
         if args.sensor is None:
             raise InputError("--points needs --sensor X Y Z (where the scanner was)")
         return observe_points(read_point_cloud(args.points), np.asarray(args.sensor))
-    poses = args.pose or []
-    intrinsics = args.K or []
+    poses, intrinsics = args.pose or [], args.K or []
     if len(poses) != len(args.depth) or len(intrinsics) not in (1, len(args.depth)):
         raise InputError("give one --pose per --depth, and one --K (shared) or one per --depth")
-    views = []
-    for index, depth_path in enumerate(args.depth):
-        depth = load_depth(depth_path, depth_scale=args.depth_scale)
-        K = read_matrix(intrinsics[min(index, len(intrinsics) - 1)], (3, 3))
-        camera = PinholeCamera.create(K, read_matrix(poses[index], (4, 4)), depth.shape[1],
-                                      depth.shape[0], convention=args.convention)
-        views.append(observe_depth(depth, camera))
-    return Observation.concatenate(views)
+    return observe_depth_files(args.depth, intrinsics, poses, depth_scale=args.depth_scale,
+                               convention=args.convention)
 
 
 def _similarity_from_args(args):

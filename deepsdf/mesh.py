@@ -226,12 +226,17 @@ def extract_mesh(values: np.ndarray, *, level: float = 0.0, offset=None, scale=N
     return trimesh.Trimesh(vertices, faces, process=False)
 
 
-def code_mesh(decoder, code: torch.Tensor, resolution: int = 256, *, clamp: float = 0.1):
-    """The normalized-frame mesh of one code: coarse-to-fine grid, then marching cubes.
+def code_mesh(decoder, code: torch.Tensor, resolution: int = 256, *, clamp: float = 0.1,
+              dense: bool = False, offset=None, scale=None):
+    """The mesh of one code: coarse-to-fine grid (every grid point with ``dense``), then
+    marching cubes; normalized frame, or the original one given a shape's NormalizationParameters
+    ``offset`` and ``scale``.
 
     ``clamp`` is the model's training clamp (``config.trained_clamp``): the coarse cells stay
     below it (:func:`coarse_strides`).  Raises :class:`NoSurfaceError` when the code's SDF does not
     cross zero on the grid.
     """
-    return extract_mesh(coarse_to_fine_grid(decoder_field(decoder, code), resolution,
-                                            delta=clamp))
+    field = decoder_field(decoder, code)
+    grid = (dense_grid(field, resolution) if dense
+            else coarse_to_fine_grid(field, resolution, delta=clamp))
+    return extract_mesh(grid, offset=offset, scale=scale)

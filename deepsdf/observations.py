@@ -28,8 +28,9 @@ from __future__ import annotations
 
 from .constraints import ConstraintConfig, sdf_constraints
 from .frames import Similarity, read_matrix
-from .sensing import (Observation, load_depth, observe_depth, observe_points,
-                      read_point_cloud)
+from .sensing import (Observation, load_depth, observe_depth, observe_depth_files,
+                      observe_points, read_point_cloud)
 
-__all__ = ["Similarity", "Observation", "observe_depth", "observe_points", "load_depth",
+__all__ = ["Similarity", "Observation", "observe_depth", "observe_depth_files",
+           "observe_points", "load_depth",
            "read_matrix", "read_point_cloud", "sdf_constraints", "ConstraintConfig"]

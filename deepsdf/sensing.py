@@ -15,7 +15,8 @@ from deepsdf_preprocess.errors import InputError
 
 from .frames import Similarity
 
-__all__ = ["Observation", "observe_depth", "observe_points", "load_depth", "read_point_cloud"]
+__all__ = ["Observation", "observe_depth", "observe_depth_files", "observe_points", "load_depth",
+           "read_point_cloud"]
 
 
 def _no_rays() -> np.ndarray:
@@ -216,3 +217,28 @@ def _oriented(points, normals, sensors, min_cosine: float) -> Observation:
     keep = (length > 0) & (view_length > 0) & (np.abs(cosine) >= min_cosine)
     normals = np.where(cosine[:, None] < 0, -normals, normals)
     return Observation(points[keep], normals[keep], np.array(sensors[keep]))
+
+
+def observe_depth_files(depths, intrinsics, poses, *, depth_scale: float | None = None,
+                        convention: str = "opencv") -> Observation:
+    """One world-frame observation from depth image files (:func:`load_depth`), their
+    intrinsics (3x3 matrix files: one shared by every image, or one per image) and their
+    camera-to-world poses (4x4 matrix files, one per image, in ``convention``)."""
+    from .frames import read_matrix
+
+    depths, intrinsics, poses = list(depths), list(intrinsics), list(poses)
+    if not depths:
+        raise InputError("no depth image given")
+    if len(poses) != len(depths) or len(intrinsics) not in (1, len(depths)):
+        raise InputError(f"give one pose per depth image ({len(depths)} images, {len(poses)} "
+                         f"poses) and one intrinsics matrix, shared or per image "
+                         f"({len(intrinsics)} given)")
+    views = []
+    for index, depth_path in enumerate(depths):
+        depth = load_depth(depth_path, depth_scale=depth_scale)
+        K = read_matrix(intrinsics[min(index, len(intrinsics) - 1)], (3, 3))
+        camera = PinholeCamera.create(K, read_matrix(poses[index], (4, 4)), depth.shape[1],
+                                      depth.shape[0], convention=convention)
+        views.append(observe_depth(depth, camera))
+    return Observation.concatenate(views)
+
