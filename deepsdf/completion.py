@@ -255,14 +255,15 @@ class _ScanSource:
             self.meshes = {job.key: job.mesh_path for job in discover_meshes(meshes_dir)}
 
     def __call__(self, key: str, offset, scale) -> dict:
-        path = formats.key_paths(self.data_dir, key)[formats.PARTIAL_SCANS]
+        key = formats.InstanceKey.parse(key)
+        path = key.paths(self.data_dir, partial_scans=True)[formats.PARTIAL_SCANS]
         if path.is_file() and self.meshes is None and not self.view:
             return formats.read_partial_scan(path)
         from deepsdf_preprocess.manifest import manifest_mesh
         from deepsdf_preprocess.mesh_io import load_mesh
         from deepsdf_preprocess.pipeline import recorded_scan
 
-        local = key.split("/", 1)[1]  # class/instance, the preprocessor's key
+        local = key.local  # the preprocessor's manifest key
         mesh_path = (self.meshes.get(local) if self.meshes is not None
                      else manifest_mesh(self.manifest, local))
         if mesh_path is None:
@@ -340,7 +341,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
         chunk = keys[start:start + shapes]
         observed, normalizations = [], []
         for key in chunk:
-            dataset = key.split("/", 1)[0]
+            dataset = formats.InstanceKey.parse(key).dataset
             if dataset not in sources:
                 sources[dataset] = _ScanSource(data_dir, dataset, meshes_dir, view)
             paths = formats.key_paths(data_dir, key)

@@ -55,12 +55,11 @@ def instance_outputs(root, key: str) -> dict:
     """``{"code", "mesh", "original"}`` paths of instance ``dataset/class/instance`` under an
     output root: ``ROOT/Codes/...pth``, ``ROOT/Meshes/...ply`` (normalized frame) and
     ``ROOT/MeshesOriginalFrame/...ply``."""
-    dataset, class_name, instance = formats.split_key(key)
-    tail = Path(dataset) / class_name
-    root = Path(root)
-    return {"code": root / "Codes" / tail / f"{instance}.pth",
-            "mesh": root / "Meshes" / tail / f"{instance}.ply",
-            "original": root / "MeshesOriginalFrame" / tail / f"{instance}.ply"}
+    key = formats.InstanceKey.parse(key)
+    folder, root = Path(key.dataset) / key.class_name, Path(root)
+    return {"code": root / "Codes" / folder / f"{key.instance}.pth",
+            "mesh": root / "Meshes" / folder / f"{key.instance}.ply",
+            "original": root / "MeshesOriginalFrame" / folder / f"{key.instance}.ply"}
 
 
 class Experiment:
@@ -245,10 +244,10 @@ class SourceMeshes:
         """The source mesh of ``dataset/class/instance``, or ``None`` when not at hand."""
         from deepsdf_preprocess.manifest import manifest_mesh, read_manifest
 
-        dataset, local = key.split("/", 1)
-        if dataset not in self.manifests:
-            self.manifests[dataset] = read_manifest(self.data_dir, dataset)
-        return manifest_mesh(self.manifests[dataset], local)
+        key = formats.InstanceKey.parse(key)
+        if key.dataset not in self.manifests:
+            self.manifests[key.dataset] = read_manifest(self.data_dir, key.dataset)
+        return manifest_mesh(self.manifests[key.dataset], key.local)
 
     def normalized(self, key: str):
         """The source mesh in the instance's normalized frame, or ``None``."""

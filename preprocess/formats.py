@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ __all__ = [
     "instance_paths", "key_paths", "atomic_path", "write_sdf_samples", "read_sdf_samples",
     "write_surface_samples", "read_surface_samples", "write_normalization",
     "read_normalization", "write_json", "read_split", "write_split", "storage_dtype",
-    "check_name", "remove_stale_temporaries",
+    "check_name", "remove_stale_temporaries", "InstanceKey", "split_key",
 ]
 
 SDF_SAMPLES = "SdfSamples"
@@ -76,10 +77,48 @@ def split_key(key: str) -> tuple[str, str, str]:
             check_name(parts[2], "instance"))
 
 
-def key_paths(data_dir, key: str, *, partial_scans: bool = True) -> dict:
-    """:func:`instance_paths` of an instance key ``dataset/class/instance``."""
-    dataset, class_name, instance = split_key(key)
-    return instance_paths(data_dir, dataset, class_name, instance, partial_scans=partial_scans)
+@dataclass(frozen=True, order=True)
+class InstanceKey:
+    """One instance of a data tree: its dataset, class and instance names, each a single path
+    component (:func:`check_name`).
+
+    Its one string form is ``dataset/class/instance`` (``str(key)``; split files, the code
+    table, reports); a dataset's manifest keys its records by :attr:`local`,
+    ``class/instance``.
+    """
+
+    dataset: str
+    class_name: str
+    instance: str
+
+    def __post_init__(self):
+        check_name(self.dataset, "dataset")
+        check_name(self.class_name, "class")
+        check_name(self.instance, "instance")
+
+    @classmethod
+    def parse(cls, key) -> "InstanceKey":
+        """From ``dataset/class/instance`` (an InstanceKey is returned as it is)."""
+        return key if isinstance(key, cls) else cls(*split_key(key))
+
+    def __str__(self) -> str:
+        return f"{self.dataset}/{self.class_name}/{self.instance}"
+
+    @property
+    def local(self) -> str:
+        """``class/instance``: the key of the instance's record in its dataset's manifest."""
+        return f"{self.class_name}/{self.instance}"
+
+    def paths(self, data_dir, *, partial_scans: bool = False) -> dict:
+        """:func:`instance_paths` of this instance."""
+        return instance_paths(data_dir, self.dataset, self.class_name, self.instance,
+                              partial_scans=partial_scans)
+
+
+def key_paths(data_dir, key, *, partial_scans: bool = False) -> dict:
+    """:func:`instance_paths` of an instance key ``dataset/class/instance`` (or
+    :class:`InstanceKey`)."""
+    return InstanceKey.parse(key).paths(data_dir, partial_scans=partial_scans)
 
 
 def instance_paths(data_dir, dataset: str, class_name: str, instance: str, *,

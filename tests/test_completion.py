@@ -311,7 +311,7 @@ def test_stored_and_rendered_virtual_scans_are_the_same(tmp_path):
     report = preprocess_dataset(tmp_path / "meshes", tmp_path / "data", "D", config=config,
                                 backend="raycast", progress=False)
     key = "D/" + report.succeeded[0]
-    paths = formats.key_paths(tmp_path / "data", key)
+    paths = formats.key_paths(tmp_path / "data", key, partial_scans=True)
     stored = formats.read_partial_scan(paths[formats.PARTIAL_SCANS])
     assert stored["depth"].shape == (48, 64) and (stored["depth"] > 0).mean() > 0.05
     offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])

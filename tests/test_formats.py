@@ -100,3 +100,20 @@ def test_normalization_round_trip_and_reference_radius():
     assert np.linalg.norm(normalized, axis=1).max() == pytest.approx(1 / 1.03)
     np.testing.assert_allclose((normalized.max(0) + normalized.min(0)) / 2, 0, atol=1e-12)
     np.testing.assert_allclose(to_original(normalized, offset, scale), used, rtol=1e-12)
+
+
+def test_instance_key_has_one_string_form_and_checks_its_names():
+    from deepsdf_preprocess.formats import InstanceKey
+
+    key = InstanceKey.parse("ShapeNetV2/03001627/a.b.c")
+    assert (key.dataset, key.class_name, key.instance) == ("ShapeNetV2", "03001627", "a.b.c")
+    assert str(key) == "ShapeNetV2/03001627/a.b.c" and key.local == "03001627/a.b.c"
+    assert InstanceKey.parse(key) is key
+    assert key.paths("/d")["SdfSamples"].as_posix() == "/d/SdfSamples/ShapeNetV2/03001627/a.b.c.npz"
+    assert "PartialScans" not in key.paths("/d") and "PartialScans" in key.paths(
+        "/d", partial_scans=True)
+    for bad in ("a/b", "a/b/c/d", "a/../c", "./b/c"):
+        with pytest.raises(ValueError):
+            InstanceKey.parse(bad)
+    with pytest.raises(ValueError, match="instance"):
+        InstanceKey("a", "b", "..")
