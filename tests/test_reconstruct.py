@@ -182,3 +182,28 @@ def test_an_original_release_experiment_reconstructs_as_it_is(tiny_data, tmp_pat
     for i in range(3):
         code = Experiment(experiment).reconstruction(f"gen/chairs/chairs_000{i}")["code"]
         assert torch.load(code).shape == (1, latent)
+
+
+class _Ellipsoid(torch.nn.Module):
+    """f(z, x) = |x / (r0 + z)| - 1 scaled: a 'decoder' whose two code entries are an
+    ellipsoid's semi-axes (x and y; z axis 0.3), for a fit with a known answer."""
+
+    def forward(self, codes, points):
+        axes = torch.cat([0.3 + codes, torch.full_like(codes[:, :1], 0.3)], dim=1)
+        return ((points / axes).norm(dim=1, keepdim=True) - 1.0) * 0.3
+
+
+@pytest.mark.parametrize("solver", [SolverConfig(steps=300, samples=400, lr=2e-2, prior=0.0),
+                                    replace(GAUSS_NEWTON, samples=400, prior=0.0)],
+                         ids=["adam", "gauss-newton"])
+def test_both_solvers_find_the_known_code(solver):
+    """Rows of the ellipsoid with semi-axes (0.5, 0.4, 0.3), exact values of this 'decoder':
+    each solver recovers the code (0.2, 0.1) from its random start."""
+    rng = np.random.default_rng(0)
+    truth = torch.tensor([[0.2, 0.1]])
+    points = torch.from_numpy(rng.uniform(-0.7, 0.7, size=(3000, 3)).astype(np.float32))
+    values = _Ellipsoid()(truth.expand(len(points), -1), points)
+    rows = torch.cat([points, values, torch.zeros_like(values)], dim=1).numpy()
+    rows = rows[np.abs(rows[:, 3]) < 0.08]  # inside the clamp, as a scan's samples are
+    fit = reconstruct_codes(_Ellipsoid(), [rows], [0], solver, clamp=0.1, latent_size=2)
+    np.testing.assert_allclose(fit.codes[0].numpy(), [0.2, 0.1], atol=5e-3)
