@@ -238,7 +238,7 @@ def _run_preprocess(args) -> int:
                                known={job.key: job for job in jobs})
         print(f"merged: {len(report.succeeded)} instance(s) ready, {len(report.failed)} failed;"
               f" manifest {report.manifest_path}; split {report.split_path}")
-        return 1 if report.failed else 0
+        return _listed(report.failed, "failed")
     report = preprocess_dataset(args.mesh_dir, args.data_dir, args.dataset, config=config,
                                 split=split, workers=args.workers, seed=args.seed,
                                 backend=args.backend, split_out=args.split_out,
@@ -247,16 +247,19 @@ def _run_preprocess(args) -> int:
         print(f"shard {args.shard[0]}/{args.shard[1]}: {len(report.succeeded)} instance(s) "
               f"ready, {len(report.failed)} failed; records in {report.journal}; run "
               "--merge when every shard is done")
-        for key, reason in sorted(report.failed.items()):
-            print(f"  failed {key}: {reason}", file=sys.stderr)
-        return 1 if report.failed else 0
-    done = len(report.succeeded)
-    print(f"{done} instance(s) ready ({len(report.skipped)} already done), "
+        return _listed(report.failed, "failed")
+    print(f"{len(report.succeeded)} instance(s) ready ({len(report.skipped)} already done), "
           f"{len(report.failed)} failed; manifest {report.manifest_path}; "
           f"split {report.split_path}")
-    for key, reason in sorted(report.failed.items()):
-        print(f"  failed {key}: {reason}", file=sys.stderr)
-    return 1 if report.failed else 0
+    return _listed(report.failed, "failed")
+
+
+def _listed(problems: dict, what: str) -> int:
+    """Print one stderr line per instance of ``problems`` (key -> reason); the exit status:
+    1 when there is any, else 0."""
+    for key, reason in sorted(problems.items()):
+        print(f"  {what} {key}: {reason}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _add_split(commands):
@@ -383,51 +386,62 @@ samples per step).""")
     parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("--split", type=Path, help="split file (default: the spec's TestSplit)")
     parser.add_argument("--data", type=Path, help="data root (default: the spec's DataSource)")
-    parser.add_argument("--checkpoint", default="latest", help="checkpoint epoch or latest")
-    parser.add_argument("--solver", choices=SOLVERS, default="gauss-newton",
-                        help="gauss-newton (about a ninth of the reference's decoder work, "
-                             "lower Chamfer on held-out shapes) or adam (the paper's protocol)")
+    _add_fit_options(parser, solver_help="gauss-newton (about a ninth of the reference's "
+                     "decoder work, lower Chamfer on held-out shapes) or adam (the paper's "
+                     "protocol)")
     parser.add_argument("--steps", type=_int_at_least(1),
                         help="steps (adam) or iterations (gauss-newton)")
     parser.add_argument("--screen", type=int, metavar="N",
                         help="start each shape from the best of its random code and the "
                              "training codes, judged on N of its samples (costs (codes + 1) x N "
                              "point-passes per shape; default: the solver's, 0 for adam)")
-    parser.add_argument("--resolution", type=_int_at_least(2), default=256,
-                        help="mesh grid points per axis")
     parser.add_argument("--batch", type=_int_at_least(1), default=16,
                         help="shapes fitted together")
     parser.add_argument("--skip", action="store_true", help="skip instances already written")
     parser.add_argument("--cache", type=Path,
                         help="folder of the packed sample cache (default $DEEPSDF_CACHE, else "
                              "EXP_DIR/PackedSamples)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the fit")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=_run_reconstruct)
 
 
-def _run_reconstruct(args) -> int:
+def _add_fit_options(parser, *, solver_help: str) -> None:
+    """The options of the commands that fit codes (reconstruct, complete)."""
+    parser.add_argument("--checkpoint", default="latest",
+                        help="checkpoint: a snapshot epoch or latest")
+    parser.add_argument("--solver", choices=SOLVERS, default=SOLVERS[0], help=solver_help)
+    parser.add_argument("--resolution", type=_int_at_least(2), default=256,
+                        help="mesh grid points per axis")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the fit")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _experiment_and_solver(args, **changes):
+    """The Experiment and the SolverConfig of a fitting command's options."""
     from dataclasses import replace
 
     from deepsdf.device import resolve_device
     from deepsdf.experiment import Experiment
-    from deepsdf.inference import reconstruct_split
     from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig
 
     experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint, data=args.data,
                             device=resolve_device(args.device))
     solver = GAUSS_NEWTON if args.solver == "gauss-newton" else SolverConfig()
-    solver = replace(solver, seed=args.seed, **({"steps": args.steps} if args.steps else {}),
-                     **({"screen": args.screen} if args.screen is not None else {}))
+    return experiment, replace(solver, seed=args.seed, **changes)
+
+
+def _run_reconstruct(args) -> int:
+    from deepsdf.inference import reconstruct_split
+
+    experiment, solver = _experiment_and_solver(
+        args, **({"steps": args.steps} if args.steps else {}),
+        **({"screen": args.screen} if args.screen is not None else {}))
     report = reconstruct_split(experiment, experiment.split(args.split), solver=solver,
                                resolution=args.resolution, batch=args.batch, skip=args.skip,
                                progress=not args.no_progress, cache=args.cache)
     print(f"reconstructed {len(report.written)} shapes ({len(report.skipped)} skipped, "
           f"{len(report.no_surface)} without a surface); {report.point_passes:,} point-passes")
-    for key, reason in sorted(report.unusable.items()):
-        print(f"  not reconstructed {key}: {reason}", file=sys.stderr)
-    return 1 if report.unusable else 0
+    return _listed(report.unusable, "not reconstructed")
 
 
 def _add_mesh(commands):
@@ -587,31 +601,13 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
     parser.add_argument("--no-background", action="store_true",
                         help="pixels without a measurement are sensor dropouts, not background "
                              "(do not use their rays as free space)")
-    parser.add_argument("--checkpoint", default="latest",
-                        help="checkpoint: a snapshot epoch or latest")
-    parser.add_argument("--solver", choices=SOLVERS, default="gauss-newton",
-                        help="gauss-newton or adam (the reference)")
-    parser.add_argument("--resolution", type=_int_at_least(2), default=256,
-                        help="mesh grid points per axis")
     parser.add_argument("--no-retrieval", action="store_true", help="skip the baseline")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the fit")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_fit_options(parser, solver_help="gauss-newton or adam (the reference)")
     parser.set_defaults(run=_run_complete)
 
 
 def _run_complete(args) -> int:
-    from dataclasses import replace
-
-    from deepsdf.device import resolve_device
-    from deepsdf.experiment import Experiment
-    from deepsdf.observations import ConstraintConfig
-    from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig
-
-    experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint, data=args.data,
-                            device=resolve_device(args.device))
-    solver = replace(GAUSS_NEWTON if args.solver == "gauss-newton" else SolverConfig(),
-                     seed=args.seed)
+    experiment, solver = _experiment_and_solver(args)
     constraints = ConstraintConfig(eta=args.eta, free_space=args.free_space,
                                    empty_rays=0.0 if args.no_background else args.empty_rays)
     if args.virtual_scan:
