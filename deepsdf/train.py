@@ -34,7 +34,7 @@ from .latents import LatentTable, split_hash, split_instances
 from .legacy import original_training_files
 from .loss import clamped_l1, code_prior, eikonal, prior_warmup
 
-__all__ = ["AutoDecoder", "Trainer", "TrainingError", "resolve_device", "TrainResult"]
+__all__ = ["AutoDecoder", "Trainer", "TrainingError", "TrainResult"]
 
 logger = logging.getLogger(__name__)
 
