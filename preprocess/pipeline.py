@@ -156,7 +156,8 @@ def make_scanner(backend: str, rig: CameraRig) -> Scanner:
 
 def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner: Scanner,
                 rng: np.random.Generator) -> MeshSamples:
-    """Normalize, scan, sample and sign one mesh (nothing is written).
+    """Validate (:func:`~.mesh_io.validate_mesh`), normalize, scan, sample and sign one mesh
+    (nothing is written).
 
     Raises
     ------
@@ -166,9 +167,14 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner: Scanne
         check (the winding number of far-from-surface samples) contradicts the signs, and
         when the original frame's surface points are not finite.
     """
+    return _sample_valid_mesh(validate_mesh(mesh), config, scanner, rng)
+
+
+def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner: Scanner,
+                       rng: np.random.Generator) -> MeshSamples:
+    """:func:`sample_mesh` of a mesh already validated (by :func:`~.mesh_io.load_mesh`)."""
     timings = {}
     start = time.perf_counter()
-    validate_mesh(mesh)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
     offset, scale = normalization_parameters(vertices, faces)
@@ -270,8 +276,8 @@ def preprocess_instance(mesh_path, outputs: dict, config: PreprocessConfig, scan
         The instance's manifest record fields (counts, statistics, timings).
     """
     start = time.perf_counter()
-    mesh = load_mesh(mesh_path)
-    samples = sample_mesh(mesh, config, scanner, np.random.default_rng(seed))
+    mesh = load_mesh(mesh_path)  # validated once, here
+    samples = _sample_valid_mesh(mesh, config, scanner, np.random.default_rng(seed))
     formats.write_normalization(outputs[formats.NORMALIZATION_PARAMETERS], samples.offset,
                                 samples.scale)
     formats.write_surface_samples(outputs[formats.SURFACE_SAMPLES], samples.surface_points,
