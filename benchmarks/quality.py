@@ -16,8 +16,9 @@ the training-set size), then:
 
 Completion costs more than training here (every shape, every view, several starts, each a
 Gauss-Newton fit), so it runs for the recipes named by ``--complete`` (default: the first);
-the first of those is also completed with one random start (``single-start``) and without
-free-space rows (``no-free-space``): the gain of each part of completion.
+the first of those is also completed with one random start (``single-start``), with one start
+and without free-space rows, and with the shorter Gauss-Newton preset: the gain of each part
+of completion, and what the shorter solver costs.
 
 Every stage resumes from what ``--work`` holds.  Usage::
 
@@ -187,22 +188,26 @@ def complete_views(folder: Path, data: Path, test_split: dict, views: int, resol
     from deepsdf.completion import COMPLETION_METRICS, complete_split
     from deepsdf.experiment import summarize
 
-    rows, failed = [], []
+    rows, failed, seconds = [], [], 0.0
     for view in range(views):
         out = folder / name / f"view{view}"
         cached = out / "rows.json"
         if cached.is_file():
             report = json.loads(cached.read_text())
         else:
+            started = time.perf_counter()
             result = complete_split(folder, test_split, data_dir=data, out_dir=out,
                                     resolution=resolution, view=view, progress=False,
                                     **options)
-            report = {"rows": result.rows, "no_surface": result.no_surface}
+            report = {"rows": result.rows, "no_surface": result.no_surface,
+                      "seconds": time.perf_counter() - started}
             cached.write_text(json.dumps(report))
         rows += report["rows"]
         failed += report["no_surface"]
+        seconds += report.get("seconds", float("nan"))
     fallbacks = sum(1 for row in rows if row.get("fallback_rank"))
     return {"fits": len(rows) + len(failed), "failed": len(failed), "fallbacks": fallbacks,
+            "seconds": seconds,
             "completion": summarize(rows, COMPLETION_METRICS),
             "retrieval": summarize(rows, COMPLETION_METRICS, "retrieval_"),
             "beats_retrieval_mean_chamfer": bool(rows) and
@@ -217,7 +222,7 @@ def run_recipe(name: str, work: Path, data: Path, train: Path, test: Path, args,
     from deepsdf.inference import reconstruct_split
     from deepsdf.latents import split_instances
     from deepsdf.observations import ConstraintConfig
-    from deepsdf.reconstruct import GAUSS_NEWTON
+    from deepsdf.reconstruct import GAUSS_NEWTON, SHORT_GAUSS_NEWTON
     from deepsdf_preprocess.formats import read_split
 
     folder = work / "recipes" / name
@@ -235,16 +240,18 @@ def run_recipe(name: str, work: Path, data: Path, train: Path, test: Path, args,
     reconstruct_seconds = time.perf_counter() - started
     started = time.perf_counter()
     completion = {}
-    if complete:
-        completion["multi-start"] = complete_views(folder, data, test_split, args.views,
-                                                   args.resolution, "completion")
-    if complete and ablation:
-        completion["single-start"] = complete_views(folder, data, test_split, args.views,
-                                                    args.resolution, "completion-single",
-                                                    starts=SINGLE_START)
-        completion["no-free-space"] = complete_views(
-            folder, data, test_split, args.views, args.resolution, "completion-surface-only",
-            constraints=ConstraintConfig(free_space=0, empty_rays=0))
+    variants = {"multi-start": {}}
+    if ablation:
+        surface_only = ConstraintConfig(free_space=0, empty_rays=0)
+        variants.update({
+            "single-start": {"starts": SINGLE_START},
+            "single-start, no free space": {"starts": SINGLE_START,
+                                            "constraints": surface_only},
+            "multi-start, short solver": {"solver": SHORT_GAUSS_NEWTON}})
+    for variant, options in (variants.items() if complete else ()):
+        folder_name = "completion-" + "".join(c if c.isalnum() else "-" for c in variant)
+        completion[variant] = complete_views(folder, data, test_split, args.views,
+                                             args.resolution, folder_name, **options)
     result = {"recipe": name, "changes": RECIPES[name][0], "epochs": specs["NumEpochs"],
               "steps": args.steps, "samples_per_step": specs["ScenesPerBatch"]
               * specs["SamplesPerScene"], "train_seconds": seconds,
@@ -274,8 +281,8 @@ def print_recipe(result: dict) -> None:
           f"retrieval by code: Chamfer {_cell(ret, 'chamfer')}, F {_cell(ret, 'f_score')}")
     for variant, block in result["completion"].items():
         done, near = block["completion"], block["retrieval"]
-        print(f"  completion ({variant}, {block['fits']} fits, {block['failed']} failed, "
-              f"{block['fallbacks']} fell back): Chamfer mean {_cell(done, 'chamfer')} median "
+        print(f"  completion ({variant}, {block['fits']} fits in {block['seconds']:.0f} s, "
+              f"{block['failed']} failed, {block['fallbacks']} fell back): Chamfer mean {_cell(done, 'chamfer')} median "
               f"{_cell(done, 'chamfer', 'median')}, F@1% {_cell(done, 'f_score')}, unseen "
               f"{_cell(done, 'chamfer_unseen')}; nearest training shape: Chamfer "
               f"{_cell(near, 'chamfer')}, F {_cell(near, 'f_score')}")
