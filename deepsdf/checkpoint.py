@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from deepsdf import __version__
-from deepsdf_preprocess.formats import atomic_path, remove_stale_temporaries
+from deepsdf_preprocess.contract import atomic_path, remove_stale_temporaries
 
 __all__ = ["CHECKPOINT_FORMAT", "checkpoint_path", "save_checkpoint", "load_checkpoint",
            "git_hash", "CheckpointError", "safe_load", "newest_readable_snapshot"]

@@ -223,7 +223,7 @@ def _preprocess_config(args):
 
 def _run_preprocess(args) -> int:
     from deepsdf_preprocess.driver import preprocess_dataset
-    from deepsdf_preprocess.formats import read_split
+    from deepsdf_preprocess.contract import read_split
 
     config = _preprocess_config(args)
     split = read_split(args.split) if args.split else None
@@ -280,7 +280,7 @@ def _add_split(commands):
 
 def _run_split(args) -> int:
     from deepsdf_preprocess.driver import discover_meshes
-    from deepsdf_preprocess.formats import check_name, read_split, write_split
+    from deepsdf_preprocess.contract import check_name, read_split, write_split
     from deepsdf_preprocess.splits import make_split
 
     check_name(args.dataset, "--dataset")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepsdf_preprocess import formats
+from deepsdf_preprocess import contract, formats
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.pinhole import PinholeCamera
 from deepsdf_preprocess.errors import InputError
@@ -233,7 +233,7 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
         summary["metrics"] = completion_metrics(surface_points(mesh, CHAMFER_POINTS)[0],
                                                 surface_points(reference, CHAMFER_POINTS)[0],
                                                 observation.points, similarity.scale)
-        formats.write_json(out_dir / "metrics.json", summary)
+        contract.write_json(out_dir / "metrics.json", summary)
     return summary
 
 
@@ -255,7 +255,7 @@ class _ScanSource:
             self.meshes = {job.key: job.mesh_path for job in discover_meshes(meshes_dir)}
 
     def __call__(self, key: str, offset, scale) -> dict:
-        key = formats.InstanceKey.parse(key)
+        key = contract.InstanceKey.parse(key)
         path = key.paths(self.data_dir, partial_scans=True)[formats.PARTIAL_SCANS]
         if path.is_file() and self.meshes is None and not self.view:
             return formats.read_partial_scan(path)
@@ -341,7 +341,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
         chunk = keys[start:start + shapes]
         observed, normalizations = [], []
         for key in chunk:
-            dataset = formats.InstanceKey.parse(key).dataset
+            dataset = contract.InstanceKey.parse(key).dataset
             if dataset not in sources:
                 sources[dataset] = _ScanSource(data_dir, dataset, meshes_dir, view)
             paths = formats.key_paths(data_dir, key)
@@ -412,5 +412,5 @@ def _write_report(out_dir: Path, report: CompletionReport, retrieval: bool) -> d
     if retrieval and report.rows:
         summary["beats_retrieval_on_mean_chamfer"] = bool(
             summary["completion"]["chamfer"]["mean"] < summary["retrieval"]["chamfer"]["mean"])
-    formats.write_json(out_dir / "summary.json", summary)
+    contract.write_json(out_dir / "summary.json", summary)
     return summary

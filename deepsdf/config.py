@@ -564,7 +564,7 @@ def write_resolved(experiment_dir, config: TrainConfig) -> Path:
     It is a valid SpecsVersion-2 ``specs.json`` that trains the same way (a legacy spec's
     behaviours become explicit: ``use_tanh: true``, ``CodePrior: "original"``).
     """
-    from deepsdf_preprocess.formats import write_json
+    from deepsdf_preprocess.contract import write_json
 
     path = Path(experiment_dir) / "specs.resolved.json"
     write_json(path, config.to_specs())

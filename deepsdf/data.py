@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepsdf_preprocess import formats
+from deepsdf_preprocess import contract, formats
 
 from .latents import split_hash, split_instances
 
@@ -185,7 +185,7 @@ def _build(folder: Path, files, fingerprint, unusable: dict, skip_unusable: bool
     folder.mkdir(parents=True, exist_ok=True)
     problems, keys, pos_start, pos_count, neg_start, neg_count = [], [], [], [], [], []
     offset = 0
-    with formats.atomic_path(folder / "samples.f32") as temporary:
+    with contract.atomic_path(folder / "samples.f32") as temporary:
         with open(temporary, "wb") as stream:
             for key, path in files:
                 try:
@@ -219,7 +219,7 @@ def _build(folder: Path, files, fingerprint, unusable: dict, skip_unusable: bool
     index = {"format": _CACHE_FORMAT, "instances": keys, "pos_start": pos_start,
              "pos_count": pos_count, "neg_start": neg_start, "neg_count": neg_count,
              "sources": fingerprint if not problems else None}
-    formats.write_json(folder / "index.json", index)
+    contract.write_json(folder / "index.json", index)
     logger.info("packed %d shapes (%d rows) into %s", len(keys), offset, folder)
     return index
 

@@ -46,7 +46,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
              max_epochs: int | None = None) -> dict:
     """Run every step; returns the report summary (also written to ``OUT/report``)."""
     from deepsdf_preprocess.driver import preprocess_dataset
-    from deepsdf_preprocess.formats import read_split, write_split
+    from deepsdf_preprocess.contract import read_split, write_split
     from deepsdf_preprocess.partial_scan import VirtualScanConfig
     from deepsdf_preprocess.pipeline import PreprocessConfig
     from deepsdf_preprocess.procedural import write_shapes
@@ -137,7 +137,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
 def _train(out, data, train_path, test_path, settings, device, max_epochs):
     from deepsdf.config import parse_specs
     from deepsdf.train import Trainer
-    from deepsdf_preprocess import formats
+    from deepsdf_preprocess import contract
 
     template = Path(__file__).resolve().parents[1] / "experiments" / "demo" / "specs.json"
     if not template.is_file():
@@ -153,7 +153,7 @@ def _train(out, data, train_path, test_path, settings, device, max_epochs):
     if settings.epochs:
         specs["NumEpochs"] = settings.epochs
         specs["SnapshotFrequency"] = settings.epochs
-    formats.write_json(experiment / "specs.json", specs)
+    contract.write_json(experiment / "specs.json", specs)
     trainer = Trainer(experiment, parse_specs(specs, base=experiment), device=device)
     result = trainer.train(resume=True, epochs=max_epochs)
     loss = trainer.history[-1][1] if trainer.history else result.last_loss

@@ -68,7 +68,7 @@ def write_demo_report(out: Path, *, data: Path, experiment, trainer, evaluation:
     from deepsdf.pictures import default_camera, render_meshes, save_png, tile
     from deepsdf.report import Html, Report, link, training_curve
     from deepsdf.viewer import write_viewer
-    from deepsdf_preprocess import formats
+    from deepsdf_preprocess import contract, formats
     from deepsdf_preprocess.normalize import to_normalized
 
     folder = out / "report"
@@ -222,7 +222,7 @@ def write_demo_report(out: Path, *, data: Path, experiment, trainer, evaluation:
                               "no_surface": list(completion.no_surface)},
                "timings": {k: round(v, 2) for k, v in timings.items()},
                "report": str(folder / "index.html")}
-    formats.write_json(folder / "summary.json", summary)
+    contract.write_json(folder / "summary.json", summary)
     return summary
 
 

@@ -16,7 +16,7 @@ import logging
 
 import trimesh
 
-from deepsdf_preprocess import formats
+from deepsdf_preprocess import contract, formats
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.errors import InputError
 
@@ -172,7 +172,7 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
                                            if retrieval else [])
     for prefix, section in prefixes:
         summary[section] = summarize(rows, (*METRICS, "iou"), prefix)
-    formats.write_json(out / "summary.json", summary)
+    contract.write_json(out / "summary.json", summary)
     return summary
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepsdf_preprocess import formats
+from deepsdf_preprocess import contract, formats
 from deepsdf_preprocess.errors import InputError
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, safe_load
@@ -55,7 +55,7 @@ def instance_outputs(root, key: str) -> dict:
     """``{"code", "mesh", "original"}`` paths of instance ``dataset/class/instance`` under an
     output root: ``ROOT/Codes/...pth``, ``ROOT/Meshes/...ply`` (normalized frame) and
     ``ROOT/MeshesOriginalFrame/...ply``."""
-    key = formats.InstanceKey.parse(key)
+    key = contract.InstanceKey.parse(key)
     folder, root = Path(key.dataset) / key.class_name, Path(root)
     return {"code": root / "Codes" / folder / f"{key.instance}.pth",
             "mesh": root / "Meshes" / folder / f"{key.instance}.ply",
@@ -79,7 +79,7 @@ class Experiment:
     def __init__(self, folder, *, checkpoint="latest", data=None, device="cpu"):
         self.folder = Path(folder)
         self.checkpoint = str(checkpoint)
-        formats.check_name(self.checkpoint, "checkpoint")
+        contract.check_name(self.checkpoint, "checkpoint")
         self._data = None if data is None else Path(data)
         self.device = device
         self._model = None
@@ -143,7 +143,7 @@ class Experiment:
         path = split_file or self.config.test_split
         if not path:
             raise InputError("no split given and the spec has no TestSplit")
-        return formats.read_split(path)
+        return contract.read_split(path)
 
     # ------------------------------------------------------------------ paths
 
@@ -166,7 +166,7 @@ class Experiment:
 
 def write_code(path, code: torch.Tensor) -> None:
     """Save a (d,) code as the original release's (1, d) ``.pth`` tensor, atomically."""
-    with formats.atomic_path(path) as temporary:
+    with contract.atomic_path(path) as temporary:
         torch.save(code.detach().cpu().reshape(1, -1), temporary)
 
 
@@ -209,13 +209,13 @@ def check_mesh_format(path) -> Path:
 def write_mesh(path, mesh) -> None:
     """Export a mesh atomically, in the format of the path's suffix (:data:`MESH_FORMATS`)."""
     check_mesh_format(path)
-    with formats.atomic_path(path) as temporary:
+    with contract.atomic_path(path) as temporary:
         mesh.export(temporary, file_type=Path(path).suffix.lstrip(".").lower())
 
 
 def write_table(path, rows, columns) -> None:
     """Write dict ``rows`` as a CSV with ``columns`` (missing values empty), atomically."""
-    with formats.atomic_path(path) as temporary:
+    with contract.atomic_path(path) as temporary:
         with open(temporary, "w", newline="") as stream:
             writer = csv.DictWriter(stream, fieldnames=columns, restval="")
             writer.writeheader()
@@ -244,7 +244,7 @@ class SourceMeshes:
         """The source mesh of ``dataset/class/instance``, or ``None`` when not at hand."""
         from deepsdf_preprocess.manifest import manifest_mesh, read_manifest
 
-        key = formats.InstanceKey.parse(key)
+        key = contract.InstanceKey.parse(key)
         if key.dataset not in self.manifests:
             self.manifests[key.dataset] = read_manifest(self.data_dir, key.dataset)
         return manifest_mesh(self.manifests[key.dataset], key.local)

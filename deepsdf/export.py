@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from deepsdf_preprocess import formats
+from deepsdf_preprocess import contract
 from deepsdf_preprocess.errors import InputError
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint
@@ -275,10 +275,10 @@ def _write_specs(out: Path, config: TrainConfig) -> list[Path]:
                               "(for the original, use_tanh adds a second tanh); export into "
                               "another folder with --out")
         return []
-    formats.write_json(path, specs)
+    contract.write_json(path, specs)
     return [path]
 
 
 def _save(path: Path, content: dict) -> None:
-    with formats.atomic_path(path) as temporary:
+    with contract.atomic_path(path) as temporary:
         torch.save(content, temporary)

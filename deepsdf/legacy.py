@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from deepsdf_preprocess.formats import read_split
+from deepsdf_preprocess.contract import read_split
 
 from .checkpoint import CheckpointError, safe_load
 from .config import TrainConfig, load_specs

@@ -155,7 +155,7 @@ def save_png(path, image) -> Path:
     """Write an (H, W, 3) uint8 image as PNG (atomically)."""
     from PIL import Image
 
-    from deepsdf_preprocess.formats import atomic_path
+    from deepsdf_preprocess.contract import atomic_path
 
     with atomic_path(path) as temporary:
         Image.fromarray(np.asarray(image, np.uint8)).save(temporary, format="PNG")
@@ -167,7 +167,7 @@ def save_gif(path, images, *, duration_ms: int = 120, bounce: bool = True) -> Pa
     ``bounce``)."""
     from PIL import Image
 
-    from deepsdf_preprocess.formats import atomic_path
+    from deepsdf_preprocess.contract import atomic_path
 
     frames = [Image.fromarray(np.asarray(image, np.uint8)) for image in images]
     if bounce and len(frames) > 2:

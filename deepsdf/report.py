@@ -32,7 +32,7 @@ def training_curve(history, path) -> Path:
     matplotlib.use("Agg", force=False)
     from matplotlib import pyplot
 
-    from deepsdf_preprocess.formats import atomic_path
+    from deepsdf_preprocess.contract import atomic_path
 
     if not history:
         raise InputError("the checkpoint has no training history to plot")
@@ -83,7 +83,7 @@ class Report:
                           "</table>")
 
     def write(self, folder) -> Path:
-        from deepsdf_preprocess.formats import atomic_path
+        from deepsdf_preprocess.contract import atomic_path
 
         page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>"
                 f"{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>"

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepsdf_preprocess.formats import read_split, remove_stale_temporaries
+from deepsdf_preprocess.contract import read_split, remove_stale_temporaries
 
 from deepsdf_preprocess.errors import DiskFullError
 

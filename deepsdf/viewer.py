@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepsdf_preprocess.formats import atomic_path
+from deepsdf_preprocess.contract import atomic_path
 
 __all__ = ["write_viewer", "VIEWER_JS"]
 

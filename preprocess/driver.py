@@ -16,7 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import formats
+from . import contract, formats
 from .errors import DiskFullError, InputError, PreprocessError
 from .manifest import (active_run, append_record, journal_path, manifest_mesh, manifest_path,
                        merge_journals, read_manifest, shard_of)
@@ -116,7 +116,7 @@ def discover_meshes(mesh_dir, *, split: dict | None = None, dataset: str | None 
     for key in list(found) + list(problems):
         for name, what in ((key[0], "class"), (key[1], "instance")):
             try:
-                formats.check_name(name, what)
+                contract.check_name(name, what)
             except ValueError as error:
                 problems.setdefault(key, str(error))
     if split is None:
@@ -245,7 +245,7 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
         raise InputError(f"workers must be at least 1, got {workers}")
     if shard is not None and not 0 <= shard[0] < shard[1]:
         raise InputError(f"shard {shard[0]}/{shard[1]}: the index must lie in 0..count-1")
-    formats.check_name(dataset, "dataset")
+    contract.check_name(dataset, "dataset")
     data_dir = Path(data_dir)
     jobs = _discover(mesh_dir, split, dataset)
     listed = {job.key for job in jobs}
@@ -339,7 +339,7 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
     for key in succeeded:
         class_name, instance = key.split("/", 1)
         split_result[dataset].setdefault(class_name, []).append(instance)
-    formats.write_split(split_path, split_result)
+    contract.write_split(split_path, split_result)
     _warn_quality(records, listed)
     return DatasetReport(succeeded=succeeded,
                          failed={k: r.get("reason", "") for k, r in records.items()
@@ -416,6 +416,6 @@ def _remove_stale_parts(data_dir: Path, dataset: str) -> None:
     for kind in (formats.SDF_SAMPLES, formats.SURFACE_SAMPLES,
                  formats.NORMALIZATION_PARAMETERS, formats.OCCUPANCY_SAMPLES,
                  formats.PARTIAL_SCANS):
-        for stale in formats.remove_stale_temporaries(data_dir / kind / dataset,
+        for stale in contract.remove_stale_temporaries(data_dir / kind / dataset,
                                                       recursive=True):
             logger.info("removed %s, left by an interrupted run", stale)

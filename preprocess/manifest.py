@@ -28,7 +28,7 @@ import socket
 import time
 from pathlib import Path
 
-from . import formats
+from . import contract
 from .errors import DiskFullError
 
 __all__ = ["manifest_path", "journal_path", "append_record", "read_journals",
@@ -46,7 +46,7 @@ def shard_of(key: str, count: int) -> int:
 
 
 def manifest_path(data_dir, dataset: str) -> Path:
-    return Path(data_dir) / "manifests" / f"{formats.check_name(dataset, 'dataset')}.json"
+    return Path(data_dir) / "manifests" / f"{contract.check_name(dataset, 'dataset')}.json"
 
 
 def _journal_dir(data_dir, dataset: str) -> Path:
@@ -175,7 +175,7 @@ def merge_journals(data_dir, dataset: str, *, update: dict | None = None,
             if _newer(record, records.get(key)):
                 records[key] = record
         manifest["merged"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        formats.write_json(path, manifest)
+        contract.write_json(path, manifest)
         own = journal_path(data_dir, dataset)
         for journal in files:
             if forget_all or journal == own or _process_gone(journal):

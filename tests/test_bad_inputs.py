@@ -19,7 +19,7 @@ from deepsdf.config import ConfigError, parse_specs
 from deepsdf.data import DataError, ROW_LIMIT, pack_split
 from deepsdf.experiment import read_code
 from deepsdf.observations import load_depth, read_matrix, read_point_cloud
-from deepsdf_preprocess import formats
+from deepsdf_preprocess import contract, formats
 from deepsdf_preprocess.driver import preprocess_dataset
 from deepsdf_preprocess.mesh_io import closed_orientation
 
@@ -511,7 +511,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypat
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(formats.json, "dumps", full)
+    monkeypatch.setattr(contract.json, "dumps", full)
     with pytest.raises(DiskFullError) as error:
         formats.write_json(tmp_path / "m.json", {"kept": False})
     assert str(error.value) == (f"no space left on device while writing {tmp_path / 'm.json'}; "
