@@ -165,7 +165,7 @@ def write_demo_report(out: Path, *, data: Path, experiment, trainer, evaluation:
         other = completed.get(key, {}).get("retrieval_instance") or row.get(
             "retrieval_code_instance")
         retrieved = sources.normalized(other) if other else None
-        scan_path = formats.key_paths(data, key).get(formats.PARTIAL_SCANS)
+        scan_path = formats.key_paths(data, key, partial_scans=True)[formats.PARTIAL_SCANS]
         depth = (_depth_picture(formats.read_partial_scan(scan_path)["depth"],
                                 settings.picture_size)
                  if scan_path is not None and scan_path.is_file() else None)
