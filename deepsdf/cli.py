@@ -602,12 +602,20 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
                         help="pixels without a measurement are sensor dropouts, not background "
                              "(do not use their rays as free space)")
     parser.add_argument("--no-retrieval", action="store_true", help="skip the baseline")
+    parser.add_argument("--single-start", action="store_true",
+                        help="fit each shape from one random code, as the reference does "
+                             "(default: several starts fitted together, the best kept: the "
+                             "2 training codes that best explain the scan, the mean code and "
+                             "a random one)")
     _add_fit_options(parser, solver_help="gauss-newton or adam (the reference)")
     parser.set_defaults(run=_run_complete)
 
 
 def _run_complete(args) -> int:
+    from deepsdf.completion import SINGLE_START, MultiStart
+
     experiment, solver = _experiment_and_solver(args)
+    starts = SINGLE_START if args.single_start else MultiStart()
     constraints = ConstraintConfig(eta=args.eta, free_space=args.free_space,
                                    empty_rays=0.0 if args.no_background else args.empty_rays)
     if args.virtual_scan:
@@ -617,7 +625,7 @@ def _run_complete(args) -> int:
         from deepsdf.completion import complete_split
 
         report = complete_split(experiment, experiment.split(args.split), out_dir=args.out,
-                                meshes_dir=args.meshes, solver=solver,
+                                meshes_dir=args.meshes, solver=solver, starts=starts,
                                 constraints=constraints, resolution=args.resolution,
                                 retrieval=not args.no_retrieval,
                                 progress=not args.no_progress)
@@ -633,8 +641,8 @@ def _run_complete(args) -> int:
 
     summary = complete_scans(experiment, _observation_from_args(args),
                              _similarity_from_args(args), out_dir=args.out, solver=solver,
-                             constraints=constraints, resolution=args.resolution,
-                             truth=args.truth)
+                             starts=starts, constraints=constraints,
+                             resolution=args.resolution, truth=args.truth)
     print(f"wrote {summary['mesh']} ({summary['observed_points']} observed points)")
     return 0
 

@@ -292,6 +292,15 @@ def test_complete_command_on_a_real_format_depth_png(trained, trained_data, tmp_
     mean_shape.vertices = mean_shape.vertices / scale - offset
     prior_only = chamfer(surface_points(mean_shape)[0], surface_points(mesh)[0])
     assert metrics["chamfer"] < 0.5 * prior_only, (metrics["chamfer"], prior_only)
+    # the reference's single random start, on request
+    assert json.loads((out / "metrics.json").read_text())["start"] in ("nearest", "mean",
+                                                                        "random")
+    assert main(["complete", str(experiment), "--depth", str(tmp_path / "d.png"), "--K",
+                 str(tmp_path / "K.txt"), "--pose", str(tmp_path / "pose.txt"),
+                 "--depth-scale", "1000", "--normalization", str(normalization),
+                 "--truth", str(tmp_path / "truth.obj"), "--out", str(tmp_path / "single"),
+                 "--resolution", "64", "--device", "cpu", "--single-start"]) == 0
+    assert json.loads((tmp_path / "single" / "metrics.json").read_text())["start"] == "random"
 
 
 def test_stored_and_rendered_virtual_scans_are_the_same(tmp_path):
