@@ -73,6 +73,15 @@ class MultiStart:
         if not (self.nearest or self.mean or self.random):
             raise InputError("a completion needs at least one start")
 
+    def kinds(self, train_codes: int) -> list:
+        """Where each of a shape's starts comes from, in order ("nearest", "mean", "random"),
+        with ``train_codes`` training codes at hand (none: the random draws only, at least
+        one)."""
+        kinds = ["nearest"] * min(self.nearest, train_codes)
+        if train_codes and self.mean:
+            kinds.append("mean")
+        return kinds + ["random"] * (self.random if kinds else max(self.random, 1))
+
 
 #: The reference's one random start.
 SINGLE_START = MultiStart(nearest=0, mean=False, random=1)
@@ -125,29 +134,26 @@ def complete_observations(decoder, observations, *, clamp: float,
             for o, s in zip(observations, seeds)]
     latent_size = latent_size or decoder.config.latent_size
     b = len(rows)
-    initial, kinds, passes = [[] for _ in range(b)], [], 0
-    if train_codes is not None and len(train_codes) and starts.nearest:
-        train_codes = torch.as_tensor(train_codes, dtype=torch.float32)
+    train_codes = (torch.zeros(0, latent_size) if train_codes is None
+                   else torch.as_tensor(train_codes, dtype=torch.float32).cpu())
+    kinds = starts.kinds(len(train_codes))
+    initial, passes = [[] for _ in range(b)], 0
+    nearest = kinds.count("nearest")
+    if nearest:
         values = candidate_values(decoder, rows, range(b), train_codes, count=starts.screen,
                                   clamp=clamp, seed=solver.seed, device=device)
         passes += b * len(train_codes) * starts.screen
-        nearest = values.topk(min(starts.nearest, len(train_codes)), dim=1,
-                              largest=False).indices.cpu()
+        chosen = values.topk(nearest, dim=1, largest=False).indices.cpu()
         for i in range(b):
-            initial[i] += [train_codes[j] for j in nearest[i]]
-        kinds += ["nearest"] * nearest.shape[1]
-    if train_codes is not None and len(train_codes) and starts.mean:
-        mean = torch.as_tensor(train_codes, dtype=torch.float32).mean(dim=0)
+            initial[i] += [train_codes[j] for j in chosen[i]]
+    if "mean" in kinds:
         for i in range(b):
-            initial[i].append(mean)
-        kinds.append("mean")
-    count = starts.random if kinds else max(starts.random, 1)
+            initial[i].append(train_codes.mean(dim=0))
     for i in range(b):
-        for j in range(count):
+        for j in range(kinds.count("random")):
             initial[i].append(torch.from_numpy(np.random.default_rng(
                 [solver.seed, seeds[i], j]).normal(0.0, solver.init_std, latent_size)
                 .astype(np.float32)))
-    kinds += ["random"] * count
     k = len(kinds)
     starting = torch.stack([code for codes in initial for code in codes])  # (b * k, d)
     fitted = reconstruct_codes(decoder, [rows[i] for i in range(b) for _ in range(k)],
@@ -335,8 +341,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
     from deepsdf_preprocess.progress import progress_bar
 
     bar = progress_bar(len(keys), desc="complete", unit="shape", enabled=progress, log=logger)
-    per_shape = starts.nearest + starts.mean + max(starts.random, 1)
-    shapes = max(1, batch // per_shape)
+    shapes = max(1, batch // len(starts.kinds(len(model.codes))))
     for start in range(0, len(keys), shapes):
         chunk = keys[start:start + shapes]
         observed, normalizations = [], []
