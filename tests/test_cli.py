@@ -98,6 +98,25 @@ def test_preprocess_end_to_end_and_exit_code(tmp_path):
     assert manifest["instances"]["tables/tables_0000"]["status"] == "ok"
 
 
+def test_near_fraction_sets_how_many_samples_are_uniform(tmp_path):
+    """--near-fraction 0.5 leaves half of the 5000 drawn samples uniform in the cube (the
+    default preset: 3/50 of them); the manifest records it."""
+    main(["generate", str(tmp_path / "m"), "--count", "1", "--category", "tables"])
+    uniform = {}
+    for fraction in (None, 0.5):
+        data = tmp_path / f"data{fraction}"
+        extra = [] if fraction is None else ["--near-fraction", str(fraction)]
+        assert main(["preprocess", str(tmp_path / "m"), str(data), "--dataset", "D",
+                     "--backend", "raycast", "--views", "12", "--resolution", "96",
+                     "--samples", "5000", "--no-progress"] + extra) == 0
+        paths = formats.instance_paths(data, "D", "tables", "tables_0000")
+        uniform[fraction] = len(formats.read_occupancy(paths[formats.OCCUPANCY_SAMPLES])[0])
+        recorded = json.loads((data / "manifests/D.json").read_text())
+        assert recorded["config"]["sampling"]["near_fraction"] == (fraction or 47 / 50)
+    assert 250 <= uniform[None] <= 300
+    assert 2300 <= uniform[0.5] <= 2500
+
+
 @pytest.mark.slow
 @pytest.mark.egl
 def test_full_reference_settings_on_one_chair(tmp_path, gl_scanner):
