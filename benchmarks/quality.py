@@ -124,6 +124,13 @@ RECIPES = {
     "fourier4+curriculum": ("fourier_frequencies 4 (learning rates x0.3) and the curriculum",
                             _both(_network(fourier_frequencies=4), _learning_rate(0.3),
                                   _curriculum)),
+    "fourier4+batch12x2048": ("the two winners: fourier_frequencies 4 (learning rates x0.3) "
+                              "and 12 scenes x 2048 samples per step",
+                              _both(_network(fourier_frequencies=4), _learning_rate(0.3),
+                                    _batch_shape)),
+    "deep6x128": ("6 x 128 hidden layers (latent_in at the 4th)",
+                  _network(dims=[128] * 6, latent_in=[3])),
+    "codes32": ("32-d codes instead of 64", lambda s, e: {**s, "CodeLength": 32}),
 }
 
 
@@ -131,10 +138,15 @@ def say(message: str) -> None:
     print(f"[quality] {message}", flush=True)
 
 
-def prepare_data(work: Path, per_category: int, samples: int, seed: int):
-    """Generate and preprocess the shapes once; (data dir, train split, test split)."""
+def prepare_data(work: Path, per_category: int, samples: int, seed: int,
+                 near_fraction: float | None = None):
+    """Generate and preprocess the shapes once; (data dir, train split, test split).
+
+    ``near_fraction`` overrides the sampling preset's (the reference's 47/50); a work folder
+    whose data was drawn with another fraction is refused (use another ``--work``)."""
     from deepsdf_preprocess.driver import preprocess_dataset
     from deepsdf_preprocess.formats import read_split, write_split
+    from deepsdf_preprocess.manifest import read_manifest
     from deepsdf_preprocess.partial_scan import VirtualScanConfig
     from deepsdf_preprocess.pipeline import PreprocessConfig
     from deepsdf_preprocess.procedural import write_shapes
@@ -142,12 +154,18 @@ def prepare_data(work: Path, per_category: int, samples: int, seed: int):
 
     data = work / "data"
     train_path, test_path = data / "splits" / "train.json", data / "splits" / "test.json"
+    config = PreprocessConfig(partial_scan=VirtualScanConfig())
+    config = replace(config, sampling=replace(config.sampling, count=samples))
+    if near_fraction is not None:
+        config = replace(config, sampling=replace(config.sampling, near_fraction=near_fraction))
     if train_path.is_file() and test_path.is_file():
+        recorded = read_manifest(data, "procedural")["config"]["sampling"]["near_fraction"]
+        if recorded != config.sampling.near_fraction:
+            raise SystemExit(f"{data} was drawn with near_fraction {recorded}, not "
+                             f"{config.sampling.near_fraction}: give another --work")
         return data, train_path, test_path
     for category in CATEGORIES:
         write_shapes(work / "meshes", category, per_category, seed)
-    config = PreprocessConfig(partial_scan=VirtualScanConfig())
-    config = replace(config, sampling=replace(config.sampling, count=samples))
     started = time.perf_counter()
     report = preprocess_dataset(work / "meshes", data, "procedural", config=config,
                                 workers=os.cpu_count() or 1, seed=seed, backend="pyrender")
@@ -333,6 +351,9 @@ def main(argv=None) -> None:
     parser.add_argument("--per-category", type=int, default=16,
                         help="shapes per category (half are held out)")
     parser.add_argument("--samples", type=int, default=250_000, help="SDF samples per shape")
+    parser.add_argument("--near-fraction", type=float, default=None,
+                        help="share of the samples near the surface (default: the reference's "
+                             "0.94; another value needs its own --work)")
     parser.add_argument("--steps", type=int, default=1200, help="optimizer steps per recipe")
     parser.add_argument("--views", type=int, default=2, help="completion views per shape")
     parser.add_argument("--resolution", type=int, default=128, help="mesh grid")
@@ -358,7 +379,8 @@ def main(argv=None) -> None:
         f"{torch.__version__}, {torch.get_num_threads()} threads")
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    data, train, test = prepare_data(work, args.per_category, args.samples, args.seed)
+    data, train, test = prepare_data(work, args.per_category, args.samples, args.seed,
+                                     args.near_fraction)
     completed = names[:1] if args.complete is None else [
         n for n in args.complete.split(",") if n]
     results = []

@@ -772,12 +772,12 @@ def _run_export(args) -> int:
 def _add_demo(commands):
     parser = commands.add_parser(
         "demo", help="the main job on the embedded example data",
-        description="Generate the procedural chairs and tables, preprocess them with the "
-                    "reference settings (plus one virtual depth scan each), split them into "
-                    "train/test, train the small CPU decoder of experiments/demo/specs.json, "
+        description="Generate 30 procedural chairs and 30 tables, preprocess them with the "
+                    "reference settings except a fifth of the samples uniform (near fraction "
+                    "0.8; plus one virtual depth scan each), hold 3 of each category out, train the small CPU decoder of experiments/demo/specs.json, "
                     "reconstruct the held-out shapes (Gauss-Newton solver) and evaluate them "
                     "beside the retrieval baseline, complete every held-out shape from a "
-                    "single-view scan, interpolate from a chair to a table, and write "
+                    "single-view scan (several starts, short Gauss-Newton preset), interpolate from a chair to a table, and write "
                     "OUT/report/index.html (every held-out shape's reconstruction and "
                     "completion with its metrics, pictures, an interactive 3D view that works "
                     "offline, the interpolation, the training curve, the run's settings, "
@@ -787,7 +787,10 @@ def _add_demo(commands):
                         help="output folder")
     parser.add_argument("--quick", action="store_true",
                         help="reduced mode: a couple of minutes on 2 cores")
-    parser.add_argument("--count", type=int, help="shapes per category (12; quick 4)")
+    parser.add_argument("--count", type=int, help="shapes per category (30; quick 4)")
+    parser.add_argument("--held-out", type=int,
+                        help="shapes per category held out of training (3; quick 1; with "
+                             "--count alone, the same share of them)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--backend", choices=BACKENDS, default="pyrender",
                         help="preprocessing scanner (see deepsdf preprocess --help)")
@@ -805,8 +808,11 @@ def _run_demo(args) -> int:
     from deepsdf.device import resolve_device
 
     settings = QUICK if args.quick else DemoSettings()
-    if args.count:
-        settings = replace(settings, count=args.count)
+    if args.count is not None or args.held_out is not None:
+        count = settings.count if args.count is None else args.count
+        held_out = (max(1, round(settings.held_out * count / settings.count))
+                    if args.held_out is None else args.held_out)
+        settings = replace(settings, count=count, held_out=held_out)
     summary = run_demo(args.out, settings, workers=args.workers, backend=args.backend,
                        seed=args.seed, device=resolve_device(args.device),
                        max_epochs=args.epochs)

@@ -56,3 +56,27 @@ def test_quick_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     assert json.loads((report / "summary.json").read_text())["mean_chamfer"] == \
         summary["mean_chamfer"]
+
+
+def test_demo_size_options_keep_the_held_out_share(monkeypatch, tmp_path):
+    """--count alone keeps the default share held out (3 of 30; quick: 1 of 4), --held-out
+    sets it, and a split that leaves nothing to train on is refused before any work."""
+    import deepsdf.demo
+
+    seen = []
+
+    def record(out, settings, **options):
+        seen.append((settings.count, settings.held_out, settings.epochs))
+        return {"beats_retrieval_on_mean": True, "mean_chamfer": 1.0,
+                "retrieval_mean_chamfer": 2.0, "report": str(out / "report/index.html")}
+
+    monkeypatch.setattr(deepsdf.demo, "run_demo", record)
+    out = ["--out", str(tmp_path)]
+    for argv in (["--count", "12"], ["--count", "60"], ["--quick", "--count", "8"],
+                 ["--held-out", "5"], []):
+        assert main(["demo"] + argv + out) == 0
+    assert seen == [(12, 1, None), (60, 6, None), (8, 2, 300), (30, 5, None), (30, 3, None)]
+    assert main(["demo", "--count", "1"] + out) == 2
+    assert main(["demo", "--held-out", "30"] + out) == 2
+    assert main(["demo", "--count", "0"] + out) == 2
+    assert len(seen) == 5
