@@ -52,6 +52,21 @@ def schedule_epoch(config: TrainConfig, epoch: int) -> int:
     return epoch + 1 if config.legacy else epoch
 
 
+#: A run has collapsed when its clamped predictions vary less than this share of its clamped
+#: targets: the decoder answers one value everywhere (a too-high learning rate saturates the
+#: output; the loss then sits at the mean clamped target and never leaves it).
+COLLAPSE_SPREAD = 0.01
+
+
+def prediction_spread(predicted: torch.Tensor, target: torch.Tensor, clamp: float) -> tuple:
+    """(standard deviation of the clamped predictions, of the clamped targets) of one batch,
+    ``predicted`` and ``target`` (n,) signed distances; the run has collapsed when the first
+    is below :data:`COLLAPSE_SPREAD` times the second."""
+    predicted = predicted.detach().float().clamp(-clamp, clamp)
+    target = target.detach().float().clamp(-clamp, clamp)
+    return predicted.std().item(), target.std().item()
+
+
 def new_log() -> dict:
     """An empty training log with the original release's ``Logs.pth`` keys: ``loss`` (one
     per batch), ``learning_rate`` ([decoder, codes] per epoch), ``timing`` (seconds per
@@ -381,6 +396,8 @@ class Trainer:
         start = 0
         self.history = []  # [epoch, mean loss, decoder learning rate] per epoch
         self.log = new_log()  # the original's Logs.pth entries
+        self.collapse_reported = False
+        self.spread = (float("nan"), float("nan"))  # the last batch's prediction_spread
         if main:
             remove_stale_temporaries(self.experiment_dir / "Checkpoints")
         if resume_from is not None:
@@ -410,6 +427,7 @@ class Trainer:
                 done = epoch + 1
                 self.history.append([done, loss_value, optimizer.param_groups[0]["lr"]])
                 if main:
+                    self._warn_if_collapsed(done)
                     if done % config.latest_every == 0 or done == stop:
                         self._save(checkpoint_path(self.experiment_dir),
                                    self._state(model, optimizer, done, loss_value))
@@ -499,8 +517,23 @@ class Trainer:
             total += loss.item()
             count += 1
             self.log["loss"].append(loss.item())
+        if count:
+            self.spread = prediction_spread(predicted.squeeze(1), samples[:, 3], clamp)
         self._log_epoch(model, optimizer, time.perf_counter() - started)
         return total / max(count, 1)
+
+    def _warn_if_collapsed(self, epoch: int) -> None:
+        """Say once per run when the last batch's predictions no longer vary (see
+        :data:`COLLAPSE_SPREAD`): such a run will not recover."""
+        spread, wanted = self.spread
+        if self.collapse_reported or not spread < COLLAPSE_SPREAD * wanted:
+            return
+        self.collapse_reported = True
+        logger.warning(
+            "epoch %d: the decoder predicts about the same distance everywhere (spread %.2g of "
+            "the clamped predictions against %.2g of the targets): training has collapsed to a "
+            "constant and will not recover. Lower the learning rates (LearningRateSchedule) "
+            "and train afresh (--overwrite)", epoch, spread, wanted)
 
     def _log_epoch(self, model: AutoDecoder, optimizer, seconds: float) -> None:
         """Per-epoch entries of the original release's ``Logs.pth`` (see

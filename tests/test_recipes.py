@@ -181,3 +181,35 @@ def test_the_eikonal_term_brings_gradient_norms_toward_one(tiny_data, tmp_path):
         codes = trainer.model.codes.weight[0].detach().expand(len(band), -1)
         deviations[weight] = _band_gradient_deviation(trainer, band[:, :3], codes)
     assert deviations[0.5] < 0.5 * deviations[0.0], deviations
+
+
+# --------------------------------------------------------------------- collapse warning
+
+def test_prediction_spread_compares_clamped_values():
+    from deepsdf.train import prediction_spread
+
+    target = torch.tensor([-0.5, -0.05, 0.0, 0.05, 0.5])
+    spread, wanted = prediction_spread(torch.full((5,), 0.3), target, 0.1)
+    assert spread == 0.0
+    assert wanted == pytest.approx(torch.tensor([-0.1, -0.05, 0.0, 0.05, 0.1]).std().item())
+
+
+def test_a_collapsed_run_is_reported_once(tiny_data, tmp_path, caplog):
+    """At a learning rate of 0.05 this decoder collapses to a constant within 30 epochs (its
+    clamped predictions' spread falls to ~1e-8 against ~0.04 for the targets): the trainer
+    says so once; at 0.005 it trains and says nothing."""
+    data, split = tiny_data
+    warned = {}
+    for rate in (0.005, 0.05):
+        experiment = make_experiment(tmp_path / f"exp{rate}", data, split, NumEpochs=30,
+                                     LearningRateSchedule=[{"Type": "Constant",
+                                                            "Value": rate}] * 2)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="deepsdf.train"):
+            trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
+            trainer.train()
+        warned[rate] = [r.getMessage() for r in caplog.records if "collapsed" in r.getMessage()]
+        spread, wanted = trainer.spread
+        assert (spread < 0.01 * wanted) == (rate == 0.05), (rate, spread, wanted)
+    assert warned[0.005] == []
+    assert len(warned[0.05]) == 1 and "Lower the learning rates" in warned[0.05][0]
