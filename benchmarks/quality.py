@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,14 +149,13 @@ def prepare_data(work: Path, per_category: int, samples: int, seed: int,
     from deepsdf_preprocess.partial_scan import VirtualScanConfig
     from deepsdf_preprocess.pipeline import PreprocessConfig
     from deepsdf_preprocess.procedural import write_shapes
+    from deepsdf_preprocess.sampling import PRESETS
     from deepsdf_preprocess.splits import make_split
 
     data = work / "data"
     train_path, test_path = data / "splits" / "train.json", data / "splits" / "test.json"
-    config = PreprocessConfig(partial_scan=VirtualScanConfig())
-    config = replace(config, sampling=replace(config.sampling, count=samples))
-    if near_fraction is not None:
-        config = replace(config, sampling=replace(config.sampling, near_fraction=near_fraction))
+    sampling = PRESETS["train"].overridden(count=samples, near_fraction=near_fraction)
+    config = PreprocessConfig(sampling=sampling, partial_scan=VirtualScanConfig())
     if train_path.is_file() and test_path.is_file():
         recorded = read_manifest(data, "procedural")["config"]["sampling"]["near_fraction"]
         if recorded != config.sampling.near_fraction:

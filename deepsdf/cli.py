@@ -206,8 +206,6 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
 
 
 def _preprocess_config(args):
-    from dataclasses import replace
-
     from deepsdf_preprocess.cameras import CameraRig
     from deepsdf_preprocess.pipeline import PreprocessConfig
     from deepsdf_preprocess.sampling import PRESETS
@@ -215,11 +213,7 @@ def _preprocess_config(args):
     preset = args.preset or ("test" if args.test else "train")
     if args.test and args.preset not in (None, "test"):
         raise InputError("--test and --preset disagree; give one of them")
-    sampling = PRESETS[preset]
-    if args.samples is not None:
-        sampling = replace(sampling, count=args.samples)
-    if args.near_fraction is not None:
-        sampling = replace(sampling, near_fraction=args.near_fraction)
+    sampling = PRESETS[preset].overridden(count=args.samples, near_fraction=args.near_fraction)
     rig = CameraRig(count=args.views, resolution=args.resolution)
     from deepsdf_preprocess.partial_scan import VirtualScanConfig
 
@@ -774,10 +768,12 @@ def _add_demo(commands):
         "demo", help="the main job on the embedded example data",
         description="Generate 30 procedural chairs and 30 tables, preprocess them with the "
                     "reference settings except a fifth of the samples uniform (near fraction "
-                    "0.8; plus one virtual depth scan each), hold 3 of each category out, train the small CPU decoder of experiments/demo/specs.json, "
+                    "0.8; plus one virtual depth scan each), hold 3 of each category out, "
+                    "train the small CPU decoder of experiments/demo/specs.json, "
                     "reconstruct the held-out shapes (Gauss-Newton solver) and evaluate them "
                     "beside the retrieval baseline, complete every held-out shape from a "
-                    "single-view scan (several starts, short Gauss-Newton preset), interpolate from a chair to a table, and write "
+                    "single-view scan (several starts, short Gauss-Newton preset), "
+                    "interpolate from a chair to a table, and write "
                     "OUT/report/index.html (every held-out shape's reconstruction and "
                     "completion with its metrics, pictures, an interactive 3D view that works "
                     "offline, the interpolation, the training curve, the run's settings, "

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from deepsdf_preprocess.errors import InputError
 
@@ -63,6 +63,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
     from deepsdf_preprocess.partial_scan import VirtualScanConfig
     from deepsdf_preprocess.pipeline import PreprocessConfig
     from deepsdf_preprocess.procedural import write_shapes
+    from deepsdf_preprocess.sampling import PRESETS
     from deepsdf_preprocess.splits import make_split
 
     out = Path(out)
@@ -79,11 +80,9 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
         write_shapes(meshes, category, settings.count, seed)
     _say(f"1/7 generated {settings.count} chairs and {settings.count} tables under {meshes}")
     lap("generate")
-    config = PreprocessConfig(partial_scan=VirtualScanConfig())
-    config = replace(config, sampling=replace(config.sampling,
-                                              near_fraction=settings.near_fraction))
-    if settings.samples:
-        config = replace(config, sampling=replace(config.sampling, count=settings.samples))
+    sampling = PRESETS["train"].overridden(count=settings.samples,
+                                           near_fraction=settings.near_fraction)
+    config = PreprocessConfig(sampling=sampling, partial_scan=VirtualScanConfig())
     report = preprocess_dataset(meshes, data, "procedural", config=config, workers=workers,
                                 seed=seed, backend=backend)
     if report.failed:

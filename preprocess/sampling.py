@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,6 +37,13 @@ class SamplingConfig:
     @property
     def stddevs(self) -> np.ndarray:
         return np.sqrt(np.asarray(self.variances, dtype=np.float64))
+
+    def overridden(self, *, count: int | None = None,
+                   near_fraction: float | None = None) -> "SamplingConfig":
+        """This config with ``count`` and ``near_fraction`` replaced where they are given
+        (``None`` keeps the preset's)."""
+        changes = {"count": count, "near_fraction": near_fraction}
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def counts(self) -> tuple[int, int]:
         """(surface points, uniform samples); near samples = surface points * len(variances)."""
