@@ -375,7 +375,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     say(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads")
-    work = args.work
+    work = args.work.resolve()  # the specs name their data by absolute paths
     work.mkdir(parents=True, exist_ok=True)
     data, train, test = prepare_data(work, args.per_category, args.samples, args.seed,
                                      args.near_fraction)

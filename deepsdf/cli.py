@@ -777,8 +777,9 @@ def _add_demo(commands):
                     "OUT/report/index.html (every held-out shape's reconstruction and "
                     "completion with its metrics, pictures, an interactive 3D view that works "
                     "offline, the interpolation, the training curve, the run's settings, "
-                    "stage times and machine) and OUT/report/summary.json. Rerunning resumes every step. --quick is the "
-                    "reduced mode CI runs (4 shapes per category, 300 epochs, 64^3 meshes).")
+                    "stage times and machine) and OUT/report/summary.json. Rerunning resumes "
+                    "every step. --quick is the reduced mode CI runs (4 shapes per category, "
+                    "1 held out, 300 epochs, 64^3 meshes).")
     parser.add_argument("--out", type=Path, default=Path("demo_output"),
                         help="output folder")
     parser.add_argument("--quick", action="store_true",
