@@ -138,11 +138,12 @@ def say(message: str) -> None:
 
 
 def prepare_data(work: Path, per_category: int, samples: int, seed: int,
-                 near_fraction: float | None = None):
+                 near_fraction: float | None = None, variances: tuple | None = None):
     """Generate and preprocess the shapes once; (data dir, train split, test split).
 
-    ``near_fraction`` overrides the sampling preset's (the reference's 47/50); a work folder
-    whose data was drawn with another fraction is refused (use another ``--work``)."""
+    ``near_fraction`` and ``variances`` override the sampling preset's (the reference's 47/50
+    and 0.005 / 0.0005); a work folder whose data was drawn otherwise is refused (use another
+    ``--work``)."""
     from deepsdf_preprocess.driver import preprocess_dataset
     from deepsdf_preprocess.formats import read_split, write_split
     from deepsdf_preprocess.manifest import read_manifest
@@ -154,13 +155,16 @@ def prepare_data(work: Path, per_category: int, samples: int, seed: int,
 
     data = work / "data"
     train_path, test_path = data / "splits" / "train.json", data / "splits" / "test.json"
-    sampling = PRESETS["train"].overridden(count=samples, near_fraction=near_fraction)
+    sampling = PRESETS["train"].overridden(count=samples, near_fraction=near_fraction,
+                                           variances=variances)
     config = PreprocessConfig(sampling=sampling, partial_scan=VirtualScanConfig())
     if train_path.is_file() and test_path.is_file():
-        recorded = read_manifest(data, "procedural")["config"]["sampling"]["near_fraction"]
-        if recorded != config.sampling.near_fraction:
-            raise SystemExit(f"{data} was drawn with near_fraction {recorded}, not "
-                             f"{config.sampling.near_fraction}: give another --work")
+        recorded = read_manifest(data, "procedural")["config"]["sampling"]
+        wanted = {"near_fraction": sampling.near_fraction, "variances": list(sampling.variances)}
+        drawn = {name: recorded[name] for name in wanted}
+        if drawn != wanted:
+            raise SystemExit(f"{data} was drawn with {drawn}, not {wanted}: give another "
+                             "--work")
         return data, train_path, test_path
     for category in CATEGORIES:
         write_shapes(work / "meshes", category, per_category, seed)
@@ -335,6 +339,10 @@ def print_table(results: list) -> None:
               f"{_cell(rec, 'normal_consistency')} | {_cell(rec, 'iou')} | {tail}")
 
 
+def _floats(text: str) -> tuple:
+    return tuple(float(value) for value in text.split(","))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -352,6 +360,9 @@ def main(argv=None) -> None:
     parser.add_argument("--near-fraction", type=float, default=None,
                         help="share of the samples near the surface (default: the reference's "
                              "0.94; another value needs its own --work)")
+    parser.add_argument("--variances", type=_floats, default=None,
+                        help="near-surface noise variances, comma-separated (default: the "
+                             "reference's 0.005,0.0005; others need their own --work)")
     parser.add_argument("--steps", type=int, default=1200, help="optimizer steps per recipe")
     parser.add_argument("--views", type=int, default=2, help="completion views per shape")
     parser.add_argument("--resolution", type=int, default=128, help="mesh grid")
@@ -378,7 +389,7 @@ def main(argv=None) -> None:
     work = args.work.resolve()  # the specs name their data by absolute paths
     work.mkdir(parents=True, exist_ok=True)
     data, train, test = prepare_data(work, args.per_category, args.samples, args.seed,
-                                     args.near_fraction)
+                                     args.near_fraction, args.variances)
     completed = names[:1] if args.complete is None else [
         n for n in args.complete.split(",") if n]
     results = []

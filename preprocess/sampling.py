@@ -38,11 +38,12 @@ class SamplingConfig:
     def stddevs(self) -> np.ndarray:
         return np.sqrt(np.asarray(self.variances, dtype=np.float64))
 
-    def overridden(self, *, count: int | None = None,
-                   near_fraction: float | None = None) -> "SamplingConfig":
-        """This config with ``count`` and ``near_fraction`` replaced where they are given
-        (``None`` keeps the preset's)."""
-        changes = {"count": count, "near_fraction": near_fraction}
+    def overridden(self, *, count: int | None = None, near_fraction: float | None = None,
+                   variances: tuple | None = None) -> "SamplingConfig":
+        """This config with ``count``, ``near_fraction`` and ``variances`` replaced where they
+        are given (``None`` keeps the preset's)."""
+        changes = {"count": count, "near_fraction": near_fraction,
+                   "variances": None if variances is None else tuple(variances)}
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def counts(self) -> tuple[int, int]:
