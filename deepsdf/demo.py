@@ -168,8 +168,9 @@ def _train(out, data, train_path, test_path, settings, device, max_epochs):
     specs.update(relative)
     if settings.epochs:  # the learning rates keep their cuts at the same share of the run
         for schedule in specs["LearningRateSchedule"]:
-            schedule["Interval"] = max(1, round(schedule["Interval"] * settings.epochs
-                                                / specs["NumEpochs"]))
+            if "Interval" in schedule:  # a Step schedule
+                schedule["Interval"] = max(1, round(schedule["Interval"] * settings.epochs
+                                                    / specs["NumEpochs"]))
         specs["NumEpochs"] = settings.epochs
         specs["SnapshotFrequency"] = settings.epochs
     shapes = len(split_instances(contract.read_split(train_path)))
