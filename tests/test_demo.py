@@ -40,6 +40,12 @@ def test_quick_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
     # links to the meshes and the CSVs resolve inside the output folder
     for target in re.findall(r'href="([^"]+)"', page):
         assert (report / target).resolve().is_file(), target
+    # the quick run's spec: 6 training shapes hold the 12 x 2048 batch as 6 x 4096, and the
+    # learning rates are cut at the same share of its 300 epochs as of the spec's 630
+    specs = json.loads((out / "experiment/specs.json").read_text())
+    assert (specs["ScenesPerBatch"], specs["SamplesPerScene"], specs["NumEpochs"]) == \
+        (6, 4096, 300)
+    assert [s["Interval"] for s in specs["LearningRateSchedule"]] == [120, 120]
     summary = json.loads((report / "summary.json").read_text())
     assert summary["held_out_shapes"] == 2 and summary["completion"]["shapes"] == 2
     # the reconstructions beat retrieval by code on the mean Chamfer (seeded: deterministic on
