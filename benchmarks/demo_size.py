@@ -61,19 +61,16 @@ def prepare(out: Path, count: int, near_fraction: float | None, held_out: dict) 
 
 def specs_for(data: Path, steps: int, changes: dict) -> dict:
     """The demo spec with ``changes``, trained ``steps`` steps on the data's training split."""
+    from deepsdf.config import specs_with_epochs
     from deepsdf.latents import split_instances
     from deepsdf_preprocess.contract import read_split
 
     specs = json.loads((ROOT / "experiments" / "demo" / "specs.json").read_text())
-    share = [s["Interval"] / specs["NumEpochs"] for s in specs["LearningRateSchedule"]]
     specs.update(changes)
     train = data / "splits" / "train.json"
     batches = len(split_instances(read_split(train))) // specs["ScenesPerBatch"]
-    epochs = max(1, round(steps / batches))
-    for schedule, fraction in zip(specs["LearningRateSchedule"], share):
-        schedule["Interval"] = max(1, round(fraction * epochs))
-    specs.update(NumEpochs=epochs, SnapshotFrequency=epochs, DataSource=str(data.resolve()),
-                 TrainSplit=str(train.resolve()),
+    specs = specs_with_epochs(specs, max(1, round(steps / batches)))
+    specs.update(DataSource=str(data.resolve()), TrainSplit=str(train.resolve()),
                  TestSplit=str((data / "splits" / "test.json").resolve()))
     return specs
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from deepsdf_preprocess.errors import InputError
 
 __all__ = ["SAMPLE_STORES", "DecoderConfig", "Schedule", "TrainConfig", "load_specs", "parse_specs",
-           "write_resolved", "ConfigError", "SPECS_VERSION"]
+           "specs_with_epochs", "write_resolved", "ConfigError", "SPECS_VERSION"]
 
 SPECS_VERSION = 2
 
@@ -543,6 +543,19 @@ def parse_specs(specs: dict, *, base=None) -> TrainConfig:
             if value and not os.path.isabs(value):
                 values[name] = os.path.normpath(os.path.join(os.path.abspath(base), value))
     return TrainConfig(**values)
+
+
+def specs_with_epochs(specs: dict, epochs: int) -> dict:
+    """A copy of the raw spec ``specs`` that trains ``epochs`` epochs: ``NumEpochs`` and
+    ``SnapshotFrequency`` set to it, and every ``Step`` schedule's ``Interval`` scaled so that
+    its cuts fall at the same share of the run (at least 1 epoch)."""
+    specs = json.loads(json.dumps(specs))
+    for schedule in specs.get("LearningRateSchedule", []):
+        if "Interval" in schedule:  # a Step schedule
+            schedule["Interval"] = max(1, round(schedule["Interval"] * epochs
+                                                / specs["NumEpochs"]))
+    specs.update(NumEpochs=epochs, SnapshotFrequency=epochs)
+    return specs
 
 
 def load_specs(experiment_dir) -> TrainConfig:

@@ -150,7 +150,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
 
 
 def _train(out, data, train_path, test_path, settings, device, max_epochs):
-    from deepsdf.config import parse_specs
+    from deepsdf.config import parse_specs, specs_with_epochs
     from deepsdf.latents import split_instances
     from deepsdf.train import Trainer
     from deepsdf_preprocess import contract
@@ -167,12 +167,7 @@ def _train(out, data, train_path, test_path, settings, device, max_epochs):
                                    ("TestSplit", test_path))}
     specs.update(relative)
     if settings.epochs:  # the learning rates keep their cuts at the same share of the run
-        for schedule in specs["LearningRateSchedule"]:
-            if "Interval" in schedule:  # a Step schedule
-                schedule["Interval"] = max(1, round(schedule["Interval"] * settings.epochs
-                                                    / specs["NumEpochs"]))
-        specs["NumEpochs"] = settings.epochs
-        specs["SnapshotFrequency"] = settings.epochs
+        specs = specs_with_epochs(specs, settings.epochs)
     shapes = len(split_instances(contract.read_split(train_path)))
     if specs["ScenesPerBatch"] > shapes:  # a small --count: fewer scenes, as many samples
         specs["SamplesPerScene"] = specs["SamplesPerScene"] * specs["ScenesPerBatch"] // shapes

@@ -86,3 +86,19 @@ def test_demo_size_options_keep_the_held_out_share(monkeypatch, tmp_path):
     assert main(["demo", "--held-out", "30"] + out) == 2
     assert main(["demo", "--count", "0"] + out) == 2
     assert len(seen) == 5
+
+
+def test_specs_with_epochs_keeps_the_cuts_at_the_same_share():
+    from deepsdf.config import specs_with_epochs
+
+    specs = {"NumEpochs": 630, "SnapshotFrequency": 315,
+             "LearningRateSchedule": [{"Type": "Step", "Initial": 1e-3, "Interval": 252,
+                                       "Factor": 0.3},
+                                      {"Type": "Constant", "Value": 1e-3}]}
+    shorter = specs_with_epochs(specs, 300)
+    assert (shorter["NumEpochs"], shorter["SnapshotFrequency"]) == (300, 300)
+    assert shorter["LearningRateSchedule"] == [
+        {"Type": "Step", "Initial": 1e-3, "Interval": 120, "Factor": 0.3},
+        {"Type": "Constant", "Value": 1e-3}]
+    assert specs_with_epochs(specs, 1)["LearningRateSchedule"][0]["Interval"] == 1
+    assert specs["LearningRateSchedule"][0]["Interval"] == 252  # the input is left alone
