@@ -10,7 +10,8 @@ import trimesh
 
 from .errors import MeshError
 
-__all__ = ["load_mesh", "validate_mesh", "closed_orientation", "MESH_SUFFIXES"]
+__all__ = ["load_mesh", "validate_mesh", "closed_orientation", "distinct_triangles",
+           "MESH_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,3 +118,22 @@ def closed_orientation(vertices, faces) -> int:
     volume = np.einsum("ij,ij->i", corners[:, 0],
                        np.cross(corners[:, 1], corners[:, 2])).sum() / 6.0
     return 1 if volume > 0 else (-1 if volume < 0 else 0)
+
+
+def distinct_triangles(vertices, faces) -> np.ndarray:
+    """(k,) int64 rows of ``faces``, in order, keeping the first of every set of triangles
+    with the same three corner positions, whatever their order or winding.
+
+    A face doubled back-to-back (ShapeNet's two-sided export) or stored twice is one piece of
+    surface: kept twice, a scan would give one copy the pixels of one side and the other copy
+    the other side's, and neither would know that the piece is an open sheet.  Positions are
+    compared exactly, so unwelded copies (their own vertex indices) are found too.
+    """
+    faces = np.asarray(faces, dtype=np.int64)
+    if len(faces) == 0:
+        return np.zeros(0, dtype=np.int64)
+    corners = np.asarray(vertices, dtype=np.float64)[faces]  # (f, 3, 3)
+    order = np.lexsort(corners.transpose(2, 0, 1)[::-1])  # (f, 3): corners sorted per face
+    key = np.take_along_axis(corners, order[..., None], axis=1).reshape(len(faces), 9)
+    _, first = np.unique(key, axis=0, return_index=True)
+    return np.sort(first)

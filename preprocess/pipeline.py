@@ -14,7 +14,7 @@ from . import formats
 from .cameras import CameraRig
 from .checks import SIGN_CHECK_THRESHOLD, sample_count_problem, sign_disagreement
 from .errors import InputError, PreprocessError
-from .mesh_io import closed_orientation, load_mesh, validate_mesh
+from .mesh_io import closed_orientation, distinct_triangles, load_mesh, validate_mesh
 from .normalize import normalization_parameters, to_normalized, to_original
 from .partial_scan import VirtualScanConfig, instance_scan
 from .sampling import PRESETS, SamplingConfig, draw_samples
@@ -176,16 +176,17 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
     timings = {}
     start = time.perf_counter()
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    faces = np.asarray(mesh.faces, dtype=np.int64)
-    offset, scale = normalization_parameters(vertices, faces)
+    all_faces = np.asarray(mesh.faces, dtype=np.int64)
+    offset, scale = normalization_parameters(vertices, all_faces)
     normalized = to_normalized(vertices, offset, scale)
+    faces = all_faces[distinct_triangles(vertices, all_faces)]  # doubled faces count once
 
     orientation = closed_orientation(normalized, faces)
     sides = _scan(scanner, normalized, faces, config, orientation)
     timings["scan"] = time.perf_counter() - start
     if sides.stats["visible_triangles"] == 0:
         raise PreprocessError("nothing rendered: no camera saw any triangle")
-    surface = VisibleSurface.from_scan(normalized, faces, sides)
+    surface = VisibleSurface.from_scan(normalized, faces, sides, orientation=orientation)
     if not surface.area > 0:
         raise PreprocessError("nothing rendered: the visible triangles have zero area")
 
@@ -205,7 +206,8 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
                               "beyond the float64 range); rescale the mesh file")
 
     stats = dict(sides.stats)
-    stats["faces"] = int(len(faces))
+    stats["faces"] = int(len(all_faces))
+    stats["repeated_faces"] = int(len(all_faces) - len(faces))
     stats["closed"] = bool(orientation != 0)
     stats["hidden_triangles"] = int(len(faces) - sides.stats["visible_triangles"])
     stats["two_sided_triangles"] = int(np.count_nonzero(surface.outward == 0))
@@ -219,14 +221,13 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
                                    min_fraction=config.min_sign_fraction)
     if problem:
         raise PreprocessError(problem)
-    if config.sign_method != "winding":  # the check would compare the winding with itself
-        check = sign_disagreement(normalized, faces, points[result.keep], kept_sdf)
-        stats["sign_check"] = check
-        if check["fraction"] > SIGN_CHECK_THRESHOLD:
-            raise PreprocessError(
-                f"sign check failed: {check['disagree']} of {check['checked']} samples far "
-                "from the surface are labelled otherwise than the mesh's winding number says "
-                "(inside-out or broken signs); nothing was written")
+    check = sign_disagreement(normalized, faces, points[result.keep], kept_sdf)
+    stats["sign_check"] = check
+    if check["fraction"] > SIGN_CHECK_THRESHOLD:
+        raise PreprocessError(
+            f"sign check failed: {check['disagree']} of {check['checked']} samples far from "
+            "the surface are labelled otherwise than rays cast from them say (enclosed by the "
+            "mesh, or in open space): inside-out or broken signs; nothing was written")
     stats["warnings"] = _quality_warnings(stats)
     stats["seconds"] = {k: round(v, 4) for k, v in timings.items()}
     uniform = np.zeros(len(points), dtype=bool)

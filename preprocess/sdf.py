@@ -158,7 +158,8 @@ def _face_rule(surface: VisibleSurface, points, face, closest):
     b2 = (d00 * d21 - d01 * d20) / safe
     interior = (denom > 0) & (np.minimum(np.minimum(b1, b2), 1 - b1 - b2) > _EDGE_TOLERANCE)
     side = np.einsum("ij,ij->i", points - closest, surface.normals[face])
-    sign = (np.sign(side) * surface.outward[face]).astype(np.int8)
+    # an open sheet has no inside: whichever side the sample is on is outside
+    sign = np.where(surface.sheet[face], 1, np.sign(side) * surface.outward[face]).astype(np.int8)
     return np.where(interior, sign, 0).astype(np.int8), np.stack([1 - b1 - b2, b1, b2], axis=1)
 
 
@@ -193,6 +194,7 @@ class _VertexRings:
         self.ring_faces = order // 3
         self.starts = np.searchsorted(flat[order], np.arange(count + 1))
         self.clean = self._clean_vertices(count)
+        self.sheet_inner = self._sheet_inner_vertices(count)
 
     def _clean_vertices(self, count: int) -> np.ndarray:
         """(count,) bool: every edge at the vertex joins two one-sided, co-oriented faces."""
@@ -213,6 +215,21 @@ class _VertexRings:
         clean[head[~good]] = False
         return clean
 
+    def _sheet_inner_vertices(self, count: int) -> np.ndarray:
+        """(count,) bool: every edge at the vertex is shared by exactly two open-sheet
+        triangles (the vertex lies inside a sheet, away from its rim and from where it
+        enters a solid or was cut by what the cameras saw)."""
+        tail = self.corners.ravel()
+        head = self.corners[:, [1, 2, 0]].ravel()
+        key = np.minimum(tail, head) * count + np.maximum(tail, head)
+        keys, multiplicity = np.unique(key, return_counts=True)
+        on_sheet = np.repeat(self.surface.sheet, 3)
+        good = (multiplicity[np.searchsorted(keys, key)] == 2) & on_sheet
+        inner = np.ones(count, dtype=bool)
+        inner[tail[~good]] = False
+        inner[head[~good]] = False
+        return inner
+
     def signs(self, points, face, closest, barycentric) -> np.ndarray:
         """(n,) int8 signs (+1, -1, or 0 when undecided) of (n, 3) points."""
         n = len(points)
@@ -230,11 +247,18 @@ class _VertexRings:
         offset = points[entry_sample] - closest[entry_sample]
         outward_normal = surface.normals[entry_face] * surface.outward[entry_face, None]
         vote = np.sign(np.einsum("ij,ij->i", offset, outward_normal))
+        # An open sheet has no inside, so it says nothing of the space beyond its edges (a
+        # sheet whose edge enters a solid part): only the other faces around vote.
+        solid = ~surface.sheet[entry_face]
         low = np.full(n, 2.0)
         high = np.full(n, -2.0)
-        np.minimum.at(low, entry_sample, vote)
-        np.maximum.at(high, entry_sample, vote)
+        np.minimum.at(low, entry_sample[solid], vote[solid])
+        np.maximum.at(high, entry_sample[solid], vote[solid])
         sign = np.where((low == high) & (np.abs(low) == 1), low, 0).astype(np.int8)
+        # Only open-sheet triangles around a feature inside a sheet: outside, as beside it.
+        sheet_inner = np.ones(n, dtype=bool)
+        np.logical_and.at(sheet_inner, sample, self.sheet_inner[vertex])
+        sign[(low == 2.0) & sheet_inner] = 1
 
         # Pseudonormals for the clean features the agreement rule left open.
         vertices_per_sample = feature.sum(axis=1)
@@ -277,8 +301,9 @@ class _VertexRings:
 def vote_cloud(surface: VisibleSurface, rng: np.random.Generator, *, spacing: float = 0.005):
     """Oriented points spread on the visible surface, for the sign vote.
 
-    About one point per ``spacing^2`` of area (the scan's pixel density); triangles seen from
-    both sides contribute each point twice, once per side.
+    About one point per ``spacing^2`` of area (the scan's pixel density); open sheets
+    (``surface.sheet``) contribute none, other triangles seen from both sides each point
+    twice, once per side.
 
     Returns
     -------
@@ -288,6 +313,8 @@ def vote_cloud(surface: VisibleSurface, rng: np.random.Generator, *, spacing: fl
     """
     count = int(min(_MAX_CLOUD, max(1000, np.ceil(surface.area / spacing**2))))
     points, face = surface.sample(count, rng)
+    voting = ~surface.sheet[face]  # open sheets have no inside to vote for
+    points, face = points[voting], face[voting]
     normals = surface.outward_normals().astype(np.float32)[face]
     two_sided = np.nonzero(surface.outward[face] == 0)[0]
     if len(two_sided) == 0:
@@ -370,8 +397,9 @@ def signed_distance(surface: VisibleSurface, points, *, method: str = "vote",
     sign = np.zeros(len(points), np.int8)
     by_face, by_ring = _exact_signs(surface, points, distance, None if exhaustive else sign)
     undecided = np.nonzero(sign == 0)[0]
-    if len(undecided):
-        cloud_points, cloud_normals = vote_cloud(surface, rng, spacing=spacing)
+    cloud_points, cloud_normals = (vote_cloud(surface, rng, spacing=spacing) if len(undecided)
+                                   else (np.zeros((0, 3)), None))
+    if len(cloud_points):
         tree = cKDTree(cloud_points)
         sign[undecided], _, _ = vote_signs(tree, cloud_normals,
                                            points[undecided].astype(np.float64),

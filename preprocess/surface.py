@@ -2,7 +2,16 @@
 
 Interior faces (ShapeNet's hidden inner walls, doubled sheets) are never seen and so are not
 part of it: distances, near-surface samples and ``SurfaceSamples`` all refer to this surface,
-as in the original preprocessor.  A triangle counts as visible as a whole once any pixel saw it.
+as in the original preprocessor.
+
+On a mesh that is not closed and consistently wound (a soup), what was seen is decided per
+cell (:mod:`.cells`, about two pixels wide), not per triangle: a triangle whose cells were
+(nearly) all seen stays whole (:data:`WHOLE_SHARE`); of any other triangle only the seen cells
+are kept.  So the hidden piece of a part that penetrates another, or the face two touching
+parts share, never acts as surface.  Which side was seen is decided per triangle, where the
+counts are many, from the pixels that are no slips (:mod:`.scan`).  A closed, consistently
+wound mesh has no hidden pieces, only concave corners few cameras reach: there a triangle
+counts as a whole once any pixel saw it.
 """
 
 from __future__ import annotations
@@ -11,10 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scan import TriangleSides, face_normals
+from .scan import MINORITY, SHEET_BALANCE, TriangleSides, face_normals
 from .errors import InputError
+from .mesh_io import closed_orientation
 
-__all__ = ["VisibleSurface"]
+__all__ = ["VisibleSurface", "WHOLE_SHARE"]
+
+#: A triangle with at least this share of its cells seen stays whole: the
+#: few cells no pixel happened to meet are gaps in the sampling, not hidden surface.
+WHOLE_SHARE = 0.98
 
 
 @dataclass
@@ -24,17 +38,21 @@ class VisibleSurface:
     Attributes
     ----------
     vertices : (v, 3) float64
-        All mesh vertices (normalized frame).
+        All mesh vertices, then the corners of the kept cells (normalized frame).
     faces : (k, 3) int64
-        The visible triangles only.
+        The visible triangles only: whole mesh triangles and cells of partly seen ones.
     face_index : (k,) int64
-        Index of each visible triangle in the full mesh.
+        Index of the mesh triangle each visible triangle is (or is a cell of).
     outward : (k,) int8
         +1 when the winding normal points to the side the cameras saw, -1 when it points
         away, 0 when both sides were seen (an open sheet: no inside there).
     normals : (k, 3) float64
         Unit winding normals.
     areas : (k,) float64
+    sheet : (k,) bool
+        Seen from both sides in comparable measure (:meth:`~.scan.TriangleSides.clean_sheet`):
+        an open sheet, free space on both sides.  (``outward`` is 0 for these, and also for
+        triangles seen from both sides unevenly, whose sides stay undecided.)
     """
 
     vertices: np.ndarray
@@ -43,19 +61,56 @@ class VisibleSurface:
     outward: np.ndarray
     normals: np.ndarray
     areas: np.ndarray
+    sheet: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.sheet is None:
+            self.sheet = np.zeros(len(self.faces), dtype=bool)
 
     @classmethod
-    def from_scan(cls, vertices, faces, sides: TriangleSides) -> "VisibleSurface":
-        """Build from a mesh and its :class:`~.scan.TriangleSides`."""
+    def from_scan(cls, vertices, faces, sides: TriangleSides, *,
+                  orientation: int | None = None, minority: float = MINORITY,
+                  balance: float = SHEET_BALANCE) -> "VisibleSurface":
+        """Build from a mesh and its :class:`~.scan.TriangleSides` (see the module docstring).
+
+        ``orientation`` is :func:`~.mesh_io.closed_orientation` of the mesh (computed when
+        None).  A closed, consistently wound mesh has no piece hidden inside another, only
+        concave corners few cameras reach: its triangles count as wholes once any pixel saw
+        them.  Any other mesh is judged per cell.  ``minority`` and ``balance`` are the
+        thresholds of :meth:`~.scan.TriangleSides.clean_outward_sign` and
+        :meth:`~.scan.TriangleSides.clean_sheet`.
+        """
         vertices = np.asarray(vertices, dtype=np.float64)
         faces = np.asarray(faces, dtype=np.int64)
-        index = np.nonzero(sides.visible)[0]
-        visible = faces[index]
-        corners = vertices[visible]
+        if orientation is None:
+            orientation = closed_orientation(vertices, faces)
+        if orientation:
+            index = np.nonzero(sides.visible)[0]
+            return cls._of(vertices, faces[index], index, sides.outward_sign()[index],
+                           face_normals(vertices, faces)[index], np.zeros(len(index), bool))
+        lattice = sides.lattice
+        starts = lattice.offsets[:-1]
+        seen = sides.cell_seen
+        outward = sides.clean_outward_sign(minority=minority)
+        seen_share = np.add.reduceat(seen.astype(np.float64), starts) / lattice.divisions ** 2
+        whole = np.nonzero(seen_share >= WHOLE_SHARE)[0]
+        cell_face = lattice.cell_face
+        cells = np.nonzero(seen & (seen_share < WHOLE_SHARE)[cell_face])[0]
+        corners = lattice.corners(vertices, faces, cells)
+        visible = np.concatenate([faces[whole],
+                                  len(vertices) + np.arange(3 * len(cells)).reshape(-1, 3)])
+        index = np.concatenate([whole, cell_face[cells]])
+        return cls._of(np.concatenate([vertices, corners.reshape(-1, 3)]), visible, index,
+                       outward[index], face_normals(vertices, faces)[index],
+                       sides.clean_sheet(surface_pieces(vertices, faces), balance=balance)[index])
+
+    @classmethod
+    def _of(cls, vertices, faces, index, outward, normals, sheet) -> "VisibleSurface":
+        corners = vertices[faces]
         cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-        return cls(vertices=vertices, faces=visible, face_index=index,
-                   outward=sides.outward_sign()[index], normals=face_normals(vertices, visible),
-                   areas=0.5 * np.linalg.norm(cross, axis=1))
+        return cls(vertices=vertices, faces=faces, face_index=index,
+                   outward=np.asarray(outward, dtype=np.int8), normals=normals,
+                   areas=0.5 * np.linalg.norm(cross, axis=1), sheet=np.asarray(sheet, bool))
 
     @property
     def area(self) -> float:
@@ -90,3 +145,23 @@ class VisibleSurface:
         points += self.vertices[corners[:, 1]] * (r1 * (1 - r2))[:, None]
         points += self.vertices[corners[:, 2]] * (r1 * r2)[:, None]
         return points, faces
+
+
+def surface_pieces(vertices, faces) -> np.ndarray:
+    """(f,) int64 label of the connected piece of surface each triangle belongs to: triangles
+    touching at a corner position (compared exactly, so unwelded copies of a vertex join)
+    are one piece."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = np.asarray(faces, dtype=np.int64)
+    _, welded = np.unique(np.asarray(vertices, dtype=np.float64), axis=0, return_inverse=True)
+    corners = welded.reshape(-1)[faces]
+    rows = np.repeat(np.arange(len(faces)), 3)
+    graph = coo_matrix((np.ones(rows.size), (rows, corners.ravel())),
+                       shape=(len(faces), int(welded.max()) + 1 if len(welded) else 0))
+    # triangles and corner positions as one bipartite graph
+    size = graph.shape[0] + graph.shape[1]
+    full = coo_matrix((graph.data, (graph.row, graph.col + graph.shape[0])), shape=(size, size))
+    _, labels = connected_components(full, directed=False)
+    return labels[:len(faces)].astype(np.int64)

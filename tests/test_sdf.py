@@ -185,15 +185,22 @@ def test_concave_edges_of_a_closed_mesh_need_no_vote():
     assert np.all(np.sign(result.sdf)[np.abs(truth) > 1e-9] == np.sign(truth)[np.abs(truth) > 1e-9])
 
 
-def test_samples_near_a_two_sided_sheet_are_dropped():
-    """An open square seen from both sides has no inside: the vote cannot be unanimous."""
+def test_samples_beside_an_open_sheet_are_outside():
+    """An open square seen from both sides has no inside: beside it, every sample is outside
+    at its exact distance (the reference dropped them all); beyond its rim, with nothing
+    else to vote, samples are dropped rather than guessed."""
     sheet = trimesh.Trimesh([[-1, 0, -1], [1, 0, -1], [1, 0, 1], [-1, 0, 1]],
                             [[0, 1, 2], [0, 2, 3]])
     vertices, faces, offset, scale = normalized(sheet)
     surface = scanned(vertices, faces)
-    assert np.all(surface.outward == 0)
+    assert np.all(surface.outward == 0) and surface.sheet.all()
     rng = np.random.default_rng(9)
     points, _ = draw_samples(surface, SAMPLING, rng)
     result = signed_distance(surface, points, rng=rng)
-    near = np.abs(points[:, 1]) < 0.02
-    assert result.keep[near].mean() < 0.05
+    half = 1.0 * scale  # the square's half side, normalized
+    beside = np.all(np.abs(points[:, [0, 2]]) < half, axis=1)
+    assert result.keep[beside].all()
+    assert np.allclose(result.sdf[beside], np.abs(points[beside, 1]), atol=1e-6)
+    assert not result.keep[~beside].any()
+
+
