@@ -45,19 +45,31 @@ class CellLattice:
     @classmethod
     def for_mesh(cls, vertices, faces, *, size: float,
                  max_cells: int = MAX_CELLS) -> "CellLattice":
-        """Cut every triangle into cells whose sides are at most about ``size`` (normalized
-        units): ``n = ceil(longest edge / size)``; ``size`` grows when the cells would exceed
-        ``max_cells``."""
+        """Cut every triangle into cells of about ``size``: ``n`` divisions per side, the
+        fewest that bring both the cell's longest side to ``size`` and its area to
+        ``size^2 / 2`` (normalized units), whichever needs fewer (a sliver is cut by its area,
+        not into thousands of needles along its length); ``size`` grows when the cells would
+        exceed ``max_cells``."""
         corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
         longest = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2).max(axis=1)
+        area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0],
+                                             corners[:, 2] - corners[:, 0]), axis=1)
         while True:
-            divisions = np.maximum(1, np.ceil(longest / size)).astype(np.int64)
+            by_length = np.ceil(longest / size)
+            by_area = np.ceil(np.sqrt(2.0 * area) / size)
+            divisions = np.maximum(1, np.minimum(by_length, by_area)).astype(np.int64)
             if int((divisions ** 2).sum()) <= max(max_cells, len(divisions)):
                 break
             size *= 1.5
         offsets = np.zeros(len(divisions) + 1, dtype=np.int64)
         np.cumsum(divisions ** 2, out=offsets[1:])
         return cls(divisions=divisions, offsets=offsets)
+
+    @classmethod
+    def whole(cls, face_count: int) -> "CellLattice":
+        """One cell per triangle."""
+        return cls(divisions=np.ones(face_count, dtype=np.int64),
+                   offsets=np.arange(face_count + 1, dtype=np.int64))
 
     @property
     def count(self) -> int:
@@ -80,8 +92,8 @@ class CellLattice:
         upper = ((s - i) + (t - j) > 1.0) & (i + j <= n - 2)
         return self.offsets[triangles] + i * (2 * n - i) + 2 * j + upper
 
-    def corners(self, vertices, faces, cells) -> np.ndarray:
-        """(m, 3, 3) float64 corners of ``cells`` (wound like their triangles)."""
+    def _coordinates(self, cells):
+        """Triangle, divisions, lattice row ``i``, column ``j`` and ``upper`` of cells."""
         cells = np.asarray(cells, dtype=np.int64)
         face = np.searchsorted(self.offsets, cells, side="right") - 1
         n = self.divisions[face]
@@ -92,7 +104,29 @@ class CellLattice:
         i -= (i * (2 * n - i) > local)
         i += ((i + 1) * (2 * n - i - 1) <= local) & (i + 1 <= n - 1)
         rest = local - i * (2 * n - i)
-        j, upper = rest // 2, rest % 2
+        return face, n, i, rest // 2, rest % 2
+
+    def neighbours(self, cells) -> np.ndarray:
+        """(m, 3) int64: the cells sharing a side with each cell inside the same triangle, -1
+        where that side is on the triangle's edge."""
+        face, n, i, j, upper = self._coordinates(cells)
+        start = self.offsets[face]
+
+        def cell(row, column, up, valid):
+            local = row * (2 * n - row) + 2 * column + up
+            return np.where(valid, start + local, -1)
+
+        lower = upper == 0
+        # a lower cell (i, j) touches upper (i, j), upper (i - 1, j) and upper (i, j - 1);
+        # an upper cell (i, j) touches lower (i, j), lower (i + 1, j) and lower (i, j + 1)
+        first = np.where(lower, cell(i, j, 1, i + j <= n - 2), cell(i, j, 0, True))
+        second = np.where(lower, cell(i - 1, j, 1, i >= 1), cell(i + 1, j, 0, True))
+        third = np.where(lower, cell(i, j - 1, 1, j >= 1), cell(i, j + 1, 0, True))
+        return np.stack([first, second, third], axis=1)
+
+    def corners(self, vertices, faces, cells) -> np.ndarray:
+        """(m, 3, 3) float64 corners of ``cells`` (wound like their triangles)."""
+        face, n, i, j, upper = self._coordinates(cells)
         lattice = np.where(upper[:, None, None] == 1,
                            np.stack([np.stack([i + 1, j], 1), np.stack([i + 1, j + 1], 1),
                                      np.stack([i, j + 1], 1)], 1),

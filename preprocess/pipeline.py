@@ -242,7 +242,8 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
 
 def _scan(scanner, vertices, faces, config: PreprocessConfig, orientation: int):
     """Run the scanner over every view and return the :class:`~.scan.TriangleSides`."""
-    accumulator = ScanAccumulator(vertices, faces, config.rig, grazing=config.grazing)
+    accumulator = ScanAccumulator(vertices, faces, config.rig, grazing=config.grazing,
+                                  per_cell=orientation == 0)
     for view, ids in scanner.triangle_ids(vertices, faces, orientation=orientation):
         accumulator.add_view(view, ids)
     return accumulator.finish()

@@ -61,7 +61,7 @@ NO_HIT = -1
 GRAZING = 1e-3
 
 #: Cell side in pixels (see :mod:`.cells`).
-CELL_PIXELS = 2.0
+CELL_PIXELS = 1.0
 
 #: A hit within this many pixels of its triangle's edge (image plane) is a slip.
 SLIP = 0.01
@@ -250,18 +250,24 @@ class ScanAccumulator:
         Pixels with ``|n . forward|`` below this are dropped (reference 1e-3).
     cell : float, keyword-only
         Cell side (normalized units); default :data:`CELL_PIXELS` pixels.
+    per_cell : bool, keyword-only
+        Locate every hit in its cell and tell slips apart (what a soup needs).  False: one
+        cell per triangle and every hit counts as clean (enough for a closed, consistently
+        wound mesh, and cheaper).
     """
 
     def __init__(self, vertices, faces, rig: CameraRig, *, grazing: float = GRAZING,
-                 cell: float | None = None):
+                 cell: float | None = None, per_cell: bool = True):
         self.rig = rig
         self.vertices = np.asarray(vertices, dtype=np.float64)
         self.faces = np.asarray(faces, dtype=np.int64)
         self.face_count = len(self.faces)
         self.normals = face_normals(self.vertices, self.faces)
         self.grazing = float(grazing)
-        self.lattice = CellLattice.for_mesh(
-            self.vertices, self.faces, size=CELL_PIXELS * rig.pixel_size if cell is None else cell)
+        self.per_cell = bool(per_cell)
+        size = CELL_PIXELS * rig.pixel_size if cell is None else cell
+        self.lattice = (CellLattice.for_mesh(self.vertices, self.faces, size=size) if per_cell
+                        else CellLattice.whole(len(self.faces)))
         self._bases = rig.bases()
         self._u, self._v = rig.pixel_offsets()
         self._counts = np.zeros(4 * self.lattice.count, dtype=np.int64)
@@ -288,8 +294,11 @@ class ScanAccumulator:
         usable = np.abs(facing) >= self.grazing
         self._grazing_pixels += int(np.count_nonzero(~usable))
         rows, cols, tri, facing = rows[usable], cols[usable], tri[usable], facing[usable]
-        b1, b2, slip = self._image_barycentric(tri, cols, rows, right, up)
-        cells = self.lattice.cell_ids(tri, b1, b2)
+        if self.per_cell:
+            b1, b2, slip = self._image_barycentric(tri, cols, rows, right, up)
+            cells = self.lattice.cell_ids(tri, b1, b2)
+        else:
+            cells, slip = tri, False
         code = 4 * cells + np.where(facing < 0, 0, 1) + np.where(slip, 0, 2)
         self._counts += np.bincount(code, minlength=len(self._counts))
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .surface import VisibleSurface
+from .surface import VisibleSurface, welded_corners
 from .errors import InputError
 
 __all__ = [
@@ -185,10 +185,8 @@ class _VertexRings:
 
     def __init__(self, surface: VisibleSurface):
         self.surface = surface
-        _, welded = np.unique(surface.vertices, axis=0, return_inverse=True)
-        self.welded = welded.reshape(-1)
-        self.corners = self.welded[surface.faces]  # (k, 3) welded vertex ids
-        count = int(self.welded.max()) + 1
+        self.corners = welded_corners(surface.vertices, surface.faces)  # (k, 3) welded ids
+        count = int(self.corners.max()) + 1
         flat = self.corners.ravel()
         order = np.argsort(flat, kind="stable")
         self.ring_faces = order // 3
@@ -397,6 +395,9 @@ def signed_distance(surface: VisibleSurface, points, *, method: str = "vote",
     sign = np.zeros(len(points), np.int8)
     by_face, by_ring = _exact_signs(surface, points, distance, None if exhaustive else sign)
     undecided = np.nonzero(sign == 0)[0]
+    if surface.sheet.all():  # nothing but open sheets: there is no inside anywhere
+        sign[undecided] = 1
+        undecided = undecided[:0]
     cloud_points, cloud_normals = (vote_cloud(surface, rng, spacing=spacing) if len(undecided)
                                    else (np.zeros((0, 3)), None))
     if len(cloud_points):

@@ -7,7 +7,8 @@ as in the original preprocessor.
 On a mesh that is not closed and consistently wound (a soup), what was seen is decided per
 cell (:mod:`.cells`, about two pixels wide), not per triangle: a triangle whose cells were
 (nearly) all seen stays whole (:data:`WHOLE_SHARE`); of any other triangle only the seen cells
-are kept.  So the hidden piece of a part that penetrates another, or the face two touching
+are kept, less those beside an unseen cell (they straddle the line where the surface went out
+of sight).  So the hidden piece of a part that penetrates another, or the face two touching
 parts share, never acts as surface.  Which side was seen is decided per triangle, where the
 counts are many, from the pixels that are no slips (:mod:`.scan`).  A closed, consistently
 wound mesh has no hidden pieces, only concave corners few cameras reach: there a triangle
@@ -24,7 +25,7 @@ from .scan import MINORITY, SHEET_BALANCE, TriangleSides, face_normals
 from .errors import InputError
 from .mesh_io import closed_orientation
 
-__all__ = ["VisibleSurface", "WHOLE_SHARE"]
+__all__ = ["VisibleSurface", "WHOLE_SHARE", "surface_pieces", "welded_corners"]
 
 #: A triangle with at least this share of its cells seen stays whole: the
 #: few cells no pixel happened to meet are gaps in the sampling, not hidden surface.
@@ -96,6 +97,10 @@ class VisibleSurface:
         whole = np.nonzero(seen_share >= WHOLE_SHARE)[0]
         cell_face = lattice.cell_face
         cells = np.nonzero(seen & (seen_share < WHOLE_SHARE)[cell_face])[0]
+        # A seen cell beside an unseen one straddles the line where the surface went out of
+        # sight (into another part): dropping it keeps every hidden piece out of the surface.
+        neighbours = lattice.neighbours(cells)
+        cells = cells[np.all((neighbours < 0) | seen[np.maximum(neighbours, 0)], axis=1)]
         corners = lattice.corners(vertices, faces, cells)
         visible = np.concatenate([faces[whole],
                                   len(vertices) + np.arange(3 * len(cells)).reshape(-1, 3)])
@@ -154,14 +159,27 @@ def surface_pieces(vertices, faces) -> np.ndarray:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    faces = np.asarray(faces, dtype=np.int64)
-    _, welded = np.unique(np.asarray(vertices, dtype=np.float64), axis=0, return_inverse=True)
-    corners = welded.reshape(-1)[faces]
-    rows = np.repeat(np.arange(len(faces)), 3)
+    corners = welded_corners(vertices, faces)
+    rows = np.repeat(np.arange(len(corners)), 3)
     graph = coo_matrix((np.ones(rows.size), (rows, corners.ravel())),
-                       shape=(len(faces), int(welded.max()) + 1 if len(welded) else 0))
+                       shape=(len(corners), int(corners.max()) + 1 if corners.size else 0))
     # triangles and corner positions as one bipartite graph
     size = graph.shape[0] + graph.shape[1]
     full = coo_matrix((graph.data, (graph.row, graph.col + graph.shape[0])), shape=(size, size))
     _, labels = connected_components(full, directed=False)
     return labels[:len(faces)].astype(np.int64)
+
+
+def welded_corners(vertices, faces) -> np.ndarray:
+    """(f, 3) int64 corner ids of ``faces`` in which corners at the same position (compared
+    exactly) share one id, numbered 0.. over the positions the faces use."""
+    faces = np.asarray(faces, dtype=np.int64)
+    if faces.size == 0:
+        return faces.reshape(-1, 3)
+    points = np.asarray(vertices, dtype=np.float64)[faces.ravel()]
+    order = np.lexsort(points.T[::-1])
+    ordered = points[order]
+    new = np.r_[True, np.any(ordered[1:] != ordered[:-1], axis=1)]
+    ids = np.empty(len(points), dtype=np.int64)
+    ids[order] = np.cumsum(new) - 1
+    return ids.reshape(faces.shape)
