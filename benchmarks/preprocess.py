@@ -1,21 +1,30 @@
-"""Preprocessing speed, memory and accuracy against the `mesh-to-sdf` package.
+"""Preprocessing speed, memory and accuracy against the `mesh-to-sdf` package, on closed meshes
+and on ShapeNet-style triangle soups.
 
 Each tool runs in its own fresh process, one process each, on the same mesh file: 100 views
 at 400 x 400 and the same number of samples.  A process's time runs from loading the mesh to
-its files written (imports excluded, the rendering context included); its memory is its peak
-resident set (``ru_maxrss``).  Accuracy is measured here, against the exact SDF of each
-(closed) mesh in each tool's own normalized frame:
+its files written (imports excluded, the rendering context included: the library call); its
+memory is its peak resident set (``VmHWM``).  Accuracy is measured here, against the truth
+of each mesh in each tool's own normalized frame:
 
-- signs: fraction wrong among kept samples farther than 1e-3 from the surface;
+- closed meshes (``chair-40k``, ``torus-65k``, ``table-35k``): the exact SDF of the mesh;
+- soups (``soup-chair-<i>``, ``soup-table-<i>``, ``soup-vessel-<i>``: shape ``i`` of
+  ``deepsdf generate --style soup``, written as OBJ or GLB as that command writes it): the SDF
+  of the clean solid the soup's parts bound (``deepsdf_preprocess.soup``).
+
+Figures per mesh and tool:
+
+- signs: fraction wrong among kept samples farther than 1e-2 (and 1e-3) from the surface;
 - dropped: fraction of drawn samples a tool discarded (dropping more is no way to be right);
 - distance error within the clamp band |sdf| < 0.1: median and 99th percentile.
 
 Usage::
 
-    python benchmarks/preprocess.py                 # all meshes, ours and mesh-to-sdf
-    python benchmarks/preprocess.py --no-baseline   # ours only
-    python benchmarks/preprocess.py --samples 500000 --meshes chair-40k
-    python benchmarks/preprocess.py --whole-command  # process start to exit, both tools
+    python benchmarks/preprocess.py                   # both corpora, ours and mesh-to-sdf
+    python benchmarks/preprocess.py --corpus soup     # soups only
+    python benchmarks/preprocess.py --no-baseline     # ours only
+    python benchmarks/preprocess.py --samples 500000 --meshes chair-40k soup-chair-0
+    python benchmarks/preprocess.py --whole-command   # process start to exit, both tools
 
 ``--whole-command`` times what a user waits for: ``deepsdf preprocess`` on a folder holding the
 one mesh (500 000 samples by default in this mode, one worker: it runs in the calling
@@ -33,6 +42,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,11 +52,15 @@ from pathlib import Path
 
 import numpy as np
 
-MESHES = ("chair-40k", "torus-65k", "table-35k")
+CLOSED = ("chair-40k", "torus-65k", "table-35k")
+SOUPS = ("soup-chair-0", "soup-chair-1", "soup-chair-2", "soup-table-0", "soup-table-1",
+         "soup-vessel-0")
+MESHES = CLOSED + SOUPS
+SOUP_CATEGORIES = {"chair": "chairs", "table": "tables", "vessel": "vessels"}
 
 
 def make_mesh(name: str):
-    """The benchmark meshes: closed manifolds, so the exact SDF is known."""
+    """The closed benchmark meshes: closed manifolds, so the exact SDF is known."""
     import trimesh
 
     from deepsdf_preprocess.procedural import generate_chair, generate_table
@@ -65,6 +79,37 @@ def make_mesh(name: str):
     return mesh
 
 
+class BenchMesh:
+    """A benchmark mesh written to ``folder`` as a user would have it, with its truth.
+
+    ``path`` is the file; ``faces`` its triangle count; ``truth(points)`` the SDF (> 0
+    outside) of (n, 3) points in the mesh's original frame."""
+
+    def __init__(self, name: str, folder: Path):
+        self.name = name
+        if name.startswith("soup-"):
+            from deepsdf_preprocess.soup import write_soups, generate_soups
+
+            _, kind, index = name.split("-")
+            category, index = SOUP_CATEGORIES[kind], int(index)
+            soups_dir = folder / f"{name}-files"
+            self.path = write_soups(soups_dir, category, index + 1)[index]
+            soup = generate_soups(category, index + 1)[index]
+            self.faces = int(sum(len(part.faces) for part in soup.parts))
+            self.truth = soup.sdf
+            return
+        import igl
+
+        mesh = make_mesh(name)
+        self.path = folder / f"{name}.ply"
+        mesh.export(self.path)
+        self.faces = len(mesh.faces)
+        vertices = np.asarray(mesh.vertices, np.float64)
+        faces = np.asarray(mesh.faces, np.int64)
+        self.truth = lambda points: igl.signed_distance(
+            np.asarray(points, np.float64), vertices, faces)[0]
+
+
 # --------------------------------------------------------------------------- workers
 
 def run_ours(mesh_path: Path, out_dir: Path, samples: int) -> dict:
@@ -73,6 +118,7 @@ def run_ours(mesh_path: Path, out_dir: Path, samples: int) -> dict:
     import pyrender  # noqa: F401  (imported before the clock, as mesh_to_sdf's import does)
 
     from deepsdf_preprocess import formats
+    from deepsdf_preprocess.errors import PreprocessError
     from deepsdf_preprocess.pipeline import PreprocessConfig, make_scanner, preprocess_instance
     from deepsdf_preprocess.sampling import PRESETS
 
@@ -80,10 +126,14 @@ def run_ours(mesh_path: Path, out_dir: Path, samples: int) -> dict:
     start = time.perf_counter()
     scanner = make_scanner("pyrender", config.rig)
     outputs = formats.instance_paths(out_dir, "bench", "c", "mesh")
-    record = preprocess_instance(mesh_path, outputs, config, scanner, seed=0)
+    try:
+        record = preprocess_instance(mesh_path, outputs, config, scanner, seed=0)
+    except PreprocessError as error:  # a failed instance is a figure too
+        return {"failed": str(error)}
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "drawn": record["samples_drawn"], "stages": record["seconds"],
-            "sign": record["sign"], "file": str(outputs[formats.SDF_SAMPLES])}
+            "sign": record["sign"], "check": record.get("sign_check"),
+            "file": str(outputs[formats.SDF_SAMPLES])}
 
 
 def run_mesh_to_sdf(mesh_path: Path, out_dir: Path, samples: int) -> dict:
@@ -102,11 +152,25 @@ def run_mesh_to_sdf(mesh_path: Path, out_dir: Path, samples: int) -> dict:
     return {"seconds": seconds, "drawn": samples, "file": str(path)}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set in MB: ``VmHWM`` (Linux; it starts afresh at exec),
+    else ``ru_maxrss``, which Linux carries over from the parent at fork, so that a worker
+    spawned by a large driver would report the driver's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker_main(tool: str, mesh_path: str, out_dir: str, samples: int) -> None:
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     run = run_ours if tool == "ours" else run_mesh_to_sdf
     result = run(Path(mesh_path), Path(out_dir), samples)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(result))
 
 
@@ -131,7 +195,7 @@ def spawn_command(mesh_path: Path, out_dir: Path, samples: int) -> float:
     """Seconds of a whole ``deepsdf preprocess`` process on a folder holding the mesh."""
     meshes = out_dir / "meshes" / "c"
     meshes.mkdir(parents=True)
-    (meshes / mesh_path.name).symlink_to(mesh_path)
+    shutil.copy(mesh_path, meshes / mesh_path.name)
     env = dict(os.environ, PYOPENGL_PLATFORM="egl")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "deepsdf", "preprocess", str(out_dir / "meshes"),
@@ -152,53 +216,58 @@ def whole_command(args) -> int:
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.meshes:
-            mesh = make_mesh(name)
-            mesh_path = Path(scratch) / f"{name}.ply"
-            mesh.export(mesh_path)
+            mesh = BenchMesh(name, Path(scratch))
             ours, theirs = [], []
             for repeat in range(args.repeats):
-                ours.append(spawn_command(mesh_path, Path(scratch) / f"{name}-cmd-{repeat}",
+                ours.append(spawn_command(mesh.path, Path(scratch) / f"{name}-cmd-{repeat}",
                                           samples))
                 if not args.no_baseline:
                     out = Path(scratch) / f"{name}-m2s-{repeat}"
                     out.mkdir()
-                    theirs.append(spawn("mesh-to-sdf", mesh_path, out, samples)[
+                    theirs.append(spawn("mesh-to-sdf", mesh.path, out, samples)[
                         "process_seconds"])
             mine = statistics.median(ours)
             baseline = statistics.median(theirs) if theirs else float("nan")
-            print(f"| {name} ({len(mesh.faces)} faces) | {mine:.2f} | {baseline:.2f} | "
+            print(f"| {name} ({mesh.faces} faces) | {mine:.2f} | {baseline:.2f} | "
                   f"{baseline / mine:.1f}x |", flush=True)
     return 0
 
 
-def accuracy(tool: str, mesh, result: dict) -> dict:
-    """Compare a tool's samples with the exact SDF of the mesh in that tool's frame."""
-    import igl
+def accuracy(tool: str, mesh: BenchMesh, result: dict) -> dict:
+    """Compare a tool's samples with the truth of the mesh in that tool's frame."""
+    import trimesh
 
     from deepsdf_preprocess.normalize import normalization_parameters
 
     with np.load(result["file"]) as data:
         rows = np.concatenate([data["pos"], data["neg"]]).astype(np.float64)
-    vertices = np.asarray(mesh.vertices, np.float64)
+    loaded = trimesh.load(mesh.path, force="mesh", process=False)
+    vertices = np.asarray(loaded.vertices, np.float64)
     if tool == "ours":
-        offset, scale = normalization_parameters(vertices, mesh.faces)
-        normalized = (vertices + offset) * scale
+        offset, scale = normalization_parameters(vertices, loaded.faces)
     else:  # mesh-to-sdf: bounding-box centre, farthest vertex at radius 1
-        centred = vertices - mesh.bounding_box.centroid
-        normalized = centred / np.linalg.norm(centred, axis=1).max()
-    truth = igl.signed_distance(rows[:, :3], normalized, np.asarray(mesh.faces, np.int64))[0]
-    far = np.abs(truth) > 1e-3
+        offset = -loaded.bounding_box.centroid
+        scale = 1.0 / np.linalg.norm(vertices + offset, axis=1).max()
+    truth = mesh.truth(rows[:, :3] / scale - offset) * scale
     band = np.abs(truth) < 0.1
     error = np.abs(rows[:, 3] - truth)[band]
+
+    def wrong(margin):
+        far = np.abs(truth) > margin
+        return float(np.mean(np.sign(rows[far, 3]) != np.sign(truth[far])))
+
     return {"kept": len(rows), "dropped": 1 - len(rows) / result["drawn"],
-            "sign_wrong": float(np.mean(np.sign(rows[far, 3]) != np.sign(truth[far]))),
+            "sign_wrong": wrong(1e-3), "sign_wrong_1e-2": wrong(1e-2),
             "dist_median": float(np.median(error)), "dist_p99": float(np.percentile(error, 99))}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--meshes", nargs="+", default=list(MESHES), choices=MESHES)
+    parser.add_argument("--meshes", nargs="+", choices=MESHES,
+                        help="meshes to run (default: those of --corpus)")
+    parser.add_argument("--corpus", choices=("closed", "soup", "both"), default="both",
+                        help="closed meshes, ShapeNet-style soups, or both (default)")
     parser.add_argument("--samples", type=int)
     parser.add_argument("--whole-command", action="store_true",
                         help="time whole processes, start to exit (500000 samples unless "
@@ -210,6 +279,8 @@ def main() -> int:
     if args.worker:
         worker_main(args.worker[0], args.worker[1], args.worker[2], int(args.worker[3]))
         return 0
+    if args.meshes is None:
+        args.meshes = list({"closed": CLOSED, "soup": SOUPS, "both": MESHES}[args.corpus])
     args.samples_given = args.samples is not None
     if args.samples is None:
         args.samples = 250_000
@@ -227,34 +298,37 @@ def main() -> int:
     print(f"# {time.strftime('%Y-%m-%d')} on {platform.node()}: {os.cpu_count()} cores, "
           f"{platform.processor() or platform.machine()}, Python {platform.python_version()}; "
           f"{args.samples} samples, 100 views at 400x400, medians of {args.repeats} runs")
-    header = ("mesh", "tool", "seconds", "peak RSS MB", "signs wrong >1e-3", "dropped",
-              "dist median", "dist p99")
+    header = ("mesh", "tool", "seconds", "peak RSS MB", "signs wrong >1e-2", "signs wrong >1e-3",
+              "dropped", "dist median", "dist p99")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     summary = []
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.meshes:
-            mesh = make_mesh(name)
-            mesh_path = Path(scratch) / f"{name}.ply"
-            mesh.export(mesh_path)
+            mesh = BenchMesh(name, Path(scratch))
             figures = {}
             for tool in tools:
                 runs = []
                 for repeat in range(args.repeats):
                     out = Path(scratch) / f"{name}-{tool}-{repeat}"
                     out.mkdir()
-                    runs.append(spawn(tool, mesh_path, out, args.samples))
+                    runs.append(spawn(tool, mesh.path, out, args.samples))
+                if "failed" in runs[0]:
+                    print(f"| {name} ({mesh.faces} faces) | {tool} | failed: "
+                          f"{runs[0]['failed']} | | | | | | |", flush=True)
+                    continue
                 seconds = statistics.median(r["seconds"] for r in runs)
                 rss = statistics.median(r["peak_rss_mb"] for r in runs)
                 quality = accuracy(tool, mesh, runs[0])
                 figures[tool] = (seconds, rss)
-                print(f"| {name} ({len(mesh.faces)} faces) | {tool} | {seconds:.2f} | {rss:.0f} | "
+                print(f"| {name} ({mesh.faces} faces) | {tool} | {seconds:.2f} | {rss:.0f} | "
+                      f"{100 * quality['sign_wrong_1e-2']:.3f}% | "
                       f"{100 * quality['sign_wrong']:.3f}% | {100 * quality['dropped']:.2f}% | "
                       f"{quality['dist_median']:.2e} | {quality['dist_p99']:.2e} |", flush=True)
                 if tool == "ours":
-                    print(f"|  | (ours: stages {runs[0]['stages']}, signs {runs[0]['sign']}) "
-                          "| | | | | | |", flush=True)
-            if "mesh-to-sdf" in figures:
+                    print(f"|  | (ours: stages {runs[0]['stages']}, signs {runs[0]['sign']}, "
+                          f"check {runs[0]['check']}) | | | | | | | |", flush=True)
+            if "mesh-to-sdf" in figures and "ours" in figures:
                 speed = figures["mesh-to-sdf"][0] / figures["ours"][0]
                 memory = figures["ours"][1] / figures["mesh-to-sdf"][1]
                 summary.append(f"{name}: {speed:.1f}x faster, {memory:.2f}x the peak memory")

@@ -111,10 +111,14 @@ _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 def _add_generate(commands):
     parser = commands.add_parser(
         "generate", help="write procedural example meshes",
-        description="Write seeded procedural meshes (closed manifolds: chairs and tables built "
-                    "from boxes, vessels revolved from a profile) to "
-                    "OUT_DIR/<category>/<category>_<i>.obj, each with a .json of its "
-                    "parameters.")
+        description="Write seeded procedural meshes (chairs and tables built from boxes, "
+                    "vessels revolved from a profile) to OUT_DIR/<category>/<category>_<i>.obj, "
+                    "each with a .json of its parameters.  --style closed (default) writes "
+                    "closed manifolds; --style soup writes the same shapes the way ShapeNet "
+                    "ships meshes (un-welded overlapping parts, faces wound at random, "
+                    "single-sided sheets, doubled faces, open feet...; OBJ groups, every third "
+                    "a GLB with node transforms), the .json naming the defects of each part "
+                    "(see docs/preprocessing.md, 'Triangle soups').")
     parser.add_argument("out_dir", type=Path, help="folder to write the meshes into")
     parser.add_argument("--category", choices=("chairs", "tables", "vessels"),
                         default="chairs",
@@ -122,14 +126,20 @@ def _add_generate(commands):
                              "surfaces of revolution)")
     parser.add_argument("--count", type=int, default=16, help="number of shapes")
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
+    parser.add_argument("--style", choices=("closed", "soup"), default="closed",
+                        help="closed manifolds (default) or ShapeNet-style triangle soups of "
+                             "the same shapes")
     parser.set_defaults(run=_run_generate)
 
 
 def _run_generate(args) -> int:
     from deepsdf_preprocess.procedural import write_shapes
+    from deepsdf_preprocess.soup import write_soups
 
-    paths = write_shapes(args.out_dir, args.category, args.count, args.seed)
-    print(f"wrote {len(paths)} {args.category} to {args.out_dir / args.category}")
+    write = write_soups if args.style == "soup" else write_shapes
+    paths = write(args.out_dir, args.category, args.count, args.seed)
+    style = " (triangle soups)" if args.style == "soup" else ""
+    print(f"wrote {len(paths)} {args.category}{style} to {args.out_dir / args.category}")
     return 0
 
 

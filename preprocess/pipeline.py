@@ -20,7 +20,7 @@ from .partial_scan import VirtualScanConfig, instance_scan
 from .sampling import PRESETS, SamplingConfig, draw_samples
 from .scan import GRAZING, ScanAccumulator, Scanner
 from .sdf import SIGN_METHODS, signed_distance
-from .surface import VisibleSurface
+from .surface import VisibleSurface, one_closed_surface
 
 __all__ = ["PreprocessConfig", "MeshSamples", "sample_mesh", "preprocess_instance",
            "instance_seed", "make_scanner", "BACKENDS"]
@@ -182,11 +182,12 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
     faces = all_faces[distinct_triangles(vertices, all_faces)]  # doubled faces count once
 
     orientation = closed_orientation(normalized, faces)
-    sides = _scan(scanner, normalized, faces, config, orientation)
+    whole = one_closed_surface(normalized, faces, orientation=orientation)
+    sides = _scan(scanner, normalized, faces, config, orientation, per_cell=not whole)
     timings["scan"] = time.perf_counter() - start
     if sides.stats["visible_triangles"] == 0:
         raise PreprocessError("nothing rendered: no camera saw any triangle")
-    surface = VisibleSurface.from_scan(normalized, faces, sides, orientation=orientation)
+    surface = VisibleSurface.from_scan(normalized, faces, sides, whole_triangles=whole)
     if not surface.area > 0:
         raise PreprocessError("nothing rendered: the visible triangles have zero area")
 
@@ -240,10 +241,11 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
                        stats=stats)
 
 
-def _scan(scanner, vertices, faces, config: PreprocessConfig, orientation: int):
+def _scan(scanner, vertices, faces, config: PreprocessConfig, orientation: int, *,
+          per_cell: bool = True):
     """Run the scanner over every view and return the :class:`~.scan.TriangleSides`."""
     accumulator = ScanAccumulator(vertices, faces, config.rig, grazing=config.grazing,
-                                  per_cell=orientation == 0)
+                                  per_cell=per_cell)
     for view, ids in scanner.triangle_ids(vertices, faces, orientation=orientation):
         accumulator.add_view(view, ids)
     return accumulator.finish()

@@ -16,8 +16,9 @@ Every defect, and what it imitates (:data:`DEFECTS`):
                        overlap and penetrate, so faces of one lie inside another (interior faces)
 ``flipped_faces``      a share of a part's faces wound the other way (exporters, mirrored copies)
 ``flipped_part``       a whole part wound inside-out (a mirrored instance)
-``sheet``              a thin part (seat, slat, back, table top, apron, shelf, a cup's wall) as
-                       one open, single-sided sheet of zero thickness at its mid-plane
+``sheet``              a thin part (seat, back, table top, apron, shelf) as one open,
+                       single-sided sheet of zero thickness at its mid-plane; a cup's wall and
+                       foot as one sheet, open at the top, standing in a solid base
 ``doubled_faces``      every face of a part repeated with the reverse winding (two-sided export)
 ``touching_parts``     a part cut in two closed boxes that touch face to face
 ``internal_wall``      a wall across the inside of a part, meeting its sides (modelling leftovers)
@@ -45,8 +46,8 @@ import trimesh
 from .errors import InputError
 from .procedural import OrientedBox, RevolvedProfile, generate_shapes
 
-__all__ = ["DEFECTS", "SoupPart", "SoupShape", "RevolvedSheet", "soup_shape", "generate_soups",
-           "write_soups"]
+__all__ = ["DEFECTS", "SoupPart", "SoupShape", "RevolvedSheet", "Cylinder", "soup_shape",
+           "generate_soups", "write_soups"]
 
 DEFECTS = ("unwelded_parts", "flipped_faces", "flipped_part", "sheet", "doubled_faces",
            "touching_parts", "internal_wall", "open_bottom", "missing_faces", "duplicate_faces",
@@ -78,6 +79,33 @@ class RevolvedSheet:
                     / np.einsum("ij,ij->i", edge, edge), 0.0, 1.0)
         nearest = a[None] + t[..., None] * edge[None]
         return np.linalg.norm(q[:, None, :] - nearest, axis=2).min(axis=1)
+
+
+@dataclass(frozen=True)
+class Cylinder:
+    """A solid upright cylinder: axis along y through (0, y, 0), ``radius``, from ``bottom``
+    to ``top``."""
+
+    radius: float
+    bottom: float
+    top: float
+
+    def sdf(self, points) -> np.ndarray:
+        """(n,) exact signed distance of (n, 3) points to the cylinder (> 0 outside)."""
+        points = np.asarray(points, dtype=np.float64)
+        radial = np.hypot(points[:, 0], points[:, 2]) - self.radius
+        half = 0.5 * (self.top - self.bottom)
+        axial = np.abs(points[:, 1] - 0.5 * (self.top + self.bottom)) - half
+        q = np.stack([radial, axial], axis=1)
+        return np.linalg.norm(np.maximum(q, 0.0), axis=1) + np.minimum(q.max(axis=1), 0.0)
+
+    def mesh(self) -> trimesh.Trimesh:
+        """The cylinder with 128 sections (within ``radius * 3e-4`` of it), y up."""
+        mesh = trimesh.creation.cylinder(radius=self.radius, height=self.top - self.bottom,
+                                         sections=128)
+        mesh.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+        mesh.apply_translation([0.0, 0.5 * (self.top + self.bottom), 0.0])
+        return mesh
 
 
 @dataclass
@@ -335,7 +363,10 @@ def _vessel_soup(shape, rng, defects):
         normals = trimesh.triangles.normals(vertices[faces])[0]
         lip = np.isclose(vertices[faces][:, :, 1], top).all(axis=1) & (normals[:, 1] > 0.99)
         faces = faces[~lip]
-        solids, sheets = [], [RevolvedSheet(body)]
+        # a solid base under the sheet (its foot inside it), so that the cup has an inside
+        height = float(np.asarray(body.profile)[-1, 1])
+        base = Cylinder(float(np.asarray(body.profile)[0, 0]), -0.06 * height, 0.06 * height)
+        solids, sheets = [base], [RevolvedSheet(body)]
         defects["open_bottom"] += 1
         defects["sheet"] += 1
         applied += ["open_bottom", "sheet"]
@@ -343,8 +374,13 @@ def _vessel_soup(shape, rng, defects):
         vertices, faces = vertices[faces].reshape(-1, 3), np.arange(3 * len(faces)).reshape(-1, 3)
         defects["unwelded_triangles"] += 1
         applied.append("unwelded_triangles")
-    part = _soup_part("body", vertices, faces, rng, defects, solid=False, applied=tuple(applied))
-    return [part], solids, sheets
+    parts = [_soup_part("body", vertices, faces, rng, defects, solid=False,
+                        applied=tuple(applied))]
+    if solids and isinstance(solids[0], Cylinder):
+        base = solids[0].mesh()
+        parts.append(_soup_part("base", np.asarray(base.vertices, np.float64),
+                                np.asarray(base.faces, np.int64), rng, defects, solid=True))
+    return parts, solids, sheets
 
 
 def soup_shape(shape, rng: np.random.Generator) -> SoupShape:

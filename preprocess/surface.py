@@ -4,14 +4,14 @@ Interior faces (ShapeNet's hidden inner walls, doubled sheets) are never seen an
 part of it: distances, near-surface samples and ``SurfaceSamples`` all refer to this surface,
 as in the original preprocessor.
 
-On a mesh that is not closed and consistently wound (a soup), what was seen is decided per
+On a mesh that is not one closed, consistently wound surface (a soup), what was seen is decided per
 cell (:mod:`.cells`, about two pixels wide), not per triangle: a triangle whose cells were
 (nearly) all seen stays whole (:data:`WHOLE_SHARE`); of any other triangle only the seen cells
 are kept, less those beside an unseen cell (they straddle the line where the surface went out
 of sight).  So the hidden piece of a part that penetrates another, or the face two touching
 parts share, never acts as surface.  Which side was seen is decided per triangle, where the
-counts are many, from the pixels that are no slips (:mod:`.scan`).  A closed, consistently
-wound mesh has no hidden pieces, only concave corners few cameras reach: there a triangle
+counts are many, from the pixels that are no slips (:mod:`.scan`).  One closed, consistently
+wound surface has no hidden pieces, only concave corners few cameras reach: there a triangle
 counts as a whole once any pixel saw it.
 """
 
@@ -25,7 +25,8 @@ from .scan import MINORITY, SHEET_BALANCE, TriangleSides, face_normals
 from .errors import InputError
 from .mesh_io import closed_orientation
 
-__all__ = ["VisibleSurface", "WHOLE_SHARE", "surface_pieces", "welded_corners"]
+__all__ = ["VisibleSurface", "WHOLE_SHARE", "surface_pieces", "welded_corners",
+           "one_closed_surface"]
 
 #: A triangle with at least this share of its cells seen stays whole: the
 #: few cells no pixel happened to meet are gaps in the sampling, not hidden surface.
@@ -70,22 +71,23 @@ class VisibleSurface:
 
     @classmethod
     def from_scan(cls, vertices, faces, sides: TriangleSides, *,
-                  orientation: int | None = None, minority: float = MINORITY,
+                  whole_triangles: bool | None = None, minority: float = MINORITY,
                   balance: float = SHEET_BALANCE) -> "VisibleSurface":
         """Build from a mesh and its :class:`~.scan.TriangleSides` (see the module docstring).
 
-        ``orientation`` is :func:`~.mesh_io.closed_orientation` of the mesh (computed when
-        None).  A closed, consistently wound mesh has no piece hidden inside another, only
-        concave corners few cameras reach: its triangles count as wholes once any pixel saw
-        them.  Any other mesh is judged per cell.  ``minority`` and ``balance`` are the
-        thresholds of :meth:`~.scan.TriangleSides.clean_outward_sign` and
+        ``whole_triangles`` is :func:`one_closed_surface` of the mesh (computed when None):
+        one closed, consistently wound surface has no piece hidden inside another, only
+        concave corners few cameras reach, so its triangles count as wholes once any pixel
+        saw them.  Any other mesh (closed parts that overlap included) is judged per cell.
+        ``minority`` and ``balance`` are the thresholds of
+        :meth:`~.scan.TriangleSides.clean_outward_sign` and
         :meth:`~.scan.TriangleSides.clean_sheet`.
         """
         vertices = np.asarray(vertices, dtype=np.float64)
         faces = np.asarray(faces, dtype=np.int64)
-        if orientation is None:
-            orientation = closed_orientation(vertices, faces)
-        if orientation:
+        if whole_triangles is None:
+            whole_triangles = one_closed_surface(vertices, faces)
+        if whole_triangles:
             index = np.nonzero(sides.visible)[0]
             return cls._of(vertices, faces[index], index, sides.outward_sign()[index],
                            face_normals(vertices, faces)[index], np.zeros(len(index), bool))
@@ -183,3 +185,14 @@ def welded_corners(vertices, faces) -> np.ndarray:
     ids = np.empty(len(points), dtype=np.int64)
     ids[order] = np.cumsum(new) - 1
     return ids.reshape(faces.shape)
+
+
+def one_closed_surface(vertices, faces, *, orientation: int | None = None) -> bool:
+    """Whether the mesh is one connected, closed, consistently wound surface
+    (:func:`~.mesh_io.closed_orientation` non-zero, one :func:`surface_pieces` piece): then no
+    triangle can be partly hidden inside another part.  Several closed parts that overlap
+    (ShapeNet's usual construction) are closed too, but not one surface.  ``orientation``:
+    the closed orientation if already known."""
+    if orientation is None:
+        orientation = closed_orientation(vertices, faces)
+    return bool(orientation) and int(surface_pieces(vertices, faces).max()) == 0

@@ -1,0 +1,204 @@
+"""ShapeNet-style triangle soups: the corpus, and signs on it against the clean truth."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import trimesh
+
+from deepsdf_preprocess.cameras import CameraRig
+from deepsdf_preprocess.cells import CellLattice
+from deepsdf_preprocess.errors import PreprocessError
+from deepsdf_preprocess.mesh_io import distinct_triangles, load_mesh
+from deepsdf_preprocess.pipeline import PreprocessConfig, make_scanner, sample_mesh
+from deepsdf_preprocess.procedural import OrientedBox, generate_shapes
+from deepsdf_preprocess.sampling import SamplingConfig
+from deepsdf_preprocess.soup import DEFECTS, generate_soups, write_soups
+
+#: The reference rig (the soup thresholds are about pixels of this size), fewer samples.
+CONFIG = PreprocessConfig(sampling=SamplingConfig(count=40_000), surface_samples=2000)
+
+#: The issue's bounds: wrong signs among kept samples beyond 0.01, share of samples dropped.
+MAX_WRONG = 0.005
+MAX_DROPPED = 0.05
+
+
+@pytest.fixture(scope="module")
+def reference_gl_scanner():
+    try:
+        scanner = make_scanner("pyrender", CONFIG.rig)
+    except PreprocessError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide EGL: {error}")
+        pytest.skip(f"no OpenGL context: {error}")
+    yield scanner
+    scanner.close()
+
+
+def signs_against_truth(samples, truth_sdf):
+    """(wrong share beyond 0.01, dropped share) of a MeshSamples against a truth in the
+    original frame."""
+    truth = truth_sdf(samples.points / samples.scale - samples.offset) * samples.scale
+    far = np.abs(truth) > 0.01
+    wrong = np.mean(np.sign(samples.sdf[far]) != np.sign(truth[far]))
+    return wrong, samples.stats["dropped_fraction"]
+
+
+# --------------------------------------------------------------------------- the corpus
+
+def test_soups_are_seeded_and_carry_their_defects():
+    first = generate_soups("chairs", 4, seed=3)
+    again = generate_soups("chairs", 4, seed=3)
+    for a, b in zip(first, again):
+        assert np.array_equal(a.mesh.vertices, b.mesh.vertices)
+        assert np.array_equal(a.mesh.faces, b.mesh.faces)
+    applied = set()
+    for category in ("chairs", "tables", "vessels"):
+        for soup in generate_soups(category, 12, seed=0):
+            applied |= set(soup.defects)
+            assert set(soup.defects) <= set(DEFECTS)
+            assert soup.defects == {name: count for name, count in soup.defects.items() if count}
+    assert applied == set(DEFECTS), f"never applied: {set(DEFECTS) - applied}"
+
+
+def test_the_truth_is_the_clean_union_where_no_part_became_a_sheet():
+    rng = np.random.default_rng(0)
+    for category in ("chairs", "tables"):
+        shapes = generate_shapes(category, 6, seed=0)
+        for shape, soup in zip(shapes, generate_soups(category, 6, seed=0)):
+            points = rng.uniform(*shape.mesh.bounds, size=(4000, 3))
+            clean = shape.sdf(points)
+            truth = soup.sdf(points)
+            # sheets only take solid away; everything else is the same solid
+            assert np.all(truth >= clean - 1e-12)
+            if not soup.sheets:
+                assert np.allclose(truth, clean)
+            for sheet in soup.sheets:
+                assert isinstance(sheet, OrientedBox) and np.count_nonzero(sheet.half == 0) == 1
+
+
+def test_soup_files_load_as_the_soup(tmp_path):
+    """OBJ groups and GLB node transforms give back the soup's triangles in its frame."""
+    paths = write_soups(tmp_path, "chairs", 3, seed=0)
+    assert [p.suffix for p in paths] == [".obj", ".obj", ".glb"]
+    for path, soup in zip(paths, generate_soups("chairs", 3, seed=0)):
+        loaded = load_mesh(path)
+        assert len(loaded.faces) == len(soup.mesh.faces)
+        mine = np.sort(soup.mesh.triangles.reshape(-1, 9), axis=0)
+        theirs = np.sort(np.asarray(loaded.triangles).reshape(-1, 9), axis=0)
+        assert np.allclose(mine, theirs, atol=1e-5)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        assert meta["style"] == "soup" and meta["defects"] == soup.defects
+
+
+def test_distinct_triangles_counts_doubled_and_repeated_faces_once():
+    box = trimesh.creation.box()
+    faces = np.vstack([box.faces, box.faces[:, ::-1], box.faces[:3], box.faces[:, [1, 2, 0]]])
+    kept = distinct_triangles(box.vertices, faces)
+    assert np.array_equal(kept, np.arange(len(box.faces)))
+    # unwelded copies (their own vertex indices) are found by position
+    vertices = box.vertices[box.faces].reshape(-1, 3)
+    soup_faces = np.arange(len(vertices)).reshape(-1, 3)
+    doubled = np.vstack([soup_faces, soup_faces[:, ::-1] + 0])
+    assert len(distinct_triangles(vertices, doubled)) == len(box.faces)
+
+
+@pytest.mark.parametrize("divisions", [1, 2, 5])
+def test_cells_tile_their_triangle(divisions):
+    vertices = np.array([[0.0, 0, 0], [1, 0, 0], [0.2, 0.9, 0.3]])
+    faces = np.array([[0, 1, 2]])
+    longest = np.linalg.norm(vertices - np.roll(vertices, 1, axis=0), axis=1).max()
+    lattice = CellLattice.for_mesh(vertices, faces, size=1.0001 * longest / divisions)
+    cells = np.arange(lattice.count)
+    corners = lattice.corners(vertices, faces, cells)
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    whole = np.cross(vertices[1] - vertices[0], vertices[2] - vertices[0])
+    assert np.allclose(cross, whole / lattice.divisions[0] ** 2)  # same normal, equal areas
+    # every cell's centroid falls in that cell
+    centroid = corners.mean(axis=1)
+    e0, e1 = vertices[1] - vertices[0], vertices[2] - vertices[0]
+    b = np.linalg.lstsq(np.stack([e0, e1], 1), (centroid - vertices[0]).T, rcond=None)[0]
+    assert np.array_equal(lattice.cell_ids(np.zeros(len(cells), int), b[0], b[1]), cells)
+    neighbours = lattice.neighbours(cells)
+    for cell, around in zip(cells, neighbours):
+        for other in around[around >= 0]:
+            assert cell in neighbours[other]
+
+
+# --------------------------------------------------------------------------- signs on soups
+
+@pytest.mark.egl
+@pytest.mark.parametrize("category,index", [("chairs", 0), ("chairs", 7), ("tables", 2),
+                                            ("vessels", 0)])
+def test_soups_are_kept_with_right_signs(reference_gl_scanner, category, index):
+    """No good soup rejected; signs within the issue's bound of the clean truth (chair 7
+    has overlapping, touching and open-footed parts; vessel 0 is an open single-sheet cup in a
+    solid base, with every face doubled)."""
+    soup = generate_soups(category, index + 1, seed=0)[index]
+    samples = sample_mesh(soup.mesh, CONFIG, reference_gl_scanner, np.random.default_rng(0))
+    wrong, dropped = signs_against_truth(samples, soup.sdf)
+    assert wrong <= MAX_WRONG and dropped <= MAX_DROPPED, (wrong, dropped, soup.defects)
+    assert samples.stats["sign_check"]["method"] == "rays"
+    assert samples.stats["sign_check"]["disagree"] == 0
+
+
+def test_soup_with_the_ray_casting_scanner():
+    soup = generate_soups("tables", 1, seed=0)[0]
+    scanner = make_scanner("raycast", CONFIG.rig)
+    samples = sample_mesh(soup.mesh, CONFIG, scanner, np.random.default_rng(0))
+    wrong, dropped = signs_against_truth(samples, soup.sdf)
+    assert wrong <= MAX_WRONG and dropped <= MAX_DROPPED, (wrong, dropped)
+
+
+def _boxes(*boxes):
+    meshes = [OrientedBox(np.asarray(c, float), np.asarray(h, float)).mesh() for c, h in boxes]
+    return meshes, lambda p: np.min([OrientedBox(np.asarray(c, float), np.asarray(h, float))
+                                     .sdf(p) for c, h in boxes], axis=0)
+
+
+SMALL = PreprocessConfig(sampling=SamplingConfig(count=20_000), surface_samples=1000,
+                         rig=CameraRig(count=30, resolution=400))
+
+
+@pytest.mark.parametrize("case", ["touching", "penetrating", "internal wall", "doubled"])
+def test_hidden_pieces_never_act_as_surface(case):
+    """Two boxes touching face to face, a box run through another, a cube with a wall
+    inside, a cube with every face doubled back-to-back: kept, signs right, and no
+    SurfaceSample lies inside the solid."""
+    if case == "touching":
+        meshes, truth = _boxes(([0, 0, 0], [0.5, 0.3, 0.3]), ([1.0, 0, 0], [0.5, 0.3, 0.3]))
+    elif case == "penetrating":
+        meshes, truth = _boxes(([0, 0, 0], [0.6, 0.2, 0.2]), ([0.3, 0, 0], [0.15, 0.6, 0.6]))
+    elif case == "internal wall":
+        meshes, truth = _boxes(([0, 0, 0], [0.5, 0.5, 0.5]))
+        meshes.append(trimesh.Trimesh([[0, -0.5, -0.5], [0, 0.5, -0.5], [0, 0.5, 0.5],
+                                       [0, -0.5, 0.5]], [[0, 1, 2], [0, 2, 3]]))
+    else:
+        meshes, truth = _boxes(([0, 0, 0], [0.5, 0.4, 0.3]))
+        meshes.append(trimesh.Trimesh(meshes[0].vertices, meshes[0].faces[:, ::-1]))
+    mesh = trimesh.util.concatenate(meshes)
+    samples = sample_mesh(mesh, SMALL, make_scanner("raycast", SMALL.rig),
+                          np.random.default_rng(1))
+    wrong, dropped = signs_against_truth(samples, truth)
+    assert wrong <= MAX_WRONG and dropped <= MAX_DROPPED, (wrong, dropped)
+    depth = truth(samples.surface_points)
+    assert depth.min() > -0.01 * (mesh.bounds[1] - mesh.bounds[0]).max(), depth.min()
+
+
+def test_inverted_labels_on_a_soup_are_still_caught(monkeypatch):
+    """The ray check fails an instance whose labels come out inside-out."""
+    from deepsdf_preprocess import pipeline
+
+    real = pipeline.signed_distance
+
+    def inverted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.sdf = -result.sdf
+        return result
+
+    monkeypatch.setattr(pipeline, "signed_distance", inverted)
+    soup = generate_soups("chairs", 1, seed=0)[0]
+    with pytest.raises(PreprocessError, match="sign check failed"):
+        sample_mesh(soup.mesh, SMALL, make_scanner("raycast", SMALL.rig),
+                    np.random.default_rng(0))
