@@ -127,8 +127,8 @@ def _add_generate(commands):
     parser.add_argument("--count", type=int, default=16, help="number of shapes")
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.add_argument("--style", choices=("closed", "soup"), default="closed",
-                        help="closed manifolds (default) or ShapeNet-style triangle soups of "
-                             "the same shapes")
+                        help="closed manifolds, or ShapeNet-style triangle soups of the same "
+                             "shapes (default: closed)")
     parser.set_defaults(run=_run_generate)
 
 
