@@ -305,27 +305,25 @@ class ScanAccumulator:
     def _image_barycentric(self, tri, cols, rows, right, up):
         """Barycentrics ``b1, b2`` of each pixel centre in its triangle's image (an orthographic
         view keeps them) and whether the centre is a slip (:data:`SLIP` pixels from an
-        edge)."""
-        corners = self.vertices[self.faces[tri]]  # (m, 3, 3)
-        x = corners @ right  # (m, 3) image coordinates
-        y = corners @ up
-        px, py = self._u[cols], self._v[rows]
+        edge).  What depends on the triangle alone is computed once per triangle."""
+        x = (self.vertices @ right)[self.faces]  # (f, 3) image coordinates of the corners
+        y = (self.vertices @ up)[self.faces]
         x1, y1 = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0]
         x2, y2 = x[:, 2] - x[:, 0], y[:, 2] - y[:, 0]
-        xp, yp = px - x[:, 0], py - y[:, 0]
         det = x1 * y2 - x2 * y1
-        safe = np.where(det != 0, det, 1.0)
-        b1 = (xp * y2 - x2 * yp) / safe
-        b2 = (x1 * yp - xp * y1) / safe
-        b0 = 1.0 - b1 - b2
-        # distance to the edge opposite corner k is b_k * |det| / |that edge|
-        edge0 = np.hypot(x[:, 2] - x[:, 1], y[:, 2] - y[:, 1])
-        edge1 = np.hypot(x2, y2)
-        edge2 = np.hypot(x1, y1)
-        reach = np.abs(det)
+        inverse = np.divide(1.0, det, out=np.zeros_like(det), where=det != 0)
+        # distance to the edge opposite corner k is b_k * |det| / |that edge|: b_k * height_k
+        height = np.abs(det)[:, None] / np.maximum(np.stack([
+            np.hypot(x[:, 2] - x[:, 1], y[:, 2] - y[:, 1]), np.hypot(x2, y2),
+            np.hypot(x1, y1)], axis=1), 1e-300)
+        xp = self._u[cols] - x[tri, 0]
+        yp = self._v[rows] - y[tri, 0]
+        b1 = (xp * y2[tri] - x2[tri] * yp) * inverse[tri]
+        b2 = (x1[tri] * yp - xp * y1[tri]) * inverse[tri]
         limit = SLIP * self.rig.pixel_size
-        slip = ((b0 * reach < limit * edge0) | (b1 * reach < limit * edge1)
-                | (b2 * reach < limit * edge2) | (det == 0))
+        h = height[tri]
+        slip = (((1.0 - b1 - b2) * h[:, 0] < limit) | (b1 * h[:, 1] < limit)
+                | (b2 * h[:, 2] < limit) | (inverse[tri] == 0))
         return b1, b2, slip
 
     def finish(self) -> TriangleSides:
