@@ -212,6 +212,7 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
     stats["closed"] = bool(orientation != 0)
     stats["hidden_triangles"] = int(len(faces) - sides.stats["visible_triangles"])
     stats["two_sided_triangles"] = int(np.count_nonzero(surface.outward == 0))
+    stats["sheet_triangles"] = int(np.count_nonzero(surface.sheet))
     stats["samples_drawn"] = int(len(points))
     stats["samples_kept"] = int(result.keep.sum())
     stats["dropped_fraction"] = float(1.0 - result.keep.mean())
@@ -257,12 +258,18 @@ def _quality_warnings(stats: dict) -> list[str]:
     if stats["back_observation_fraction"] > _BACK_OBSERVATION_WARNING:
         warnings.append(
             f"{100 * stats['back_observation_fraction']:.1f}% of scan pixels saw the back of a "
-            "triangle (open surface or inconsistent winding); signs rely on the voting")
+            "triangle (faces wound at random, or open surfaces); each side is taken from what "
+            "the cameras saw")
     visible = max(stats["visible_triangles"], 1)
-    if stats["two_sided_triangles"] > _TWO_SIDED_WARNING * visible:
+    if stats["sheet_triangles"] > _TWO_SIDED_WARNING * visible:
         warnings.append(
-            f"{stats['two_sided_triangles']} of {visible} visible triangles were seen from "
-            "both sides (thin open sheets); samples near them are dropped")
+            f"{stats['sheet_triangles']} of {visible} visible triangles belong to open sheets "
+            "(seen from both sides: no inside); samples beside them are outside")
+    undecided = stats["two_sided_triangles"] - stats["sheet_triangles"]
+    if undecided > _TWO_SIDED_WARNING * visible:
+        warnings.append(
+            f"{undecided} of {visible} visible triangles were seen from both sides unevenly "
+            "(their side is undecided); samples near them are left to the vote or dropped")
     return warnings
 
 

@@ -12,16 +12,17 @@ Sign, ``method="vote"`` (default)
     open, non-watertight meshes because it only uses what the cameras saw.  Most samples need
     no vote: when a sample's closest visible point lies *inside* a triangle seen from one side
     only, ``x - closest`` is parallel to that triangle's normal, so the sign of
-    ``(x - closest) . n_seen`` is exact.  Only the remaining samples (closest point on an edge
-    or a vertex, or on a triangle seen from both sides) vote, over a cloud of points spread on
-    the visible surface at pixel spacing with the normals of the sides seen.
+    ``(x - closest) . n_seen`` is exact.  An open sheet (``surface.sheet``: seen from both
+    sides, no inside) makes the samples beside it outside.  Only the remaining samples
+    (closest point on an edge or a vertex where the rules below do not decide, on a sheet's
+    rim, or on a triangle whose side is undecided) vote, over a cloud of points spread on the
+    visible surface at pixel spacing with the normals of the sides seen (sheets do not vote).
     ``exhaustive=True`` makes every sample vote (the plain reference rule).
 
 Sign, ``method="winding"``
     Generalized winding number of the whole mesh (libigl's fast approximation): inside where
     it exceeds 1/2.  Robust to small holes and keeps every sample, but interior or doubled
-    faces of ShapeNet-style meshes change it, which is why it is not the default.  Used as a
-    cross-check on closed meshes.
+    faces of ShapeNet-style meshes change it, which is why it is not the default.
 """
 
 from __future__ import annotations
