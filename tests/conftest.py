@@ -47,6 +47,22 @@ def gl_scanner():
     scanner.close()
 
 
+@pytest.fixture
+def inverted_signs(monkeypatch):
+    """The pipeline's signed distances come out inside-out (what a bug upstream of the sign
+    check would do), for tests that the independent check catches it."""
+    from deepsdf_preprocess import pipeline
+
+    real = pipeline.signed_distance
+
+    def inverted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.sdf = -result.sdf
+        return result
+
+    monkeypatch.setattr(pipeline, "signed_distance", inverted)
+
+
 def torus_mesh(major=0.6, minor=0.25, sections=(96, 48)):
     """A torus around the z axis (trimesh's convention)."""
     return trimesh.creation.torus(major, minor, major_sections=sections[0],

@@ -175,20 +175,12 @@ def test_far_sphere_with_the_opengl_scanner_is_not_inside_out(gl_scanner):
     assert samples.stats["back_observation_fraction"] < 0.01
 
 
-def test_the_sign_self_check_fails_an_inside_out_instance(monkeypatch):
-    """Whatever inverts the labels upstream (the old culling bug did), the independent winding
+def test_the_sign_self_check_fails_an_inside_out_instance(inverted_signs):
+    """Whatever inverts the labels upstream (the old culling bug did), the independent ray
     check fails the instance instead of writing it."""
     from deepsdf_preprocess import pipeline
     from deepsdf_preprocess.errors import PreprocessError
 
-    real = pipeline.signed_distance
-
-    def inverted(*args, **kwargs):
-        result = real(*args, **kwargs)
-        result.sdf = -result.sdf
-        return result
-
-    monkeypatch.setattr(pipeline, "signed_distance", inverted)
     scanner = pipeline.make_scanner("raycast", SMALL_CONFIG.rig)
     with pytest.raises(PreprocessError, match="sign check failed") as failure:
         pipeline.sample_mesh(_sphere(), SMALL_CONFIG, scanner, np.random.default_rng(0))

@@ -186,18 +186,8 @@ def test_hidden_pieces_never_act_as_surface(case):
     assert depth.min() > -0.01 * (mesh.bounds[1] - mesh.bounds[0]).max(), depth.min()
 
 
-def test_inverted_labels_on_a_soup_are_still_caught(monkeypatch):
+def test_inverted_labels_on_a_soup_are_still_caught(inverted_signs):
     """The ray check fails an instance whose labels come out inside-out."""
-    from deepsdf_preprocess import pipeline
-
-    real = pipeline.signed_distance
-
-    def inverted(*args, **kwargs):
-        result = real(*args, **kwargs)
-        result.sdf = -result.sdf
-        return result
-
-    monkeypatch.setattr(pipeline, "signed_distance", inverted)
     soup = generate_soups("chairs", 1, seed=0)[0]
     with pytest.raises(PreprocessError, match="sign check failed"):
         sample_mesh(soup.mesh, SMALL, make_scanner("raycast", SMALL.rig),
