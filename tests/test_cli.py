@@ -182,3 +182,18 @@ def test_one_progress_helper_honours_the_switch(monkeypatch, caplog):
     shown = progress_bar(3, desc="x", unit="item")
     assert type(shown).__name__ == "tqdm"
     shown.close()
+
+
+def test_generate_soups_writes_meshes_the_preprocessor_reads(tmp_path, capsys):
+    """`generate --style soup`: OBJ and GLB soups with their defects named, which the
+    preprocess command's mesh walker finds and its loader reads."""
+    from deepsdf_preprocess.mesh_io import load_mesh
+    from deepsdf_preprocess.soup import generate_soups
+
+    assert main(["generate", str(tmp_path / "m"), "--count", "3", "--category", "vessels",
+                 "--style", "soup"]) == 0
+    assert "triangle soups" in capsys.readouterr().out
+    paths = sorted(p for p in (tmp_path / "m" / "vessels").iterdir() if p.suffix != ".json")
+    assert [p.suffix for p in paths] == [".obj", ".obj", ".glb"]
+    for path, soup in zip(paths, generate_soups("vessels", 3)):
+        assert len(load_mesh(path).faces) == len(soup.mesh.faces)
