@@ -21,6 +21,9 @@ import numpy as np
 
 __all__ = ["CellLattice"]
 
+#: No cell is longer than this many cell sizes (cells of a sliver are slivers too).
+MAX_ELONGATION = 8.0
+
 #: Most cells a mesh is cut into; past this the cells grow (a mesh this large has small
 #: triangles anyway).
 MAX_CELLS = 4_000_000
@@ -46,10 +49,10 @@ class CellLattice:
     def for_mesh(cls, vertices, faces, *, size: float,
                  max_cells: int = MAX_CELLS) -> "CellLattice":
         """Cut every triangle into cells of about ``size``: ``n`` divisions per side, the
-        fewest that bring both the cell's longest side to ``size`` and its area to
-        ``size^2 / 2`` (normalized units), whichever needs fewer (a sliver is cut by its area,
-        not into thousands of needles along its length); ``size`` grows when the cells would
-        exceed ``max_cells``."""
+        fewest that bring either the cell's longest side to ``size`` or its area to
+        ``size^2 / 2`` (normalized units) -- a sliver is cut by its area, not into thousands of
+        specks -- but at least enough that no cell is longer than :data:`MAX_ELONGATION`
+        sizes; ``size`` grows when the cells would exceed ``max_cells``."""
         corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
         longest = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2).max(axis=1)
         area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0],
@@ -57,7 +60,10 @@ class CellLattice:
         while True:
             by_length = np.ceil(longest / size)
             by_area = np.ceil(np.sqrt(2.0 * area) / size)
-            divisions = np.maximum(1, np.minimum(by_length, by_area)).astype(np.int64)
+            divisions = np.minimum(by_length, by_area)
+            # ... but no cell longer than MAX_ELONGATION sizes (a sliver's cells stay short)
+            divisions = np.maximum(divisions, np.ceil(longest / (MAX_ELONGATION * size)))
+            divisions = np.maximum(1, divisions).astype(np.int64)
             if int((divisions ** 2).sum()) <= max(max_cells, len(divisions)):
                 break
             size *= 1.5
@@ -137,3 +143,4 @@ class CellLattice:
         e0 = (tri[:, 1] - tri[:, 0])[:, None, :]
         e1 = (tri[:, 2] - tri[:, 0])[:, None, :]
         return a + lattice[..., 0:1] * e0 + lattice[..., 1:2] * e1
+

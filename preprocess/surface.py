@@ -5,10 +5,10 @@ part of it: distances, near-surface samples and ``SurfaceSamples`` all refer to 
 as in the original preprocessor.
 
 On a mesh that is not one closed, consistently wound surface (a soup), what was seen is decided per
-cell (:mod:`.cells`, about two pixels wide), not per triangle: a triangle whose cells were
-(nearly) all seen stays whole (:data:`WHOLE_SHARE`); of any other triangle only the seen cells
-are kept, less those beside an unseen cell (they straddle the line where the surface went out
-of sight).  So the hidden piece of a part that penetrates another, or the face two touching
+cell (:mod:`.cells`, about a pixel wide), not per triangle: a triangle whose cells were all
+seen stays whole (a lone unseen cell among seen ones counts as seen: a gap in the sampling);
+of any other triangle only the seen cells are kept, less two layers of them beside unseen
+cells (they may straddle the line where the surface went out of sight).  So the hidden piece of a part that penetrates another, or the face two touching
 parts share, never acts as surface.  Which side was seen is decided per triangle, where the
 counts are many, from the pixels that are no slips (:mod:`.scan`).  One closed, consistently
 wound surface has no hidden pieces, only concave corners few cameras reach: there a triangle
@@ -25,12 +25,9 @@ from .scan import MINORITY, SHEET_BALANCE, TriangleSides, face_normals
 from .errors import InputError
 from .mesh_io import closed_orientation
 
-__all__ = ["VisibleSurface", "WHOLE_SHARE", "surface_pieces", "welded_corners",
+__all__ = ["VisibleSurface", "surface_pieces", "welded_corners",
            "one_closed_surface"]
 
-#: A triangle with at least this share of its cells seen stays whole: the
-#: few cells no pixel happened to meet are gaps in the sampling, not hidden surface.
-WHOLE_SHARE = 0.98
 
 
 @dataclass
@@ -93,16 +90,24 @@ class VisibleSurface:
                            face_normals(vertices, faces)[index], np.zeros(len(index), bool))
         lattice = sides.lattice
         starts = lattice.offsets[:-1]
-        seen = sides.cell_seen
         outward = sides.clean_outward_sign(minority=minority)
-        seen_share = np.add.reduceat(seen.astype(np.float64), starts) / lattice.divisions ** 2
-        whole = np.nonzero(seen_share >= WHOLE_SHARE)[0]
+        seen = sides.cell_seen
+        neighbours = lattice.neighbours(np.arange(lattice.count))
+        inside = neighbours >= 0
+        around = np.where(inside, seen[np.maximum(neighbours, 0)], True)
+        # A lone unseen cell among seen ones is a gap in the sampling, not hidden surface.
+        seen = seen | (around.all(axis=1) & inside.any(axis=1))
+        whole = np.nonzero(np.minimum.reduceat(seen.astype(np.int8), starts) == 1)[0]
         cell_face = lattice.cell_face
-        cells = np.nonzero(seen & (seen_share < WHOLE_SHARE)[cell_face])[0]
-        # A seen cell beside an unseen one straddles the line where the surface went out of
-        # sight (into another part): dropping it keeps every hidden piece out of the surface.
-        neighbours = lattice.neighbours(cells)
-        cells = cells[np.all((neighbours < 0) | seen[np.maximum(neighbours, 0)], axis=1)]
+        # A seen cell near an unseen one may straddle the line where the surface went out of
+        # sight (into another part): two rounds of dropping the seen cells beside unseen ones
+        # keep every hidden piece out of the surface (one round leaves, of a band of cells
+        # across that line, the half that touches the next band only at corners).
+        kept = seen & ~np.isin(cell_face, whole)
+        for _ in range(2):
+            around = np.where(inside, kept[np.maximum(neighbours, 0)], True)
+            kept = kept & around.all(axis=1)
+        cells = np.nonzero(kept)[0]
         corners = lattice.corners(vertices, faces, cells)
         visible = np.concatenate([faces[whole],
                                   len(vertices) + np.arange(3 * len(cells)).reshape(-1, 3)])
@@ -156,20 +161,25 @@ class VisibleSurface:
 
 def surface_pieces(vertices, faces) -> np.ndarray:
     """(f,) int64 label of the connected piece of surface each triangle belongs to: triangles
-    touching at a corner position (compared exactly, so unwelded copies of a vertex join)
-    are one piece."""
+    sharing an edge (its end positions compared exactly, so unwelded copies join) are one
+    piece; triangles touching at a single corner are not."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     corners = welded_corners(vertices, faces)
+    if len(corners) == 0:
+        return np.zeros(0, dtype=np.int64)
+    count = int(corners.max()) + 1
+    tail = corners.ravel()
+    head = corners[:, [1, 2, 0]].ravel()
+    _, edge = np.unique(np.minimum(tail, head) * count + np.maximum(tail, head),
+                        return_inverse=True)
     rows = np.repeat(np.arange(len(corners)), 3)
-    graph = coo_matrix((np.ones(rows.size), (rows, corners.ravel())),
-                       shape=(len(corners), int(corners.max()) + 1 if corners.size else 0))
-    # triangles and corner positions as one bipartite graph
-    size = graph.shape[0] + graph.shape[1]
-    full = coo_matrix((graph.data, (graph.row, graph.col + graph.shape[0])), shape=(size, size))
-    _, labels = connected_components(full, directed=False)
-    return labels[:len(faces)].astype(np.int64)
+    size = len(corners) + int(edge.max()) + 1  # triangles and edges as one bipartite graph
+    graph = coo_matrix((np.ones(rows.size), (rows, len(corners) + edge.reshape(-1))),
+                       shape=(size, size))
+    _, labels = connected_components(graph, directed=False)
+    return labels[:len(corners)].astype(np.int64)
 
 
 def welded_corners(vertices, faces) -> np.ndarray:
