@@ -190,7 +190,7 @@ class TriangleSides:
         """(c,) bool: the cell was seen by at least one pixel that is no slip."""
         return self.cell_counts[:, 2:].sum(axis=1) > 0
 
-    def outward_sign(self, *, minority: float = 0.1) -> np.ndarray:
+    def outward_sign(self, *, minority: float = MINORITY) -> np.ndarray:
         """(f,) int8 per triangle: +1 if the winding normal points to the seen side, -1 if it
         points away, 0 for unseen triangles and for triangles seen substantially from both
         sides (the smaller count at least ``minority`` times the larger).
@@ -201,31 +201,35 @@ class TriangleSides:
         """
         return _outward(self.front, self.back, minority)
 
+    @property
+    def clean_counts(self) -> np.ndarray:
+        """(f, 2) int64 per triangle: front and back hits that are no slips."""
+        return np.add.reduceat(self.cell_counts[:, 2:], self.lattice.offsets[:-1], axis=0)
+
     def clean_outward_sign(self, *, minority: float = MINORITY) -> np.ndarray:
         """(f,) int8 per triangle, as :meth:`outward_sign` but counting only the hits that
         are no slips."""
-        counts = np.add.reduceat(self.cell_counts[:, 2:], self.lattice.offsets[:-1], axis=0)
+        counts = self.clean_counts
         return _outward(counts[:, 0], counts[:, 1], minority)
 
-
-    def clean_sheet(self, components, *, balance: float = SHEET_BALANCE) -> np.ndarray:
+    def clean_sheet(self, pieces, *, balance: float = SHEET_BALANCE) -> np.ndarray:
         """(f,) bool per triangle: part of an open sheet, free space on both sides.
 
         A triangle is judged with the connected piece of surface it belongs to
-        (``components``: (f,) int labels): a piece whose triangles were seen from their
+        (``pieces``: (f,) int labels): a piece whose triangles were seen from their
         less-seen side at least ``balance`` times as often as from the other (summed over the
         piece) is a sheet, and so is each of its triangles that was seen from both sides.  A
         closed part seen inside only through a small opening (a leg with an open foot, a
         missing face) falls far short of it, however much its triangles near the opening were
         seen from inside; a seat modelled as one plane, or a cup's wall, does not.
         """
-        counts = np.add.reduceat(self.cell_counts[:, 2:], self.lattice.offsets[:-1], axis=0)
+        counts = self.clean_counts
         low, high = counts.min(axis=1), counts.max(axis=1)
-        components = np.asarray(components, dtype=np.int64)
-        piece_low = np.bincount(components, weights=low)
-        piece_high = np.bincount(components, weights=high)
+        pieces = np.asarray(pieces, dtype=np.int64)
+        piece_low = np.bincount(pieces, weights=low)
+        piece_high = np.bincount(pieces, weights=high)
         piece_sheet = (piece_low > 0) & (piece_low >= balance * piece_high)
-        return piece_sheet[components] & (low > 0)
+        return piece_sheet[pieces] & (low > 0)
 
 
 def _outward(front, back, minority: float) -> np.ndarray:

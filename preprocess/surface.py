@@ -8,8 +8,8 @@ On a mesh that is not one closed, consistently wound surface (a soup), what was 
 cell (:mod:`.cells`, about a pixel wide), not per triangle: a triangle whose cells were all
 seen stays whole (a lone unseen cell among seen ones counts as seen: a gap in the sampling);
 of any other triangle only the seen cells are kept, less two layers of them beside unseen
-cells (they may straddle the line where the surface went out of sight).  So the hidden piece of a part that penetrates another, or the face two touching
-parts share, never acts as surface.  Which side was seen is decided per triangle, where the
+cells (they may straddle the line where the surface went out of sight).  So the hidden piece of
+a part that penetrates another, or the face two touching parts share, never acts as surface.  Which side was seen is decided per triangle, where the
 counts are many, from the pixels that are no slips (:mod:`.scan`).  One closed, consistently
 wound surface has no hidden pieces, only concave corners few cameras reach: there a triangle
 counts as a whole once any pixel saw it.
@@ -25,9 +25,7 @@ from .scan import MINORITY, SHEET_BALANCE, TriangleSides, face_normals
 from .errors import InputError
 from .mesh_io import closed_orientation
 
-__all__ = ["VisibleSurface", "surface_pieces", "welded_corners",
-           "one_closed_surface"]
-
+__all__ = ["VisibleSurface", "surface_pieces", "welded_corners", "one_closed_surface"]
 
 
 @dataclass
@@ -89,32 +87,15 @@ class VisibleSurface:
             return cls._of(vertices, faces[index], index, sides.outward_sign()[index],
                            face_normals(vertices, faces)[index], np.zeros(len(index), bool))
         lattice = sides.lattice
-        starts = lattice.offsets[:-1]
-        outward = sides.clean_outward_sign(minority=minority)
-        seen = sides.cell_seen
-        neighbours = lattice.neighbours(np.arange(lattice.count))
-        inside = neighbours >= 0
-        around = np.where(inside, seen[np.maximum(neighbours, 0)], True)
-        # A lone unseen cell among seen ones is a gap in the sampling, not hidden surface.
-        seen = seen | (around.all(axis=1) & inside.any(axis=1))
-        whole = np.nonzero(np.minimum.reduceat(seen.astype(np.int8), starts) == 1)[0]
-        cell_face = lattice.cell_face
-        # A seen cell near an unseen one may straddle the line where the surface went out of
-        # sight (into another part): two rounds of dropping the seen cells beside unseen ones
-        # keep every hidden piece out of the surface (one round leaves, of a band of cells
-        # across that line, the half that touches the next band only at corners).
-        kept = seen & ~np.isin(cell_face, whole)
-        for _ in range(2):
-            around = np.where(inside, kept[np.maximum(neighbours, 0)], True)
-            kept = kept & around.all(axis=1)
-        cells = np.nonzero(kept)[0]
+        whole, cells = _seen_pieces(lattice, sides.cell_seen)
         corners = lattice.corners(vertices, faces, cells)
         visible = np.concatenate([faces[whole],
                                   len(vertices) + np.arange(3 * len(cells)).reshape(-1, 3)])
-        index = np.concatenate([whole, cell_face[cells]])
+        index = np.concatenate([whole, lattice.cell_face[cells]])
+        sheet = sides.clean_sheet(surface_pieces(vertices, faces), balance=balance)
         return cls._of(np.concatenate([vertices, corners.reshape(-1, 3)]), visible, index,
-                       outward[index], face_normals(vertices, faces)[index],
-                       sides.clean_sheet(surface_pieces(vertices, faces), balance=balance)[index])
+                       sides.clean_outward_sign(minority=minority)[index],
+                       face_normals(vertices, faces)[index], sheet[index])
 
     @classmethod
     def _of(cls, vertices, faces, index, outward, normals, sheet) -> "VisibleSurface":
@@ -157,6 +138,29 @@ class VisibleSurface:
         points += self.vertices[corners[:, 1]] * (r1 * (1 - r2))[:, None]
         points += self.vertices[corners[:, 2]] * (r1 * r2)[:, None]
         return points, faces
+
+
+def _seen_pieces(lattice, seen):
+    """The triangles seen whole, (w,) int64, and the seen cells of the others, (c,) int64.
+
+    A lone unseen cell among seen ones is a gap in the sampling, not hidden surface: it counts
+    as seen.  A seen cell near an unseen one may straddle the line where the surface went out
+    of sight (into another part): two rounds of dropping the seen cells beside unseen ones keep
+    every hidden piece out (one round leaves, of a band of cells across that line, the half
+    that touches the next band only at corners).
+    """
+    neighbours = lattice.neighbours(np.arange(lattice.count))
+    inside = neighbours >= 0
+
+    def all_around(flags):
+        return np.where(inside, flags[np.maximum(neighbours, 0)], True).all(axis=1)
+
+    seen = seen | (all_around(seen) & inside.any(axis=1))
+    is_whole = np.minimum.reduceat(seen.astype(np.int8), lattice.offsets[:-1]) == 1
+    kept = seen & ~is_whole[lattice.cell_face]
+    for _ in range(2):
+        kept &= all_around(kept)
+    return np.nonzero(is_whole)[0], np.nonzero(kept)[0]
 
 
 def surface_pieces(vertices, faces) -> np.ndarray:
