@@ -22,7 +22,7 @@ import numpy as np
 __all__ = ["CellLattice"]
 
 #: No cell is longer than this many cell sizes (cells of a sliver are slivers too).
-MAX_ELONGATION = 8.0
+MAX_ELONGATION = 4.0
 
 #: Most cells a mesh is cut into; past this the cells grow (a mesh this large has small
 #: triangles anyway).

@@ -143,8 +143,10 @@ class VisibleSurface:
 def _seen_pieces(lattice, seen):
     """The triangles seen whole, (w,) int64, and the seen cells of the others, (c,) int64.
 
-    A lone unseen cell among seen ones is a gap in the sampling, not hidden surface: it counts
-    as seen.  A seen cell near an unseen one may straddle the line where the surface went out
+    A lone unseen cell among seen ones (three seen neighbours in its triangle) is a gap in the
+    sampling, not hidden surface: it counts as seen.  (A cell on the triangle's edge is never
+    filled: the corner cell of a sliver, with one neighbour, may be all of the sliver that a
+    part hides.)  A seen cell near an unseen one may straddle the line where the surface went out
     of sight (into another part): two rounds of dropping the seen cells beside unseen ones keep
     every hidden piece out (one round leaves, of a band of cells across that line, the half
     that touches the next band only at corners).
@@ -155,7 +157,7 @@ def _seen_pieces(lattice, seen):
     def all_around(flags):
         return np.where(inside, flags[np.maximum(neighbours, 0)], True).all(axis=1)
 
-    seen = seen | (all_around(seen) & inside.any(axis=1))
+    seen = seen | (all_around(seen) & inside.all(axis=1))
     is_whole = np.minimum.reduceat(seen.astype(np.int8), lattice.offsets[:-1]) == 1
     kept = seen & ~is_whole[lattice.cell_face]
     for _ in range(2):
