@@ -25,6 +25,7 @@ Usage::
     python benchmarks/preprocess.py --no-baseline     # ours only
     python benchmarks/preprocess.py --samples 500000 --meshes chair-40k soup-chair-0
     python benchmarks/preprocess.py --whole-command   # process start to exit, both tools
+    python benchmarks/preprocess.py --soup-signs 10   # signs and drops on 30 soups, ours only
 
 ``--whole-command`` times what a user waits for: ``deepsdf preprocess`` on a folder holding the
 one mesh (500 000 samples by default in this mode, one worker: it runs in the calling
@@ -261,6 +262,46 @@ def accuracy(tool: str, mesh: BenchMesh, result: dict) -> dict:
             "dist_median": float(np.median(error)), "dist_p99": float(np.percentile(error, 99))}
 
 
+def soup_signs(args) -> int:
+    """Signs and drops of ours on the first ``--soup-signs N`` soups of each category, in
+    process (no baseline, no timing): the corpus-wide figures."""
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    from deepsdf_preprocess.errors import PreprocessError
+    from deepsdf_preprocess.pipeline import PreprocessConfig, make_scanner, sample_mesh
+    from deepsdf_preprocess.sampling import PRESETS
+    from deepsdf_preprocess.soup import generate_soups
+
+    samples = args.samples if args.samples_given else 50_000
+    config = PreprocessConfig(sampling=PRESETS["train"].overridden(count=samples))
+    scanner = make_scanner("pyrender", config.rig)
+    print(f"# {time.strftime('%Y-%m-%d')} on {platform.node()}: the first {args.soup_signs} "
+          f"soups of each category, {samples} samples, pyrender scanner")
+    print("| soup | wrong > 1e-2 | dropped | sign check |")
+    print("|---|---|---|---|")
+    wrong, dropped, failed = [], [], 0
+    for category in ("chairs", "tables", "vessels"):
+        for index, soup in enumerate(generate_soups(category, args.soup_signs)):
+            try:
+                result = sample_mesh(soup.mesh, config, scanner, np.random.default_rng(index))
+            except PreprocessError as error:
+                failed += 1
+                print(f"| {category} {index} | failed: {error} | | |", flush=True)
+                continue
+            truth = soup.sdf(result.points / result.scale - result.offset) * result.scale
+            far = np.abs(truth) > 1e-2
+            wrong.append(float(np.mean(np.sign(result.sdf[far]) != np.sign(truth[far]))))
+            dropped.append(result.stats["dropped_fraction"])
+            check = result.stats["sign_check"]
+            print(f"| {category} {index} | {100 * wrong[-1]:.3f}% | {100 * dropped[-1]:.2f}% | "
+                  f"{check['disagree']}/{check['checked']} |", flush=True)
+    print(f"wrong: mean {100 * np.mean(wrong):.3f}%, max {100 * np.max(wrong):.3f}%, "
+          f"{sum(w > 0.005 for w in wrong)} above 0.5%; dropped: mean {100 * np.mean(dropped):.2f}%, "
+          f"max {100 * np.max(dropped):.2f}%, {sum(d > 0.05 for d in dropped)} above 5%; "
+          f"{failed} failed")
+    scanner.close()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -273,6 +314,9 @@ def main() -> int:
                         help="time whole processes, start to exit (500000 samples unless "
                              "--samples)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per tool; medians reported")
+    parser.add_argument("--soup-signs", type=int, metavar="N",
+                        help="only signs and drops of ours on the first N soups of each "
+                             "category (50000 samples unless --samples), against their truth")
     parser.add_argument("--no-baseline", action="store_true", help="skip mesh-to-sdf")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -284,6 +328,8 @@ def main() -> int:
     args.samples_given = args.samples is not None
     if args.samples is None:
         args.samples = 250_000
+    if args.soup_signs:
+        return soup_signs(args)
     tools = ["ours"]
     if not args.no_baseline:
         try:
