@@ -55,11 +55,6 @@ _EDGE_TOLERANCE = 1e-9
 #: spread a query over its threads.
 _CHUNK = 1 << 14
 
-#: Approximate neighbours for the samples the exact rules leave to the vote (within 1.5x the
-#: true distance of their rank): 3x faster queries where samples are far from the cloud, with
-#: the same wrong-sign and drop rates on the soup corpus (docs/benchmarks.md).
-VOTE_EPS = 0.5
-
 #: Cap on the number of points in the vote cloud.
 _MAX_CLOUD = 2_000_000
 
@@ -327,7 +322,7 @@ def vote_cloud(surface: VisibleSurface, rng: np.random.Generator, *, spacing: fl
             np.concatenate([normals, -normals[two_sided]]))
 
 
-def vote_signs(tree: cKDTree, normals, points, *, neighbours: int = 11, eps: float = 0.0):
+def vote_signs(tree: cKDTree, normals, points, *, neighbours: int = 11):
     """The reference unanimous vote.
 
     Parameters
@@ -336,9 +331,6 @@ def vote_signs(tree: cKDTree, normals, points, *, neighbours: int = 11, eps: flo
     normals : (m, 3) float, the cloud's normals
     points : (n, 3) float, query samples
     neighbours : int, keyword-only
-    eps : float, keyword-only
-        Approximate neighbours: each within ``1 + eps`` times the true distance of its rank
-        (scipy's ``cKDTree.query``); 0 is the exact reference.
 
     Returns
     -------
@@ -350,7 +342,7 @@ def vote_signs(tree: cKDTree, normals, points, *, neighbours: int = 11, eps: flo
     nearest_distance : (n,) float64
     """
     k = min(neighbours, tree.n)
-    distance, index = tree.query(points, k=k, workers=-1, eps=eps)
+    distance, index = tree.query(points, k=k, workers=-1)
     if k == 1:
         distance, index = distance[:, None], index[:, None]
     cloud = tree.data[index]  # (n, k, 3)
@@ -413,7 +405,7 @@ def signed_distance(surface: VisibleSurface, points, *, method: str = "vote",
         tree = cKDTree(cloud_points)
         sign[undecided], _, _ = vote_signs(tree, cloud_normals,
                                            points[undecided].astype(np.float64),
-                                           neighbours=neighbours, eps=VOTE_EPS)
+                                           neighbours=neighbours)
     keep = sign != 0
     counts = {"face_rule": by_face, "ring_rule": by_ring, "voted": int(len(undecided)),
               "dropped": int(np.count_nonzero(~keep))}
