@@ -164,7 +164,7 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner: Scanne
     MeshError, PreprocessError
         For unusable meshes, for meshes the cameras do not see, when too few samples of
         either sign survive the vote (``config.min_sign_fraction``), when an independent
-        check (the winding number of far-from-surface samples) contradicts the signs, and
+        check (rays cast from far-from-surface samples) contradicts the signs, and
         when the original frame's surface points are not finite.
     """
     return _sample_valid_mesh(validate_mesh(mesh), config, scanner, rng)
