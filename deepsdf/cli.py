@@ -157,8 +157,11 @@ Turn MESH_DIR/<class>/<instance>.<obj|off|ply|stl|glb> (or ShapeNet's
   PartialScans/<dataset>/<class>/<instance>.npz            with --partial-scans: one
                                                            depth image, K, pose
 Each mesh is normalized to the unit sphere, scanned by 100 orthographic 400x400 depth
-cameras, sampled near its visible surface (and uniformly), and signed by the reference
-11-neighbour unanimous vote.  Reruns skip finished instances; the manifest
+cameras, sampled near its visible surface (and uniformly), and signed by exact rules where
+they hold and the reference 11-neighbour unanimous vote elsewhere; an independent ray check
+judges the signs before anything is written.  ShapeNet-style triangle soups (un-welded,
+overlapping parts, faces wound at random, single-sided sheets) are judged per pixel-sized
+piece of surface: see docs/preprocessing.md.  Reruns skip finished instances; the manifest
 DATA_DIR/manifests/<dataset>.json records each instance's status, statistics and timing; the
 instances that succeeded are written as a split file.  Exits 1 if any instance failed.""")
     parser.add_argument("mesh_dir", type=Path, help="folder of <class>/<instance> meshes")
