@@ -183,16 +183,14 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
 
     orientation = closed_orientation(normalized, faces)
     whole = one_closed_surface(normalized, faces, orientation=orientation)
-    scanned_vertices, scanned_faces = normalized, faces
     # Culling the far side is safe only on one closed surface: among several closed parts, one
     # wound inside-out would be culled from every view.
-    sides = _scan(scanner, scanned_vertices, scanned_faces, config,
-                  orientation if whole else 0, per_cell=not whole)
+    sides = _scan(scanner, normalized, faces, config, orientation if whole else 0,
+                  per_cell=not whole)
     timings["scan"] = time.perf_counter() - start
     if sides.stats["visible_triangles"] == 0:
         raise PreprocessError("nothing rendered: no camera saw any triangle")
-    surface = VisibleSurface.from_scan(scanned_vertices, scanned_faces, sides,
-                                       whole_triangles=whole)
+    surface = VisibleSurface.from_scan(normalized, faces, sides, whole_triangles=whole)
     if not surface.area > 0:
         raise PreprocessError("nothing rendered: the visible triangles have zero area")
 
@@ -215,8 +213,8 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
     stats["faces"] = int(len(all_faces))
     stats["repeated_faces"] = int(len(all_faces) - len(faces))
     stats["closed"] = bool(orientation != 0)
-    stats["scanned_triangles"] = int(len(scanned_faces))  # repeated faces removed
-    stats["hidden_triangles"] = int(len(scanned_faces) - sides.stats["visible_triangles"])
+    stats["scanned_triangles"] = int(len(faces))  # repeated faces removed
+    stats["hidden_triangles"] = int(len(faces) - sides.stats["visible_triangles"])
     stats["two_sided_triangles"] = int(np.count_nonzero(surface.outward == 0))
     stats["sheet_triangles"] = int(np.count_nonzero(surface.sheet))
     stats["samples_drawn"] = int(len(points))

@@ -193,7 +193,8 @@ class _VertexRings:
         self.ring_faces = order // 3
         self.starts = np.searchsorted(flat[order], np.arange(count + 1))
         self.clean = self._clean_vertices(count)
-        self.sheet_inner = self._sheet_inner_vertices(count)
+        self.sheet_inner = (self._sheet_inner_vertices(count) if surface.sheet.any()
+                            else np.zeros(count, dtype=bool))
 
     def _clean_vertices(self, count: int) -> np.ndarray:
         """(count,) bool: every edge at the vertex joins two one-sided, co-oriented faces."""
