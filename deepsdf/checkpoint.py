@@ -23,6 +23,7 @@ import torch
 
 from deepsdf import __version__
 from deepsdf_preprocess.contract import atomic_path, remove_stale_temporaries
+from deepsdf_preprocess.paths import Tree
 
 __all__ = ["CHECKPOINT_FORMAT", "checkpoint_path", "save_checkpoint", "load_checkpoint",
            "git_hash", "CheckpointError", "safe_load", "newest_readable_snapshot"]
@@ -35,8 +36,9 @@ class CheckpointError(RuntimeError):
 
 
 def checkpoint_path(experiment_dir, epoch="latest") -> Path:
-    """``EXP/Checkpoints/<epoch>.pt`` (``epoch`` an int or ``"latest"``)."""
-    return Path(experiment_dir) / "Checkpoints" / f"{epoch}.pt"
+    """``EXP/Checkpoints/<epoch>.pt`` (``epoch`` an int or ``"latest"``), made by the
+    experiment folder's :class:`~deepsdf_preprocess.paths.Tree` (no link out of it followed)."""
+    return Tree(experiment_dir, "experiment folder").file("Checkpoints", f"{epoch}.pt")
 
 
 def git_hash() -> str | None:
@@ -102,7 +104,7 @@ def safe_load(path, *, map_location="cpu", what: str = "file"):
 
 def newest_readable_snapshot(experiment_dir) -> int | None:
     """The epoch of the newest ``Checkpoints/<epoch>.pt`` snapshot that loads, or None."""
-    folder = Path(experiment_dir) / "Checkpoints"
+    folder = Tree(experiment_dir, "experiment folder").folder("Checkpoints")
     epochs = sorted((int(p.stem) for p in folder.glob("*.pt") if p.stem.isdigit()),
                     reverse=True)
     for epoch in epochs:

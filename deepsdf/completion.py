@@ -27,6 +27,7 @@ from deepsdf_preprocess import contract, formats
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.pinhole import PinholeCamera
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.paths import Tree
 
 from .experiment import Experiment, instance_outputs, summarize, write_code, write_mesh, \
     write_table
@@ -222,7 +223,7 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
     result = complete_observations(decoder, [model], clamp=config.clamp,
                                    solver=solver, constraints=constraints, starts=starts,
                                    train_codes=experiment.model.codes, device=experiment.device)
-    out_dir = Path(out_dir)
+    out_dir = Tree(out_dir, "output folder").folder()
     mesh, rank = first_surface(decoder, result, 0, resolution, clamp=config.trained_clamp)
     code = result.ranked[0, rank]
     write_code(out_dir / "code.pth", code)
@@ -329,7 +330,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir, device=device)
     model, config = experiment.model, experiment.config
     decoder, device = model.decoder, experiment.device
-    out_dir, data_dir = Path(out_dir), experiment.data_dir
+    out_dir, data_dir = Tree(out_dir, "output folder").folder(), experiment.data_dir
     keys = split_instances(split)
     if not keys:
         raise InputError("the split lists no instance")

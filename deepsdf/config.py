@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.paths import Tree
 
 __all__ = ["SAMPLE_STORES", "DecoderConfig", "Schedule", "TrainConfig", "load_specs", "parse_specs",
            "specs_with_epochs", "write_resolved", "ConfigError", "SPECS_VERSION"]
@@ -560,7 +561,7 @@ def specs_with_epochs(specs: dict, epochs: int) -> dict:
 
 def load_specs(experiment_dir) -> TrainConfig:
     """Read ``EXP/specs.json``."""
-    path = Path(experiment_dir) / "specs.json"
+    path = Tree(experiment_dir, "experiment folder").file("specs.json")
     if not path.is_file():
         raise ConfigError(f"{path} does not exist: an experiment folder needs a specs.json "
                           "(see experiments/ for examples)")
@@ -579,6 +580,6 @@ def write_resolved(experiment_dir, config: TrainConfig) -> Path:
     """
     from deepsdf_preprocess.contract import write_json
 
-    path = Path(experiment_dir) / "specs.resolved.json"
+    path = Tree(experiment_dir, "experiment folder").file("specs.resolved.json")
     write_json(path, config.to_specs())
     return path

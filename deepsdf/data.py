@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from deepsdf_preprocess import contract, formats
+from deepsdf_preprocess.paths import Tree
 
 from .latents import split_hash, split_instances
 
@@ -49,7 +50,7 @@ def cache_folder(cache=None, *, experiment_dir=None) -> Path:
     if os.environ.get(CACHE_VARIABLE):
         return Path(os.environ[CACHE_VARIABLE])
     if experiment_dir is not None:
-        return Path(experiment_dir) / "PackedSamples"
+        return Tree(experiment_dir, "experiment folder").folder("PackedSamples")
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "deepsdf" / "PackedSamples"
 

@@ -29,6 +29,7 @@ import torch
 
 from deepsdf_preprocess import contract, formats
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.paths import Tree
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, safe_load
 from .config import TrainConfig
@@ -56,10 +57,11 @@ def instance_outputs(root, key: str) -> dict:
     output root: ``ROOT/Codes/...pth``, ``ROOT/Meshes/...ply`` (normalized frame) and
     ``ROOT/MeshesOriginalFrame/...ply``."""
     key = contract.InstanceKey.parse(key)
-    folder, root = Path(key.dataset) / key.class_name, Path(root)
-    return {"code": root / "Codes" / folder / f"{key.instance}.pth",
-            "mesh": root / "Meshes" / folder / f"{key.instance}.ply",
-            "original": root / "MeshesOriginalFrame" / folder / f"{key.instance}.ply"}
+    tree = root if isinstance(root, Tree) else Tree(root, "output folder")
+    folder = Path(key.dataset) / key.class_name
+    return {"code": tree.file("Codes", folder, f"{key.instance}.pth"),
+            "mesh": tree.file("Meshes", folder, f"{key.instance}.ply"),
+            "original": tree.file("MeshesOriginalFrame", folder, f"{key.instance}.ply")}
 
 
 class Experiment:
@@ -77,7 +79,8 @@ class Experiment:
     """
 
     def __init__(self, folder, *, checkpoint="latest", data=None, device="cpu"):
-        self.folder = Path(folder)
+        self.tree = Tree(folder, "experiment folder")
+        self.folder = self.tree.root
         self.checkpoint = str(checkpoint)
         contract.check_name(self.checkpoint, "checkpoint")
         self._data = None if data is None else Path(data)
@@ -109,7 +112,7 @@ class Experiment:
 
     def _load(self) -> TrainedModel:
         ours = checkpoint_path(self.folder, self.checkpoint)
-        legacy = self.folder / "ModelParameters" / f"{self.checkpoint}.pth"
+        legacy = self.tree.file("ModelParameters", f"{self.checkpoint}.pth")
         if not ours.is_file() and legacy.is_file():
             from .legacy import load_legacy_experiment
 
@@ -150,16 +153,16 @@ class Experiment:
     @property
     def reconstructions(self) -> Path:
         """``EXP/Reconstructions/<checkpoint>``."""
-        return self.folder / "Reconstructions" / self.checkpoint
+        return self.tree.folder("Reconstructions", self.checkpoint)
 
     def reconstruction(self, key: str) -> dict:
         """:func:`instance_outputs` of instance ``key`` under :attr:`reconstructions`."""
-        return instance_outputs(self.reconstructions, key)
+        return instance_outputs(Tree(self.reconstructions, "experiment folder"), key)
 
     @property
     def evaluation(self) -> Path:
         """``EXP/Evaluation/<checkpoint>`` (``metrics.csv``, ``summary.json``)."""
-        return self.folder / "Evaluation" / self.checkpoint
+        return self.tree.folder("Evaluation", self.checkpoint)
 
 
 # ---------------------------------------------------------------------- files

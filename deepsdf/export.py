@@ -30,6 +30,7 @@ import torch
 
 from deepsdf_preprocess import contract
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.paths import Tree
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from .config import TrainConfig, parse_specs
@@ -224,9 +225,10 @@ def export_original(experiment_dir, *, out=None, checkpoints=None) -> list[Path]
     ExportError, CheckpointError
         Naming what cannot be exported.
     """
-    experiment_dir = Path(experiment_dir)
-    out = Path(out) if out is not None else experiment_dir / "original"
-    folder = experiment_dir / "Checkpoints"
+    tree = Tree(experiment_dir, "experiment folder")
+    experiment_dir = tree.root
+    out = Tree(out if out is not None else tree.folder("original"), "output folder")
+    folder = tree.folder("Checkpoints")
     if checkpoints is None:
         checkpoints = sorted(int(p.stem) for p in folder.glob("*.pt") if p.stem.isdigit())
         checkpoints = checkpoints + (["latest"] if checkpoint_path(experiment_dir).is_file()
@@ -240,12 +242,12 @@ def export_original(experiment_dir, *, out=None, checkpoints=None) -> list[Path]
         our_names = _our_parameter_names(config)
         epoch = int(payload["epoch"])
         files = {
-            out / "ModelParameters" / f"{name}.pth": {
+            out.file("ModelParameters", f"{name}.pth"): {
                 "epoch": epoch,
                 "model_state_dict": decoder_state_to_original(payload["decoder"], config)},
-            out / "LatentCodes" / f"{name}.pth": {
+            out.file("LatentCodes", f"{name}.pth"): {
                 "epoch": epoch, "latent_codes": {"weight": payload["codes"].detach().cpu()}},
-            out / "OptimizerParameters" / f"{name}.pth": {
+            out.file("OptimizerParameters", f"{name}.pth"): {
                 "epoch": epoch,
                 "optimizer_state_dict": optimizer_to_original(payload["optimizer"], our_names,
                                                               config)},
@@ -256,20 +258,20 @@ def export_original(experiment_dir, *, out=None, checkpoints=None) -> list[Path]
         if newest is None or epoch >= newest[0]:
             newest = (epoch, payload, config, our_names)
     epoch, payload, config, our_names = newest
-    _save(out / "Logs.pth", logs_to_original(payload.get("log") or {}, epoch, our_names,
-                                             config))
-    written.append(out / "Logs.pth")
+    _save(out.file("Logs.pth"), logs_to_original(payload.get("log") or {}, epoch, our_names,
+                                                 config))
+    written.append(out.file("Logs.pth"))
     written += _write_specs(out, config)
     return written
 
 
-def _write_specs(out: Path, config: TrainConfig) -> list[Path]:
+def _write_specs(out: Tree, config: TrainConfig) -> list[Path]:
     specs = legacy_specs(config)
-    path = out / "specs.json"
+    path = out.file("specs.json")
     if path.is_file():
         from .config import load_specs
 
-        existing = load_specs(out)
+        existing = load_specs(out.root)
         if existing.decoder != parse_specs(specs).decoder:
             raise ExportError(f"{path} describes another decoder than the checkpoints "
                               "(for the original, use_tanh adds a second tanh); export into "

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.paths import Tree
 
 from .code_space import INTERPOLATIONS, lerp, sample_codes, slerp
 from .mesh import NoSurfaceError, code_mesh
@@ -90,7 +91,7 @@ def interpolation_pictures(experiment, out_dir, *, start=None, end=None, steps: 
         codes, name = (slerp if mode == "slerp" else lerp)(a, b, steps), "step"
     meshes = code_meshes(decoder, codes, resolution=resolution, device=device,
                          clamp=config.trained_clamp)
-    out_dir = Path(out_dir)
+    out_dir = Tree(out_dir, "output folder").folder()
     written = []
     for index, mesh in enumerate(meshes):
         if mesh is not None:

@@ -23,6 +23,7 @@ from torch import nn
 from deepsdf_preprocess.contract import read_split, remove_stale_temporaries
 
 from deepsdf_preprocess.errors import DiskFullError
+from deepsdf_preprocess.paths import Tree
 
 from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint,
                          newest_readable_snapshot, save_checkpoint)
@@ -134,7 +135,7 @@ class Trainer:
 
     def __init__(self, experiment_dir, config: TrainConfig, *, data_dir=None,
                  device: str = "auto", progress: bool = True, cache=None):
-        self.experiment_dir = Path(experiment_dir)
+        self.experiment_dir = Tree(experiment_dir, "experiment folder").root
         self.cache = cache_folder(cache, experiment_dir=self.experiment_dir)
         self.config = config
         self.data_dir = Path(data_dir if data_dir is not None else config.data_source)
@@ -354,7 +355,8 @@ class Trainer:
         DataError, ConfigError
             Before the first step, for unusable data or settings.
         """
-        existing = sorted(p.name for p in (self.experiment_dir / "Checkpoints").glob("*.pt"))
+        checkpoints = Tree(self.experiment_dir, "experiment folder").folder("Checkpoints")
+        existing = sorted(p.name for p in checkpoints.glob("*.pt"))
         if existing and not (resume or overwrite or resume_from is not None):
             raise TrainingError(
                 f"{self.experiment_dir} already holds checkpoints ({', '.join(existing[:4])}"
@@ -399,7 +401,8 @@ class Trainer:
         self.collapse_reported = False
         self.spread = (float("nan"), float("nan"))  # the last batch's prediction_spread
         if main:
-            remove_stale_temporaries(self.experiment_dir / "Checkpoints")
+            remove_stale_temporaries(
+                Tree(self.experiment_dir, "experiment folder").folder("Checkpoints"))
         if resume_from is not None:
             start = self._resume(model, optimizer,
                                  checkpoint_path(self.experiment_dir, resume_from))
@@ -575,7 +578,9 @@ class Trainer:
         except ImportError:  # tensorboard is a dependency, but keep training without it
             logger.warning("tensorboard is not installed; no training curves are written")
             return None
-        return SummaryWriter(str(self.experiment_dir / "TensorBoard"))
+        folder = Tree(self.experiment_dir, "experiment folder").folder("TensorBoard",
+                                                                       create=True)
+        return SummaryWriter(str(folder))
 
     def _log(self, writer, model: AutoDecoder, optimizer, epoch: int, loss: float) -> None:
         writer.add_scalar("loss", loss, epoch)

@@ -124,6 +124,8 @@ def atomic_path(path):
     file under ``path`` is left as it was.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; a file is needed there")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_PART_SUFFIX,
@@ -131,6 +133,7 @@ def atomic_path(path):
         os.close(handle)
     except OSError as error:
         _raise_if_disk_full(error, path)
+        _raise_if_unwritable(error, path)
         raise
     try:
         yield Path(temporary)
@@ -138,6 +141,7 @@ def atomic_path(path):
         os.replace(temporary, path)
     except OSError as error:
         _raise_if_disk_full(error, path)
+        _raise_if_unwritable(error, path)
         raise
     finally:
         if os.path.exists(temporary):
@@ -149,6 +153,19 @@ def _raise_if_disk_full(error: OSError, path: Path) -> None:
         raise DiskFullError(f"no space left on device while writing {path}"
                             + ("; the previous file there is intact" if path.exists() else "")
                             ) from error
+
+
+def _raise_if_unwritable(error: OSError, path: Path) -> None:
+    """One line for the everyday reasons a file cannot be written: a read-only or foreign
+    folder, a file where a folder is needed, a folder where the file goes."""
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise InputError(f"cannot write {path}: {error.strerror} (is the folder read-only?)"
+                         ) from error
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        raise InputError(f"cannot write {path}: a file stands where a folder is needed on "
+                         "its path") from error
+    if error.errno == errno.EISDIR:
+        raise InputError(f"cannot write {path}: it is a folder") from error
 
 
 def remove_stale_temporaries(folder, *, recursive: bool = False) -> list[Path]:

@@ -21,6 +21,7 @@ from .errors import DiskFullError, InputError, PreprocessError
 from .manifest import (active_run, append_record, journal_path, manifest_mesh, manifest_path,
                        merge_journals, read_manifest, shard_of)
 from .mesh_io import MESH_SUFFIXES
+from .paths import Tree
 from .pipeline import PreprocessConfig, instance_seed, make_scanner, preprocess_instance
 from .progress import progress_bar
 
@@ -246,7 +247,7 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
     if shard is not None and not 0 <= shard[0] < shard[1]:
         raise InputError(f"shard {shard[0]}/{shard[1]}: the index must lie in 0..count-1")
     contract.check_name(dataset, "dataset")
-    data_dir = Path(data_dir)
+    data_dir = Tree(data_dir, "data root").root
     jobs = _discover(mesh_dir, split, dataset)
     listed = {job.key for job in jobs}
     if shard is not None:
@@ -333,7 +334,8 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
                                              "note": "complete before its record was kept"})
         manifest = merge_journals(data_dir, dataset)
         records = manifest.get("instances", {})
-    split_path = Path(split_out) if split_out else data_dir / "splits" / f"{dataset}.json"
+    split_path = (Path(split_out) if split_out
+                  else Tree(data_dir, "data root").file("splits", f"{dataset}.json"))
     succeeded = sorted(k for k, r in records.items() if r.get("status") == "ok" and k in listed)
     split_result: dict = {dataset: {}}
     for key in succeeded:
@@ -416,6 +418,6 @@ def _remove_stale_parts(data_dir: Path, dataset: str) -> None:
     for kind in (formats.SDF_SAMPLES, formats.SURFACE_SAMPLES,
                  formats.NORMALIZATION_PARAMETERS, formats.OCCUPANCY_SAMPLES,
                  formats.PARTIAL_SCANS):
-        for stale in contract.remove_stale_temporaries(data_dir / kind / dataset,
-                                                      recursive=True):
+        folder = Tree(data_dir, "data root").folder(kind, dataset)
+        for stale in contract.remove_stale_temporaries(folder, recursive=True):
             logger.info("removed %s, left by an interrupted run", stale)

@@ -22,6 +22,7 @@ import numpy as np
 from .contract import (InstanceKey, atomic_path, check_name, read_split,  # noqa: F401
                        remove_stale_temporaries, split_key, write_json, write_split)
 from .errors import InputError
+from .paths import Tree
 
 __all__ = [
     "SDF_SAMPLES", "SURFACE_SAMPLES", "NORMALIZATION_PARAMETERS", "OCCUPANCY_SAMPLES",
@@ -50,21 +51,16 @@ def instance_paths(data_dir, dataset: str, class_name: str, instance: str, *,
                    partial_scans: bool = False) -> dict:
     """The output paths of one instance, keyed by folder name (``PartialScans`` only with
     ``partial_scans``: the preprocessor writes it on request).  Each name must pass
-    :func:`check_name`."""
+    :func:`check_name`; each path is made by the data root's :class:`~.paths.Tree` (no link
+    out of it is followed, no folder stands where a file goes)."""
     check_name(dataset, "dataset")
     check_name(class_name, "class")
     check_name(instance, "instance")
-    root = Path(data_dir)
-    paths = {
-        SDF_SAMPLES: root / SDF_SAMPLES / dataset / class_name / f"{instance}.npz",
-        SURFACE_SAMPLES: root / SURFACE_SAMPLES / dataset / class_name / f"{instance}.ply",
-        NORMALIZATION_PARAMETERS: root / NORMALIZATION_PARAMETERS / dataset / class_name
-        / f"{instance}.npz",
-        OCCUPANCY_SAMPLES: root / OCCUPANCY_SAMPLES / dataset / class_name / f"{instance}.npz",
-    }
-    if partial_scans:
-        paths[PARTIAL_SCANS] = root / PARTIAL_SCANS / dataset / class_name / f"{instance}.npz"
-    return paths
+    tree = data_dir if isinstance(data_dir, Tree) else Tree(data_dir, "data root")
+    suffixes = {SDF_SAMPLES: ".npz", SURFACE_SAMPLES: ".ply", NORMALIZATION_PARAMETERS: ".npz",
+                OCCUPANCY_SAMPLES: ".npz", **({PARTIAL_SCANS: ".npz"} if partial_scans else {})}
+    return {folder: tree.file(folder, dataset, class_name, instance + suffix)
+            for folder, suffix in suffixes.items()}
 
 
 def _save_npz(path, **arrays):

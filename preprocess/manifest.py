@@ -24,12 +24,14 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import time
 from pathlib import Path
 
 from . import contract
-from .errors import DiskFullError
+from .errors import DiskFullError, InputError
+from .paths import Tree
 
 __all__ = ["manifest_path", "journal_path", "append_record", "read_journals",
            "merge_journals", "read_manifest", "manifest_mesh", "active_run", "shard_of"]
@@ -45,17 +47,48 @@ def shard_of(key: str, count: int) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") % count
 
 
+#: The names this module gives journals (``<host>-<pid>.jsonl``): the only files it deletes.
+JOURNAL_NAME = r"[^/\\]+-[0-9]+\.jsonl"
+
+
+def _tree(data_dir) -> Tree:
+    return Tree(data_dir, "data root")
+
+
+def _manifest_file(data_dir, dataset: str, suffix: str) -> Path:
+    return _tree(data_dir).file("manifests",
+                                f"{contract.check_name(dataset, 'dataset')}{suffix}")
+
+
 def manifest_path(data_dir, dataset: str) -> Path:
-    return Path(data_dir) / "manifests" / f"{contract.check_name(dataset, 'dataset')}.json"
+    return _manifest_file(data_dir, dataset, ".json")
 
 
 def _journal_dir(data_dir, dataset: str) -> Path:
-    return manifest_path(data_dir, dataset).with_suffix(".journal")
+    return _tree(data_dir).folder("manifests", f"{contract.check_name(dataset, 'dataset')}"
+                                  ".journal")
 
 
 def journal_path(data_dir, dataset: str) -> Path:
     """This process's journal: ``<host>-<pid>.jsonl`` in the dataset's journal folder."""
-    return _journal_dir(data_dir, dataset) / f"{socket.gethostname()}-{os.getpid()}.jsonl"
+    return _tree(data_dir).file("manifests", f"{contract.check_name(dataset, 'dataset')}.journal",
+                                f"{socket.gethostname()}-{os.getpid()}.jsonl")
+
+
+def _open_no_follow(path: Path, flags: int) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` itself (the folders above were
+    checked by the data root's :class:`~.paths.Tree`)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise InputError(f"{path} is a symbolic link; refusing to write through it"
+                             ) from None
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"no space left on device while writing {path}") from error
+        if error.errno in (errno.EACCES, errno.EROFS, errno.EISDIR, errno.ENOTDIR):
+            raise InputError(f"cannot write {path}: {error.strerror}") from None
+        raise
 
 
 def append_record(journal: Path, key: str, record: dict) -> None:
@@ -64,7 +97,7 @@ def append_record(journal: Path, key: str, record: dict) -> None:
     record = dict(record, finished=time.time())
     line = (json.dumps({"key": key, "record": record}) + "\n").encode()
     journal.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    descriptor = _open_no_follow(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(descriptor, line)
     except OSError as error:
@@ -78,7 +111,9 @@ def append_record(journal: Path, key: str, record: dict) -> None:
 def read_journals(data_dir, dataset: str) -> tuple[dict, list[Path]]:
     """({key: newest record} over every journal of the dataset, the journal files read)."""
     records: dict = {}
-    files = sorted(_journal_dir(data_dir, dataset).glob("*.jsonl"))
+    files = sorted(path for path in _journal_dir(data_dir, dataset).glob("*.jsonl")
+                   if re.fullmatch(JOURNAL_NAME, path.name) and path.is_file()
+                   and not path.is_symlink())
     for journal in files:
         for number, line in enumerate(journal.read_text(errors="replace").splitlines(), 1):
             try:
@@ -100,7 +135,7 @@ def _newer(record: dict, than: dict | None) -> bool:
 @contextlib.contextmanager
 def _locked(path: Path, mode: int):
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    with os.fdopen(_open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a") as handle:
         fcntl.flock(handle, mode)
         try:
             yield handle
@@ -116,9 +151,9 @@ def active_run(data_dir, dataset: str, *, when_alone=None):
     exclusive lock (the clean-up of a killed run's temporaries: with another run active
     they may be its files in progress).  Yields whether this run was alone.
     """
-    path = manifest_path(data_dir, dataset).with_suffix(".active")
+    path = _manifest_file(data_dir, dataset, ".active")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    with os.fdopen(_open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             alone = True
@@ -166,7 +201,7 @@ def merge_journals(data_dir, dataset: str, *, update: dict | None = None,
         The manifest written.
     """
     path = manifest_path(data_dir, dataset)
-    with _locked(path.with_suffix(".lock"), fcntl.LOCK_EX):
+    with _locked(_manifest_file(data_dir, dataset, ".lock"), fcntl.LOCK_EX):
         manifest = read_manifest(data_dir, dataset)
         manifest.update(update or {})
         records = manifest.setdefault("instances", {})
@@ -177,21 +212,28 @@ def merge_journals(data_dir, dataset: str, *, update: dict | None = None,
         manifest["merged"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         contract.write_json(path, manifest)
         own = journal_path(data_dir, dataset)
+        tree = _tree(data_dir)
         for journal in files:
             if forget_all or journal == own or _process_gone(journal):
-                journal.unlink(missing_ok=True)
+                tree.remove(journal, ours=JOURNAL_NAME)
     return manifest
 
 
 def read_manifest(data_dir, dataset: str) -> dict:
     """The manifest ``DATA/manifests/<dataset>.json`` ({} when there is none)."""
     path = manifest_path(data_dir, dataset)
-    if path.exists():
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            logger.warning("manifest %s is unreadable; its journals rebuild it", path)
-    return {}
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        logger.warning("manifest %s is unreadable; its journals rebuild it", path)
+        return {}
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("instances", {}), dict) \
+            or not all(isinstance(r, dict) for r in manifest.get("instances", {}).values()):
+        raise InputError(f"{path} is not a manifest (expected a JSON object whose "
+                         '"instances" maps class/instance to records); move it away and rerun')
+    return manifest
 
 
 def manifest_mesh(manifest: dict, key: str) -> Path | None:
