@@ -681,11 +681,11 @@ def _observation_from_args(args):
 
 
 def _similarity_from_args(args):
-    from deepsdf.observations import Similarity, read_matrix
+    from deepsdf.frames import Similarity, read_similarity
     from deepsdf_preprocess.formats import read_normalization
 
     if args.transform:
-        return Similarity.from_matrix(read_matrix(args.transform, (4, 4)))
+        return read_similarity(args.transform)
     if args.normalization:
         return Similarity.from_normalization(*read_normalization(args.normalization))
     raise InputError("give the object's frame: --normalization N.npz or --transform T.txt "

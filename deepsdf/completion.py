@@ -32,7 +32,7 @@ from deepsdf_preprocess.paths import Tree
 from .experiment import Experiment, instance_outputs, summarize, write_code, write_mesh, \
     write_table
 from .latents import split_instances
-from .mesh import NoSurfaceError, code_mesh
+from .mesh import NoSurfaceError, check_grid_memory, code_mesh
 from .metrics import CHAMFER_POINTS, chamfer_unseen, surface_metrics, surface_points
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
@@ -211,6 +211,8 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
 
     Returns a summary dict (paths, observed point count, metrics if any).
     """
+    check_grid_memory(resolution)
+    out_dir = Tree(out_dir, "output folder").folder()
     experiment = Experiment.of(experiment, checkpoint=checkpoint, device=device)
     decoder, config = experiment.model.decoder, experiment.config
     if len(observation) == 0:
@@ -327,6 +329,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
     """
     from deepsdf_preprocess.pipeline import instance_seed
 
+    check_grid_memory(resolution)
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir, device=device)
     model, config = experiment.model, experiment.config
     decoder, device = model.decoder, experiment.device

@@ -77,6 +77,18 @@ class DecoderConfig:
     weight_norm: bool = True  # weight normalization on norm_layers
     fourier_frequencies: int = 0  # xyz also enters as sin/cos(2^k pi xyz), k < this
 
+    def parameter_count(self) -> int:
+        """Weights and biases of the decoder (weight norm's extra gains included)."""
+        widths = [self.latent_size + self.point_features, *self.dims, 1]
+        count = 0
+        for layer, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+            if layer in self.latent_in and layer > 0:
+                fan_in += self.latent_size + self.point_features
+            if self.xyz_in_all and layer > 0:
+                fan_in += self.point_features
+            count += (fan_in + 2) * fan_out
+        return count
+
     @property
     def point_features(self) -> int:
         """Width of a point's encoding: xyz, plus sin and cos of 3 coordinates per

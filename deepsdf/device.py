@@ -1,18 +1,64 @@
-"""Which device a command runs on: ``"auto"`` is resolved once, here."""
+"""Which device a command runs on: ``"auto"`` is resolved, and any other name checked, here."""
 
 from __future__ import annotations
 
 import torch
 
+from deepsdf_preprocess.errors import InputError
+
 __all__ = ["resolve_device"]
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, else MPS, else CPU; anything else as given."""
-    if device != "auto":
-        return torch.device(device)
+def resolve_device(device="auto") -> torch.device:
+    """``"auto"`` -> CUDA if available, else MPS, else CPU; any other name (``"cpu"``,
+    ``"cuda"``, ``"cuda:1"``, ``"mps"``, a :class:`torch.device`) checked to exist here.
+
+    Raises
+    ------
+    InputError
+        One line for a name torch does not know, or a device this machine does not have
+        (naming what it has).
+    """
+    if isinstance(device, str) and device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device {device!r} is not a device name (use auto, cpu, cuda, "
+                         "cuda:N or mps)") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {device!r}: this machine has no CUDA device that torch "
+                             f"can use (torch {torch.__version__}, built "
+                             f"{'without' if torch.version.cuda is None else 'with'} CUDA); "
+                             f"available: {_available()}")
+        if resolved.index is not None and resolved.index >= count:
+            raise InputError(f"device {device!r}: this machine has {count} CUDA device(s), "
+                             f"cuda:0 to cuda:{count - 1}")
+        return resolved
+    if resolved.type == "mps":
+        if not _mps_available():
+            raise InputError(f"device {device!r}: Apple's MPS is not available here; "
+                             f"available: {_available()}")
+        return resolved
+    raise InputError(f"device {device!r}: this project runs on cpu, cuda or mps")
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def _available() -> str:
+    names = ["cpu"]
     if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        names.append("mps")
+    return ", ".join(names)

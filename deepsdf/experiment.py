@@ -33,6 +33,7 @@ from deepsdf_preprocess.paths import Tree
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, safe_load
 from .config import TrainConfig
+from .device import resolve_device
 
 __all__ = ["Experiment", "TrainedModel", "instance_outputs", "write_code", "read_code",
            "write_mesh", "check_mesh_format", "MESH_FORMATS", "write_table", "summarize",
@@ -84,7 +85,7 @@ class Experiment:
         self.checkpoint = str(checkpoint)
         contract.check_name(self.checkpoint, "checkpoint")
         self._data = None if data is None else Path(data)
-        self.device = device
+        self.device = resolve_device(device)
         self._model = None
 
     @classmethod

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deepsdf_preprocess.pinhole import is_rotation
+from deepsdf_preprocess import validate
 from deepsdf_preprocess.errors import InputError
 
-__all__ = ["Similarity", "read_matrix"]
+__all__ = ["Similarity", "read_matrix", "read_intrinsics", "read_pose", "read_similarity"]
 
 
 @dataclass(frozen=True)
@@ -27,15 +27,19 @@ class Similarity:
     scale: float
 
     def __post_init__(self):
-        rotation = np.asarray(self.rotation, dtype=np.float64)
-        if not is_rotation(rotation):
-            raise InputError("the similarity's rotation is not a proper rotation matrix")
-        if not self.scale > 0:
-            raise InputError(f"the similarity's scale must be positive, got {self.scale}")
+        pose = np.eye(4)
+        pose[:3, :3] = validate.numeric_array(self.rotation, source="the similarity",
+                                              field="rotation", shape=(3, 3))
+        rotation = validate.rigid_pose(pose, source="the similarity", field="rotation")[:3, :3]
+        translation = validate.numeric_array(self.translation, source="the similarity",
+                                             field="translation").reshape(-1)
+        if translation.size != 3:
+            raise InputError(f"the similarity's translation holds {translation.size} values; "
+                             "3 are needed")
         object.__setattr__(self, "rotation", rotation)
-        object.__setattr__(self, "translation",
-                           np.asarray(self.translation, dtype=np.float64).reshape(3))
-        object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "translation", translation)
+        object.__setattr__(self, "scale", validate.positive_scale(self.scale,
+                                                                  source="the similarity"))
 
     @classmethod
     def identity(cls) -> "Similarity":
@@ -44,19 +48,14 @@ class Similarity:
     @classmethod
     def from_normalization(cls, offset, scale) -> "Similarity":
         """The map original frame -> normalized frame, ``(x + offset) * scale``."""
-        return cls(np.eye(3), np.asarray(offset, dtype=np.float64) * float(scale), float(scale))
+        offset, scale = validate.normalization(offset, scale, source="the normalization")
+        return cls(np.eye(3), offset * scale, scale)
 
     @classmethod
     def from_matrix(cls, matrix) -> "Similarity":
-        """From a (4, 4) matrix ``[[s R, t], [0, 0, 0, 1]]``."""
-        matrix = np.asarray(matrix, dtype=np.float64)
-        if matrix.shape != (4, 4) or not np.allclose(matrix[3], [0, 0, 0, 1]):
-            raise InputError("a similarity matrix must be (4, 4) with last row 0 0 0 1")
-        determinant = np.linalg.det(matrix[:3, :3])
-        if not determinant > 0:
-            raise InputError("the similarity matrix must have a positive determinant")
-        scale = float(np.cbrt(determinant))
-        return cls(matrix[:3, :3] / scale, matrix[:3, 3], scale)
+        """From a (4, 4) matrix ``[[s R, t], [0, 0, 0, 1]]`` (:func:`validate.similarity_matrix
+        <deepsdf_preprocess.validate.similarity_matrix>`)."""
+        return cls(*validate.similarity_matrix(matrix, source="the similarity matrix"))
 
     def matrix(self) -> np.ndarray:
         """(4, 4) homogeneous matrix of the map."""
@@ -92,14 +91,26 @@ def read_matrix(path, shape: tuple) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"matrix file {path} does not exist")
     try:
-        matrix = np.load(path) if path.suffix == ".npy" else np.loadtxt(path)
-        matrix = np.asarray(matrix, dtype=np.float64)
+        matrix = (np.load(path, allow_pickle=False) if path.suffix == ".npy"
+                  else np.loadtxt(path, ndmin=2))
     except Exception as error:  # parse errors, pickled or corrupt files
         raise InputError(f"cannot read a matrix from {path}: {type(error).__name__}: "
-                         f"{error}") from error
-    if matrix.shape != tuple(shape):
-        raise InputError(f"{path}: expected a {shape[0]}x{shape[1]} matrix, got shape "
-                         f"{matrix.shape}")
-    if not np.all(np.isfinite(matrix)):
-        raise InputError(f"{path}: the matrix holds NaN or infinite values")
-    return matrix
+                         f"{(str(error).splitlines() or [''])[0]}") from error
+    return validate.numeric_array(matrix, source=path, field="the matrix", shape=tuple(shape))
+
+
+def read_intrinsics(path) -> np.ndarray:
+    """(3, 3) pinhole intrinsics from a matrix file (:func:`validate.intrinsics
+    <deepsdf_preprocess.validate.intrinsics>`: positive focal lengths, last row 0 0 1)."""
+    return validate.intrinsics(read_matrix(path, (3, 3)), source=path)
+
+
+def read_pose(path) -> np.ndarray:
+    """(4, 4) rigid camera-to-world pose from a matrix file (last row 0 0 0 1, a proper
+    rotation)."""
+    return validate.rigid_pose(read_matrix(path, (4, 4)), source=path)
+
+
+def read_similarity(path) -> Similarity:
+    """The world -> model :class:`Similarity` of a (4, 4) matrix file."""
+    return Similarity(*validate.similarity_matrix(read_matrix(path, (4, 4)), source=path))

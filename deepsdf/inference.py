@@ -22,7 +22,7 @@ from deepsdf_preprocess.progress import progress_bar
 
 from .data import cache_folder, pack_split
 from .experiment import Experiment, write_code, write_mesh
-from .mesh import NoSurfaceError, code_mesh
+from .mesh import NoSurfaceError, check_grid_memory, code_mesh
 from .reconstruct import SolverConfig, reconstruct_codes
 
 __all__ = ["load_trained", "reconstruct_split", "ReconstructionReport"]
@@ -66,6 +66,7 @@ def reconstruct_split(experiment, split: dict, *, solver: SolverConfig, data_dir
     SdfSamples are missing or unusable are left out and named in ``report.unusable``; the
     rest are reconstructed.
     """
+    check_grid_memory(resolution)
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir, device=device)
     model, config = experiment.model, experiment.config
     packed = pack_split(experiment.data_dir, split, skip_unusable=True,

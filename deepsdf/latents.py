@@ -8,6 +8,7 @@ import json
 import torch
 from torch import nn
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.validate import unique_entries
 
 __all__ = ["LatentTable", "split_hash", "split_instances", "find_instance", "UnknownInstance"]
 
@@ -26,10 +27,10 @@ def split_instances(split: dict) -> list[str]:
     This order gives the rows of the code table (as in the original release, which iterates
     the split file's datasets, classes and instances as listed).
     """
-    return [f"{dataset}/{class_name}/{instance}"
-            for dataset, classes in split.items()
-            for class_name, instances in classes.items()
-            for instance in instances]
+    return unique_entries([f"{dataset}/{class_name}/{instance}"
+                           for dataset, classes in split.items()
+                           for class_name, instances in classes.items()
+                           for instance in instances], source="the split", what="instance")
 
 
 def find_instance(instance_ids, name: str) -> int:

@@ -22,9 +22,15 @@ import itertools
 import numpy as np
 import torch
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.validate import available_memory, require_memory
 
 __all__ = ["NoSurfaceError", "code_mesh", "grid_axis", "decoder_field", "dense_grid",
-           "coarse_strides", "coarse_to_fine_grid", "extract_mesh", "GridResult"]
+           "coarse_strides", "coarse_to_fine_grid", "extract_mesh", "GridResult",
+           "check_grid_memory", "GRID_BYTES_PER_POINT"]
+
+#: Peak memory per grid point of :func:`code_mesh` (the float32 grid, its coarse-to-fine
+#: bookkeeping and marching cubes): 18 to 21 bytes measured at 256^3 and 384^3.
+GRID_BYTES_PER_POINT = 21
 
 
 class NoSurfaceError(ValueError):
@@ -36,6 +42,18 @@ def grid_axis(resolution: int) -> np.ndarray:
     if resolution < 2:
         raise InputError(f"resolution must be at least 2, got {resolution}")
     return np.linspace(-1.0, 1.0, resolution)
+
+
+def check_grid_memory(resolution: int) -> None:
+    """Refuse a grid whose meshing would not fit in the memory available now (one line
+    naming the largest resolution that fits), before any work is done."""
+    grid_axis(resolution)
+    largest = resolution
+    while largest > 2 and GRID_BYTES_PER_POINT * largest ** 3 > 0.9 * available_memory():
+        largest = int(largest * 0.9)
+    require_memory(GRID_BYTES_PER_POINT * resolution ** 3,
+                   what=f"meshing at resolution {resolution} ({resolution}^3 grid points)",
+                   hint=f"use a resolution of at most {largest}")
 
 
 def decoder_field(decoder, code: torch.Tensor, *, chunk: int = 65536):
@@ -234,8 +252,10 @@ def code_mesh(decoder, code: torch.Tensor, resolution: int = 256, *, clamp: floa
 
     ``clamp`` is the model's training clamp (``config.trained_clamp``): the coarse cells stay
     below it (:func:`coarse_strides`).  Raises :class:`NoSurfaceError` when the code's SDF does not
-    cross zero on the grid.
+    cross zero on the grid, and :class:`InputError` before any work when the grid would not fit
+    in memory (:func:`check_grid_memory`).
     """
+    check_grid_memory(resolution)
     field = decoder_field(decoder, code)
     grid = (dense_grid(field, resolution) if dense
             else coarse_to_fine_grid(field, resolution, delta=clamp))

@@ -27,10 +27,11 @@ matrix files), :mod:`deepsdf.sensing` (depth images and point clouds to observat
 from __future__ import annotations
 
 from .constraints import ConstraintConfig, sdf_constraints
-from .frames import Similarity, read_matrix
+from .frames import Similarity, read_intrinsics, read_matrix, read_pose, read_similarity
 from .sensing import (Observation, load_depth, observe_depth, observe_depth_files,
                       observe_points, read_point_cloud)
 
 __all__ = ["Similarity", "Observation", "observe_depth", "observe_depth_files",
            "observe_points", "load_depth",
-           "read_matrix", "read_point_cloud", "sdf_constraints", "ConstraintConfig"]
+           "read_matrix", "read_intrinsics", "read_pose", "read_similarity", "read_point_cloud",
+           "sdf_constraints", "ConstraintConfig"]

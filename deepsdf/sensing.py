@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepsdf_preprocess import validate
 from deepsdf_preprocess.pinhole import PinholeCamera
 from deepsdf_preprocess.errors import InputError
 
@@ -86,23 +87,18 @@ def load_depth(path, *, depth_scale: float | None = None) -> np.ndarray:
     except Exception as error:  # corrupt PNG / npy / npz files raise many types
         raise InputError(f"cannot read depth image {path}: {type(error).__name__}: "
                          f"{error}") from error
-    if depth.ndim != 2:
-        raise InputError(f"{path}: a depth image must be 2-D, got shape {depth.shape}")
-    depth = np.nan_to_num(depth, nan=0.0, posinf=np.inf, neginf=-np.inf)
-    if not np.all(np.isfinite(depth)) or np.any(depth < 0):
-        raise InputError(f"{path}: depth must be finite and >= 0 (0 = no measurement)")
-    return depth
+    return validate.depth_image(depth, source=path)
 
 
 def _read_depth_array(path: Path, suffix: str, depth_scale) -> np.ndarray:
     if suffix == ".npy":
-        return np.asarray(np.load(path), dtype=np.float64)
+        return np.asarray(np.load(path, allow_pickle=False))
     if suffix == ".npz":
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             if "depth" in data.files:
-                return np.asarray(data["depth"], dtype=np.float64)
+                return np.asarray(data["depth"])
             if len(data.files) == 1:
-                return np.asarray(data[data.files[0]], dtype=np.float64)
+                return np.asarray(data[data.files[0]])
             raise InputError(f"no 'depth' array among {data.files}")
     from PIL import Image
 
@@ -135,11 +131,7 @@ def read_point_cloud(path) -> np.ndarray:
     except Exception as error:  # parse errors, foreign or corrupt files
         raise InputError(f"cannot read points from {path}: {type(error).__name__}: "
                          f"{error}") from error
-    if cloud.ndim != 2 or cloud.shape[1] != 3 or len(cloud) == 0:
-        raise InputError(f"{path}: expected (n, 3) points, got shape {cloud.shape}")
-    if not np.all(np.isfinite(cloud)):
-        raise InputError(f"{path}: the points hold NaN or infinite values")
-    return cloud
+    return validate.points(cloud, source=path)
 
 
 def observe_depth(depth, camera: PinholeCamera, *, max_jump: float = 0.05,
@@ -224,7 +216,7 @@ def observe_depth_files(depths, intrinsics, poses, *, depth_scale: float | None 
     """One world-frame observation from depth image files (:func:`load_depth`), their
     intrinsics (3x3 matrix files: one shared by every image, or one per image) and their
     camera-to-world poses (4x4 matrix files, one per image, in ``convention``)."""
-    from .frames import read_matrix
+    from .frames import read_intrinsics, read_pose
 
     depths, intrinsics, poses = list(depths), list(intrinsics), list(poses)
     if not depths:
@@ -236,8 +228,8 @@ def observe_depth_files(depths, intrinsics, poses, *, depth_scale: float | None 
     views = []
     for index, depth_path in enumerate(depths):
         depth = load_depth(depth_path, depth_scale=depth_scale)
-        K = read_matrix(intrinsics[min(index, len(intrinsics) - 1)], (3, 3))
-        camera = PinholeCamera.create(K, read_matrix(poses[index], (4, 4)), depth.shape[1],
+        K = read_intrinsics(intrinsics[min(index, len(intrinsics) - 1)])
+        camera = PinholeCamera.create(K, read_pose(poses[index]), depth.shape[1],
                                       depth.shape[0], convention=convention)
         views.append(observe_depth(depth, camera))
     return Observation.concatenate(views)

@@ -24,6 +24,7 @@ from deepsdf_preprocess.contract import read_split, remove_stale_temporaries
 
 from deepsdf_preprocess.errors import DiskFullError
 from deepsdf_preprocess.paths import Tree
+from deepsdf_preprocess.validate import require_memory
 
 from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint,
                          newest_readable_snapshot, save_checkpoint)
@@ -217,6 +218,12 @@ class Trainer:
                 packed = pack_split(self.data_dir, split, cache_root=self.cache)
         else:
             packed = pack_split(self.data_dir, split, cache_root=self.cache)
+        # Weights, gradients and Adam's two moments: 16 bytes per parameter, codes included.
+        parameters = (config.decoder.parameter_count()
+                      + len(packed) * config.decoder.latent_size)
+        require_memory(16 * parameters, what=f"a decoder and {len(packed)} codes of "
+                       f"{config.decoder.latent_size} values ({parameters:,} parameters)",
+                       hint="reduce CodeLength or NetworkSpecs.dims")
         generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         decoder = Decoder(config.decoder)

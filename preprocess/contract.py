@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DiskFullError, InputError
+from .validate import unique_entries
 
 __all__ = ["check_name", "split_key", "InstanceKey", "atomic_path", "remove_stale_temporaries",
            "write_json", "read_split", "write_split"]
@@ -205,7 +206,7 @@ def read_split(path) -> dict:
     if not path.is_file():
         raise InputError(f"split file {path} does not exist")
     try:
-        payload = json.loads(path.read_text())
+        payload = json.loads(path.read_text(), object_pairs_hook=_unique_keys(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"split file {path} is not valid JSON: {error}") from error
     if not isinstance(payload, dict) or not all(
@@ -219,7 +220,19 @@ def read_split(path) -> dict:
             check_name(class_name, f"{path}: class in {dataset}")
             for instance in instances:
                 check_name(instance, f"{path}: instance of {dataset}/{class_name}")
+            unique_entries(instances, source=f"split file {path}",
+                           what=f"instance of {dataset}/{class_name}")
     return payload
+
+
+def _unique_keys(path):
+    """A JSON ``object_pairs_hook`` refusing a key given twice (JSON keeps the last silently,
+    so a split's class listed twice would lose its first list)."""
+    def hook(pairs):
+        keys = [key for key, _ in pairs]
+        unique_entries(keys, source=f"split file {path}", what="key")
+        return dict(pairs)
+    return hook
 
 
 def write_split(path, split: dict) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from .contract import (InstanceKey, atomic_path, check_name, read_split,  # noqa: F401
                        remove_stale_temporaries, split_key, write_json, write_split)
+from . import validate
 from .errors import InputError
 from .paths import Tree
 
@@ -63,6 +64,27 @@ def instance_paths(data_dir, dataset: str, class_name: str, instance: str, *,
             for folder, suffix in suffixes.items()}
 
 
+def _load_npz(path, keys, what: str) -> dict:
+    """The arrays ``keys`` of an ``.npz`` file, read without unpickling; one line naming the
+    file when it is missing, damaged, pickled or lacks a key."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise InputError(f"{path} is a single array, not a {what} file (.npz)")
+            missing = set(keys) - set(data.files)
+            if missing:
+                raise InputError(f"{path} lacks the key(s) {sorted(missing)}; not a {what} "
+                                 "file")
+            return {key: np.asarray(data[key]) for key in keys}
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{what} file {path} does not exist") from None
+    except Exception as error:  # truncated zips, pickles, foreign files raise many types
+        raise InputError(f"cannot read {what} file {path}: {type(error).__name__}: "
+                         f"{(str(error).splitlines() or [''])[0]}") from error
+
+
 def _save_npz(path, **arrays):
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as stream:
@@ -86,14 +108,9 @@ def read_sdf_samples(path, *, keep_nan: bool = False) -> tuple[np.ndarray, np.nd
     """(pos, neg), each (n, 4) float32; rows with a NaN are dropped unless ``keep_nan``.
 
     Arrays are read without unpickling (``allow_pickle=False``)."""
-    with np.load(path) as data:
-        missing = {"pos", "neg"} - set(data.files)
-        if missing:
-            raise InputError(f"{path} lacks the key(s) {sorted(missing)}; not an SdfSamples file")
-        pos, neg = (np.asarray(data[k], dtype=np.float32) for k in ("pos", "neg"))
-    for name, array in (("pos", pos), ("neg", neg)):
-        if array.ndim != 2 or array.shape[1] != 4:
-            raise InputError(f"{path}: '{name}' has shape {array.shape}, expected (n, 4)")
+    data = _load_npz(path, ("pos", "neg"), "SdfSamples")
+    pos, neg = (validate.numeric_array(data[k], source=path, field=k, shape=(None, 4),
+                                       finite=False).astype(np.float32) for k in ("pos", "neg"))
     if keep_nan:
         return pos, neg
     return pos[~np.isnan(pos).any(axis=1)], neg[~np.isnan(neg).any(axis=1)]
@@ -107,8 +124,13 @@ def write_occupancy(path, points, occupied) -> None:
 
 def read_occupancy(path) -> tuple[np.ndarray, np.ndarray]:
     """(points (n, 3) float32, occupied (n,) bool) from an OccupancySamples file."""
-    with np.load(path) as data:
-        return np.asarray(data["points"], np.float32), np.asarray(data["occupied"], bool)
+    data = _load_npz(path, ("points", "occupied"), "OccupancySamples")
+    points = validate.points(data["points"], source=path, field="points")
+    occupied = data["occupied"]
+    if occupied.dtype != bool or occupied.shape != (len(points),):
+        raise InputError(f"{path}: 'occupied' is {occupied.dtype} of shape {occupied.shape}; "
+                         f"{len(points)} booleans are needed")
+    return points.astype(np.float32), occupied
 
 
 def write_partial_scan(path, depth, K, pose) -> None:
@@ -128,17 +150,19 @@ def write_partial_scan(path, depth, K, pose) -> None:
 def read_partial_scan(path) -> dict:
     """``depth`` (h, w) float32 (float64 if stored so), ``K`` (3, 3), ``pose`` (4, 4) and
     ``convention`` of a scan."""
-    with np.load(path) as data:
-        missing = {"depth", "K", "pose"} - set(data.files)
-        if missing:
-            raise InputError(f"{path} lacks the key(s) {sorted(missing)}; not a PartialScans "
-                             "file")
-        depth = np.asarray(data["depth"])
-        return {"depth": depth.astype(np.float64 if depth.dtype == np.float64 else np.float32),
-                "K": np.asarray(data["K"], np.float64), "pose": np.asarray(data["pose"],
-                                                                          np.float64),
-                "convention": str(data["convention"]) if "convention" in data.files
-                else "opencv"}
+    data = _load_npz(path, ("depth", "K", "pose"), "PartialScans")
+    depth = validate.depth_image(data["depth"], source=path)
+    stored = data["depth"].dtype
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            convention = (str(archive["convention"]) if "convention" in archive.files
+                          else "opencv")
+    except Exception:  # noqa: BLE001 - the arrays above were read; this one is optional
+        convention = "opencv"
+    return {"depth": depth.astype(np.float64 if stored == np.float64 else np.float32),
+            "K": validate.intrinsics(data["K"], source=path),
+            "pose": validate.rigid_pose(data["pose"], source=path),
+            "convention": convention}
 
 
 def write_normalization(path, offset, scale) -> None:
@@ -148,10 +172,10 @@ def write_normalization(path, offset, scale) -> None:
 
 
 def read_normalization(path) -> tuple[np.ndarray, float]:
-    """(offset (3,), scale) from a NormalizationParameters file (a scalar scale is accepted)."""
-    with np.load(path) as data:
-        return np.asarray(data["offset"], dtype=np.float64).reshape(3), float(
-            np.asarray(data["scale"]).reshape(-1)[0])
+    """(offset (3,), scale) from a NormalizationParameters file (a scalar scale is accepted):
+    a finite offset and a positive finite scale (:func:`~.validate.normalization`)."""
+    data = _load_npz(path, ("offset", "scale"), "NormalizationParameters")
+    return validate.normalization(data["offset"], data["scale"], source=path)
 
 
 _PLY_TYPES = {"float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
@@ -233,7 +257,29 @@ def read_surface_samples(path) -> dict:
     dict
         ``points`` (n, 3) float32 (float64 when the file stores doubles), and ``normals``
         (n, 3) float32 when the file has them.
+
+    Raises
+    ------
+    InputError
+        Naming the file when it is missing, damaged, or holds no or non-finite points.
     """
+    try:
+        result = _read_ply_vertices(path)
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"SurfaceSamples file {path} does not exist") from None
+    except Exception as error:  # truncated or foreign files raise many types
+        raise InputError(f"cannot read SurfaceSamples file {path}: {type(error).__name__}: "
+                         f"{(str(error).splitlines() or [''])[0]}") from error
+    validate.points(result["points"], source=path, field="points")
+    if "normals" in result:
+        validate.numeric_array(result["normals"], source=path, field="normals")
+    return result
+
+
+def _read_ply_vertices(path) -> dict:
+    size = Path(path).stat().st_size
     with open(path, "rb") as stream:
         if stream.readline().strip() != b"ply":
             raise InputError(f"{path} is not a PLY file")
@@ -265,6 +311,9 @@ def read_surface_samples(path) -> dict:
         else:
             order = "<" if fmt == "binary_little_endian" else ">"
             dtype = np.dtype([(name, order + code) for name, code in properties])
+            if dtype.itemsize * count > size:
+                raise InputError(f"{path}: the header promises {count} points, more than the "
+                                 "file holds (truncated?)")
             table = np.frombuffer(stream.read(dtype.itemsize * count), dtype=dtype, count=count)
             columns = {name: table[name] for name, _ in properties}
     points = np.stack([columns[k] for k in "xyz"], axis=1)

@@ -33,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import validate
 from .errors import InputError
 
 __all__ = ["CONVENTIONS", "PinholeCamera", "intrinsics_from_fov", "look_at_pose",
@@ -63,12 +65,7 @@ def to_opencv_pose(pose, convention: str = "opencv") -> np.ndarray:
     if convention not in CONVENTIONS:
         raise InputError(f"unknown camera convention {convention!r}; choose one of "
                          f"{CONVENTIONS}")
-    pose = np.asarray(pose, dtype=np.float64)
-    if pose.shape != (4, 4):
-        raise InputError(f"a camera pose must be a (4, 4) matrix, got shape {pose.shape}")
-    if not is_rotation(pose[:3, :3]):
-        raise InputError("the pose's upper-left 3x3 block is not a rotation (a camera-to-world "
-                         "pose must be rigid; put scale into the object transform)")
+    pose = validate.rigid_pose(pose, source="the camera")
     return pose @ _FLIP_YZ if convention == "opengl" else pose.copy()
 
 
@@ -126,10 +123,7 @@ class PinholeCamera:
 
     @classmethod
     def create(cls, K, pose, width: int, height: int, *, convention: str = "opencv"):
-        K = np.asarray(K, dtype=np.float64)
-        if K.shape != (3, 3) or K[0, 0] <= 0 or K[1, 1] <= 0:
-            raise InputError(f"K must be a (3, 3) intrinsics matrix with positive focal "
-                             f"lengths, got {K.tolist()}")
+        K = validate.intrinsics(K, source="the camera")
         if width < 1 or height < 1:
             raise InputError(f"image size must be positive, got {width} x {height}")
         return cls(K=K, pose=to_opencv_pose(pose, convention), width=int(width),

@@ -393,7 +393,8 @@ DEPTH_CASES = {
     "missing": ("none.npy", None, "does not exist"),
     "random bytes .png": ("d.png", np.random.default_rng(0).bytes(400), "cannot read depth"),
     "random bytes .npy": ("d.npy", np.random.default_rng(1).bytes(400), "cannot read depth"),
-    "3-D array": ("d.npy", np.ones((4, 4, 3)), "must be 2-D"),
+    "3-D array": ("d.npy", np.ones((4, 4, 3)), "is 2-D"),
+    "boolean mask": ("d.npy", np.ones((4, 4), dtype=bool), "numbers are needed"),
     "negative depth": ("d.npy", -np.ones((4, 4)), "finite and >= 0"),
     "infinite depth": ("d.npy", np.full((4, 4), np.inf), "finite and >= 0"),
     "pickled objects": ("d.npy", np.array([{"a": 1}], dtype=object), "cannot read depth"),
@@ -417,7 +418,7 @@ def test_nan_depth_means_no_measurement(tmp_path):
 
 
 @pytest.mark.parametrize("content, words", [
-    (None, "does not exist"), ("1 2 3\n4 5 6\n", "expected a 3x3 matrix"),
+    (None, "does not exist"), ("1 2 3\n4 5 6\n", r"\(3, 3\) is needed"),
     ("a b c\n", "cannot read a matrix"), ("1 0 0\n0 1 0\n0 0 nan\n", "NaN or infinite"),
 ])
 def test_bad_matrix_file_is_one_line(tmp_path, content, words):
@@ -430,7 +431,7 @@ def test_bad_matrix_file_is_one_line(tmp_path, content, words):
 
 def test_bad_point_cloud_is_one_line(tmp_path):
     (tmp_path / "p.xyz").write_text("1 2\n3 4\n")
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(ValueError, match=r"\(n, 3\) is needed"):
         read_point_cloud(tmp_path / "p.xyz")
     with pytest.raises(ValueError, match="does not exist"):
         read_point_cloud(tmp_path / "none.ply")

@@ -1,0 +1,243 @@
+"""The one door for the values the tools read: every array and number that comes from a file or
+an argument is checked here for type, shape, dtype, finiteness and meaning before it is used.
+
+Each validator returns the value in the form the code uses (float64 arrays, Python numbers)
+or raises :class:`~.errors.InputError` with one line naming the source (a file, or a
+parameter), the field and what is allowed.  Resource needs are estimated before allocating
+(:func:`require_memory`).
+
+It imports neither torch nor OpenGL.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["numeric_array", "points", "positive_scale", "normalization", "intrinsics",
+           "rigid_pose", "similarity_matrix", "depth_image", "unique_entries", "integer",
+           "number", "available_memory", "require_memory", "ROTATION_TOLERANCE"]
+
+#: How far ``R R^T`` may stand from the identity for a rotation read from a file (text files
+#: hold 6 to 9 digits).
+ROTATION_TOLERANCE = 1e-5
+
+
+def _where(source, field: str | None = None) -> str:
+    return f"{source}: {field}" if field else str(source)
+
+
+def numeric_array(value, *, source, field: str | None = None, shape=None,
+                  finite: bool = True) -> np.ndarray:
+    """``value`` as a float64 array, refusing booleans, strings, objects and complex numbers.
+
+    ``shape`` is a tuple with ``None`` for any length (``(None, 3)``); ``finite`` refuses NaN
+    and infinities.
+    """
+    array = np.asarray(value)
+    if array.dtype == bool or array.dtype.kind not in "iuf":
+        raise InputError(f"{_where(source, field)} holds {array.dtype} values; numbers are "
+                         "needed")
+    if shape is not None and (array.ndim != len(shape) or any(
+            want is not None and have != want for have, want in zip(array.shape, shape))):
+        wanted = "(" + ", ".join("n" if s is None else str(s) for s in shape) + ")"
+        raise InputError(f"{_where(source, field)} has shape {array.shape}; {wanted} is "
+                         "needed")
+    with np.errstate(over="ignore"):
+        array = array.astype(np.float64)
+    if finite and not np.all(np.isfinite(array)):
+        raise InputError(f"{_where(source, field)} holds NaN or infinite values")
+    return array
+
+
+def points(value, *, source, field: str | None = None, minimum: int = 1) -> np.ndarray:
+    """(n, 3) finite float64 points, at least ``minimum`` of them."""
+    array = numeric_array(value, source=source, field=field, shape=(None, 3))
+    if len(array) < minimum:
+        raise InputError(f"{_where(source, field)} holds {len(array)} points; at least "
+                         f"{minimum} are needed")
+    return array
+
+
+def positive_scale(value, *, source, field: str = "scale") -> float:
+    """A positive, finite scale (a single number, or an array holding one)."""
+    array = numeric_array(value, source=source, field=field, finite=False).reshape(-1)
+    if array.size != 1:
+        raise InputError(f"{_where(source, field)} holds {array.size} values; one is needed")
+    scale = float(array[0])
+    if not (math.isfinite(scale) and scale > 0):
+        raise InputError(f"{_where(source, field)} is {scale}; a positive finite number is "
+                         "needed")
+    return scale
+
+
+def normalization(offset, scale, *, source) -> tuple[np.ndarray, float]:
+    """(offset (3,), scale) of ``normalized = (x + offset) * scale``: a finite offset and a
+    positive finite scale (0, negative or NaN would mirror, collapse or poison every shape)."""
+    offset = numeric_array(offset, source=source, field="offset").reshape(-1)
+    if offset.size != 3:
+        raise InputError(f"{_where(source, 'offset')} holds {offset.size} values; 3 are "
+                         "needed")
+    return offset, positive_scale(scale, source=source)
+
+
+def intrinsics(value, *, source, field: str = "K") -> np.ndarray:
+    """(3, 3) pinhole intrinsics ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` with positive focal
+    lengths (so the matrix is invertible)."""
+    K = numeric_array(value, source=source, field=field, shape=(3, 3))
+    if not np.allclose(K[2], [0, 0, 1], atol=1e-9) or K[1, 0] != 0:
+        raise InputError(f"{_where(source, field)} is not a pinhole intrinsics matrix: its "
+                         "last row must be 0 0 1 and K[1, 0] 0")
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise InputError(f"{_where(source, field)} has focal lengths fx={K[0, 0]:g}, "
+                         f"fy={K[1, 1]:g}; both must be positive (a singular or mirrored K)")
+    return K
+
+
+def rigid_pose(value, *, source, field: str = "pose") -> np.ndarray:
+    """(4, 4) rigid transform: last row ``0 0 0 1``, a proper rotation (orthonormal,
+    determinant +1), a finite translation."""
+    pose = numeric_array(value, source=source, field=field, shape=(4, 4))
+    if not np.array_equal(pose[3], [0.0, 0.0, 0.0, 1.0]):
+        raise InputError(f"{_where(source, field)} has last row {pose[3].tolist()}; a rigid "
+                         "pose's is 0 0 0 1")
+    rotation = pose[:3, :3]
+    if not (np.allclose(rotation @ rotation.T, np.eye(3), atol=ROTATION_TOLERANCE)
+            and np.linalg.det(rotation) > 0):
+        raise InputError(f"{_where(source, field)}: the upper-left 3x3 block is not a proper "
+                         "rotation (a camera pose must be rigid: no scale, shear or mirror)")
+    return pose
+
+
+def similarity_matrix(value, *, source, field: str = "transform") -> tuple:
+    """(rotation (3, 3), translation (3,), scale) of a (4, 4) similarity ``[[s R, t],
+    [0 0 0 1]]`` with ``s > 0`` and ``R`` a proper rotation."""
+    matrix = numeric_array(value, source=source, field=field, shape=(4, 4))
+    if not np.array_equal(matrix[3], [0.0, 0.0, 0.0, 1.0]):
+        raise InputError(f"{_where(source, field)} has last row {matrix[3].tolist()}; a "
+                         "similarity's is 0 0 0 1")
+    determinant = float(np.linalg.det(matrix[:3, :3]))
+    if not (math.isfinite(determinant) and determinant > 0):
+        raise InputError(f"{_where(source, field)}: the 3x3 block has determinant "
+                         f"{determinant:g}; a similarity's is positive")
+    scale = float(np.cbrt(determinant))
+    rotation = matrix[:3, :3] / scale
+    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=ROTATION_TOLERANCE):
+        raise InputError(f"{_where(source, field)}: the 3x3 block is not a uniform scale "
+                         "times a rotation (shear or unequal scales)")
+    return rotation, matrix[:3, 3].copy(), scale
+
+
+def depth_image(value, *, source, field: str = "depth",
+                measured: bool = False) -> np.ndarray:
+    """(h, w) float64 depth, 0 where nothing was measured (NaN becomes 0); numbers only (a
+    boolean mask is not a depth image), finite, never negative; with ``measured``, at least
+    one pixel measured."""
+    depth = numeric_array(value, source=source, field=field, finite=False)
+    if depth.ndim != 2 or min(depth.shape) < 1:
+        raise InputError(f"{_where(source, field)} has shape {depth.shape}; a depth image is "
+                         "2-D (h, w)")
+    depth = np.where(np.isnan(depth), 0.0, depth)
+    if not np.all(np.isfinite(depth)) or np.any(depth < 0):
+        raise InputError(f"{_where(source, field)} must be finite and >= 0 (0 or NaN = no "
+                         "measurement)")
+    if measured and not np.any(depth > 0):
+        raise InputError(f"{_where(source, field)} measures nothing (every pixel is 0)")
+    return depth
+
+
+def unique_entries(entries, *, source, what: str = "entry") -> list:
+    """``entries`` as a list, refusing repeats (a shape listed twice would be fitted and
+    counted twice)."""
+    entries = list(entries)
+    seen, repeated = set(), []
+    for entry in entries:
+        if entry in seen and entry not in repeated:
+            repeated.append(entry)
+        seen.add(entry)
+    if repeated:
+        raise InputError(f"{source} lists {len(repeated)} {what}(s) more than once: "
+                         f"{', '.join(map(str, repeated[:3]))}"
+                         f"{' ...' if len(repeated) > 3 else ''}")
+    return entries
+
+
+def integer(value, *, what: str, minimum: int | None = None,
+            maximum: int | None = None) -> int:
+    """An integer in ``[minimum, maximum]`` (a bool or a float with a fraction is refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and math.isfinite(value) \
+                and float(value).is_integer():
+            value = int(value)
+        else:
+            raise InputError(f"{what} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise InputError(f"{what} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InputError(f"{what} must be at most {maximum}, got {value}")
+    return value
+
+
+def number(value, *, what: str, minimum: float | None = None, maximum: float | None = None,
+           positive: bool = False) -> float:
+    """A finite number in ``[minimum, maximum]`` (``positive``: above 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"{what} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InputError(f"{what} must be finite, got {value}")
+    if positive and not value > 0:
+        raise InputError(f"{what} must be positive, got {value:g}")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{what} must be at least {minimum:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise InputError(f"{what} must be at most {maximum:g}, got {value:g}")
+    return value
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may still take: ``MemAvailable`` (Linux), else the
+    physical memory, capped by an address-space limit (``ulimit -v``) when one is set."""
+    available = None
+    try:
+        with open("/proc/meminfo") as stream:
+            for line in stream:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            available = 1 << 62
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            available = min(available, limit)
+    except (ImportError, OSError, ValueError):
+        pass
+    return int(available)
+
+
+def require_memory(needed: float, *, what: str, hint: str = "",
+                   fraction: float = 0.9) -> None:
+    """Refuse work estimated to need more than ``fraction`` of :func:`available_memory`:
+    one line with both figures (and ``hint``: what to ask for instead)."""
+    available = available_memory()
+    if needed > fraction * available:
+        raise InputError(f"{what} needs about {_gigabytes(needed)} of memory and "
+                         f"{_gigabytes(available)} are available"
+                         + (f"; {hint}" if hint else ""))
+
+
+def _gigabytes(size: float) -> str:
+    return f"{size / 2 ** 30:.1f} GiB" if size >= 2 ** 30 else f"{size / 2 ** 20:.0f} MiB"
