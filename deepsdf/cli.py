@@ -77,6 +77,27 @@ def _int_at_least(least: int):
     return parse
 
 
+def _number_in(low: float | None = None, high: float | None = None, *,
+               positive: bool = False):
+    """An argparse type: a finite number in ``[low, high]`` (``positive``: above 0), through
+    the one validator of numbers (:func:`deepsdf_preprocess.validate.number`)."""
+    from deepsdf_preprocess.errors import InputError
+    from deepsdf_preprocess.validate import number
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        try:
+            return number(value, what="the value", minimum=low, maximum=high,
+                          positive=positive)
+        except InputError as error:
+            raise argparse.ArgumentTypeError(str(error).replace("the value ", "")) from None
+    parse.__name__ = "number"
+    return parse
+
+
 def _usable_cores() -> int:
     """The cores this process may run on (its affinity mask, not the machine's count)."""
     import os
@@ -124,8 +145,8 @@ def _add_generate(commands):
                         default="chairs",
                         help="which procedural category (vessels: vases, bottles and cups, "
                              "surfaces of revolution)")
-    parser.add_argument("--count", type=int, default=16, help="number of shapes")
-    parser.add_argument("--seed", type=int, default=0, help="generator seed")
+    parser.add_argument("--count", type=_int_at_least(1), default=16, help="number of shapes")
+    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="generator seed")
     parser.add_argument("--style", choices=("closed", "soup"), default="closed",
                         help="closed manifolds, or ShapeNet-style triangle soups of the same "
                              "shapes (default: closed)")
@@ -181,7 +202,7 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
                              "variances 0.0025 / 0.00025)")
     parser.add_argument("--samples", type=_int_at_least(1),
                         help="override the preset's sample count")
-    parser.add_argument("--near-fraction", type=float, metavar="F",
+    parser.add_argument("--near-fraction", type=_number_in(0, 1), metavar="F",
                         help="override the preset's fraction of samples near the surface "
                              "(0.94; the rest are uniform in the unit cube; the demo uses 0.8: "
                              "fewer stray blobs on held-out shapes, see docs/training.md)")
@@ -212,7 +233,7 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
     parser.add_argument("--merge", action="store_true",
                         help="process nothing: merge the shards' journals into the manifest "
                              "and write the split of the instances that succeeded")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=_int_at_least(0), default=0,
                         help="run seed; per-instance seeds derive from it and the instance")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=_run_preprocess)
@@ -247,8 +268,7 @@ def _run_preprocess(args) -> int:
             raise InputError("--merge runs after the shards; do not give --shard with it")
         jobs = discover_meshes(args.mesh_dir, split=split, dataset=args.dataset)
         report = merge_dataset(args.data_dir, args.dataset, {job.key for job in jobs},
-                               split_out=args.split_out, forget_all=True,
-                               known={job.key: job for job in jobs})
+                               split_out=args.split_out, forget_all=True)
         print(f"merged: {len(report.succeeded)} instance(s) ready, {len(report.failed)} failed;"
               f" manifest {report.manifest_path}; split {report.split_path}")
         return _listed(report.failed, "failed")
@@ -285,16 +305,20 @@ def _add_split(commands):
     parser.add_argument("--dataset", required=True, help="dataset name in the split files")
     parser.add_argument("--train", type=Path, required=True, help="train split to write")
     parser.add_argument("--test", type=Path, required=True, help="test split to write")
-    parser.add_argument("--test-fraction", type=float, default=0.2,
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing split files that hold other splits (refused "
+                             "without it; --train and --test may never be one file or the "
+                             "source)")
+    parser.add_argument("--test-fraction", type=_number_in(0, 1), default=0.2,
                         help="fraction of each class for testing")
-    parser.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="shuffle seed")
     parser.set_defaults(run=_run_split)
 
 
 def _run_split(args) -> int:
     from deepsdf_preprocess.driver import discover_meshes
-    from deepsdf_preprocess.contract import check_name, read_split, write_split
-    from deepsdf_preprocess.splits import make_split
+    from deepsdf_preprocess.contract import check_name, read_split
+    from deepsdf_preprocess.splits import make_split, write_split_pair
 
     check_name(args.dataset, "--dataset")
     if args.source.is_file():
@@ -308,8 +332,9 @@ def _run_split(args) -> int:
         for job in discover_meshes(args.source):
             instances[args.dataset].setdefault(job.class_name, []).append(job.instance)
     train, test = make_split(instances, test_fraction=args.test_fraction, seed=args.seed)
-    write_split(args.train, train)
-    write_split(args.test, test)
+    write_split_pair(args.train, args.test, train, test,
+                     source=args.source if args.source.is_file() else None,
+                     overwrite=args.overwrite)
     count = lambda split: sum(len(v) for c in split.values() for v in c.values())  # noqa: E731
     print(f"train {count(train)} -> {args.train}; test {count(test)} -> {args.test}")
     return 0
@@ -404,7 +429,7 @@ samples per step).""")
                      "protocol)")
     parser.add_argument("--steps", type=_int_at_least(1),
                         help="steps (adam) or iterations (gauss-newton)")
-    parser.add_argument("--screen", type=int, metavar="N",
+    parser.add_argument("--screen", type=_int_at_least(0), metavar="N",
                         help="start each shape from the best of its random code and the "
                              "training codes, judged on N of its samples (costs (codes + 1) x N "
                              "point-passes per shape; default: the solver's, 0 for adam)")
@@ -424,7 +449,7 @@ def _add_fit_options(parser, *, solver_help: str) -> None:
     parser.add_argument("--solver", choices=SOLVERS, default=SOLVERS[0], help=solver_help)
     parser.add_argument("--resolution", type=_int_at_least(2), default=256,
                         help="mesh grid points per axis")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the fit")
+    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed of the fit")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -592,10 +617,10 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
                         help="4x4 camera-to-world pose (text/.npy)")
     parser.add_argument("--convention", choices=CONVENTIONS, default=CONVENTIONS[0],
                         help="camera axes of --pose (see below)")
-    parser.add_argument("--depth-scale", type=float,
+    parser.add_argument("--depth-scale", type=_number_in(positive=True),
                         help="PNG depth units per metre (e.g. 1000 for millimetres)")
     parser.add_argument("--points", type=Path, help="a partial point cloud (.ply/.npy/.xyz)")
-    parser.add_argument("--sensor", type=float, nargs=3, metavar=("X", "Y", "Z"),
+    parser.add_argument("--sensor", type=_number_in(), nargs=3, metavar=("X", "Y", "Z"),
                         help="the point cloud's sensor position (world frame)")
     frame = parser.add_mutually_exclusive_group()
     frame.add_argument("--transform", type=Path, help="4x4 similarity world -> model frame")
@@ -603,12 +628,12 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
                        help="NormalizationParameters .npz of the world frame")
     parser.add_argument("--truth", type=Path, help="full ground-truth mesh (world frame)")
     defaults = ConstraintConfig()
-    parser.add_argument("--eta", type=float, default=defaults.eta,
+    parser.add_argument("--eta", type=_number_in(positive=True), default=defaults.eta,
                         help="surface sample offset along the normal, model units")
-    parser.add_argument("--free-space", type=int, default=defaults.free_space,
+    parser.add_argument("--free-space", type=_int_at_least(0), default=defaults.free_space,
                         help="free-space samples on each observed point's ray (0 disables "
                              "free space)")
-    parser.add_argument("--empty-rays", type=float, default=defaults.empty_rays,
+    parser.add_argument("--empty-rays", type=_number_in(0), default=defaults.empty_rays,
                         help="free-space samples on rays of pixels without a measurement, per "
                              "observed point")
     parser.add_argument("--no-background", action="store_true",
@@ -708,19 +733,20 @@ def _add_interpolate(commands):
                         help="first code: a training instance (as mesh --instance) or a .pth")
     parser.add_argument("--to", dest="end",
                         help="last code: a training instance (as mesh --instance) or a .pth")
-    parser.add_argument("--steps", type=int, default=8, help="codes on the path")
+    parser.add_argument("--steps", type=_int_at_least(2), default=8, help="codes on the path")
     parser.add_argument("--mode", choices=("slerp", "linear"), default="slerp",
                         help="slerp (great-circle direction, linear norm) or linear")
-    parser.add_argument("--random", type=int, metavar="N",
+    parser.add_argument("--random", type=_int_at_least(1), metavar="N",
                         help="instead: N codes from the Gaussian of the training codes")
     parser.add_argument("--resolution", type=_int_at_least(2), default=128,
                         help="mesh grid points per axis")
-    parser.add_argument("--size", type=int, default=256, help="picture size in pixels")
+    parser.add_argument("--size", type=_int_at_least(16), default=256,
+                        help="picture size in pixels")
     parser.add_argument("--renderer", choices=("auto", "pyrender", "raycast"), default="auto",
                         help="pictures: pyrender (OpenGL/EGL), raycast (no OpenGL) or auto")
     parser.add_argument("--checkpoint", default="latest",
                         help="checkpoint: a snapshot epoch or latest")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the fit")
+    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed of the fit")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.set_defaults(run=_run_interpolate)
 
@@ -797,15 +823,16 @@ def _add_demo(commands):
                         help="output folder")
     parser.add_argument("--quick", action="store_true",
                         help="reduced mode: a couple of minutes on 2 cores")
-    parser.add_argument("--count", type=int, help="shapes per category (30; quick 4)")
+    parser.add_argument("--count", type=int, help="shapes per category (30; quick 4; checked "
+                        "with --held-out)")
     parser.add_argument("--held-out", type=int,
                         help="shapes per category held out of training (3; quick 1; with "
                              "--count alone, the same share of them)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--workers", type=_int_at_least(1), default=2, help="worker processes")
     parser.add_argument("--backend", choices=BACKENDS, default="pyrender",
                         help="preprocessing scanner (see deepsdf preprocess --help)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every step")
-    parser.add_argument("--epochs", type=int,
+    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of every step")
+    parser.add_argument("--epochs", type=_int_at_least(1),
                         help="train at most this many epochs now (default: all)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.set_defaults(run=_run_demo)

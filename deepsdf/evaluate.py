@@ -105,8 +105,16 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir)
     data_dir = experiment.data_dir
     rows, missing, truths, codes, without_normals = [], [], [], [], []
+    stale, unrecorded = {}, []
     for key in split_instances(split):
         paths = experiment.reconstruction(key)
+        reason = experiment.reconstruction_stale(key)
+        if reason == "no record of what made it":
+            if any(p.is_file() for p in paths.values()):
+                unrecorded.append(key)
+        elif reason is not None:
+            stale[key] = reason
+            continue
         mesh = _reconstruction(paths, data_dir, key)
         if mesh is None:
             missing.append(key)
@@ -122,8 +130,19 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
         rows.append(row)
         truths.append(truth)
         codes.append(paths["code"] if paths["code"].is_file() else None)
+    if stale:
+        key, reason = next(iter(stale.items()))
+        logger.warning("%d reconstruction(s) left out: not this checkpoint's (e.g. %s: %s); "
+                       "rerun `deepsdf reconstruct --skip` to redo them", len(stale), key,
+                       reason)
+    if unrecorded:
+        logger.warning("%d reconstruction(s) have no record of what made them (the original "
+                       "release's, or files put there by hand): evaluated as found, e.g. %s",
+                       len(unrecorded), unrecorded[0])
     if not rows:
-        raise InputError("no reconstructed mesh found: run `deepsdf reconstruct` first")
+        raise InputError("no reconstructed mesh found: run `deepsdf reconstruct` first"
+                         + (f" ({len(stale)} are stale: {next(iter(stale.values()))})"
+                            if stale else ""))
     columns = ["instance", *METRICS, "iou"]
     if retrieval:
         from .retrieval import nearest_by_code, oracle_nearest
@@ -161,7 +180,8 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
             columns += [f"{name}_instance"] + [f"{name}_{k}" for k in (*METRICS, "iou")]
     out = experiment.evaluation
     write_table(out / "metrics.csv", rows, columns)
-    summary = {"shapes": len(rows), "missing": missing}
+    summary = {"shapes": len(rows), "missing": missing, "stale": sorted(stale),
+               "unrecorded": unrecorded}
     if without_normals:
         summary["note"] = (f"{len(without_normals)} shape(s) have SurfaceSamples without "
                            "normals (as the original release writes them): normal consistency "

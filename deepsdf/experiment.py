@@ -9,7 +9,12 @@ file the workflows read or write under it.
     EXP/Reconstructions/<checkpoint>/Codes/<dataset>/<class>/<instance>.pth     (1, d)
     EXP/Reconstructions/<checkpoint>/Meshes/<dataset>/<class>/<instance>.ply    normalized frame
     EXP/Reconstructions/<checkpoint>/MeshesOriginalFrame/<dataset>/<class>/<instance>.ply
+    EXP/Reconstructions/<checkpoint>/Records/<dataset>/<class>/<instance>.json   what made them
     EXP/Evaluation/<checkpoint>/metrics.csv, summary.json
+
+A reconstruction's record names the checkpoint file it was made from (its epoch, size and
+time), the settings, and each output's fingerprint (:mod:`deepsdf_preprocess.provenance`):
+``reconstruct --skip`` and ``evaluate`` trust outputs only while the record still matches.
 
 A completion's output folder uses the same per-instance names (:func:`instance_outputs`), its
 ``Meshes`` in the original frame (see :mod:`deepsdf.completion`).
@@ -21,13 +26,15 @@ The workflows (:mod:`~deepsdf.inference`, :mod:`~deepsdf.evaluate`,
 from __future__ import annotations
 
 import csv
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from deepsdf_preprocess import contract, formats
+from deepsdf_preprocess import contract, formats, provenance
 from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.paths import Tree
 
@@ -38,6 +45,8 @@ from .device import resolve_device
 __all__ = ["Experiment", "TrainedModel", "instance_outputs", "write_code", "read_code",
            "write_mesh", "check_mesh_format", "MESH_FORMATS", "write_table", "summarize",
            "SourceMeshes"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ class Experiment:
         self.checkpoint = str(checkpoint)
         contract.check_name(self.checkpoint, "checkpoint")
         self._data = None if data is None else Path(data)
+        self._spec, self._told_data = None, False
         self.device = resolve_device(device)
         self._model = None
 
@@ -134,20 +144,98 @@ class Experiment:
 
     @property
     def config(self) -> TrainConfig:
-        """The trained model's resolved configuration."""
+        """The trained model's resolved configuration (as stored in the checkpoint)."""
         return self.model.config
 
     @property
+    def spec(self) -> TrainConfig:
+        """``EXP/specs.json`` as it is now (the checkpoint's configuration when the folder has
+        none): where ``DataSource`` and ``TestSplit`` are read, so that edits to the spec
+        count."""
+        if self._spec is None:
+            from .config import load_specs
+
+            if self.tree.file("specs.json").is_file():
+                self._spec = load_specs(self.folder)
+            else:
+                self._spec = self.config
+        return self._spec
+
+    @property
     def data_dir(self) -> Path:
-        """The data root: the one given, else the spec's ``DataSource``."""
-        return self._data if self._data is not None else Path(self.config.data_source)
+        """The data root: the one given, else ``DataSource`` of ``specs.json``."""
+        if self._data is not None:
+            return self._data
+        source = Path(self.spec.data_source)
+        trained = Path(self.config.data_source)
+        if source != trained and not self._told_data:
+            logger.info("data root %s (specs.json's DataSource; the checkpoint was trained "
+                        "on %s)", source, trained)
+            self._told_data = True
+        return source
 
     def split(self, split_file=None) -> dict:
-        """The split to work on: ``split_file``, else the spec's ``TestSplit``."""
-        path = split_file or self.config.test_split
+        """The split to work on: ``split_file``, else ``TestSplit`` of ``specs.json``."""
+        path = split_file or self.spec.test_split
         if not path:
-            raise InputError("no split given and the spec has no TestSplit")
+            raise InputError("no split given and specs.json has no TestSplit")
         return contract.read_split(path)
+
+    # ------------------------------------------------------------------ provenance
+
+    @property
+    def checkpoint_file(self) -> Path:
+        """The file the model is read from: this project's checkpoint, else the original
+        release's ``ModelParameters/<checkpoint>.pth``."""
+        ours = checkpoint_path(self.folder, self.checkpoint)
+        legacy = self.tree.file("ModelParameters", f"{self.checkpoint}.pth")
+        return legacy if not ours.is_file() and legacy.is_file() else ours
+
+    @property
+    def checkpoint_identity(self) -> dict:
+        """What outputs made from this checkpoint record: its epoch and its file's size and
+        time (``latest`` names another file after more training)."""
+        epoch = self.model.payload.get("epoch")
+        return {"epoch": None if epoch is None else int(epoch),
+                **provenance.fingerprint(self.checkpoint_file)}
+
+    def reconstruction_record(self, key: str) -> Path:
+        """``Reconstructions/<checkpoint>/Records/<dataset>/<class>/<instance>.json``."""
+        key = contract.InstanceKey.parse(key)
+        return self.tree.file("Reconstructions", self.checkpoint, "Records", key.dataset,
+                              key.class_name, f"{key.instance}.json")
+
+    def record_reconstruction(self, key: str, settings: dict) -> None:
+        """Record what made the reconstruction of ``key`` (call after its files are
+        written)."""
+        paths = {name: path for name, path in self.reconstruction(key).items()
+                 if path.is_file()}
+        contract.write_json(self.reconstruction_record(key), {
+            "checkpoint": self.checkpoint_identity, "settings": settings,
+            "outputs": provenance.fingerprints(paths)})
+
+    def reconstruction_stale(self, key: str, settings: dict | None = None) -> str | None:
+        """Why the reconstruction of ``key`` cannot be trusted as this checkpoint's (and,
+        given ``settings``, as made with them), or None.  Outputs without a record (the
+        original release's) give ``"no record of what made it"``."""
+        path = self.reconstruction_record(key)
+        try:
+            record = json.loads(path.read_text()) if path.is_file() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None
+        if not isinstance(record, dict):
+            return "no record of what made it"
+        paths = {name: p for name, p in self.reconstruction(key).items()
+                 if name in (record.get("outputs") or {}) or name == "code"}
+        made_by = {"checkpoint": self.checkpoint_identity}
+        if settings is not None:
+            made_by["settings"] = settings
+        reason = provenance.stale_reason(record, paths, made_by=made_by)
+        if reason == "made with another checkpoint":
+            epoch = (record.get("checkpoint") or {}).get("epoch")
+            reason = (f"made from another {self.checkpoint} checkpoint (epoch {epoch}; now "
+                      f"epoch {self.checkpoint_identity['epoch']})")
+        return reason
 
     # ------------------------------------------------------------------ paths
 

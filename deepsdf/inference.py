@@ -60,8 +60,9 @@ def reconstruct_split(experiment, split: dict, *, solver: SolverConfig, data_dir
 
     ``experiment`` is an :class:`~deepsdf.experiment.Experiment` or a folder (opened at
     ``checkpoint`` on ``device``, its data at ``data_dir`` or the spec's ``DataSource``).
-    Shapes are fitted ``batch`` at a time.  With ``skip``, instances whose outputs all exist
-    are left alone, so a long run resumes.  A code whose SDF never crosses zero on the grid is
+    Shapes are fitted ``batch`` at a time.  With ``skip``, instances whose outputs are
+    recorded as made from this very checkpoint file with these settings, and unchanged since,
+    are left alone, so a long run resumes; any other is redone (the log says why).  A code whose SDF never crosses zero on the grid is
     written without meshes and reported (a warning, not a failure).  Instances whose
     SdfSamples are missing or unusable are left out and named in ``report.unusable``; the
     rest are reconstructed.
@@ -74,12 +75,20 @@ def reconstruct_split(experiment, split: dict, *, solver: SolverConfig, data_dir
     report = ReconstructionReport(unusable=dict(packed.unusable))
     for key, reason in packed.unusable.items():
         logger.warning("%s: not reconstructed: %s", key, reason)
-    todo = []
+    settings = {"solver": _plain(solver), "resolution": resolution}
+    todo, redone = [], {}
     for scene, key in enumerate(packed.instance_ids):
-        if skip and all(p.exists() for p in experiment.reconstruction(key).values()):
+        stale = experiment.reconstruction_stale(key, settings) if skip else "no --skip"
+        if stale is None:
             report.skipped.append(key)
         else:
             todo.append(scene)
+            if skip and any(p.exists() for p in experiment.reconstruction(key).values()):
+                redone[key] = stale
+    if redone:
+        key, reason = next(iter(redone.items()))
+        logger.warning("redoing %d reconstruction(s) that are not this checkpoint's with these "
+                       "settings (e.g. %s: %s)", len(redone), key, reason)
     bar = progress_bar(len(todo), desc="reconstruct", unit="shape", enabled=progress,
                        log=logger)
     for start in range(0, len(todo), batch):
@@ -89,11 +98,20 @@ def reconstruct_split(experiment, split: dict, *, solver: SolverConfig, data_dir
                                    candidates=model.codes if solver.screen else None)
         report.point_passes += result.point_passes
         for row, scene in enumerate(scenes):
-            _write(experiment, packed.instance_ids[scene], result.codes[row], resolution,
-                   report)
+            key = packed.instance_ids[scene]
+            _write(experiment, key, result.codes[row], resolution, report)
+            experiment.record_reconstruction(key, settings)
             bar.update(1)
     bar.close()
     return report
+
+
+def _plain(settings) -> dict:
+    """A settings dataclass as JSON-ready values (what a record compares)."""
+    import dataclasses
+    import json
+
+    return json.loads(json.dumps(dataclasses.asdict(settings), default=str))
 
 
 def _write(experiment: Experiment, key, code, resolution, report):
@@ -104,6 +122,9 @@ def _write(experiment: Experiment, key, code, resolution, report):
                          clamp=experiment.config.trained_clamp)
     except NoSurfaceError as error:
         logger.warning("%s: no surface (%s); code written, no mesh", key, error)
+        for stale in (paths["mesh"], paths["original"]):  # an earlier run's, not this code's
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink()
         report.no_surface.append(key)
         return
     offset, scale = formats.read_normalization(

@@ -19,11 +19,12 @@ from pathlib import Path
 from . import contract, formats
 from .errors import DiskFullError, InputError, PreprocessError
 from .manifest import (active_run, append_record, journal_path, manifest_mesh, manifest_path,
-                       merge_journals, read_manifest, shard_of)
+                       merge_journals, read_journals, read_manifest, shard_of)
 from .mesh_io import MESH_SUFFIXES
 from .paths import Tree
 from .pipeline import PreprocessConfig, instance_seed, make_scanner, preprocess_instance
 from .progress import progress_bar
+from .provenance import stale_reason
 
 __all__ = ["MeshJob", "discover_meshes", "preprocess_dataset", "merge_dataset",
            "DatasetReport", "read_manifest", "manifest_mesh", "WORKER_DIED"]
@@ -151,6 +152,18 @@ def _init_worker(backend: str, config: PreprocessConfig, parent: int | None = No
         _exit_with_parent(parent)
     _WORKER["scanner"] = make_scanner(backend, config.rig)
     _WORKER["config"] = config
+    _WORKER["backend"] = backend
+
+
+def settings_digest(config: PreprocessConfig, backend: str, seed: int) -> str:
+    """A short digest of what decides an instance's files (settings, scanner, run seed): each
+    record carries it, and a rerun with other settings redoes the instance."""
+    import hashlib
+    import json
+
+    text = json.dumps({"config": config.to_dict(), "backend": backend, "seed": seed},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -188,6 +201,7 @@ def _run_job(job: MeshJob, outputs: dict, seed: int,
         try:
             record = preprocess_instance(job.mesh_path, outputs, _WORKER["config"],
                                          _WORKER["scanner"], instance_seed(job.key, seed))
+            record["settings"] = settings_digest(_WORKER["config"], _WORKER["backend"], seed)
             result = job.key, record, None
         except DiskFullError:
             raise
@@ -255,21 +269,32 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
     journal = journal_path(data_dir, dataset)
     run_fields = {"dataset": dataset, "mesh_dir": str(Path(mesh_dir).resolve()),
                   "seed": seed, "backend": backend, "config": config.to_dict()}
+    settings = settings_digest(config, backend, seed)
     failed: dict[str, str] = {}
     skipped: list = []
     with active_run(data_dir, dataset,
                     when_alone=lambda: _remove_stale_parts(data_dir, dataset)):
-        pending = []
+        pending, redone = [], {}
+        recorded = _recorded(data_dir, dataset)
         for job in jobs:
             if job.problem is not None:
                 pending.append((job, {}))
                 continue
             outputs = formats.instance_paths(data_dir, dataset, job.class_name, job.instance,
                                              partial_scans=config.partial_scan is not None)
-            if all(path.exists() for path in outputs.values()):
+            record = recorded.get(job.key)
+            stale = (stale_reason(record, outputs, made_by={"settings": settings})
+                     if record is not None and record.get("status") == "ok" else None)
+            if record is not None and record.get("status") == "ok" and stale is None:
                 skipped.append(job.key)
             else:
+                if stale is not None or any(path.exists() for path in outputs.values()):
+                    redone[job.key] = stale or "files without a record of what made them"
                 pending.append((job, outputs))
+        if redone:
+            key, reason = next(iter(redone.items()))
+            logger.warning("redoing %d instance(s) whose files are not those recorded (e.g. "
+                           "%s: %s)", len(redone), key, reason)
         jobs_by_key = {job.key: job for job, _ in pending}
         bar = progress_bar(len(pending), desc="preprocess", unit="mesh", enabled=progress,
                            log=logger)
@@ -288,9 +313,20 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
                                  manifest_path=manifest_path(data_dir, dataset),
                                  split_path=None, journal=journal)
         report = merge_dataset(data_dir, dataset, listed, run_fields=run_fields,
-                               split_out=split_out, known={job.key: job for job in jobs})
+                               split_out=split_out)
     return DatasetReport(succeeded=report.succeeded, failed=failed, skipped=skipped,
                          manifest_path=report.manifest_path, split_path=report.split_path)
+
+
+def _recorded(data_dir, dataset: str) -> dict:
+    """The newest record of each instance: the manifest's, updated by any journal (a killed
+    or concurrent run's records not merged yet)."""
+    records = dict(read_manifest(data_dir, dataset).get("instances", {}))
+    journaled, _ = read_journals(data_dir, dataset)
+    for key, record in journaled.items():
+        if key not in records or record.get("finished", 0) >= records[key].get("finished", 0):
+            records[key] = record
+    return records
 
 
 def _discover(mesh_dir, split, dataset):
@@ -303,8 +339,7 @@ def _discover(mesh_dir, split, dataset):
 
 
 def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = None,
-                  split_out=None, known: dict | None = None,
-                  forget_all: bool = False) -> DatasetReport:
+                  split_out=None, forget_all: bool = False) -> DatasetReport:
     """Merge the journals into the manifest and write the split of the listed instances that
     succeeded (what an unsharded run does at its end; ``deepsdf preprocess --merge`` after
     the shards of a job array).
@@ -312,10 +347,8 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
     Parameters
     ----------
     listed : iterable of str
-        The instance keys ``class/instance`` the split may hold.
-    known : dict, optional
-        ``{key: MeshJob}``: complete instances without a record (finished before records
-        were kept) get a minimal ``ok`` record.
+        The instance keys ``class/instance`` the split may hold: those whose record is ``ok``
+        and whose files still match it (:func:`~.provenance.stale_reason`).
     forget_all : bool
         Delete every journal after merging (all shards are done).
     """
@@ -323,20 +356,24 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
     listed = set(listed)
     manifest = merge_journals(data_dir, dataset, update=run_fields, forget_all=forget_all)
     records = manifest.get("instances", {})
-    missing = {k: job for k, job in (known or {}).items()
-               if k not in records and job.problem is None and job.mesh_path is not None}
-    if missing:
-        journal = journal_path(data_dir, dataset)
-        for key, job in missing.items():
-            paths = formats.instance_paths(data_dir, dataset, job.class_name, job.instance)
-            if all(p.exists() for p in paths.values()):
-                append_record(journal, key, {"status": "ok", "mesh": str(job.mesh_path),
-                                             "note": "complete before its record was kept"})
-        manifest = merge_journals(data_dir, dataset)
-        records = manifest.get("instances", {})
+    changed = {}
+    for key in sorted(k for k, r in records.items() if r.get("status") == "ok" and k in listed):
+        class_name, instance = key.split("/", 1)
+        scans = formats.PARTIAL_SCANS in (records[key].get("outputs") or {})
+        paths = formats.instance_paths(data_dir, dataset, class_name, instance,
+                                       partial_scans=scans)
+        reason = stale_reason(records[key], paths)
+        if reason is not None:
+            changed[key] = reason
+    if changed:
+        key, reason = next(iter(changed.items()))
+        logger.warning("%d instance(s) left out of the split: their files are not those "
+                       "recorded (e.g. %s: %s); rerun preprocess to redo them", len(changed),
+                       key, reason)
     split_path = (Path(split_out) if split_out
                   else Tree(data_dir, "data root").file("splits", f"{dataset}.json"))
-    succeeded = sorted(k for k, r in records.items() if r.get("status") == "ok" and k in listed)
+    succeeded = sorted(k for k, r in records.items()
+                       if r.get("status") == "ok" and k in listed and k not in changed)
     split_result: dict = {dataset: {}}
     for key in succeeded:
         class_name, instance = key.split("/", 1)

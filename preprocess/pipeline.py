@@ -17,6 +17,7 @@ from .errors import InputError, PreprocessError
 from .mesh_io import closed_orientation, distinct_triangles, load_mesh, validate_mesh
 from .normalize import normalization_parameters, to_normalized, to_original
 from .partial_scan import VirtualScanConfig, instance_scan
+from .provenance import fingerprints
 from .sampling import PRESETS, SamplingConfig, draw_samples
 from .scan import GRAZING, ScanAccumulator, Scanner
 from .sdf import SIGN_METHODS, signed_distance
@@ -288,7 +289,8 @@ def preprocess_instance(mesh_path, outputs: dict, config: PreprocessConfig, scan
     Returns
     -------
     dict
-        The instance's manifest record fields (counts, statistics, timings).
+        The instance's manifest record fields (counts, statistics, timings, and ``outputs``:
+        each file's :func:`~.provenance.fingerprint`).
     """
     start = time.perf_counter()
     mesh = load_mesh(mesh_path)  # validated once, here
@@ -307,4 +309,5 @@ def preprocess_instance(mesh_path, outputs: dict, config: PreprocessConfig, scan
     stats = samples.stats
     stats["positive"], stats["negative"] = positive, negative
     stats["seconds"]["total"] = round(time.perf_counter() - start, 4)
+    stats["outputs"] = fingerprints(outputs)  # what a rerun checks before trusting them
     return stats

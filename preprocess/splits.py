@@ -37,3 +37,46 @@ def make_split(instances: dict, *, test_fraction: float, seed: int = 0) -> tuple
             train.setdefault(dataset, {})[class_name] = [n for n in names if n not in chosen]
             test.setdefault(dataset, {})[class_name] = sorted(chosen)
     return train, test
+
+
+def write_split_pair(train_path, test_path, train: dict, test: dict, *, source=None,
+                     overwrite: bool = False) -> None:
+    """Write a train and a test split without losing a file.
+
+    Refused, before anything is written: the two paths being one file, either being the
+    ``source`` split the pair was drawn from, and (without ``overwrite``) an existing file
+    that holds another split (a rerun with the same seed writes the same files, which is
+    allowed).
+    """
+    from pathlib import Path
+
+    from .contract import read_split, write_split
+
+    train_path, test_path = Path(train_path), Path(test_path)
+    if _same_file(train_path, test_path):
+        raise InputError(f"the train and test splits are the same file ({train_path}); the "
+                         "test split would overwrite the train split")
+    if source is not None:
+        for path in (train_path, test_path):
+            if _same_file(path, Path(source)):
+                raise InputError(f"{path} is the source split; writing it would lose it "
+                                 "(write the new splits to other files)")
+    if not overwrite:
+        for path, split in ((train_path, train), (test_path, test)):
+            if path.exists() and _sorted(read_split(path)) != _sorted(split):
+                raise InputError(f"{path} exists and holds another split; pass overwrite "
+                                 "(--overwrite) to replace it, or write elsewhere")
+    write_split(train_path, train)
+    write_split(test_path, test)
+
+
+def _same_file(a, b) -> bool:
+    import os
+
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _sorted(split: dict) -> dict:
+    return {d: {c: sorted(v) for c, v in classes.items() if v} for d, classes in split.items()}
