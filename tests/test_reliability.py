@@ -1,0 +1,356 @@
+"""Every example of the reliability issue's classes, each a test (docs/reliability.md's tally):
+inputs trusted without checking what they mean, stale or foreign outputs trusted, links
+followed out, a lost split, tracebacks on everyday mistakes, runaway memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_experiment
+from deepsdf.checkpoint import checkpoint_path, load_checkpoint
+from deepsdf.cli import main
+from deepsdf.config import load_specs
+from deepsdf.experiment import Experiment
+from deepsdf.train import Trainer
+from deepsdf_preprocess import formats, manifest
+from deepsdf_preprocess.errors import InputError
+
+
+@pytest.fixture
+def experiment(tiny_data, tmp_path):
+    data, split = tiny_data
+    return make_experiment(tmp_path / "exp", data, split, NumEpochs=4, SnapshotFrequency=2,
+                           SamplesPerScene=512)
+
+
+def _train(experiment, epochs=1, **options):
+    Trainer(experiment, load_specs(experiment), device="cpu", progress=False).train(
+        epochs=epochs, **options)
+
+
+def _instances(experiment) -> list:
+    split = json.loads(Path(load_specs(experiment).train_split).read_text())
+    return [f"gen/chairs/{name}" for name in split["gen"]["chairs"]]
+
+
+def _one_line(capsys, code, *words):
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and all(word in err for word in words), err
+    return err
+
+
+# ------------------------------------------------------------------ silently wrong: meaning
+
+@pytest.mark.parametrize("scale", [0.0, -2.0, np.nan, np.inf])
+def test_a_normalization_with_a_bad_scale_is_refused(tmp_path, scale, capsys):
+    path = tmp_path / "n.npz"
+    np.savez(path, offset=np.zeros(3), scale=np.array([scale]))
+    with pytest.raises(InputError, match="scale.*positive finite"):
+        formats.read_normalization(path)
+    code = main(["complete", str(tmp_path / "exp"), "--out", str(tmp_path / "out"),
+                 "--points", str(tmp_path / "p.npy"), "--sensor", "0", "0", "2",
+                 "--normalization", str(path)])
+    assert code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_a_pose_whose_last_row_is_not_0001_is_refused(tmp_path):
+    from deepsdf.frames import read_pose
+
+    pose = np.eye(4)
+    pose[3, 3] = 2
+    np.savetxt(tmp_path / "pose.txt", pose)
+    with pytest.raises(InputError, match="last row"):
+        read_pose(tmp_path / "pose.txt")
+
+
+def test_a_boolean_depth_image_is_refused(tmp_path):
+    from deepsdf.sensing import load_depth
+
+    np.save(tmp_path / "d.npy", np.ones((4, 4), dtype=bool))
+    with pytest.raises(InputError, match="bool values; numbers are needed"):
+        load_depth(tmp_path / "d.npy")
+
+
+def test_a_split_with_a_repeated_entry_is_refused(tmp_path):
+    from deepsdf_preprocess.contract import read_split
+
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"gen": {"chairs": ["a", "b", "a"]}}))
+    with pytest.raises(InputError, match="more than once: a"):
+        read_split(path)
+    path.write_text('{"gen": {"chairs": ["a"], "chairs": ["b"]}}')
+    with pytest.raises(InputError, match="more than once: chairs"):
+        read_split(path)
+
+
+def test_a_singular_K_is_refused(tmp_path):
+    from deepsdf.frames import read_intrinsics
+
+    np.savetxt(tmp_path / "K.txt", np.diag([0.0, 500.0, 1.0]))
+    with pytest.raises(InputError, match="focal lengths"):
+        read_intrinsics(tmp_path / "K.txt")
+
+
+# ------------------------------------------------------------------ silently wrong: stale
+
+def test_files_at_output_paths_without_a_record_are_redone(tmp_path):
+    from deepsdf_preprocess.driver import preprocess_dataset
+    from deepsdf_preprocess.procedural import write_shapes
+    from conftest import SMALL_CONFIG
+    from dataclasses import replace
+
+    write_shapes(tmp_path / "meshes", "chairs", 1, seed=3)
+    key = next((tmp_path / "meshes" / "chairs").iterdir()).stem
+    paths = formats.instance_paths(tmp_path / "data", "gen", "chairs", key)
+    for path in paths.values():  # four 0-byte files (or an earlier tool's) at the outputs
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    config = replace(SMALL_CONFIG, sampling=replace(SMALL_CONFIG.sampling, count=20_000))
+    report = preprocess_dataset(tmp_path / "meshes", tmp_path / "data", "gen", config=config,
+                                backend="raycast", progress=False)
+    assert report.skipped == [] and report.succeeded == [f"chairs/{key}"]
+    assert all(path.stat().st_size > 0 for path in paths.values())
+    # unchanged files are now trusted; a file changed since is redone and left out meanwhile
+    again = preprocess_dataset(tmp_path / "meshes", tmp_path / "data", "gen", config=config,
+                               backend="raycast", progress=False)
+    assert again.skipped == [f"chairs/{key}"]
+    paths[formats.SURFACE_SAMPLES].write_bytes(b"")
+    from deepsdf_preprocess.driver import merge_dataset
+
+    merged = merge_dataset(tmp_path / "data", "gen", {f"chairs/{key}"})
+    assert merged.succeeded == []
+    third = preprocess_dataset(tmp_path / "meshes", tmp_path / "data", "gen", config=config,
+                               backend="raycast", progress=False)
+    assert third.skipped == [] and third.succeeded == [f"chairs/{key}"]
+
+
+def test_reconstructions_of_an_earlier_checkpoint_are_not_taken_as_latest(experiment, capsys):
+    split = load_specs(experiment).train_split
+    _train(experiment, epochs=2)
+    args = ["reconstruct", str(experiment), "--split", split, "--steps", "2", "--resolution",
+            "16", "--no-progress"]
+    assert main(args) == 0
+    exp = Experiment(experiment)
+    key = _instances(experiment)[0]
+    assert exp.reconstruction_stale(key) is None
+    _train(experiment, epochs=1, resume=True)  # latest.pt is now epoch 3
+    exp = Experiment(experiment)
+    assert "epoch 2; now epoch 3" in exp.reconstruction_stale(key)
+    # evaluate refuses the stale ones; --skip redoes them
+    assert main(["evaluate", str(experiment), "--split", split, "--no-retrieval"]) == 2
+    assert "stale" in capsys.readouterr().err
+    assert main(args + ["--skip"]) == 0
+    assert Experiment(experiment).reconstruction_stale(key) is None
+    capsys.readouterr()
+    assert main(args + ["--skip"]) == 0
+    assert "(3 skipped" in capsys.readouterr().out
+
+
+def test_inference_reads_the_data_source_of_specs_json(experiment, tmp_path):
+    _train(experiment, epochs=1)
+    specs = json.loads((experiment / "specs.json").read_text())
+    specs["DataSource"] = str(tmp_path / "moved")
+    specs["TestSplit"] = str(tmp_path / "test.json")
+    (experiment / "specs.json").write_text(json.dumps(specs))
+    exp = Experiment(experiment)
+    assert exp.data_dir == tmp_path / "moved"
+    with pytest.raises(InputError, match="test.json does not exist"):
+        exp.split()
+
+
+# ------------------------------------------------------------------ escapes
+
+def test_a_journal_folder_linked_out_is_refused_and_nothing_outside_changes(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    outside.mkdir()
+    for name in ("a-1.jsonl", "b-2.jsonl"):
+        (outside / name).write_text('{"key": "c/forged", "record": {"status": "ok"}}\n')
+    (data / "manifests").mkdir(parents=True)
+    (data / "manifests" / "ds.journal").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InputError, match="symbolic link"):
+        manifest.merge_journals(data, "ds", forget_all=True)
+    assert sorted(p.name for p in outside.iterdir()) == ["a-1.jsonl", "b-2.jsonl"]
+
+
+@pytest.mark.parametrize("name", ["ds.lock", "ds.active", "ds.json"])
+def test_links_at_the_lock_and_manifest_paths_are_not_written_through(tmp_path, name):
+    data, outside = tmp_path / "data", tmp_path / "outside.txt"
+    (data / "manifests").mkdir(parents=True)
+    (data / "manifests" / name).symlink_to(outside)
+    with pytest.raises(InputError, match="symbolic link"):
+        with manifest.active_run(data, "ds"):
+            manifest.merge_journals(data, "ds")
+    assert not outside.exists()
+
+
+def test_a_journal_file_linked_out_is_not_appended_to(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "outside.jsonl"
+    outside.write_text("")
+    journal = manifest.journal_path(data, "ds")
+    journal.parent.mkdir(parents=True)
+    journal.symlink_to(outside)
+    with pytest.raises(InputError, match="symbolic link"):
+        manifest.append_record(journal, "c/a", {"status": "ok"})
+    assert outside.read_text() == ""
+
+
+@pytest.mark.parametrize("folder", ["TensorBoard", "Checkpoints"])
+def test_experiment_folders_linked_out_are_refused(experiment, tmp_path, folder, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "1.pt").write_text("foreign")
+    (experiment / folder).symlink_to(outside, target_is_directory=True)
+    code = main(["train", str(experiment), "--epochs", "1", "--no-progress", "--overwrite"])
+    _one_line(capsys, code, "symbolic link", "refusing to follow")
+    assert sorted(p.name for p in outside.iterdir()) == ["1.pt"]
+
+
+# ------------------------------------------------------------------ lost
+
+def test_split_refuses_train_and_test_in_one_file(tmp_path, capsys):
+    from deepsdf_preprocess.procedural import write_shapes
+
+    write_shapes(tmp_path / "meshes", "chairs", 5, seed=1)
+    same = tmp_path / "x.json"
+    code = main(["split", str(tmp_path / "meshes"), "--dataset", "gen", "--train", str(same),
+                 "--test", str(same)])
+    _one_line(capsys, code, "same file")
+    assert not same.exists()
+    train, test = tmp_path / "train.json", tmp_path / "test.json"
+    argv = ["split", str(tmp_path / "meshes"), "--dataset", "gen", "--train", str(train),
+            "--test", str(test)]
+    assert main(argv) == 0 and main(argv) == 0  # the same split again is fine
+    assert main(argv + ["--test-fraction", "0.5"]) == 2
+    assert main(["split", str(train), "--dataset", "gen", "--train", str(train), "--test",
+                 str(tmp_path / "t2.json")]) == 2
+
+
+# ------------------------------------------------------------------ everyday mistakes
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:3", "mps", "tpu", "gpu0"])
+def test_a_device_this_machine_lacks_is_one_line_naming_the_device(experiment, device, capsys):
+    if device.startswith("cuda") and torch.cuda.device_count() > 3:
+        pytest.skip("this machine has the device")
+    _train(experiment, epochs=1)
+    for argv in (["mesh", str(experiment), str(experiment / "m.ply"), "--instance",
+                  _instances(experiment)[0]],
+                 ["reconstruct", str(experiment), "--steps", "1"],
+                 ["train", str(experiment), "--resume", "--epochs", "1"]):
+        code = main(argv + ["--device", device])
+        err = _one_line(capsys, code, f"device {device!r}")
+        assert "checkpoint" not in err
+
+
+def test_a_data_dir_that_is_a_file_or_read_only_is_one_line(tmp_path, capsys):
+    from deepsdf_preprocess.procedural import write_shapes
+
+    write_shapes(tmp_path / "meshes", "chairs", 1, seed=1)
+    (tmp_path / "file").write_text("")
+    code = main(["preprocess", str(tmp_path / "meshes"), str(tmp_path / "file"), "--dataset",
+                 "gen", "--no-progress", "--backend", "raycast"])
+    _one_line(capsys, code, "is not a folder")
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        code = main(["preprocess", str(tmp_path / "meshes"), str(locked), "--dataset", "gen",
+                     "--no-progress", "--backend", "raycast"])
+        _one_line(capsys, code, "cannot")
+
+
+def test_outputs_where_a_file_stands_are_one_line(experiment, tmp_path, capsys):
+    _train(experiment, epochs=1)
+    (tmp_path / "out").write_text("")
+    first, second = _instances(experiment)[:2]
+    code = main(["interpolate", str(experiment), "--from", first, "--to", second, "--out",
+                 str(tmp_path / "out"), "--steps", "2", "--resolution", "16"])
+    _one_line(capsys, code, "is not a folder")
+    (experiment / "PackedSamples").rename(experiment / "PackedSamples.old") \
+        if (experiment / "PackedSamples").exists() else None
+    (experiment / "PackedSamples").write_text("")
+    code = main(["train", str(experiment), "--resume", "--epochs", "1", "--no-progress"])
+    _one_line(capsys, code, "PackedSamples")
+
+
+def test_checkpoints_or_tensorboard_paths_that_are_files_are_one_line(experiment, capsys):
+    (experiment / "TensorBoard").write_text("")
+    code = main(["train", str(experiment), "--epochs", "1", "--no-progress"])
+    _one_line(capsys, code, "TensorBoard")
+    (experiment / "TensorBoard").unlink()
+    (experiment / "Checkpoints").write_text("")
+    code = main(["train", str(experiment), "--epochs", "1", "--no-progress"])
+    _one_line(capsys, code, "Checkpoints")
+
+
+def test_a_negative_screen_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["reconstruct", "E", "--screen", "-5"])
+    assert exit_.value.code == 2 and "at least 0" in capsys.readouterr().err
+
+
+def test_damaged_truth_files_in_evaluate_are_one_line(trained, tmp_path, capsys):
+    import shutil
+
+    experiment = tmp_path / "exp"
+    shutil.copytree(trained[0], experiment, ignore=shutil.ignore_patterns(
+        "Reconstructions", "Evaluation", "PackedSamples"))
+    split = load_specs(experiment).train_split
+    assert main(["reconstruct", str(experiment), "--split", split, "--steps", "3",
+                 "--resolution", "24", "--no-progress"]) == 0
+    data = Path(load_specs(experiment).data_source)
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    surface = sorted((copy / "SurfaceSamples").rglob("*.ply"))[0]
+    surface.write_bytes(surface.read_bytes()[:200])
+    code = main(["evaluate", str(experiment), "--split", split, "--data", str(copy),
+                 "--no-retrieval"])
+    _one_line(capsys, code, surface.name)
+    shutil.rmtree(copy)
+    shutil.copytree(data, copy)
+    occupancy = sorted((copy / "OccupancySamples").rglob("*.npz"))[0]
+    occupancy.write_bytes(b"PK\x03\x04 damaged")
+    code = main(["evaluate", str(experiment), "--split", split, "--data", str(copy),
+                 "--no-retrieval"])
+    _one_line(capsys, code, occupancy.name)
+
+
+def test_a_manifest_that_is_a_json_list_is_one_line(tmp_path, capsys):
+    from deepsdf_preprocess.procedural import write_shapes
+
+    write_shapes(tmp_path / "meshes", "chairs", 1, seed=1)
+    (tmp_path / "data" / "manifests").mkdir(parents=True)
+    (tmp_path / "data" / "manifests" / "gen.json").write_text("[1, 2]")
+    code = main(["preprocess", str(tmp_path / "meshes"), str(tmp_path / "data"), "--dataset",
+                 "gen", "--no-progress", "--backend", "raycast"])
+    _one_line(capsys, code, "is not a manifest")
+    assert (tmp_path / "data" / "manifests" / "gen.json").read_text() == "[1, 2]"
+
+
+# ------------------------------------------------------------------ runaway memory
+
+def test_a_huge_grid_or_code_table_is_refused_before_allocating(experiment, monkeypatch,
+                                                                 capsys):
+    from deepsdf import mesh
+    from deepsdf_preprocess import validate
+
+    monkeypatch.setattr(mesh, "available_memory", lambda: 20 * 2 ** 30)
+    monkeypatch.setattr(validate, "available_memory", lambda: 20 * 2 ** 30)
+    _train(experiment, epochs=1)
+    code = main(["mesh", str(experiment), str(experiment / "m.ply"), "--instance",
+                 _instances(experiment)[0], "--resolution", "1024"])
+    _one_line(capsys, code, "resolution 1024", "at most")
+    assert not (experiment / "m.ply").exists()
+    specs = json.loads((experiment / "specs.json").read_text())
+    specs["CodeLength"] = 10 ** 9
+    (experiment / "specs.json").write_text(json.dumps(specs))
+    code = main(["train", str(experiment), "--epochs", "1", "--no-progress", "--overwrite"])
+    _one_line(capsys, code, "CodeLength")
+    assert load_checkpoint(checkpoint_path(experiment))["epoch"] == 1
