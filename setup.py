@@ -41,7 +41,9 @@ setup(
         "matplotlib>=3.7",  # the demo report's training curve
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # Hypothesis generates the reliability tests' cases (arrays of every dtype and value,
+        # links and wrong kinds at every path the tools touch).
+        "test": ["pytest>=7", "hypothesis>=6.100"],
         "bench": ["mesh-to-sdf==0.0.15", "scikit-learn"],
     },
     entry_points={"console_scripts": ["deepsdf=deepsdf.cli:main"]},

@@ -182,7 +182,8 @@ cameras, sampled near its visible surface (and uniformly), and signed by exact r
 they hold and the reference 11-neighbour unanimous vote elsewhere; an independent ray check
 judges the signs before anything is written.  ShapeNet-style triangle soups (un-welded,
 overlapping parts, faces wound at random, single-sided sheets) are judged per pixel-sized
-piece of surface: see docs/preprocessing.md.  Reruns skip finished instances; the manifest
+piece of surface: see docs/preprocessing.md.  Reruns skip instances whose recorded files
+are unchanged and were made with the same settings (and redo the others); the manifest
 DATA_DIR/manifests/<dataset>.json records each instance's status, statistics and timing; the
 instances that succeeded are written as a split file.  Exits 1 if any instance failed.""")
     parser.add_argument("mesh_dir", type=Path, help="folder of <class>/<instance> meshes")
@@ -435,7 +436,10 @@ samples per step).""")
                              "point-passes per shape; default: the solver's, 0 for adam)")
     parser.add_argument("--batch", type=_int_at_least(1), default=16,
                         help="shapes fitted together")
-    parser.add_argument("--skip", action="store_true", help="skip instances already written")
+    parser.add_argument("--skip", action="store_true",
+                        help="skip instances whose record says they were made from this very "
+                             "checkpoint file with these settings and are unchanged since; "
+                             "redo the others")
     parser.add_argument("--cache", type=Path,
                         help="folder of the packed sample cache (default $DEEPSDF_CACHE, else "
                              "EXP_DIR/PackedSamples)")
