@@ -187,14 +187,17 @@ def observe_points(points, sensor, *, neighbours: int = 16,
     """
     from scipy.spatial import cKDTree
 
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 3:
-        raise InputError(f"a point cloud must be (n >= 3, 3), got shape {points.shape}")
+    points = validate.points(points, source="the point cloud", minimum=3)
+    sensor = validate.numeric_array(sensor, source="the sensor position", shape=(3,))
+    # The neighbourhoods: indices, gathered points and their centred copies per point.
+    validate.require_memory(len(points) * neighbours * 80,
+                            what=f"normals of {len(points):,} points",
+                            hint="subsample the point cloud")
     count = min(neighbours, len(points))
     _, index = cKDTree(points).query(points, k=count)
     local = points[index] - points[index].mean(axis=1, keepdims=True)
     _, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", local, local))
-    sensors = np.broadcast_to(np.asarray(sensor, dtype=np.float64).reshape(3), points.shape)
+    sensors = np.broadcast_to(sensor, points.shape)
     return _oriented(points, vectors[:, :, 0], sensors, min_cosine)
 
 
