@@ -126,7 +126,7 @@ def run_ours(mesh_path: Path, out_dir: Path, samples: int) -> dict:
     config = PreprocessConfig(sampling=replace(PRESETS["train"], count=samples))
     start = time.perf_counter()
     scanner = make_scanner("pyrender", config.rig)
-    outputs = formats.instance_paths(out_dir, "bench", "c", "mesh")
+    outputs = formats.instance_outputs(out_dir, formats.InstanceKey("bench", "c", "mesh"))
     try:
         record = preprocess_instance(mesh_path, outputs, config, scanner, seed=0)
     except PreprocessError as error:  # a failed instance is a figure too

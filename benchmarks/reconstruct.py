@@ -67,7 +67,7 @@ def main() -> int:
     scenes = list(range(len(packed)))
     truth = {}
     for key in packed.instance_ids:
-        paths = formats.key_paths(data, key)
+        paths = formats.instance_outputs(data, key)
         truth[key] = (formats.read_surface_samples(paths[formats.SURFACE_SAMPLES])["points"],
                       *formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS]))
 

@@ -42,7 +42,7 @@ def make_category(root: Path, shapes: int, samples: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     names = [f"s{i:05d}" for i in range(shapes)]
     for name in names:
-        path = formats.instance_paths(root, "synthetic", "c", name)[formats.SDF_SAMPLES]
+        path = formats.instance_outputs(root, f"synthetic/c/{name}")[formats.SDF_SAMPLES]
         if path.is_file():
             continue
         rows = rng.uniform(-1, 1, (samples, 4)).astype(np.float32)

@@ -122,5 +122,5 @@ def load_checkpoint(path, *, map_location="cpu") -> dict:
     payload = safe_load(path, map_location=map_location, what="checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a deepsdf checkpoint (for the original "
-                              "release's files use deepsdf.legacy)")
+                              "release's files use deepsdf.original)")
     return payload

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepsdf_preprocess import contract, formats
+from deepsdf_preprocess import contract
+from deepsdf_preprocess.formats import DataTree, InstanceFiles
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.pinhole import PinholeCamera
 from deepsdf_preprocess.errors import InputError
@@ -33,7 +34,8 @@ from .experiment import Experiment, instance_outputs, summarize, write_code, wri
     write_table
 from .latents import split_instances
 from .mesh import NoSurfaceError, check_grid_memory, code_mesh
-from .metrics import CHAMFER_POINTS, chamfer_unseen, surface_metrics, surface_points
+from .metrics import (CHAMFER_POINTS, COMPLETION_METRICS, chamfer_unseen, surface_metrics,
+                      surface_points)
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
 from .reconstruct import GAUSS_NEWTON, SolverConfig, candidate_values, reconstruct_codes
@@ -44,7 +46,6 @@ __all__ = ["complete_observations", "complete_scans", "complete_split", "scan_ob
 
 logger = logging.getLogger(__name__)
 
-COMPLETION_METRICS = ("chamfer", "chamfer_l1", "f_score", "chamfer_unseen")
 
 #: Ground-truth points farther than this (normalized units) from every observed point count
 #: as unseen in ``chamfer_unseen``.
@@ -252,34 +253,52 @@ class _ScanSource:
     the seed and settings the preprocessor would have used.  ``view > 0`` renders another
     seeded view (seed ``instance_seed + view``) from the source mesh."""
 
-    def __init__(self, data_dir: Path, dataset: str, meshes_dir=None, view: int = 0):
-        from deepsdf_preprocess.manifest import read_manifest
-
-        self.data_dir, self.dataset, self.view = Path(data_dir), dataset, view
-        self.manifest = read_manifest(self.data_dir, dataset)
+    def __init__(self, data: DataTree, meshes_dir=None, view: int = 0):
+        self.data, self.view = data, view
         self.meshes = None
         if meshes_dir is not None:
             from deepsdf_preprocess.driver import discover_meshes
 
             self.meshes = {job.key: job.mesh_path for job in discover_meshes(meshes_dir)}
 
-    def __call__(self, key: str, offset, scale) -> dict:
-        key = contract.InstanceKey.parse(key)
-        path = key.paths(self.data_dir, partial_scans=True)[formats.PARTIAL_SCANS]
-        if path.is_file() and self.meshes is None and not self.view:
-            return formats.read_partial_scan(path)
-        from deepsdf_preprocess.manifest import manifest_mesh
+    def __call__(self, files: InstanceFiles, offset, scale) -> dict:
+        key = files.key
+        if files.partial_scan.is_file() and self.meshes is None and not self.view:
+            return files.scan()
         from deepsdf_preprocess.mesh_io import load_mesh
         from deepsdf_preprocess.pipeline import recorded_scan
 
-        local = key.local  # the preprocessor's manifest key
-        mesh_path = (self.meshes.get(local) if self.meshes is not None
-                     else manifest_mesh(self.manifest, local))
+        mesh_path = (self.meshes.get(key.local) if self.meshes is not None
+                     else self.data.source_mesh(key))
         if mesh_path is None:
             raise InputError(f"{key}: no PartialScans file and no source mesh to scan (rerun "
                              "the preprocessor with partial scans, or give meshes_dir)")
-        return recorded_scan(self.manifest, local, load_mesh(mesh_path), offset, scale,
-                             view=self.view)
+        return recorded_scan(self.data.manifest(key.dataset), key.local, load_mesh(mesh_path),
+                             offset, scale, view=self.view)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """One shape of a split being completed: its files, its normalization (``normalized =
+    (original + offset) * scale``) and its observation in the model (normalized) frame."""
+
+    key: str
+    files: InstanceFiles
+    offset: np.ndarray
+    scale: float
+    observed: Observation
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every shape of one :func:`complete_split` call shares."""
+
+    decoder: torch.nn.Module
+    out_dir: Path
+    resolution: int
+    clamp: float
+    train_clouds: list | None
+    train_ids: list
 
 
 @dataclass
@@ -297,16 +316,15 @@ def completion_metrics(points, truth, observed, scale) -> dict:
             "chamfer_unseen": chamfer_unseen(points, truth, observed, UNSEEN_RADIUS / scale)}
 
 
-def _training_clouds(data_dir, train_ids, points: int = 4000):
+def _training_clouds(data: DataTree, train_ids, points: int = 4000):
     """Each training shape's SurfaceSamples in its normalized frame (subsampled)."""
     clouds = []
     for index, key in enumerate(train_ids):
-        paths = formats.key_paths(data_dir, key)
-        cloud = formats.read_surface_samples(paths[formats.SURFACE_SAMPLES])["points"]
+        files = data.instance(key)
+        cloud = files.surface()["points"]
         rng = np.random.default_rng([0, index])
         cloud = cloud[rng.choice(len(cloud), min(points, len(cloud)), replace=False)]
-        clouds.append(to_normalized(cloud, *formats.read_normalization(
-            paths[formats.NORMALIZATION_PARAMETERS])))
+        clouds.append(to_normalized(cloud, *files.normalization()))
     return clouds
 
 
@@ -333,40 +351,27 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir, device=device)
     model, config = experiment.model, experiment.config
     decoder, device = model.decoder, experiment.device
-    out_dir, data_dir = Tree(out_dir, "output folder").folder(), experiment.data_dir
+    out_dir, data = Tree(out_dir, "output folder").folder(), experiment.data
     keys = split_instances(split)
     if not keys:
         raise InputError("the split lists no instance")
-    sources = {}
+    run = _Run(decoder, out_dir, resolution, config.trained_clamp,
+               _training_clouds(data, model.instance_ids) if retrieval else None,
+               model.instance_ids)
+    source = _ScanSource(data, meshes_dir, view)
     report = CompletionReport()
-    train_clouds = None
-    if retrieval:
-        train_clouds = _training_clouds(data_dir, model.instance_ids)
     from deepsdf_preprocess.progress import progress_bar
 
     bar = progress_bar(len(keys), desc="complete", unit="shape", enabled=progress, log=logger)
-    shapes = max(1, batch // len(starts.kinds(len(model.codes))))
-    for start in range(0, len(keys), shapes):
-        chunk = keys[start:start + shapes]
-        observed, normalizations = [], []
-        for key in chunk:
-            dataset = contract.InstanceKey.parse(key).dataset
-            if dataset not in sources:
-                sources[dataset] = _ScanSource(data_dir, dataset, meshes_dir, view)
-            paths = formats.key_paths(data_dir, key)
-            offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
-            normalizations.append((offset, scale))
-            world = scan_observation(sources[dataset](key, offset, scale))
-            observed.append(world.transformed(Similarity.from_normalization(offset, scale)))
+    per_chunk = max(1, batch // len(starts.kinds(len(model.codes))))
+    for start in range(0, len(keys), per_chunk):
+        shapes = [_shape(key, data, source) for key in keys[start:start + per_chunk]]
         result = complete_observations(
-            decoder, observed, clamp=config.clamp, solver=solver,
+            decoder, [shape.observed for shape in shapes], clamp=config.clamp, solver=solver,
             constraints=constraints, starts=starts, train_codes=model.codes,
-            seeds=[instance_seed(key, solver.seed) for key in chunk], device=device)
-        for row_index, key in enumerate(chunk):
-            offset, scale = normalizations[row_index]
-            row = _complete_one(key, result, row_index, observed[row_index], offset,
-                                scale, decoder, data_dir, out_dir, resolution, train_clouds,
-                                model.instance_ids, report, clamp=config.trained_clamp)
+            seeds=[instance_seed(shape.key, solver.seed) for shape in shapes], device=device)
+        for index, shape in enumerate(shapes):
+            row = _complete_one(shape, result, index, run, report)
             if row is not None:
                 report.rows.append(row)
             bar.update(1)
@@ -375,37 +380,44 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
     return report
 
 
-def _complete_one(key, result: Completion, index: int, observed, offset, scale, decoder,
-                  data_dir, out_dir, resolution, train_clouds, train_ids, report, *,
-                  clamp: float):
-    paths = instance_outputs(out_dir, key)
+def _shape(key: str, data: DataTree, source: _ScanSource) -> _Shape:
+    """A shape's record: its files, normalization and scan in the model frame."""
+    files = data.instance(key)
+    offset, scale = files.normalization()
+    world = scan_observation(source(files, offset, scale))
+    return _Shape(key, files, offset, scale,
+                  world.transformed(Similarity.from_normalization(offset, scale)))
+
+
+def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
+                  report: CompletionReport):
+    paths = instance_outputs(run.out_dir, shape.key)
     try:
-        mesh, rank = first_surface(decoder, result, index, resolution, clamp=clamp)
+        mesh, rank = first_surface(run.decoder, result, index, run.resolution, clamp=run.clamp)
     except NoSurfaceError as error:
-        logger.warning("%s: no completed code has a surface (%s)", key, error)
-        report.no_surface.append(key)
+        logger.warning("%s: no completed code has a surface (%s)", shape.key, error)
+        report.no_surface.append(shape.key)
         return None
     if rank:
-        logger.info("%s: the best fit has no surface; kept fit %d (from the %s start)", key,
-                    rank, result.start_kind[index][rank])
+        logger.info("%s: the best fit has no surface; kept fit %d (from the %s start)",
+                    shape.key, rank, result.start_kind[index][rank])
     write_code(paths["code"], result.ranked[index, rank])
-    mesh.vertices = to_original(mesh.vertices, offset, scale)
+    mesh.vertices = to_original(mesh.vertices, shape.offset, shape.scale)
     write_mesh(paths["mesh"], mesh)  # the completion's Meshes are in the original frame
-    truth = formats.read_surface_samples(
-        formats.key_paths(data_dir, key)[formats.SURFACE_SAMPLES])["points"]
-    seen = to_original(observed.points, offset, scale)
+    truth = shape.files.surface()["points"]
+    seen = to_original(shape.observed.points, shape.offset, shape.scale)
     points = surface_points(mesh, CHAMFER_POINTS)[0]
-    row = {"instance": key, "observed_points": len(observed),
+    row = {"instance": shape.key, "observed_points": len(shape.observed),
            "start": result.start_kind[index][rank], "fallback_rank": rank,
-           **completion_metrics(points, truth, seen, scale)}
-    if train_clouds is not None:
+           **completion_metrics(points, truth, seen, shape.scale)}
+    if run.train_clouds is not None:
         from .retrieval import nearest_by_observation
 
-        index = nearest_by_observation(observed.points, train_clouds)
-        answer = to_original(train_clouds[index], offset, scale)
-        row["retrieval_instance"] = train_ids[index]
-        row.update({f"retrieval_{k}": v
-                    for k, v in completion_metrics(answer, truth, seen, scale).items()})
+        nearest = nearest_by_observation(shape.observed.points, run.train_clouds)
+        answer = to_original(run.train_clouds[nearest], shape.offset, shape.scale)
+        row["retrieval_instance"] = run.train_ids[nearest]
+        row.update({f"retrieval_{k}": v for k, v in completion_metrics(
+            answer, truth, seen, shape.scale).items()})
     return row
 
 

@@ -109,8 +109,8 @@ class PackedSamples:
 
 
 def _source_files(data_dir: Path, split: dict) -> list[tuple[str, Path]]:
-    return [(key, formats.key_paths(data_dir, key)[formats.SDF_SAMPLES])
-            for key in split_instances(split)]
+    data = formats.DataTree(data_dir)
+    return [(key, data.instance(key).sdf_samples) for key in split_instances(split)]
 
 
 def _fingerprint(files) -> list:

@@ -30,7 +30,7 @@ class Decoder(nn.Module):
     wherever xyz enters: high frequencies that a small ReLU network fits slowly.
 
     Input order and names follow the original release, so its weights load directly
-    (see :mod:`deepsdf.legacy`).
+    (see :mod:`deepsdf.original`).
     """
 
     def __init__(self, config: DecoderConfig):

@@ -16,20 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .metrics import METRIC_TABLE
+
 __all__ = ["write_demo_report", "METRIC_LEGEND"]
 
-#: metric -> (label, unit, better), for the tables' headers.
-METRIC_LEGEND = {
-    "chamfer": ("Chamfer", "mean squared distance both ways, summed (original units²)", "lower"),
-    "chamfer_l1": ("Chamfer-L1", "mean distance both ways, summed (original units)", "lower"),
-    "f_score": ("F-score", "at 1% of the box side, 0-1", "higher"),
-    "normal_consistency": ("normal consistency", "mean |cos| of matched normals, 0-1",
-                           "higher"),
-    "iou": ("IoU", "volumetric, at the uniform samples, 0-1", "higher"),
-    "emd": ("EMD", "on 1000-point subsamples (original units)", "lower"),
-    "chamfer_unseen": ("Chamfer, unseen part", "on what the scan did not see (units²)",
-                       "lower"),
-}
+#: metric -> (label, unit, better), for the tables' headers: read off the one table,
+#: :data:`deepsdf.metrics.METRIC_TABLE`.
+METRIC_LEGEND = {name: (metric.label, metric.unit, metric.better)
+                 for name, metric in METRIC_TABLE.items()}
 
 WHY = ("Why can a blobby reconstruction beat retrieval? The metrics compare surfaces point by "
        "point: a fitted shape that is in the right place everywhere, with soft details, is "
@@ -45,8 +39,8 @@ def _rows(path) -> list:
 
 
 def _header(name: str) -> str:
-    label, unit, better = METRIC_LEGEND[name]
-    return f"{label} ({'↓' if better == 'lower' else '↑'})"
+    metric = METRIC_TABLE[name]
+    return f"{metric.label} ({metric.arrow})"
 
 
 def write_demo_report(out: Path, *, data: Path, experiment, trainer, evaluation: dict,
@@ -64,19 +58,19 @@ def write_demo_report(out: Path, *, data: Path, experiment, trainer, evaluation:
     """
     import trimesh
 
-    from deepsdf.experiment import Experiment, SourceMeshes
+    from deepsdf.experiment import Experiment
     from deepsdf.pictures import default_camera, render_meshes, save_png, tile
     from deepsdf.report import Html, Report, link, training_curve
     from deepsdf.viewer import write_viewer
-    from deepsdf_preprocess import contract, formats
+    from deepsdf_preprocess import contract
     from deepsdf_preprocess.normalize import to_normalized
 
     folder = out / "report"
     folder.mkdir(parents=True, exist_ok=True)
     relative = lambda path: os.path.relpath(path, folder)  # noqa: E731
     camera = default_camera(settings.picture_size)
-    sources = SourceMeshes(data)
     trained = Experiment.of(experiment, data=data)
+    sources = trained.data
     payload = trained.model.payload
     history = payload.get("history", [])
     metrics_csv = trained.evaluation / "metrics.csv"
@@ -152,9 +146,9 @@ def write_demo_report(out: Path, *, data: Path, experiment, trainer, evaluation:
     for row in shapes:
         key = row["instance"]
         name = key.split("/")[-1]
-        offset, scale = formats.read_normalization(
-            formats.key_paths(data, key)[formats.NORMALIZATION_PARAMETERS])
-        truth = sources.normalized(key)
+        files = sources.instance(key)
+        offset, scale = files.normalization()
+        truth = sources.normalized_source_mesh(key)
         recon_path = trained.reconstruction(key)["mesh"]
         recon = trimesh.load(recon_path, process=False) if recon_path.is_file() else None
         completion_path = out / "completion" / "Meshes" / f"{key}.ply"
@@ -164,11 +158,9 @@ def write_demo_report(out: Path, *, data: Path, experiment, trainer, evaluation:
             finished.vertices = to_normalized(finished.vertices, offset, scale)
         other = completed.get(key, {}).get("retrieval_instance") or row.get(
             "retrieval_code_instance")
-        retrieved = sources.normalized(other) if other else None
-        scan_path = formats.key_paths(data, key, partial_scans=True)[formats.PARTIAL_SCANS]
-        depth = (_depth_picture(formats.read_partial_scan(scan_path)["depth"],
-                                settings.picture_size)
-                 if scan_path is not None and scan_path.is_file() else None)
+        retrieved = sources.normalized_source_mesh(other) if other else None
+        depth = (_depth_picture(files.scan()["depth"], settings.picture_size)
+                 if files.partial_scan.is_file() else None)
         images = render_meshes([truth, recon, finished, retrieved], camera)
         strip = images[:2] + ([depth] if depth is not None else []) + images[2:]
         save_png(folder / "shapes" / f"{name}.png", tile(strip))

@@ -16,22 +16,20 @@ import logging
 
 import trimesh
 
-from deepsdf_preprocess import contract, formats
+from deepsdf_preprocess import contract
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.errors import InputError
 
-from .experiment import Experiment, SourceMeshes, read_code, summarize, write_table
+from .experiment import Experiment, read_code, summarize, write_table
 from .latents import split_instances
-from .metrics import (CHAMFER_POINTS, F_SCORE_FRACTION, earth_movers, normal_consistency,
-                      surface_metrics, surface_points, volumetric_iou)
+from .metrics import (CHAMFER_POINTS, EVALUATION_METRICS, F_SCORE_FRACTION, METRIC_TABLE,
+                      earth_movers, normal_consistency, surface_metrics, surface_points,
+                      volumetric_iou)
 
 __all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "METRICS", "summary_table"]
 
-#: Which direction is better, per metric, for the printed table.
-BETTER = {"chamfer": "lower", "chamfer_l1": "lower", "f_score": "higher",
-          "normal_consistency": "higher", "emd": "lower", "iou": "higher"}
-
-METRICS = ("chamfer", "chamfer_l1", "f_score", "normal_consistency", "emd")
+#: The columns of an evaluation (:data:`~deepsdf.metrics.EVALUATION_METRICS`).
+METRICS = EVALUATION_METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -57,26 +55,19 @@ def evaluate_shape(mesh: trimesh.Trimesh, truth_points, truth_normals, *, seed: 
     return evaluate_points(points, normals, truth_points, truth_normals)
 
 
-def _surface(data_dir, key):
+def _surface(files):
     """(points, normals or None) of an instance's SurfaceSamples."""
-    truth = formats.read_surface_samples(formats.key_paths(data_dir,
-                                                           key)[formats.SURFACE_SAMPLES])
+    truth = files.surface()
     return truth["points"], truth.get("normals")
 
 
-def _normalization(data_dir, key):
-    """(offset, scale) of an instance."""
-    return formats.read_normalization(
-        formats.key_paths(data_dir, key)[formats.NORMALIZATION_PARAMETERS])
-
-
-def _normalized_surface(data_dir, key):
+def _normalized_surface(files):
     """(points in the normalized frame, normals or None) of an instance's SurfaceSamples."""
-    points, normals = _surface(data_dir, key)
-    return to_normalized(points, *_normalization(data_dir, key)), normals
+    points, normals = _surface(files)
+    return to_normalized(points, *files.normalization()), normals
 
 
-def _reconstruction(paths: dict, data_dir, key):
+def _reconstruction(paths: dict, files):
     """The reconstructed mesh in the original frame: ours from ``MeshesOriginalFrame``, the
     original release's from ``Meshes`` (normalized frame) mapped through the shape's
     NormalizationParameters; None when there is neither."""
@@ -85,7 +76,7 @@ def _reconstruction(paths: dict, data_dir, key):
     if not paths["mesh"].is_file():
         return None
     mesh = trimesh.load(paths["mesh"], force="mesh", process=False)
-    mesh.vertices = to_original(mesh.vertices, *_normalization(data_dir, key))
+    mesh.vertices = to_original(mesh.vertices, *files.normalization())
     return mesh
 
 
@@ -103,7 +94,7 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
     import torch
 
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir)
-    data_dir = experiment.data_dir
+    data = experiment.data
     rows, missing, truths, codes, without_normals = [], [], [], [], []
     stale, unrecorded = {}, []
     for key in split_instances(split):
@@ -115,18 +106,19 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
         elif reason is not None:
             stale[key] = reason
             continue
-        mesh = _reconstruction(paths, data_dir, key)
+        files = data.instance(key)
+        mesh = _reconstruction(paths, files)
         if mesh is None:
             missing.append(key)
             continue
-        truth = _surface(data_dir, key)
+        truth = _surface(files)
         if truth[1] is None:
             without_normals.append(key)
         row = {"instance": key, **evaluate_shape(mesh, *truth)}
-        occupancy = formats.key_paths(data_dir, key)[formats.OCCUPANCY_SAMPLES]
-        if occupancy.is_file() and paths["mesh"].is_file():
+        occupancy = files.occupancy()
+        if occupancy is not None and paths["mesh"].is_file():
             normalized = trimesh.load(paths["mesh"], force="mesh", process=False)
-            row["iou"] = volumetric_iou(normalized, *formats.read_occupancy(occupancy))
+            row["iou"] = volumetric_iou(normalized, *occupancy)
         rows.append(row)
         truths.append(truth)
         codes.append(paths["code"] if paths["code"].is_file() else None)
@@ -154,17 +146,16 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
         # Shapes are compared in the normalized frame (their own original frames need not be
         # shared: real meshes come in any position and unit), and a retrieved shape is
         # mapped into the test shape's original frame through both normalizations.
-        train = [_normalized_surface(data_dir, key) for key in train_ids]
-        test_frames = [_normalization(data_dir, row["instance"]) for row in rows]
+        train = [_normalized_surface(data.instance(key)) for key in train_ids]
+        test_frames = [data.instance(row["instance"]).normalization() for row in rows]
         truths_normalized = [to_normalized(t[0], *frame) for t, frame in zip(truths,
                                                                              test_frames)]
         by_oracle = oracle_nearest(truths_normalized, [t[0] for t in train])
         have_code = [i for i, c in enumerate(codes) if c is not None]
         by_code = dict(zip(have_code, nearest_by_code(torch.stack([codes[i] for i in have_code]),
                                                       model.codes))) if have_code else {}
-        sources = SourceMeshes(data_dir)
         for i, row in enumerate(rows):
-            occupancy = formats.key_paths(data_dir, row["instance"])[formats.OCCUPANCY_SAMPLES]
+            occupancy = data.instance(row["instance"]).occupancy()
             for name, index in (("retrieval_code", by_code.get(i)),
                                 ("retrieval_oracle", by_oracle[i])):
                 if index is None:
@@ -173,9 +164,9 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
                 retrieved = to_original(train[index][0], *test_frames[i])
                 metrics = evaluate_points(retrieved, train[index][1], *truths[i])
                 row.update({f"{name}_{k}": v for k, v in metrics.items()})
-                solid = sources.normalized(train_ids[index])
-                if solid is not None and occupancy.is_file():
-                    row[f"{name}_iou"] = volumetric_iou(solid, *formats.read_occupancy(occupancy))
+                solid = data.normalized_source_mesh(train_ids[index])
+                if solid is not None and occupancy is not None:
+                    row[f"{name}_iou"] = volumetric_iou(solid, *occupancy)
         for name in ("retrieval_code", "retrieval_oracle"):
             columns += [f"{name}_instance"] + [f"{name}_{k}" for k in (*METRICS, "iou")]
     out = experiment.evaluation
@@ -209,5 +200,5 @@ def summary_table(summary: dict) -> str:
             value = summary[section].get(name)
             cells.append(f"{value['mean']:.3g} / {value['median']:.3g}" if value else "-")
         lines.append(f"{name:24s}" + "".join(f"{c:>24s}" for c in cells)
-                     + f"  {BETTER.get(name, '')}")
+                     + f"  {METRIC_TABLE[name].better}")
     return "\n".join(lines)

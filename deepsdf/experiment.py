@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +44,7 @@ from .config import TrainConfig
 from .device import resolve_device
 
 __all__ = ["Experiment", "TrainedModel", "instance_outputs", "write_code", "read_code",
-           "write_mesh", "check_mesh_format", "MESH_FORMATS", "write_table", "summarize",
-           "SourceMeshes"]
+           "write_mesh", "check_mesh_format", "MESH_FORMATS", "write_table", "summarize"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Experiment:
         self.checkpoint = str(checkpoint)
         contract.check_name(self.checkpoint, "checkpoint")
         self._data = None if data is None else Path(data)
-        self._spec, self._told_data = None, False
+        self._spec, self._told_data, self._tree_of_data = None, False, None
         self.device = resolve_device(device)
         self._model = None
 
@@ -110,7 +110,7 @@ class Experiment:
     @property
     def model(self) -> TrainedModel:
         """The trained model, loaded on first use (this project's checkpoint, else an original
-        release's ``ModelParameters``/``LatentCodes`` through :mod:`deepsdf.legacy`).
+        release's ``ModelParameters``/``LatentCodes`` through :mod:`deepsdf.original`).
 
         Raises
         ------
@@ -125,7 +125,7 @@ class Experiment:
         ours = checkpoint_path(self.folder, self.checkpoint)
         legacy = self.tree.file("ModelParameters", f"{self.checkpoint}.pth")
         if not ours.is_file() and legacy.is_file():
-            from .legacy import load_legacy_experiment
+            from .original import load_legacy_experiment
 
             config, decoder, table = load_legacy_experiment(self.folder, self.checkpoint)
             payload = {"codes": table.weight.detach(), "instance_ids": table.instance_ids,
@@ -160,6 +160,15 @@ class Experiment:
             else:
                 self._spec = self.config
         return self._spec
+
+    @property
+    def data(self) -> "formats.DataTree":
+        """The data root as a :class:`~deepsdf_preprocess.formats.DataTree` (:attr:`data_dir`):
+        every instance file is read through it."""
+        if self._tree_of_data is None or self._tree_of_data.root != Path(
+                os.path.abspath(self.data_dir)):
+            self._tree_of_data = formats.DataTree(self.data_dir)
+        return self._tree_of_data
 
     @property
     def data_dir(self) -> Path:
@@ -323,34 +332,3 @@ def summarize(rows, names, prefix: str = "") -> dict:
         if len(values):
             block[name] = {"mean": float(values.mean()), "median": float(np.median(values))}
     return block
-
-
-class SourceMeshes:
-    """The source meshes of a data tree's instances, found through its manifests (read once
-    per dataset)."""
-
-    def __init__(self, data_dir):
-        self.data_dir, self.manifests = Path(data_dir), {}
-
-    def path(self, key: str):
-        """The source mesh of ``dataset/class/instance``, or ``None`` when not at hand."""
-        from deepsdf_preprocess.manifest import manifest_mesh, read_manifest
-
-        key = contract.InstanceKey.parse(key)
-        if key.dataset not in self.manifests:
-            self.manifests[key.dataset] = read_manifest(self.data_dir, key.dataset)
-        return manifest_mesh(self.manifests[key.dataset], key.local)
-
-    def normalized(self, key: str):
-        """The source mesh in the instance's normalized frame, or ``None``."""
-        from deepsdf_preprocess.mesh_io import load_mesh
-        from deepsdf_preprocess.normalize import to_normalized
-
-        path = self.path(key)
-        if path is None:
-            return None
-        mesh = load_mesh(path)
-        offset, scale = formats.read_normalization(
-            formats.key_paths(self.data_dir, key)[formats.NORMALIZATION_PARAMETERS])
-        mesh.vertices = to_normalized(mesh.vertices, offset, scale)
-        return mesh

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from deepsdf_preprocess import formats
 from deepsdf_preprocess.normalize import to_original
 from deepsdf_preprocess.progress import progress_bar
 
@@ -37,7 +36,7 @@ def load_trained(experiment_dir, checkpoint="latest", *, device="cpu"):
     ``payload`` holds at least ``codes`` (training codes) and ``instance_ids``.  An experiment
     folder of the original release (``ModelParameters/<checkpoint>.pth`` and
     ``LatentCodes/<checkpoint>.pth`` beside its ``specs.json``) is read through
-    :mod:`deepsdf.legacy` when this project's checkpoint is absent.
+    :mod:`deepsdf.original` when this project's checkpoint is absent.
     """
     model = Experiment(experiment_dir, checkpoint=checkpoint, device=device).model
     return model.decoder, model.config, model.payload
@@ -62,7 +61,8 @@ def reconstruct_split(experiment, split: dict, *, solver: SolverConfig, data_dir
     ``checkpoint`` on ``device``, its data at ``data_dir`` or the spec's ``DataSource``).
     Shapes are fitted ``batch`` at a time.  With ``skip``, instances whose outputs are
     recorded as made from this very checkpoint file with these settings, and unchanged since,
-    are left alone, so a long run resumes; any other is redone (the log says why).  A code whose SDF never crosses zero on the grid is
+    are left alone, so a long run resumes; any other is redone (the log says why).  A code
+    whose SDF never crosses zero on the grid is
     written without meshes and reported (a warning, not a failure).  Instances whose
     SdfSamples are missing or unusable are left out and named in ``report.unusable``; the
     rest are reconstructed.
@@ -127,8 +127,7 @@ def _write(experiment: Experiment, key, code, resolution, report):
                 stale.unlink()
         report.no_surface.append(key)
         return
-    offset, scale = formats.read_normalization(
-        formats.key_paths(experiment.data_dir, key)[formats.NORMALIZATION_PARAMETERS])
+    offset, scale = experiment.data.instance(key).normalization()
     write_mesh(paths["mesh"], mesh)
     original = mesh.copy()
     original.vertices = to_original(mesh.vertices, offset, scale)

@@ -7,6 +7,8 @@ direction, the two means summed, in the original frame.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -14,7 +16,8 @@ from deepsdf_preprocess.errors import InputError
 
 __all__ = ["surface_metrics", "chamfer", "chamfer_unseen", "chamfer_l1", "f_score",
            "normal_consistency", "earth_movers", "volumetric_iou", "surface_points",
-           "CHAMFER_POINTS", "F_SCORE_FRACTION"]
+           "CHAMFER_POINTS", "F_SCORE_FRACTION", "Metric", "METRIC_TABLE",
+           "EVALUATION_METRICS", "COMPLETION_METRICS"]
 
 #: Points per surface in the original protocol.
 CHAMFER_POINTS = 30_000
@@ -22,6 +25,48 @@ CHAMFER_POINTS = 30_000
 #: The F-score threshold as a fraction of the ground truth's bounding-box side (1%,
 #: Tatarchenko et al. 2019).
 F_SCORE_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric's name (the column and the JSON key), label, unit and which way is better
+    (``"lower"`` or ``"higher"``): the one place every table, report and CLI line reads."""
+
+    name: str
+    label: str
+    unit: str
+    better: str
+
+    @property
+    def arrow(self) -> str:
+        """``↓`` when lower is better, else ``↑``."""
+        return "↓" if self.better == "lower" else "↑"
+
+    def wins(self, value: float, other: float) -> bool:
+        """Whether ``value`` is strictly better than ``other``."""
+        return value < other if self.better == "lower" else value > other
+
+
+#: Every metric this project reports, by name.
+METRIC_TABLE = {metric.name: metric for metric in (
+    Metric("chamfer", "Chamfer", "mean squared nearest distance each way, the two means "
+           "summed (original units²)", "lower"),
+    Metric("chamfer_l1", "Chamfer-L1", "mean nearest distance each way, the two means "
+           "averaged (original units)", "lower"),
+    Metric("f_score", "F-score", "at 1% of the truth's bounding-box side, 0-1", "higher"),
+    Metric("normal_consistency", "normal consistency", "mean |cos| of matched normals, 0-1",
+           "higher"),
+    Metric("emd", "EMD", "on 1000-point subsamples (original units)", "lower"),
+    Metric("iou", "IoU", "volumetric, at the uniform samples, 0-1", "higher"),
+    Metric("chamfer_unseen", "Chamfer, unseen part", "Chamfer on what the scan did not see "
+           "(original units²)", "lower"),
+)}
+
+#: The metrics of an evaluated reconstruction (IoU is added where occupancy is at hand).
+EVALUATION_METRICS = ("chamfer", "chamfer_l1", "f_score", "normal_consistency", "emd")
+
+#: The metrics of a completed shape.
+COMPLETION_METRICS = ("chamfer", "chamfer_l1", "f_score", "chamfer_unseen")
 
 
 def surface_metrics(points, truth, *, f_fraction: float = F_SCORE_FRACTION) -> dict:

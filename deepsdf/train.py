@@ -33,7 +33,7 @@ from .data import SceneBatches, cache_folder, epoch_batches, pack_split
 from .decoder import Decoder
 from .device import resolve_device
 from .latents import LatentTable, split_hash, split_instances
-from .legacy import original_training_files
+from .original import new_log, original_training_files
 from .loss import clamped_l1, code_prior, eikonal, prior_warmup
 
 __all__ = ["AutoDecoder", "Trainer", "TrainingError", "TrainResult"]
@@ -67,15 +67,6 @@ def prediction_spread(predicted: torch.Tensor, target: torch.Tensor, clamp: floa
     predicted = predicted.detach().float().clamp(-clamp, clamp)
     target = target.detach().float().clamp(-clamp, clamp)
     return predicted.std().item(), target.std().item()
-
-
-def new_log() -> dict:
-    """An empty training log with the original release's ``Logs.pth`` keys: ``loss`` (one
-    per batch), ``learning_rate`` ([decoder, codes] per epoch), ``timing`` (seconds per
-    epoch), ``latent_magnitude`` (mean code norm per epoch) and ``param_magnitude`` (per
-    decoder parameter, its norm per epoch; this project's parameter names)."""
-    return {"loss": [], "learning_rate": [], "timing": [], "latent_magnitude": [],
-            "param_magnitude": {}}
 
 
 def json_short(value, limit: int = 80) -> str:
@@ -284,7 +275,7 @@ class Trainer:
     def _resume_original(self, model: AutoDecoder, optimizer) -> int:
         """Continue an original release's training folder: decoder, codes (split order), both
         Adam states and the epoch counter; its ``Logs.pth`` continues too, when present."""
-        from .legacy import load_original_training
+        from .original import load_original_training
 
         names = [name for name, _ in model.decoder.named_parameters()]
         try:

@@ -72,7 +72,7 @@ def main(out: Path) -> dict:
     packed = pack_split(out / "data", split, cache_root=trainer.cache)  # the training cache
     fit = reconstruct_codes(decoder, packed, [0], GAUSS_NEWTON, clamp=clamp, latent_size=16)
     key = packed.instance_ids[0]
-    paths = formats.key_paths(out / "data", key)
+    paths = formats.instance_outputs(out / "data", key)
     offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
     truth = formats.read_surface_samples(paths[formats.SURFACE_SAMPLES])["points"]
     mesh = code_mesh(decoder, fit.codes[0], 96)           # normalized frame
@@ -84,7 +84,7 @@ def main(out: Path) -> dict:
     # 5. Complete shape 1 from one depth view: a virtual scan in the mesh's own frame, mapped
     #    to the model frame by its normalization; free-space rows on by default.
     key1 = packed.instance_ids[1]
-    paths1 = formats.key_paths(out / "data", key1)
+    paths1 = formats.instance_outputs(out / "data", key1)
     offset1, scale1 = formats.read_normalization(paths1[formats.NORMALIZATION_PARAMETERS])
     source = load_mesh(out / "meshes" / "chairs" / (key1.rsplit("/", 1)[1] + ".obj"))
     scan = virtual_scan(source, offset1, scale1, np.random.default_rng(0))  # depth, K, pose

@@ -96,13 +96,6 @@ class InstanceKey:
         """``class/instance``: the key of the instance's record in its dataset's manifest."""
         return f"{self.class_name}/{self.instance}"
 
-    def paths(self, data_dir, *, partial_scans: bool = False) -> dict:
-        """:func:`~.formats.instance_paths` of this instance."""
-        from .formats import instance_paths
-
-        return instance_paths(data_dir, self.dataset, self.class_name, self.instance,
-                              partial_scans=partial_scans)
-
 
 #: Temporary files of :func:`atomic_path` are named ``.<final name>.<random>.part``.
 _PART_SUFFIX = ".part"

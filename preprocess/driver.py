@@ -280,8 +280,9 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
             if job.problem is not None:
                 pending.append((job, {}))
                 continue
-            outputs = formats.instance_paths(data_dir, dataset, job.class_name, job.instance,
-                                             partial_scans=config.partial_scan is not None)
+            outputs = formats.instance_outputs(
+                data_dir, formats.InstanceKey(dataset, job.class_name, job.instance),
+                partial_scans=config.partial_scan is not None)
             record = recorded.get(job.key)
             stale = (stale_reason(record, outputs, made_by={"settings": settings})
                      if record is not None and record.get("status") == "ok" else None)
@@ -360,8 +361,9 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
     for key in sorted(k for k, r in records.items() if r.get("status") == "ok" and k in listed):
         class_name, instance = key.split("/", 1)
         scans = formats.PARTIAL_SCANS in (records[key].get("outputs") or {})
-        paths = formats.instance_paths(data_dir, dataset, class_name, instance,
-                                       partial_scans=scans)
+        paths = formats.instance_outputs(data_dir, formats.InstanceKey(dataset, class_name,
+                                                                       instance),
+                                         partial_scans=scans)
         reason = stale_reason(records[key], paths)
         if reason is not None:
             changed[key] = reason

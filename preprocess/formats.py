@@ -29,7 +29,8 @@ __all__ = [
     "SDF_SAMPLES", "SURFACE_SAMPLES", "NORMALIZATION_PARAMETERS", "OCCUPANCY_SAMPLES",
     "PARTIAL_SCANS", "write_occupancy", "read_occupancy", "write_partial_scan",
     "read_partial_scan",
-    "instance_paths", "key_paths", "atomic_path", "write_sdf_samples", "read_sdf_samples",
+    "instance_outputs", "InstanceFiles", "DataTree", "atomic_path", "write_sdf_samples",
+    "read_sdf_samples",
     "write_surface_samples", "read_surface_samples", "write_normalization",
     "read_normalization", "write_json", "read_split", "write_split", "storage_dtype",
     "check_name", "remove_stale_temporaries", "InstanceKey", "split_key",
@@ -42,26 +43,121 @@ OCCUPANCY_SAMPLES = "OccupancySamples"
 PARTIAL_SCANS = "PartialScans"
 
 
-def key_paths(data_dir, key, *, partial_scans: bool = False) -> dict:
-    """:func:`instance_paths` of an instance key ``dataset/class/instance`` (or
-    :class:`InstanceKey`)."""
-    return InstanceKey.parse(key).paths(data_dir, partial_scans=partial_scans)
+def instance_outputs(data_dir, key, *, partial_scans: bool = False) -> dict:
+    """The files of instance ``key`` (``dataset/class/instance`` or an :class:`InstanceKey`)
+    under ``data_dir``, keyed by folder name (``PartialScans`` only with ``partial_scans``: the
+    preprocessor writes it on request).  Each path is made by the data root's
+    :class:`~.paths.Tree` (no link out of it is followed, no folder stands where a file goes).
 
-
-def instance_paths(data_dir, dataset: str, class_name: str, instance: str, *,
-                   partial_scans: bool = False) -> dict:
-    """The output paths of one instance, keyed by folder name (``PartialScans`` only with
-    ``partial_scans``: the preprocessor writes it on request).  Each name must pass
-    :func:`check_name`; each path is made by the data root's :class:`~.paths.Tree` (no link
-    out of it is followed, no folder stands where a file goes)."""
-    check_name(dataset, "dataset")
-    check_name(class_name, "class")
-    check_name(instance, "instance")
+    The one way to an instance's paths; :class:`DataTree` and the preprocessor use it.
+    """
+    key = InstanceKey.parse(key)
     tree = data_dir if isinstance(data_dir, Tree) else Tree(data_dir, "data root")
     suffixes = {SDF_SAMPLES: ".npz", SURFACE_SAMPLES: ".ply", NORMALIZATION_PARAMETERS: ".npz",
                 OCCUPANCY_SAMPLES: ".npz", **({PARTIAL_SCANS: ".npz"} if partial_scans else {})}
-    return {folder: tree.file(folder, dataset, class_name, instance + suffix)
+    return {folder: tree.file(folder, key.dataset, key.class_name, key.instance + suffix)
             for folder, suffix in suffixes.items()}
+
+
+class InstanceFiles:
+    """One instance of a data tree: its files (:func:`instance_outputs`) and their readers."""
+
+    def __init__(self, tree: Tree, key):
+        self.key = InstanceKey.parse(key)
+        self._tree = tree
+
+    def __repr__(self) -> str:
+        return f"InstanceFiles({str(self.key)!r} in {self._tree.root})"
+
+    def outputs(self, *, partial_scans: bool = False) -> dict:
+        """``{folder name: path}`` (see :func:`instance_outputs`)."""
+        return instance_outputs(self._tree, self.key, partial_scans=partial_scans)
+
+    @property
+    def sdf_samples(self) -> Path:
+        return self.outputs()[SDF_SAMPLES]
+
+    @property
+    def surface_samples(self) -> Path:
+        return self.outputs()[SURFACE_SAMPLES]
+
+    @property
+    def normalization_parameters(self) -> Path:
+        return self.outputs()[NORMALIZATION_PARAMETERS]
+
+    @property
+    def occupancy_samples(self) -> Path:
+        return self.outputs()[OCCUPANCY_SAMPLES]
+
+    @property
+    def partial_scan(self) -> Path:
+        return self.outputs(partial_scans=True)[PARTIAL_SCANS]
+
+    def normalization(self) -> tuple[np.ndarray, float]:
+        """(offset (3,), scale): ``normalized = (original + offset) * scale``."""
+        return read_normalization(self.normalization_parameters)
+
+    def surface(self) -> dict:
+        """The SurfaceSamples (original frame): ``points``, and ``normals`` when stored."""
+        return read_surface_samples(self.surface_samples)
+
+    def occupancy(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(points, occupied) of the OccupancySamples (normalized frame), None when absent."""
+        path = self.occupancy_samples
+        return read_occupancy(path) if path.is_file() else None
+
+    def scan(self) -> dict:
+        """The PartialScans file (:func:`read_partial_scan`)."""
+        return read_partial_scan(self.partial_scan)
+
+
+class DataTree:
+    """A data root (``DATA_DIR``): its instances' files, its manifests and source meshes.
+
+    Every path goes through the root's :class:`~.paths.Tree`; manifests are read once per
+    dataset.
+    """
+
+    def __init__(self, root):
+        self.tree = root if isinstance(root, Tree) else Tree(root, "data root")
+        self.root = self.tree.root
+        self._manifests: dict = {}
+
+    def __repr__(self) -> str:
+        return f"DataTree({str(self.root)!r})"
+
+    def instance(self, key) -> InstanceFiles:
+        """The files of ``dataset/class/instance`` (or an :class:`InstanceKey`)."""
+        return InstanceFiles(self.tree, key)
+
+    def manifest(self, dataset: str) -> dict:
+        """The dataset's manifest ({} when there is none)."""
+        from .manifest import read_manifest
+
+        if dataset not in self._manifests:
+            self._manifests[dataset] = read_manifest(self.root, dataset)
+        return self._manifests[dataset]
+
+    def source_mesh(self, key) -> Path | None:
+        """The mesh an instance was made from, as its manifest records it, when it still
+        exists."""
+        from .manifest import manifest_mesh
+
+        key = InstanceKey.parse(key)
+        return manifest_mesh(self.manifest(key.dataset), key.local)
+
+    def normalized_source_mesh(self, key):
+        """The source mesh in the instance's normalized frame (a ``trimesh.Trimesh``), or
+        None when the manifest records none that still exists."""
+        from .mesh_io import load_mesh
+        from .normalize import to_normalized
+
+        path = self.source_mesh(key)
+        if path is None:
+            return None
+        mesh = load_mesh(path)
+        mesh.vertices = to_normalized(mesh.vertices, *self.instance(key).normalization())
+        return mesh
 
 
 def _load_npz(path, keys, what: str) -> dict:

@@ -128,7 +128,7 @@ def test_bad_mesh_outcome(bad_mesh_tree, index, case):
             "*.npz")), "a failed instance must not leave SdfSamples"
         return
     # ok: signs against the source mesh's exact inside/outside, SurfaceSamples on it
-    paths = formats.instance_paths(root / "data", "D", *key.split("/"))
+    paths = formats.instance_outputs(root / "data", formats.InstanceKey("D", *key.split("/")))
     mesh = trimesh.load(next((root / "meshes" / key.split("/")[0]).iterdir()), force="mesh",
                         process=False)
     offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
@@ -323,7 +323,7 @@ def test_a_malicious_checkpoint_runs_nothing(tmp_path):
 
 def test_a_malicious_original_release_file_runs_nothing(tmp_path):
     from deepsdf.config import DecoderConfig, TrainConfig
-    from deepsdf.legacy import load_legacy_codes, load_legacy_decoder
+    from deepsdf.original import load_legacy_codes, load_legacy_decoder
 
     marker = tmp_path / "ran"
     _malicious(tmp_path / "ModelParameters/latest.pth", marker)

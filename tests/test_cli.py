@@ -109,7 +109,7 @@ def test_near_fraction_sets_how_many_samples_are_uniform(tmp_path):
         assert main(["preprocess", str(tmp_path / "m"), str(data), "--dataset", "D",
                      "--backend", "raycast", "--views", "12", "--resolution", "96",
                      "--samples", "5000", "--no-progress"] + extra) == 0
-        paths = formats.instance_paths(data, "D", "tables", "tables_0000")
+        paths = formats.instance_outputs(data, formats.InstanceKey("D", "tables", "tables_0000"))
         uniform[fraction] = len(formats.read_occupancy(paths[formats.OCCUPANCY_SAMPLES])[0])
         recorded = json.loads((data / "manifests/D.json").read_text())
         assert recorded["config"]["sampling"]["near_fraction"] == (fraction or 47 / 50)
@@ -127,7 +127,7 @@ def test_full_reference_settings_on_one_chair(tmp_path, gl_scanner):
     write_shapes(tmp_path / "m", "chairs", 1, seed=9)
     assert main(["preprocess", str(tmp_path / "m"), str(tmp_path / "d"), "--dataset", "D",
                  "--no-progress"]) == 0
-    paths = formats.instance_paths(tmp_path / "d", "D", "chairs", "chairs_0000")
+    paths = formats.instance_outputs(tmp_path / "d", "D/chairs/chairs_0000")
     pos, neg = formats.read_sdf_samples(paths[formats.SDF_SAMPLES])
     assert 490_000 <= len(pos) + len(neg) <= 500_000
     assert len(formats.read_surface_samples(paths[formats.SURFACE_SAMPLES])["points"]) == 30_000

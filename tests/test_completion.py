@@ -134,7 +134,7 @@ def training_scans(model, data, views: int):
     manifest = json.loads((data / "manifests" / "gen.json").read_text())
     observations, truths = [], []
     for index, key in enumerate(model.codes.instance_ids):
-        paths = formats.key_paths(data, key)
+        paths = formats.instance_outputs(data, key)
         offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
         mesh = load_mesh(manifest["instances"][key.split("/", 1)[1]]["mesh"])
         truth = (formats.read_surface_samples(paths[formats.SURFACE_SAMPLES])["points"]
@@ -268,7 +268,7 @@ def test_complete_command_on_a_real_format_depth_png(trained, trained_data, tmp_
     key = model.codes.instance_ids[0]
     manifest = json.loads((data / "manifests" / "gen.json").read_text())
     mesh = load_mesh(manifest["instances"][key.split("/", 1)[1]]["mesh"])
-    normalization = formats.key_paths(data, key)[formats.NORMALIZATION_PARAMETERS]
+    normalization = formats.instance_outputs(data, key)[formats.NORMALIZATION_PARAMETERS]
     offset, scale = formats.read_normalization(normalization)
     scan = virtual_scan(mesh, offset, scale, np.random.default_rng(3))
     Image.fromarray(np.rint(scan["depth"] * 1000).astype(np.uint16)).save(tmp_path / "d.png")
@@ -320,7 +320,7 @@ def test_stored_and_rendered_virtual_scans_are_the_same(tmp_path):
     report = preprocess_dataset(tmp_path / "meshes", tmp_path / "data", "D", config=config,
                                 backend="raycast", progress=False)
     key = "D/" + report.succeeded[0]
-    paths = formats.key_paths(tmp_path / "data", key, partial_scans=True)
+    paths = formats.instance_outputs(tmp_path / "data", key, partial_scans=True)
     stored = formats.read_partial_scan(paths[formats.PARTIAL_SCANS])
     assert stored["depth"].shape == (48, 64) and (stored["depth"] > 0).mean() > 0.05
     offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])

@@ -36,7 +36,7 @@ def test_writes_the_data_tree_manifest_and_split(mesh_dir, tmp_path):
                                 backend="raycast", progress=False)
     assert report.succeeded == [f"chairs/chairs_000{i}" for i in range(3)] and not report.failed
     for key in report.succeeded:
-        outputs = formats.instance_paths(tmp_path, "demo", *key.split("/"))
+        outputs = formats.instance_outputs(tmp_path, formats.InstanceKey("demo", *key.split("/")))
         pos, neg = formats.read_sdf_samples(outputs[formats.SDF_SAMPLES])
         assert len(pos) > 1000 and len(neg) > 1000
         surface = formats.read_surface_samples(outputs[formats.SURFACE_SAMPLES])

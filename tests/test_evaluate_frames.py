@@ -25,8 +25,8 @@ def test_retrieval_maps_the_retrieved_shape_into_the_test_shapes_frame(tiny_data
     Trainer(experiment, load_specs(experiment), device="cpu", progress=False).train()
     # A test shape that is training shape chairs_0001 moved to 100 and scaled by 10, in a
     # millimetre-like frame of its own.
-    source = formats.key_paths(copy, "gen/chairs/chairs_0001")
-    twin = formats.key_paths(copy, "gen/chairs/twin")
+    source = formats.instance_outputs(copy, "gen/chairs/chairs_0001")
+    twin = formats.instance_outputs(copy, "gen/chairs/twin")
     surface = formats.read_surface_samples(source[formats.SURFACE_SAMPLES])
     formats.write_surface_samples(twin[formats.SURFACE_SAMPLES], surface["points"] * 10.0 + 100,
                                   surface["normals"])

@@ -109,9 +109,13 @@ def test_instance_key_has_one_string_form_and_checks_its_names():
     assert (key.dataset, key.class_name, key.instance) == ("ShapeNetV2", "03001627", "a.b.c")
     assert str(key) == "ShapeNetV2/03001627/a.b.c" and key.local == "03001627/a.b.c"
     assert InstanceKey.parse(key) is key
-    assert key.paths("/d")["SdfSamples"].as_posix() == "/d/SdfSamples/ShapeNetV2/03001627/a.b.c.npz"
-    assert "PartialScans" not in key.paths("/d") and "PartialScans" in key.paths(
-        "/d", partial_scans=True)
+    from deepsdf_preprocess.formats import DataTree, instance_outputs
+
+    files = DataTree("/d").instance(key)
+    assert files.sdf_samples.as_posix() == "/d/SdfSamples/ShapeNetV2/03001627/a.b.c.npz"
+    assert files.outputs() == instance_outputs("/d", "ShapeNetV2/03001627/a.b.c")
+    assert "PartialScans" not in files.outputs() and "PartialScans" in files.outputs(
+        partial_scans=True)
     for bad in ("a/b", "a/b/c/d", "a/../c", "./b/c"):
         with pytest.raises(ValueError):
             InstanceKey.parse(bad)

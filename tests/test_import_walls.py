@@ -55,7 +55,7 @@ def test_deepsdf_and_its_cli_never_import_opengl(tmp_path):
     code = LOADED + """
 import deepsdf, deepsdf.cli
 deepsdf.cli.build_parser().format_help()
-from deepsdf import checkpoint, config, data, decoder, latents, legacy, loss, mesh, train
+from deepsdf import checkpoint, config, data, decoder, latents, original, loss, mesh, train
 print(json.dumps(loaded('OpenGL', 'pyrender')))
 """
     assert run_fresh(code, tmp_path) == {"OpenGL": False, "pyrender": False}

@@ -17,8 +17,9 @@ from deepsdf.checkpoint import checkpoint_path, load_checkpoint
 from deepsdf.cli import main
 from deepsdf.config import DecoderConfig, Schedule, TrainConfig, load_specs, parse_specs
 from deepsdf.decoder import Decoder
-from deepsdf.export import (export_original, optimizer_to_original, original_optimizer_to_ours,
-                            original_parameter_names)
+from deepsdf.export import export_original
+from deepsdf.original import (optimizer_to_original, original_optimizer_to_ours,
+                              original_parameter_names)
 from deepsdf.loss import prior_warmup
 from deepsdf.train import AutoDecoder, Trainer, TrainingError
 
@@ -147,7 +148,7 @@ def test_a_missing_original_file_is_named(trained_run, tmp_path):
 
 
 def test_original_layernorm_on_the_output_layer_is_accepted(tmp_path):
-    from deepsdf.legacy import load_legacy_decoder
+    from deepsdf.original import load_legacy_decoder
 
     specs = {"NetworkSpecs": {"dims": [16, 16], "norm_layers": [0, 1, 2], "latent_in": [],
                               "weight_norm": False}, "CodeLength": 4}
@@ -162,7 +163,7 @@ def test_original_layernorm_on_the_output_layer_is_accepted(tmp_path):
 
 
 def test_bare_n_1_d_latent_codes_are_accepted(tmp_path):
-    from deepsdf.legacy import load_legacy_codes
+    from deepsdf.original import load_legacy_codes
 
     codes = torch.randn(3, 1, 8)
     torch.save(codes, tmp_path / "codes.pth")
@@ -326,7 +327,7 @@ def test_evaluate_reads_the_original_layout_and_surfaces_without_normals(tiny_da
     for key in keys:  # "reconstructions": the source meshes themselves
         mesh = trimesh.load(manifest_mesh(manifest, key.split("/", 1)[1]), force="mesh")
         offset, scale = formats.read_normalization(
-            formats.key_paths(data, key)[formats.NORMALIZATION_PARAMETERS])
+            formats.instance_outputs(data, key)[formats.NORMALIZATION_PARAMETERS])
         write_mesh(Experiment(ours).reconstruction(key)["original"], mesh)
         normalized = mesh.copy()
         normalized.vertices = to_normalized(mesh.vertices, offset, scale)
@@ -335,7 +336,7 @@ def test_evaluate_reads_the_original_layout_and_surfaces_without_normals(tiny_da
     stripped = tmp_path / "data"
     shutil.copytree(data, stripped)
     for key in keys:
-        path = formats.key_paths(stripped, key)[formats.SURFACE_SAMPLES]
+        path = formats.instance_outputs(stripped, key)[formats.SURFACE_SAMPLES]
         _write_original_surface(path, formats.read_surface_samples(path)["points"])
     summary = evaluate_split(theirs, split, data_dir=stripped, checkpoint="2000",
                              retrieval=False)

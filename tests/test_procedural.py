@@ -118,7 +118,7 @@ def test_preprocessed_vessel_samples_match_the_analytic_sdf(tmp_path):
     shape = generate_shapes("vessels", 1, seed=3)[0]
     report = preprocess_dataset(tmp_path / "meshes", tmp_path / "data", "V",
                                 config=SMALL_CONFIG, backend="raycast", progress=False)
-    paths = formats.instance_paths(tmp_path / "data", "V", "vessels", "vessels_0000")
+    paths = formats.instance_outputs(tmp_path / "data", "V/vessels/vessels_0000")
     offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
     pos, neg = formats.read_sdf_samples(paths[formats.SDF_SAMPLES])
     rows = np.vstack([pos, neg]).astype(np.float64)

@@ -301,7 +301,7 @@ DATA_PATHS = [
 def data_operations(data: Path):
     """Every writing operation of the data tree's owners, on instance ds/c/a."""
     def write_instance():
-        paths = formats.instance_paths(data, "ds", "c", "a")
+        paths = formats.instance_outputs(data, formats.InstanceKey("ds", "c", "a"))
         formats.write_sdf_samples(paths[formats.SDF_SAMPLES], np.zeros((4, 3)),
                                   np.array([-1.0, -1.0, 1.0, 1.0]))
         formats.write_normalization(paths[formats.NORMALIZATION_PARAMETERS], np.zeros(3), 1.0)

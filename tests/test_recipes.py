@@ -12,7 +12,7 @@ from deepsdf import loss as loss_module
 from deepsdf.data import scene_samples
 from deepsdf.config import ConfigError, DecoderConfig, load_specs, parse_specs
 from deepsdf.decoder import Decoder
-from deepsdf.export import ExportError, legacy_specs
+from deepsdf.original import ExportError, legacy_specs
 from deepsdf.loss import clamped_l1, eikonal
 from deepsdf.train import Trainer
 

@@ -24,7 +24,7 @@ SMALL_ADAM = SolverConfig(steps=200, samples=2000)
 
 
 def surface_chamfer(decoder, code, data, key):
-    paths = formats.key_paths(data, key)
+    paths = formats.instance_outputs(data, key)
     offset, scale = formats.read_normalization(paths[formats.NORMALIZATION_PARAMETERS])
     mesh = extract_mesh(coarse_to_fine_grid(decoder_field(decoder, code), 96), offset=offset,
                         scale=scale)
@@ -90,8 +90,8 @@ def test_reconstruct_command_writes_the_original_layout(tiny_data, tmp_path):
 
 
 def _normalized(mesh, data, index):
-    offset, scale = formats.read_normalization(formats.instance_paths(
-        data, "gen", "chairs", f"chairs_000{index}")[formats.NORMALIZATION_PARAMETERS])
+    offset, scale = formats.read_normalization(formats.instance_outputs(
+        data, f"gen/chairs/chairs_000{index}")[formats.NORMALIZATION_PARAMETERS])
     copy = mesh.copy()
     copy.vertices = to_normalized(copy.vertices, offset, scale)
     return copy

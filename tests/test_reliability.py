@@ -109,7 +109,7 @@ def test_files_at_output_paths_without_a_record_are_redone(tmp_path):
 
     write_shapes(tmp_path / "meshes", "chairs", 1, seed=3)
     key = next((tmp_path / "meshes" / "chairs").iterdir()).stem
-    paths = formats.instance_paths(tmp_path / "data", "gen", "chairs", key)
+    paths = formats.instance_outputs(tmp_path / "data", formats.InstanceKey("gen", "chairs", key))
     for path in paths.values():  # four 0-byte files (or an earlier tool's) at the outputs
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")

@@ -39,7 +39,7 @@ def test_overfits_the_training_shapes(trained, trained_data):
     model.eval()
     decoder, codes = model.decoder, model.codes.weight.detach()
     for row, key in enumerate(model.codes.instance_ids):
-        paths = formats.key_paths(data, key)
+        paths = formats.instance_outputs(data, key)
         pos, neg = formats.read_sdf_samples(paths[formats.SDF_SAMPLES])
         rows = np.concatenate([pos, neg])
         near = rows[(np.abs(rows[:, 3]) >= 0.005) & (np.abs(rows[:, 3]) < 0.1)]
@@ -170,7 +170,7 @@ def reference_forward(state, codes, points, latent_in, use_tanh=True):
 
 
 def test_original_release_checkpoint_loads_and_matches_a_hand_written_forward(tmp_path):
-    from deepsdf.legacy import load_legacy_experiment
+    from deepsdf.original import load_legacy_experiment
 
     latent, dims, latent_in = 8, [32, 32, 32, 32], [2]
     sizes = [latent + 3] + dims + [1]
