@@ -622,7 +622,9 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
     parser.add_argument("--convention", choices=CONVENTIONS, default=CONVENTIONS[0],
                         help="camera axes of --pose (see below)")
     parser.add_argument("--depth-scale", type=_number_in(positive=True),
-                        help="PNG depth units per metre (e.g. 1000 for millimetres)")
+                        help="depth units per metre (e.g. 1000 for millimetres): required for "
+                             "16-bit PNGs; .npy/.npz depths are divided by it too when given "
+                             "(metres otherwise)")
     parser.add_argument("--points", type=Path, help="a partial point cloud (.ply/.npy/.xyz)")
     parser.add_argument("--sensor", type=_number_in(), nargs=3, metavar=("X", "Y", "Z"),
                         help="the point cloud's sensor position (world frame)")

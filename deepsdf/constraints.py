@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepsdf_preprocess import validate
 from deepsdf_preprocess.errors import InputError
 
 from .sensing import Observation
@@ -49,6 +50,12 @@ def sdf_constraints(observation: Observation, config: ConstraintConfig = Constra
     p, n = observation.points, observation.normals
     if len(p) == 0:
         raise InputError("the observation has no usable surface point")
+    rows_per_point = 2 + config.free_space + max(config.empty_rays, 0.0)
+    # float64 rows of 5 values, and the temporaries of building them (about three times).
+    validate.require_memory(len(p) * rows_per_point * 5 * 8 * 4,
+                            what=f"{len(p):,} observed points with {config.free_space} "
+                            f"free-space and {config.empty_rays:g} empty-ray rows each",
+                            hint="lower free_space / empty_rays, or subsample the observation")
     eta = config.eta
     rows = [np.concatenate([p + eta * n, np.full((len(p), 1), eta), np.zeros((len(p), 1))], 1),
             np.concatenate([p - eta * n, np.full((len(p), 1), -eta), np.zeros((len(p), 1))], 1)]

@@ -31,7 +31,7 @@ def resolve_device(device="auto") -> torch.device:
         raise InputError(f"device {device!r} is not a device name (use auto, cpu, cuda, "
                          "cuda:N or mps)") from None
     if resolved.type == "cpu":
-        return resolved
+        return torch.device("cpu")  # "cpu:0" is the one CPU device; torch.load rejects it
     if resolved.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:

@@ -19,6 +19,7 @@ import trimesh
 from deepsdf_preprocess import contract
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.paths import Tree
 
 from .experiment import Experiment, read_code, summarize, write_table
 from .latents import split_instances
@@ -169,8 +170,9 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
                     row[f"{name}_iou"] = volumetric_iou(solid, *occupancy)
         for name in ("retrieval_code", "retrieval_oracle"):
             columns += [f"{name}_instance"] + [f"{name}_{k}" for k in (*METRICS, "iou")]
-    out = experiment.evaluation
-    write_table(out / "metrics.csv", rows, columns)
+    out = Tree(experiment.evaluation, "experiment folder")
+    table, summary_path = out.file("metrics.csv"), out.file("summary.json")  # both checked first
+    write_table(table, rows, columns)
     summary = {"shapes": len(rows), "missing": missing, "stale": sorted(stale),
                "unrecorded": unrecorded}
     if without_normals:
@@ -183,7 +185,7 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
                                            if retrieval else [])
     for prefix, section in prefixes:
         summary[section] = summarize(rows, (*METRICS, "iou"), prefix)
-    contract.write_json(out / "summary.json", summary)
+    contract.write_json(summary_path, summary)
     return summary
 
 

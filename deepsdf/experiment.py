@@ -62,16 +62,19 @@ class TrainedModel:
     payload: dict
 
 
-def instance_outputs(root, key: str) -> dict:
+def instance_outputs(root, key: str, *, under=()) -> dict:
     """``{"code", "mesh", "original"}`` paths of instance ``dataset/class/instance`` under an
-    output root: ``ROOT/Codes/...pth``, ``ROOT/Meshes/...ply`` (normalized frame) and
+    output root (a folder, or a :class:`~deepsdf_preprocess.paths.Tree` with the folders
+    ``under`` it): ``ROOT/Codes/...pth``, ``ROOT/Meshes/...ply`` (normalized frame) and
     ``ROOT/MeshesOriginalFrame/...ply``."""
     key = contract.InstanceKey.parse(key)
     tree = root if isinstance(root, Tree) else Tree(root, "output folder")
-    folder = Path(key.dataset) / key.class_name
-    return {"code": tree.file("Codes", folder, f"{key.instance}.pth"),
-            "mesh": tree.file("Meshes", folder, f"{key.instance}.ply"),
-            "original": tree.file("MeshesOriginalFrame", folder, f"{key.instance}.ply")}
+
+    def path(kind: str, suffix: str) -> Path:
+        return tree.file(*under, kind, key.dataset, key.class_name, key.instance + suffix)
+
+    return {"code": path("Codes", ".pth"), "mesh": path("Meshes", ".ply"),
+            "original": path("MeshesOriginalFrame", ".ply")}
 
 
 class Experiment:
@@ -221,7 +224,12 @@ class Experiment:
                  if path.is_file()}
         contract.write_json(self.reconstruction_record(key), {
             "checkpoint": self.checkpoint_identity, "settings": settings,
-            "outputs": provenance.fingerprints(paths)})
+            "samples": self._samples_identity(key), "outputs": provenance.fingerprints(paths)})
+
+    def _samples_identity(self, key: str) -> dict | None:
+        """The SdfSamples file a reconstruction of ``key`` is fitted to (None if absent)."""
+        path = self.data.instance(key).sdf_samples
+        return provenance.file_identity(path) if path.is_file() else None
 
     def reconstruction_stale(self, key: str, settings: dict | None = None) -> str | None:
         """Why the reconstruction of ``key`` cannot be trusted as this checkpoint's (and,
@@ -236,11 +244,15 @@ class Experiment:
             return "no record of what made it"
         paths = {name: p for name, p in self.reconstruction(key).items()
                  if name in (record.get("outputs") or {}) or name == "code"}
-        made_by = {"checkpoint": self.checkpoint_identity}
+        made_by = {"checkpoint": self.checkpoint_identity,
+                   "samples": self._samples_identity(key)}
         if settings is not None:
             made_by["settings"] = settings
         reason = provenance.stale_reason(record, paths, made_by=made_by)
-        if reason == "made with another checkpoint":
+        if reason == "made from another samples":
+            reason = ("fitted to other SdfSamples (another data root, or the samples changed "
+                      "since)")
+        if reason == "made from another checkpoint":
             epoch = (record.get("checkpoint") or {}).get("epoch")
             reason = (f"made from another {self.checkpoint} checkpoint (epoch {epoch}; now "
                       f"epoch {self.checkpoint_identity['epoch']})")
@@ -255,7 +267,7 @@ class Experiment:
 
     def reconstruction(self, key: str) -> dict:
         """:func:`instance_outputs` of instance ``key`` under :attr:`reconstructions`."""
-        return instance_outputs(Tree(self.reconstructions, "experiment folder"), key)
+        return instance_outputs(self.tree, key, under=("Reconstructions", self.checkpoint))
 
     @property
     def evaluation(self) -> Path:

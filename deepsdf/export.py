@@ -67,6 +67,10 @@ def export_original(experiment_dir, *, out=None, checkpoints=None) -> list[Path]
                                      else [])
     if not checkpoints:
         raise ExportError(f"no checkpoints in {folder}: train first")
+    for name in checkpoints:  # every path checked before anything is written
+        for folder in ("ModelParameters", "LatentCodes", "OptimizerParameters"):
+            out.file(folder, f"{name}.pth")
+    out.file("Logs.pth"), out.file("specs.json")
     written, newest = [], None
     for name in checkpoints:
         payload = load_checkpoint(checkpoint_path(experiment_dir, name))

@@ -69,7 +69,8 @@ def interpolation_pictures(experiment, out_dir, *, start=None, end=None, steps: 
 
     Interpolation writes ``OUT/step_XX.ply``, ``OUT/strip.png`` and ``OUT/interpolation.gif``;
     random mode (``random`` codes) writes ``OUT/sample_XX.ply`` and ``OUT/grid.png``.
-    Meshes are in the normalized frame; a step without a surface is drawn blank.
+    Meshes are in the normalized frame; a step without a surface is drawn blank (and has no
+    mesh file: the step and sample meshes of an earlier run in OUT are removed first).
     ``experiment`` is an :class:`~deepsdf.experiment.Experiment` or a folder.
     """
     from .experiment import Experiment, write_mesh
@@ -91,7 +92,10 @@ def interpolation_pictures(experiment, out_dir, *, start=None, end=None, steps: 
         codes, name = (slerp if mode == "slerp" else lerp)(a, b, steps), "step"
     meshes = code_meshes(decoder, codes, resolution=resolution, device=device,
                          clamp=config.trained_clamp)
-    out_dir = Tree(out_dir, "output folder").folder()
+    tree = Tree(out_dir, "output folder")
+    out_dir = tree.folder()
+    for old in out_dir.glob("*_*.ply"):  # an earlier run's steps, never another file
+        tree.remove(old, ours=r"(step|sample)_\d{2,}\.ply")
     written = []
     for index, mesh in enumerate(meshes):
         if mesh is not None:

@@ -23,6 +23,7 @@ from deepsdf_preprocess.pinhole import (PinholeCamera, intrinsics_from_fov, look
                                         spherical_direction)
 from deepsdf_preprocess.raycast import first_hits
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess import validate
 
 __all__ = ["default_camera", "framing_camera", "render_meshes", "tile", "save_png", "save_gif",
            "RENDERERS"]
@@ -74,6 +75,10 @@ def render_meshes(meshes, camera: PinholeCamera | None = None, *,
     if renderer not in RENDERERS:
         raise InputError(f"unknown renderer {renderer!r}; choose one of {RENDERERS}")
     meshes = list(meshes)
+    if camera is not None:  # ray directions and hits: about 100 bytes a pixel per picture
+        validate.require_memory(100 * camera.width * camera.height,
+                                what=f"pictures of {camera.width} x {camera.height} pixels",
+                                hint="ask for smaller pictures")
     camera = camera or framing_camera(meshes)
     if renderer in ("auto", "pyrender"):
         try:

@@ -20,6 +20,11 @@ __all__ = ["Observation", "observe_depth", "observe_depth_files", "observe_point
            "read_point_cloud"]
 
 
+#: Model-frame coordinates beyond this (the model's domain is the unit sphere) mean the
+#: world -> model map does not belong to the observation.
+MODEL_FRAME_LIMIT = 1e3
+
+
 def _no_rays() -> np.ndarray:
     return np.zeros((0, 3))
 
@@ -45,8 +50,25 @@ class Observation:
         return len(self.points)
 
     def transformed(self, similarity: Similarity) -> "Observation":
-        return Observation(similarity.points(self.points), similarity.directions(self.normals),
-                           similarity.points(self.sensors),
+        """The observation in another frame (the model frame, for completion).
+
+        Raises
+        ------
+        InputError
+            When the mapped points leave any sensible model frame (beyond
+            :data:`MODEL_FRAME_LIMIT` from the origin, or overflowing): the similarity (a
+            normalization of scale 1e300, say) does not fit this observation.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            points = similarity.points(self.points)
+            sensors = similarity.points(self.sensors)
+        reach = float(np.max(np.abs(points))) if len(points) else 0.0
+        if not (np.all(np.isfinite(points)) and np.all(np.isfinite(sensors))
+                and reach <= MODEL_FRAME_LIMIT):
+            raise InputError(f"the world -> model map (scale {similarity.scale:g}) puts the "
+                             f"observed points up to {reach:g} from the origin; the model "
+                             "frame is the unit sphere: check the normalization or transform")
+        return Observation(points, similarity.directions(self.normals), sensors,
                            similarity.points(self.empty_origins),
                            similarity.directions(self.empty_directions))
 
@@ -61,8 +83,10 @@ class Observation:
 def load_depth(path, *, depth_scale: float | None = None) -> np.ndarray:
     """(h, w) float64 depth in metres (world units) from a file.
 
-    ``.npy`` / ``.npz`` (key ``depth``, or the only array) hold metres already; a 16-bit PNG
-    holds integers divided by ``depth_scale`` (e.g. 1000 for millimetres; required for PNGs).
+    ``.npy`` / ``.npz`` (key ``depth``, or the only array) hold metres unless ``depth_scale``
+    is given (then they are divided by it, as PNGs are); a 16-bit (or 32-bit) PNG holds
+    integers divided by ``depth_scale`` (e.g. 1000 for millimetres; required for PNGs).  An
+    8-bit, palette or colour PNG is refused: it is a picture, not a depth image.
     Zero stays zero (no measurement); NaN (how many sensors write "no measurement") becomes
     zero.
 
@@ -78,12 +102,14 @@ def load_depth(path, *, depth_scale: float | None = None) -> np.ndarray:
     if suffix == ".png" and depth_scale is None:
         raise InputError(f"{path}: a PNG depth image needs depth_scale (units per metre, "
                          "e.g. 1000 for millimetres)")
-    if suffix == ".png" and not depth_scale > 0:
-        raise InputError(f"{path}: depth_scale must be positive, got {depth_scale}")
+    if depth_scale is not None:
+        depth_scale = validate.number(depth_scale, what="depth_scale", positive=True)
     if not path.is_file():
         raise InputError(f"depth image {path} does not exist")
     try:
         depth = _read_depth_array(path, suffix, depth_scale)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
     except Exception as error:  # corrupt PNG / npy / npz files raise many types
         raise InputError(f"cannot read depth image {path}: {type(error).__name__}: "
                          f"{error}") from error
@@ -91,18 +117,26 @@ def load_depth(path, *, depth_scale: float | None = None) -> np.ndarray:
 
 
 def _read_depth_array(path: Path, suffix: str, depth_scale) -> np.ndarray:
-    if suffix == ".npy":
-        return np.asarray(np.load(path, allow_pickle=False))
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            if "depth" in data.files:
-                return np.asarray(data["depth"])
-            if len(data.files) == 1:
-                return np.asarray(data[data.files[0]])
-            raise InputError(f"no 'depth' array among {data.files}")
+    if suffix in (".npy", ".npz"):
+        if suffix == ".npy":
+            depth = np.asarray(np.load(path, allow_pickle=False))
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                if "depth" in data.files:
+                    depth = np.asarray(data["depth"])
+                elif len(data.files) == 1:
+                    depth = np.asarray(data[data.files[0]])
+                else:
+                    raise InputError(f"no 'depth' array among {data.files}")
+        if depth_scale is None or depth.dtype == bool or depth.dtype.kind not in "iuf":
+            return depth  # the depth door names a wrong dtype
+        return depth.astype(np.float64) / depth_scale
     from PIL import Image
 
     with Image.open(path) as image:
+        if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+            raise InputError(f"a {image.mode!r} PNG is a picture, not a depth image (depth "
+                             "PNGs hold 16-bit integers)")
         return np.asarray(image).astype(np.float64) / float(depth_scale)
 
 

@@ -196,6 +196,8 @@ def read_split(path) -> dict:
         that is not a single path component (:func:`check_name`), naming the entry.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"split file {path} is a folder; a split is a .json file")
     if not path.is_file():
         raise InputError(f"split file {path} does not exist")
     try:

@@ -16,7 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import contract, formats
+from . import contract, formats, validate
 from .errors import DiskFullError, InputError, PreprocessError
 from .manifest import (active_run, append_record, journal_path, manifest_mesh, manifest_path,
                        merge_journals, read_journals, read_manifest, shard_of)
@@ -24,7 +24,7 @@ from .mesh_io import MESH_SUFFIXES
 from .paths import Tree
 from .pipeline import PreprocessConfig, instance_seed, make_scanner, preprocess_instance
 from .progress import progress_bar
-from .provenance import stale_reason
+from .provenance import file_identity, stale_reason
 
 __all__ = ["MeshJob", "discover_meshes", "preprocess_dataset", "merge_dataset",
            "DatasetReport", "read_manifest", "manifest_mesh", "WORKER_DIED"]
@@ -202,6 +202,7 @@ def _run_job(job: MeshJob, outputs: dict, seed: int,
             record = preprocess_instance(job.mesh_path, outputs, _WORKER["config"],
                                          _WORKER["scanner"], instance_seed(job.key, seed))
             record["settings"] = settings_digest(_WORKER["config"], _WORKER["backend"], seed)
+            record["source"] = file_identity(job.mesh_path)  # a changed mesh is redone
             result = job.key, record, None
         except DiskFullError:
             raise
@@ -262,6 +263,9 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
         raise InputError(f"shard {shard[0]}/{shard[1]}: the index must lie in 0..count-1")
     contract.check_name(dataset, "dataset")
     data_dir = Tree(data_dir, "data root").root
+    _check_memory(config, workers)
+    if split_out is None:  # fail on a link or a folder there now, not after the work
+        Tree(data_dir, "data root").file("splits", f"{dataset}.json")
     jobs = _discover(mesh_dir, split, dataset)
     listed = {job.key for job in jobs}
     if shard is not None:
@@ -284,7 +288,9 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
                 data_dir, formats.InstanceKey(dataset, job.class_name, job.instance),
                 partial_scans=config.partial_scan is not None)
             record = recorded.get(job.key)
-            stale = (stale_reason(record, outputs, made_by={"settings": settings})
+            made_by = {"settings": settings, "source": None if job.mesh_path is None
+                       else file_identity(job.mesh_path)}
+            stale = (stale_reason(record, outputs, made_by=made_by)
                      if record is not None and record.get("status") == "ok" else None)
             if record is not None and record.get("status") == "ok" and stale is None:
                 skipped.append(job.key)
@@ -328,6 +334,18 @@ def _recorded(data_dir, dataset: str) -> dict:
         if key not in records or record.get("finished", 0) >= records[key].get("finished", 0):
             records[key] = record
     return records
+
+
+def _check_memory(config: PreprocessConfig, workers: int) -> None:
+    """Refuse settings whose per-mesh work cannot fit in memory, before any work: a lower
+    bound of the scans (8 bytes a pixel and view) and of the samples (100 bytes each through
+    distances and the vote), per worker."""
+    rig, samples = config.rig, config.sampling.count
+    per_worker = 8 * rig.resolution ** 2 * rig.count + 100 * samples
+    validate.require_memory(per_worker * workers,
+                            what=f"{workers} worker(s) scanning at {rig.resolution} px x "
+                            f"{rig.count} views and drawing {samples:,} samples",
+                            hint="lower --resolution, --views, --samples or --workers")
 
 
 def _discover(mesh_dir, split, dataset):

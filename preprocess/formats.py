@@ -164,9 +164,11 @@ def _load_npz(path, keys, what: str) -> dict:
     """The arrays ``keys`` of an ``.npz`` file, read without unpickling; one line naming the
     file when it is missing, damaged, pickled or lacks a key."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise InputError(f"{path} is a single array, not a {what} file (.npz)")
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise InputError(f"{path} holds a single array, not a {what} file (an .npz "
+                             "archive with named arrays)")
+        with data:
             missing = set(keys) - set(data.files)
             if missing:
                 raise InputError(f"{path} lacks the key(s) {sorted(missing)}; not a {what} "

@@ -65,5 +65,6 @@ def stale_reason(recorded: dict | None, paths: dict, *, made_by: dict | None = N
             return f"{path} changed since it was written"
     for key, value in (made_by or {}).items():
         if recorded.get(key) != value:
-            return f"made with another {key}"
+            return f"made from another {key}" if key in ("source", "samples", "checkpoint") \
+                else f"made with other {key}"
     return None

@@ -22,6 +22,10 @@ __all__ = ["numeric_array", "points", "positive_scale", "normalization", "intrin
            "rigid_pose", "similarity_matrix", "depth_image", "unique_entries", "integer",
            "number", "available_memory", "require_memory", "ROTATION_TOLERANCE"]
 
+#: Focal lengths outside these bounds (pixels) are refused: no camera has them, and beyond
+#: them the rays of a depth image overflow or collapse.
+FOCAL_RANGE = (1e-3, 1e9)
+
 #: How far ``R R^T`` may stand from the identity for a rotation read from a file (text files
 #: hold 6 to 9 digits).
 ROTATION_TOLERANCE = 1e-5
@@ -95,6 +99,12 @@ def intrinsics(value, *, source, field: str = "K") -> np.ndarray:
     if not (K[0, 0] > 0 and K[1, 1] > 0):
         raise InputError(f"{_where(source, field)} has focal lengths fx={K[0, 0]:g}, "
                          f"fy={K[1, 1]:g}; both must be positive (a singular or mirrored K)")
+    low, high = FOCAL_RANGE
+    if not (low <= K[0, 0] <= high and low <= K[1, 1] <= high
+            and np.all(np.abs(K[:2, 1:]) <= high)):
+        raise InputError(f"{_where(source, field)} has fx={K[0, 0]:g}, fy={K[1, 1]:g}; focal "
+                         f"lengths must lie in [{low:g}, {high:g}] pixels and the other "
+                         f"entries within {high:g}")
     return K
 
 
@@ -120,11 +130,13 @@ def similarity_matrix(value, *, source, field: str = "transform") -> tuple:
     if not np.array_equal(matrix[3], [0.0, 0.0, 0.0, 1.0]):
         raise InputError(f"{_where(source, field)} has last row {matrix[3].tolist()}; a "
                          "similarity's is 0 0 0 1")
-    determinant = float(np.linalg.det(matrix[:3, :3]))
+    with np.errstate(all="ignore"):
+        determinant = float(np.linalg.det(matrix[:3, :3]))
     if not (math.isfinite(determinant) and determinant > 0):
         raise InputError(f"{_where(source, field)}: the 3x3 block has determinant "
                          f"{determinant:g}; a similarity's is positive")
-    scale = float(np.cbrt(determinant))
+    scale = positive_scale(float(np.cbrt(determinant)), source=source,
+                           field=f"{field} (its scale)")
     rotation = matrix[:3, :3] / scale
     if not np.allclose(rotation @ rotation.T, np.eye(3), atol=ROTATION_TOLERANCE):
         raise InputError(f"{_where(source, field)}: the 3x3 block is not a uniform scale "

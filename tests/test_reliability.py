@@ -303,18 +303,18 @@ def test_damaged_truth_files_in_evaluate_are_one_line(trained, tmp_path, capsys)
     shutil.copytree(trained[0], experiment, ignore=shutil.ignore_patterns(
         "Reconstructions", "Evaluation", "PackedSamples"))
     split = load_specs(experiment).train_split
-    assert main(["reconstruct", str(experiment), "--split", split, "--steps", "3",
-                 "--resolution", "24", "--no-progress"]) == 0
     data = Path(load_specs(experiment).data_source)
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
+    assert main(["reconstruct", str(experiment), "--split", split, "--steps", "3",
+                 "--resolution", "24", "--no-progress", "--data", str(copy)]) == 0
     surface = sorted((copy / "SurfaceSamples").rglob("*.ply"))[0]
-    surface.write_bytes(surface.read_bytes()[:200])
+    intact = surface.read_bytes()
+    surface.write_bytes(intact[:200])
     code = main(["evaluate", str(experiment), "--split", split, "--data", str(copy),
                  "--no-retrieval"])
     _one_line(capsys, code, surface.name)
-    shutil.rmtree(copy)
-    shutil.copytree(data, copy)
+    surface.write_bytes(intact)
     occupancy = sorted((copy / "OccupancySamples").rglob("*.npz"))[0]
     occupancy.write_bytes(b"PK\x03\x04 damaged")
     code = main(["evaluate", str(experiment), "--split", split, "--data", str(copy),
@@ -354,3 +354,128 @@ def test_a_huge_grid_or_code_table_is_refused_before_allocating(experiment, monk
     code = main(["train", str(experiment), "--epochs", "1", "--no-progress", "--overwrite"])
     _one_line(capsys, code, "CodeLength")
     assert load_checkpoint(checkpoint_path(experiment))["epoch"] == 1
+
+
+# ------------------------------------------------------------------ the hostile probe's finds
+
+def test_a_changed_source_mesh_is_preprocessed_again(tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from conftest import SMALL_CONFIG
+    from deepsdf_preprocess.driver import preprocess_dataset
+    from deepsdf_preprocess.procedural import write_shapes
+
+    write_shapes(tmp_path / "a", "chairs", 2, seed=3)
+    write_shapes(tmp_path / "b", "chairs", 2, seed=4)  # the same names, other shapes
+    config = replace(SMALL_CONFIG, sampling=replace(SMALL_CONFIG.sampling, count=20_000))
+
+    def run(meshes):
+        return preprocess_dataset(meshes, tmp_path / "data", "gen", config=config,
+                                  backend="raycast", progress=False)
+
+    assert run(tmp_path / "a").skipped == []
+    assert len(run(tmp_path / "a").skipped) == 2
+    assert run(tmp_path / "b").skipped == []  # another folder's meshes under the same names
+    first, second = sorted((tmp_path / "b" / "chairs").glob("*.obj"))
+    shutil.copyfile(second, first)  # a mesh replaced in place
+    assert run(tmp_path / "b").skipped == [f"chairs/{second.stem}"]
+
+
+def test_reconstructions_fitted_to_other_samples_are_stale(experiment, tmp_path):
+    import shutil
+
+    split = load_specs(experiment).train_split
+    _train(experiment, epochs=1)
+    assert main(["reconstruct", str(experiment), "--split", split, "--steps", "1",
+                 "--resolution", "16", "--no-progress"]) == 0
+    key = _instances(experiment)[0]
+    copy = tmp_path / "other"
+    shutil.copytree(load_specs(experiment).data_source, copy)
+    assert Experiment(experiment).reconstruction_stale(key) is None
+    assert "other SdfSamples" in Experiment(experiment, data=copy).reconstruction_stale(key)
+
+
+def test_interpolation_leaves_no_step_of_an_earlier_run(experiment, tmp_path):
+    _train(experiment, epochs=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "step_05.ply").write_text("an earlier run's")
+    (out / "notes.ply").write_text("mine")
+    first, second = _instances(experiment)[:2]
+    assert main(["interpolate", str(experiment), "--from", first, "--to", second, "--out",
+                 str(out), "--steps", "2", "--resolution", "16", "--size", "32"]) == 0
+    assert not (out / "step_05.ply").exists() and (out / "notes.ply").read_text() == "mine"
+
+
+def test_scales_and_focal_lengths_that_overflow_are_refused(tmp_path):
+    from deepsdf.frames import read_intrinsics
+
+    path = tmp_path / "n.npz"
+    np.savez(path, offset=np.zeros(3), scale=np.array([1e300]))
+    from deepsdf.frames import Similarity
+    from deepsdf.sensing import Observation
+
+    seen = Observation(np.ones((3, 3)), np.ones((3, 3)) / np.sqrt(3), np.full((3, 3), 2.0))
+    with pytest.raises(InputError, match="unit sphere"):
+        seen.transformed(Similarity.from_normalization(*formats.read_normalization(path)))
+    np.savetxt(tmp_path / "K.txt", np.array([[1e300, 0, 1], [0, 1e300, 1], [0, 0, 1]]))
+    with pytest.raises(InputError, match="focal lengths must lie in"):
+        read_intrinsics(tmp_path / "K.txt")
+    np.save(tmp_path / "n.npy", np.ones(4))
+    with pytest.raises(InputError, match="single array"):
+        formats.read_normalization(tmp_path / "n.npy")
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGB"])
+def test_a_picture_png_is_not_read_as_depth(tmp_path, mode):
+    from PIL import Image
+
+    from deepsdf.sensing import load_depth
+
+    Image.new(mode, (4, 4)).save(tmp_path / "d.png")
+    with pytest.raises(InputError, match="picture, not a depth image"):
+        load_depth(tmp_path / "d.png", depth_scale=1000)
+
+
+def test_a_depth_scale_applies_to_npy_depths(tmp_path):
+    from deepsdf.sensing import load_depth
+
+    np.save(tmp_path / "d.npy", np.full((2, 2), 1500, dtype=np.uint16))
+    assert np.allclose(load_depth(tmp_path / "d.npy", depth_scale=1000), 1.5)
+    assert np.allclose(load_depth(tmp_path / "d.npy"), 1500)
+
+
+def test_constraint_rows_and_pictures_beyond_memory_are_refused():
+    from deepsdf.constraints import ConstraintConfig, sdf_constraints
+    from deepsdf.pictures import default_camera, render_meshes
+    from deepsdf.sensing import Observation
+
+    points = np.random.default_rng(0).normal(size=(1000, 3)) * 0.3
+    seen = Observation(points, points / np.linalg.norm(points, axis=1, keepdims=True),
+                       points * 3)
+    with pytest.raises(InputError, match="free-space"):
+        sdf_constraints(seen, ConstraintConfig(free_space=10 ** 9),
+                        rng=np.random.default_rng(0))
+    with pytest.raises(InputError, match="200000 x 200000"):
+        render_meshes([None], default_camera(200_000))
+
+
+def test_small_everyday_slips_get_the_right_blame(tmp_path):
+    from deepsdf.device import resolve_device
+    from deepsdf_preprocess.contract import read_split
+
+    assert resolve_device("cpu:0") == torch.device("cpu")
+    with pytest.raises(InputError, match="is a folder"):
+        read_split(tmp_path)
+
+
+def test_a_link_that_stays_inside_the_experiment_is_followed(experiment):
+    _train(experiment, epochs=1)
+    elsewhere = experiment / "CodesElsewhere"
+    elsewhere.mkdir()
+    folder = experiment / "Reconstructions" / "latest"
+    folder.mkdir(parents=True)
+    (folder / "Codes").symlink_to("../../CodesElsewhere", target_is_directory=True)
+    key = _instances(experiment)[0]
+    assert Experiment(experiment).reconstruction(key)["code"].parent.parent.parent.name == "Codes"
