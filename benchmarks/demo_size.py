@@ -18,6 +18,7 @@ The rows of docs/benchmarks.md "The demo's size" were measured this way (2-core 
 
 from __future__ import annotations
 
+from deepsdf.experiment import load_specs
 import argparse
 import csv
 import json
@@ -94,7 +95,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     os.environ.setdefault("DEEPSDF_NO_PROGRESS", "1")
-    from deepsdf.config import load_specs
+
     from deepsdf.evaluate import evaluate_split
     from deepsdf.inference import reconstruct_split
     from deepsdf.reconstruct import GAUSS_NEWTON

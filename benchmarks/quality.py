@@ -31,6 +31,7 @@ Prints one block per recipe and a final table; writes ``WORK/results.json``.
 
 from __future__ import annotations
 
+from deepsdf.experiment import checkpoint_path, load_specs
 import argparse
 import json
 import os
@@ -199,8 +200,8 @@ def recipe_specs(name: str, data: Path, train: Path, test: Path, steps: int) -> 
 
 def train_recipe(folder: Path, specs: dict) -> float:
     """Train (or resume) the recipe; seconds spent training in this call."""
-    from deepsdf.checkpoint import checkpoint_path, load_checkpoint
-    from deepsdf.config import load_specs
+    from deepsdf.checkpoint import load_checkpoint
+
     from deepsdf.train import Trainer
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -23,22 +23,15 @@ import torch
 
 from deepsdf import __version__
 from deepsdf_preprocess.contract import atomic_path, remove_stale_temporaries
-from deepsdf_preprocess.paths import Tree
 
-__all__ = ["CHECKPOINT_FORMAT", "checkpoint_path", "save_checkpoint", "load_checkpoint",
-           "git_hash", "CheckpointError", "safe_load", "newest_readable_snapshot"]
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint",
+           "git_hash", "CheckpointError", "safe_load"]
 
 CHECKPOINT_FORMAT = "deepsdf-checkpoint-1"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used here; the message says why."""
-
-
-def checkpoint_path(experiment_dir, epoch="latest") -> Path:
-    """``EXP/Checkpoints/<epoch>.pt`` (``epoch`` an int or ``"latest"``), made by the
-    experiment folder's :class:`~deepsdf_preprocess.paths.Tree` (no link out of it followed)."""
-    return Tree(experiment_dir, "experiment folder").file("Checkpoints", f"{epoch}.pt")
 
 
 def git_hash() -> str | None:
@@ -100,20 +93,6 @@ def safe_load(path, *, map_location="cpu", what: str = "file"):
         first_line = (str(error).splitlines() or [""])[0]
         raise CheckpointError(f"cannot read {what} {path}: {type(error).__name__}: "
                               f"{first_line}") from error
-
-
-def newest_readable_snapshot(experiment_dir) -> int | None:
-    """The epoch of the newest ``Checkpoints/<epoch>.pt`` snapshot that loads, or None."""
-    folder = Tree(experiment_dir, "experiment folder").folder("Checkpoints")
-    epochs = sorted((int(p.stem) for p in folder.glob("*.pt") if p.stem.isdigit()),
-                    reverse=True)
-    for epoch in epochs:
-        try:
-            load_checkpoint(checkpoint_path(experiment_dir, epoch))
-        except CheckpointError:
-            continue
-        return epoch
-    return None
 
 
 def load_checkpoint(path, *, map_location="cpu") -> dict:

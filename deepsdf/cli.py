@@ -382,16 +382,17 @@ EXP_DIR/TensorBoard/. Several processes or machines:
 
 
 def _run_train(args) -> int:
-    from deepsdf.config import load_specs
+    from deepsdf.experiment import Experiment
     from deepsdf.train import Trainer
 
-    config = load_specs(args.experiment_dir)
+    experiment = Experiment(args.experiment_dir)
+    config = experiment.load_specs()
     if args.sample_store or args.compile:
         from dataclasses import replace
 
         config = replace(config, sample_store=args.sample_store or config.sample_store,
                          compile=config.compile or args.compile)
-    trainer = Trainer(args.experiment_dir, config, data_dir=args.data, device=args.device,
+    trainer = Trainer(experiment, config, data_dir=args.data, device=args.device,
                       progress=not args.no_progress, cache=args.cache)
     if args.overwrite and (args.resume or args.resume_from):
         raise InputError("--overwrite starts afresh; it cannot be combined with --resume or "
@@ -802,9 +803,12 @@ folder.""")
 def _run_export(args) -> int:
     from deepsdf.export import export_original
 
-    written = export_original(args.experiment_dir, out=args.out, checkpoints=args.checkpoint)
-    folder = args.out or args.experiment_dir / "original"
-    print(f"wrote {len(written)} files of the original layout into {folder}")
+    from deepsdf.experiment import Experiment
+
+    experiment = Experiment(args.experiment_dir)
+    written = export_original(experiment, out=args.out, checkpoints=args.checkpoint)
+    print(f"wrote {len(written)} files of the original layout into "
+          f"{experiment.export_layout(args.out).root}")
     return 0
 
 

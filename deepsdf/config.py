@@ -11,7 +11,7 @@ spec keeps the original's rule: relative to the current directory).
 Types are strict in both: a JSON boolean is a boolean (``"false"`` is an error, not True), an
 integer key takes integers (2.7 epochs is an error), numbers are finite, and every range is
 checked; each message names the key, the value and what is allowed.  One table
-(:data:`SPEC_KEYS`) drives reading and writing.  :func:`write_resolved` writes the fully
+(:data:`SPEC_KEYS`) drives reading and writing.  :meth:`Experiment.write_resolved <deepsdf.experiment.Experiment.write_resolved>` writes the fully
 resolved configuration beside the results.
 
 Keys (original ones first; ``*`` marks this project's additions)::
@@ -43,10 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepsdf_preprocess.errors import InputError
-from deepsdf_preprocess.paths import Tree
 
-__all__ = ["SAMPLE_STORES", "DecoderConfig", "Schedule", "TrainConfig", "load_specs", "parse_specs",
-           "specs_with_epochs", "write_resolved", "ConfigError", "SPECS_VERSION"]
+__all__ = ["SAMPLE_STORES", "DecoderConfig", "Schedule", "TrainConfig", "read_specs",
+           "parse_specs", "specs_with_epochs", "ConfigError", "SPECS_VERSION"]
 
 SPECS_VERSION = 2
 
@@ -571,27 +570,15 @@ def specs_with_epochs(specs: dict, epochs: int) -> dict:
     return specs
 
 
-def load_specs(experiment_dir) -> TrainConfig:
-    """Read ``EXP/specs.json``."""
-    path = Tree(experiment_dir, "experiment folder").file("specs.json")
+def read_specs(path) -> TrainConfig:
+    """Read a ``specs.json`` file (relative paths in it resolve against its folder; the
+    experiment folder's own is :meth:`deepsdf.experiment.Experiment.load_specs`)."""
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} does not exist: an experiment folder needs a specs.json "
                           "(see experiments/ for examples)")
     try:
         specs = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path} is not valid JSON: {error}") from error
     return parse_specs(specs, base=path.parent)
-
-
-def write_resolved(experiment_dir, config: TrainConfig) -> Path:
-    """Write ``EXP/specs.resolved.json``: every setting, defaults filled in.
-
-    It is a valid SpecsVersion-2 ``specs.json`` that trains the same way (a legacy spec's
-    behaviours become explicit: ``use_tanh: true``, ``CodePrior: "original"``).
-    """
-    from deepsdf_preprocess.contract import write_json
-
-    path = Tree(experiment_dir, "experiment folder").file("specs.resolved.json")
-    write_json(path, config.to_specs())
-    return path

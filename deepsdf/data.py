@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from deepsdf_preprocess import contract, formats
-from deepsdf_preprocess.paths import Tree
 
 from .latents import split_hash, split_instances
 
@@ -38,21 +37,23 @@ __all__ = ["DataError", "PackedSamples", "pack_split", "scene_samples", "epoch_b
 CACHE_VARIABLE = "DEEPSDF_CACHE"
 
 
-def cache_folder(cache=None, *, experiment_dir=None) -> Path:
+def cache_folder(cache=None, *, experiment=None) -> Path:
     """The folder of packed sample caches.
 
-    ``cache`` if given, else ``$DEEPSDF_CACHE``, else ``EXP/PackedSamples`` when an experiment
-    folder is given, else the user's cache folder (``$XDG_CACHE_HOME/deepsdf/PackedSamples``,
+    ``cache`` if given, else ``$DEEPSDF_CACHE``, else the experiment's
+    (:attr:`Experiment.packed_cache <deepsdf.experiment.Experiment.packed_cache>`) when one is
+    given, else the user's cache folder (``$XDG_CACHE_HOME/deepsdf/PackedSamples``,
     ``~/.cache/...`` by default).  Never the data root.
     """
     if cache is not None:
         return Path(cache)
     if os.environ.get(CACHE_VARIABLE):
         return Path(os.environ[CACHE_VARIABLE])
-    if experiment_dir is not None:
-        return Tree(experiment_dir, "experiment folder").folder("PackedSamples")
+    if experiment is not None:
+        return experiment.packed_cache
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "deepsdf" / "PackedSamples"
+
 
 logger = logging.getLogger(__name__)
 

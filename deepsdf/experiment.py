@@ -4,8 +4,13 @@ file the workflows read or write under it.
 ::
 
     EXP/specs.json                       the spec (original release's, or SpecsVersion 2)
+    EXP/specs.resolved.json              every setting of the last training run, defaults in
     EXP/Checkpoints/<latest|epoch>.pt    this project's checkpoints (or the original's
-                                         ModelParameters/ and LatentCodes/)
+                                         ModelParameters/ and LatentCodes/, read through
+                                         :class:`~deepsdf.original.OriginalLayout`)
+    EXP/TensorBoard/                     training curves
+    EXP/PackedSamples/                   the packed-sample cache (unless one is given)
+    EXP/original/                        the original release's layout, exported
     EXP/Reconstructions/<checkpoint>/Codes/<dataset>/<class>/<instance>.pth     (1, d)
     EXP/Reconstructions/<checkpoint>/Meshes/<dataset>/<class>/<instance>.ply    normalized frame
     EXP/Reconstructions/<checkpoint>/MeshesOriginalFrame/<dataset>/<class>/<instance>.ply
@@ -18,9 +23,11 @@ time), the settings, and each output's fingerprint (:mod:`deepsdf_preprocess.pro
 
 A completion's output folder uses the same per-instance names (:func:`instance_outputs`), its
 ``Meshes`` in the original frame (see :mod:`deepsdf.completion`).
-The workflows (:mod:`~deepsdf.inference`, :mod:`~deepsdf.evaluate`,
-:mod:`~deepsdf.completion`, :mod:`~deepsdf.interpolate`, the demo and the CLI) take an
-:class:`Experiment` (or a folder, which they open as one) and build no path themselves.
+The workflows (:mod:`~deepsdf.train`, :mod:`~deepsdf.export`, :mod:`~deepsdf.inference`,
+:mod:`~deepsdf.evaluate`, :mod:`~deepsdf.completion`, :mod:`~deepsdf.interpolate`, the demo
+and the CLI) take an :class:`Experiment` (or a folder, which they open as one) and build no
+path inside it themselves: every one is a property or method here, made by the folder's
+:class:`~deepsdf_preprocess.paths.Tree`.
 """
 
 from __future__ import annotations
@@ -39,11 +46,12 @@ from deepsdf_preprocess import contract, formats, provenance
 from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.paths import Tree
 
-from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, safe_load
+from .checkpoint import CheckpointError, load_checkpoint, safe_load
 from .config import TrainConfig
 from .device import resolve_device
 
-__all__ = ["Experiment", "TrainedModel", "instance_outputs", "write_code", "read_code",
+__all__ = ["Experiment", "TrainedModel", "checkpoint_path", "load_specs", "instance_outputs",
+           "write_code", "read_code",
            "write_mesh", "check_mesh_format", "MESH_FORMATS", "write_table", "summarize"]
 
 logger = logging.getLogger(__name__)
@@ -91,22 +99,113 @@ class Experiment:
         Where the decoder is loaded.
     """
 
-    def __init__(self, folder, *, checkpoint="latest", data=None, device="cpu"):
+    def __init__(self, folder, *, checkpoint="latest", data=None, device=None):
         self.tree = Tree(folder, "experiment folder")
         self.folder = self.tree.root
         self.checkpoint = str(checkpoint)
         contract.check_name(self.checkpoint, "checkpoint")
         self._data = None if data is None else Path(data)
         self._spec, self._told_data, self._tree_of_data = None, False, None
-        self.device = resolve_device(device)
+        self.device = resolve_device("cpu" if device is None else device)
         self._model = None
 
     @classmethod
-    def of(cls, experiment, *, checkpoint="latest", data=None, device="cpu") -> "Experiment":
-        """``experiment`` itself when it is an :class:`Experiment`, else the folder opened."""
-        if isinstance(experiment, Experiment):
-            return experiment
-        return cls(experiment, checkpoint=checkpoint, data=data, device=device)
+    def of(cls, experiment, *, checkpoint=None, data=None, device=None) -> "Experiment":
+        """``experiment`` itself when it is an :class:`Experiment`, else the folder opened
+        (at ``checkpoint``, default ``latest``; ``device`` default the CPU).
+
+        Raises
+        ------
+        InputError
+            When an :class:`Experiment` is given with a ``checkpoint``, ``data`` or ``device``
+            other than its own (they are chosen when it is opened; never silently ignored).
+        """
+        if not isinstance(experiment, Experiment):
+            return cls(experiment, checkpoint="latest" if checkpoint is None else checkpoint,
+                       data=data, device=device)
+        asked = {"checkpoint": None if checkpoint is None else str(checkpoint),
+                 "data": None if data is None else Path(os.path.abspath(data)),
+                 "device": None if device is None else resolve_device(device)}
+        has = {"checkpoint": experiment.checkpoint,
+               "data": None if experiment._data is None else Path(
+                   os.path.abspath(experiment._data)),
+               "device": experiment.device}
+        for name, value in asked.items():
+            if value is not None and value != has[name]:
+                raise InputError(f"this Experiment was opened with {name} {has[name]}; open "
+                                 f"another one for {name} {value}")
+        return experiment
+
+    # ------------------------------------------------------------------ the folder
+
+    @property
+    def specs_file(self) -> Path:
+        """``EXP/specs.json``."""
+        return self.tree.file("specs.json")
+
+    def load_specs(self) -> TrainConfig:
+        """``specs.json`` as a configuration (:func:`deepsdf.config.read_specs`)."""
+        from .config import read_specs
+
+        return read_specs(self.specs_file)
+
+    def write_resolved(self, config: TrainConfig) -> Path:
+        """Write ``EXP/specs.resolved.json``: every setting, defaults filled in (a valid
+        SpecsVersion-2 ``specs.json`` that trains the same way; a legacy spec's behaviours
+        become explicit: ``use_tanh: true``, ``CodePrior: "original"``)."""
+        path = self.tree.file("specs.resolved.json")
+        contract.write_json(path, config.to_specs())
+        return path
+
+    @property
+    def checkpoints(self) -> Path:
+        """``EXP/Checkpoints`` (not created)."""
+        return self.tree.folder("Checkpoints")
+
+    def checkpoint_file(self, epoch="latest") -> Path:
+        """``EXP/Checkpoints/<epoch>.pt`` (``epoch`` an int or ``"latest"``)."""
+        return self.tree.file("Checkpoints", f"{epoch}.pt")
+
+    def snapshot_epochs(self) -> list:
+        """Epochs of the ``Checkpoints/<epoch>.pt`` snapshots, ascending."""
+        return sorted(int(p.stem) for p in self.checkpoints.glob("*.pt") if p.stem.isdigit())
+
+    def newest_readable_snapshot(self) -> int | None:
+        """The epoch of the newest snapshot that loads, or None."""
+        for epoch in reversed(self.snapshot_epochs()):
+            try:
+                load_checkpoint(self.checkpoint_file(epoch))
+            except CheckpointError:
+                continue
+            return epoch
+        return None
+
+    @property
+    def tensorboard(self) -> Path:
+        """``EXP/TensorBoard`` (created)."""
+        return self.tree.folder("TensorBoard", create=True)
+
+    @property
+    def packed_cache(self) -> Path:
+        """``EXP/PackedSamples``: the packed-sample cache of this experiment's runs."""
+        return self.tree.folder("PackedSamples")
+
+    @property
+    def original(self):
+        """The original release's layout in this folder itself (an original experiment, or
+        one being resumed from the original's files): :class:`~deepsdf.original.OriginalLayout`.
+        """
+        from .original import OriginalLayout
+
+        return OriginalLayout(self.tree)
+
+    def export_layout(self, out=None):
+        """Where :func:`deepsdf.export.export_original` writes: ``out``, default
+        ``EXP/original``, as an :class:`~deepsdf.original.OriginalLayout`."""
+        from .original import OriginalLayout
+
+        return OriginalLayout(self.tree.folder("original") if out is None
+                              else Tree(out, "output folder"))
 
     # ------------------------------------------------------------------ the model
 
@@ -125,12 +224,12 @@ class Experiment:
         return self._model
 
     def _load(self) -> TrainedModel:
-        ours = checkpoint_path(self.folder, self.checkpoint)
-        legacy = self.tree.file("ModelParameters", f"{self.checkpoint}.pth")
+        ours = self.checkpoint_file(self.checkpoint)
+        legacy = self.original.file("ModelParameters", self.checkpoint)
         if not ours.is_file() and legacy.is_file():
             from .original import load_legacy_experiment
 
-            config, decoder, table = load_legacy_experiment(self.folder, self.checkpoint)
+            config, decoder, table = load_legacy_experiment(self.original, self.checkpoint)
             payload = {"codes": table.weight.detach(), "instance_ids": table.instance_ids,
                        "config": config.to_specs()}
             decoder = decoder.to(self.device)
@@ -156,10 +255,8 @@ class Experiment:
         none): where ``DataSource`` and ``TestSplit`` are read, so that edits to the spec
         count."""
         if self._spec is None:
-            from .config import load_specs
-
-            if self.tree.file("specs.json").is_file():
-                self._spec = load_specs(self.folder)
+            if self.specs_file.is_file():
+                self._spec = self.load_specs()
             else:
                 self._spec = self.config
         return self._spec
@@ -196,11 +293,11 @@ class Experiment:
     # ------------------------------------------------------------------ provenance
 
     @property
-    def checkpoint_file(self) -> Path:
+    def model_file(self) -> Path:
         """The file the model is read from: this project's checkpoint, else the original
         release's ``ModelParameters/<checkpoint>.pth``."""
-        ours = checkpoint_path(self.folder, self.checkpoint)
-        legacy = self.tree.file("ModelParameters", f"{self.checkpoint}.pth")
+        ours = self.checkpoint_file(self.checkpoint)
+        legacy = self.original.file("ModelParameters", self.checkpoint)
         return legacy if not ours.is_file() and legacy.is_file() else ours
 
     @property
@@ -209,7 +306,7 @@ class Experiment:
         time (``latest`` names another file after more training)."""
         epoch = self.model.payload.get("epoch")
         return {"epoch": None if epoch is None else int(epoch),
-                **provenance.fingerprint(self.checkpoint_file)}
+                **provenance.fingerprint(self.model_file)}
 
     def reconstruction_record(self, key: str) -> Path:
         """``Reconstructions/<checkpoint>/Records/<dataset>/<class>/<instance>.json``."""
@@ -344,3 +441,14 @@ def summarize(rows, names, prefix: str = "") -> dict:
         if len(values):
             block[name] = {"mean": float(values.mean()), "median": float(np.median(values))}
     return block
+
+
+def checkpoint_path(folder, epoch="latest") -> Path:
+    """``EXP/Checkpoints/<epoch>.pt`` of an experiment folder
+    (:meth:`Experiment.checkpoint_file`)."""
+    return Experiment(folder).checkpoint_file(epoch)
+
+
+def load_specs(folder) -> TrainConfig:
+    """``EXP/specs.json`` of an experiment folder (:meth:`Experiment.load_specs`)."""
+    return Experiment(folder).load_specs()

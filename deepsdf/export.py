@@ -22,24 +22,24 @@ from pathlib import Path
 import torch
 
 from deepsdf_preprocess import contract
-from deepsdf_preprocess.paths import Tree
 
-from .checkpoint import checkpoint_path, load_checkpoint
-from .config import TrainConfig, parse_specs
-from .original import (ExportError, decoder_state_to_original, legacy_specs, logs_to_original,
-                       optimizer_to_original, our_parameter_names)
+from .checkpoint import load_checkpoint
+from .config import TrainConfig, parse_specs, read_specs
+from .experiment import Experiment
+from .original import (ExportError, OriginalLayout, decoder_state_to_original, legacy_specs,
+                       logs_to_original, optimizer_to_original, our_parameter_names)
 
 __all__ = ["export_original", "ExportError"]
 
 logger = logging.getLogger(__name__)
 
 
-def export_original(experiment_dir, *, out=None, checkpoints=None) -> list[Path]:
+def export_original(experiment, *, out=None, checkpoints=None) -> list[Path]:
     """Write the original layout from an experiment's checkpoints.
 
     Parameters
     ----------
-    experiment_dir : path
+    experiment : Experiment or path
         Holds ``Checkpoints/*.pt``.
     out : path, optional, keyword-only
         Where to write (default ``EXP/original``).  An existing ``specs.json`` there must
@@ -57,33 +57,30 @@ def export_original(experiment_dir, *, out=None, checkpoints=None) -> list[Path]
     ExportError, CheckpointError
         Naming what cannot be exported.
     """
-    tree = Tree(experiment_dir, "experiment folder")
-    experiment_dir = tree.root
-    out = Tree(out if out is not None else tree.folder("original"), "output folder")
-    folder = tree.folder("Checkpoints")
+    experiment = Experiment.of(experiment)
+    layout = experiment.export_layout(out)
     if checkpoints is None:
-        checkpoints = sorted(int(p.stem) for p in folder.glob("*.pt") if p.stem.isdigit())
-        checkpoints = checkpoints + (["latest"] if checkpoint_path(experiment_dir).is_file()
-                                     else [])
+        checkpoints = experiment.snapshot_epochs() + (
+            ["latest"] if experiment.checkpoint_file().is_file() else [])
     if not checkpoints:
-        raise ExportError(f"no checkpoints in {folder}: train first")
+        raise ExportError(f"no checkpoints in {experiment.checkpoints}: train first")
     for name in checkpoints:  # every path checked before anything is written
-        for folder in ("ModelParameters", "LatentCodes", "OptimizerParameters"):
-            out.file(folder, f"{name}.pth")
-    out.file("Logs.pth"), out.file("specs.json")
+        for kind in layout.KINDS:
+            layout.file(kind, name)
+    layout.logs, layout.specs
     written, newest = [], None
     for name in checkpoints:
-        payload = load_checkpoint(checkpoint_path(experiment_dir, name))
+        payload = load_checkpoint(experiment.checkpoint_file(name))
         config = parse_specs(payload["config"])
         our_names = our_parameter_names(config)
         epoch = int(payload["epoch"])
         files = {
-            out.file("ModelParameters", f"{name}.pth"): {
+            layout.file("ModelParameters", name): {
                 "epoch": epoch,
                 "model_state_dict": decoder_state_to_original(payload["decoder"], config)},
-            out.file("LatentCodes", f"{name}.pth"): {
+            layout.file("LatentCodes", name): {
                 "epoch": epoch, "latent_codes": {"weight": payload["codes"].detach().cpu()}},
-            out.file("OptimizerParameters", f"{name}.pth"): {
+            layout.file("OptimizerParameters", name): {
                 "epoch": epoch,
                 "optimizer_state_dict": optimizer_to_original(payload["optimizer"], our_names,
                                                               config)},
@@ -94,20 +91,17 @@ def export_original(experiment_dir, *, out=None, checkpoints=None) -> list[Path]
         if newest is None or epoch >= newest[0]:
             newest = (epoch, payload, config, our_names)
     epoch, payload, config, our_names = newest
-    _save(out.file("Logs.pth"), logs_to_original(payload.get("log") or {}, epoch, our_names,
-                                                 config))
-    written.append(out.file("Logs.pth"))
-    written += _write_specs(out, config)
+    _save(layout.logs, logs_to_original(payload.get("log") or {}, epoch, our_names, config))
+    written.append(layout.logs)
+    written += _write_specs(layout, config)
     return written
 
 
-def _write_specs(out: Tree, config: TrainConfig) -> list[Path]:
+def _write_specs(layout: OriginalLayout, config: TrainConfig) -> list[Path]:
     specs = legacy_specs(config)
-    path = out.file("specs.json")
+    path = layout.specs
     if path.is_file():
-        from .config import load_specs
-
-        existing = load_specs(out.root)
+        existing = read_specs(path)
         if existing.decoder != parse_specs(specs).decoder:
             raise ExportError(f"{path} describes another decoder than the checkpoints "
                               "(for the original, use_tanh adds a second tanh); export into "

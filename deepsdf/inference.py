@@ -71,7 +71,7 @@ def reconstruct_split(experiment, split: dict, *, solver: SolverConfig, data_dir
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir, device=device)
     model, config = experiment.model, experiment.config
     packed = pack_split(experiment.data_dir, split, skip_unusable=True,
-                        cache_root=cache_folder(cache, experiment_dir=experiment.folder))
+                        cache_root=cache_folder(cache, experiment=experiment))
     report = ReconstructionReport(unusable=dict(packed.unusable))
     for key, reason in packed.unusable.items():
         logger.warning("%s: not reconstructed: %s", key, reason)

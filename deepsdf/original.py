@@ -31,15 +31,16 @@ import torch
 
 from deepsdf_preprocess.contract import read_split
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.paths import Tree
 
 from .checkpoint import CheckpointError, safe_load
-from .config import TrainConfig, load_specs
+from .config import TrainConfig, read_specs
 from .decoder import Decoder
 from .latents import LatentTable, split_hash, split_instances
 
 __all__ = ["convert_decoder_state", "our_parameter_name", "load_legacy_decoder",
-           "load_legacy_codes", "load_legacy_experiment", "OriginalTraining",
-           "load_original_training", "original_training_files", "new_log", "ExportError",
+           "load_legacy_codes", "load_legacy_experiment", "OriginalTraining", "OriginalLayout",
+           "load_original_training", "new_log", "ExportError",
            "original_parameter_names", "our_parameter_names", "decoder_state_to_original",
            "optimizer_to_original", "original_optimizer_to_ours", "legacy_specs",
            "logs_to_original"]
@@ -120,21 +121,53 @@ def load_legacy_codes(path, split: dict) -> LatentTable:
     return table
 
 
-def load_legacy_experiment(experiment_dir, epoch="latest"):
-    """(config, decoder, codes) of an original experiment folder at ``epoch``."""
-    experiment_dir = Path(experiment_dir)
-    config = load_specs(experiment_dir)
-    decoder = load_legacy_decoder(experiment_dir / "ModelParameters" / f"{epoch}.pth", config)
+class OriginalLayout:
+    """The original release's experiment layout under a folder (an original experiment folder
+    itself, or the ``original`` folder :mod:`deepsdf.export` writes)::
+
+        ROOT/specs.json
+        ROOT/ModelParameters/<epoch>.pth       {"epoch", "model_state_dict"}
+        ROOT/LatentCodes/<epoch>.pth           {"epoch", "latent_codes"}
+        ROOT/OptimizerParameters/<epoch>.pth   {"epoch", "optimizer_state_dict"}
+        ROOT/Logs.pth
+
+    Paths are made by the folder's :class:`~deepsdf_preprocess.paths.Tree`.
+    """
+
+    KINDS = ("ModelParameters", "LatentCodes", "OptimizerParameters")
+
+    def __init__(self, root):
+        self.tree = root if isinstance(root, Tree) else Tree(root, "original experiment folder")
+        self.root = self.tree.root
+
+    def file(self, kind: str, epoch="latest") -> Path:
+        """``ROOT/<kind>/<epoch>.pth`` for a kind of :data:`KINDS`."""
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown kind {kind!r}")
+        return self.tree.file(kind, f"{epoch}.pth")
+
+    @property
+    def logs(self) -> Path:
+        return self.tree.file("Logs.pth")
+
+    @property
+    def specs(self) -> Path:
+        return self.tree.file("specs.json")
+
+    def training_files(self) -> dict:
+        """``{path: exists}`` of the three ``latest.pth`` files a training run resumes from."""
+        return {path: path.is_file() for path in (self.file(kind) for kind in self.KINDS)}
+
+
+def load_legacy_experiment(layout, epoch="latest"):
+    """(config, decoder, codes) of an original experiment folder (or
+    :class:`OriginalLayout`) at ``epoch``."""
+    layout = layout if isinstance(layout, OriginalLayout) else OriginalLayout(layout)
+    config = read_specs(layout.specs)
+    decoder = load_legacy_decoder(layout.file("ModelParameters", epoch), config)
     split = read_split(config.train_split)
-    codes = load_legacy_codes(experiment_dir / "LatentCodes" / f"{epoch}.pth", split)
+    codes = load_legacy_codes(layout.file("LatentCodes", epoch), split)
     return config, decoder, codes
-
-
-def original_training_files(experiment_dir) -> dict:
-    """``{path: exists}`` of an original training folder's three ``latest.pth`` files."""
-    folder = Path(experiment_dir)
-    return {folder / sub / "latest.pth": (folder / sub / "latest.pth").is_file()
-            for sub in ("ModelParameters", "LatentCodes", "OptimizerParameters")}
 
 
 @dataclass
@@ -148,7 +181,7 @@ class OriginalTraining:
     log: dict | None  # Logs.pth's entries (our parameter names), when there is one
 
 
-def load_original_training(experiment_dir, config: TrainConfig, split: dict,
+def load_original_training(layout: OriginalLayout, config: TrainConfig, split: dict,
                            our_names: list) -> OriginalTraining:
     """Read an original training folder's ``latest.pth`` files (and ``Logs.pth``).
 
@@ -162,12 +195,10 @@ def load_original_training(experiment_dir, config: TrainConfig, split: dict,
     CheckpointError
         Naming the missing files, or files of different epochs.
     """
-
-    experiment_dir = Path(experiment_dir)
-    files = original_training_files(experiment_dir)
+    files = layout.training_files()
     missing = [str(path) for path, exists in files.items() if not exists]
     if missing:
-        raise CheckpointError(f"cannot resume the original training folder {experiment_dir}: "
+        raise CheckpointError(f"cannot resume the original training folder {layout.root}: "
                               f"{', '.join(missing)} missing")
     model_path, codes_path, optimizer_path = files
     decoder = load_legacy_decoder(model_path, config)
@@ -175,11 +206,11 @@ def load_original_training(experiment_dir, config: TrainConfig, split: dict,
     payloads = [_load(path) for path in files]
     epochs = {int(p["epoch"]) for p in payloads if isinstance(p, dict) and "epoch" in p}
     if len(epochs) != 1:
-        raise CheckpointError(f"the original files in {experiment_dir} are of different epochs "
+        raise CheckpointError(f"the original files in {layout.root} are of different epochs "
                               f"({sorted(epochs)}); they cannot be resumed together")
     optimizer = original_optimizer_to_ours(payloads[2].get("optimizer_state_dict", {}),
                                            our_names, config, where=str(optimizer_path))
-    logs = experiment_dir / "Logs.pth"
+    logs = layout.logs
     log = _log_from_original(_load(logs), our_names) if logs.is_file() else None
     return OriginalTraining(decoder_state=decoder.state_dict(),
                             codes=table.weight.detach(), optimizer_state=optimizer,

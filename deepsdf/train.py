@@ -23,17 +23,16 @@ from torch import nn
 from deepsdf_preprocess.contract import read_split, remove_stale_temporaries
 
 from deepsdf_preprocess.errors import DiskFullError
-from deepsdf_preprocess.paths import Tree
 from deepsdf_preprocess.validate import require_memory
 
-from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint,
-                         newest_readable_snapshot, save_checkpoint)
-from .config import TrainConfig, write_resolved
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import TrainConfig
 from .data import SceneBatches, cache_folder, epoch_batches, pack_split
 from .decoder import Decoder
 from .device import resolve_device
 from .latents import LatentTable, split_hash, split_instances
-from .original import new_log, original_training_files
+from .experiment import Experiment
+from .original import new_log
 from .loss import clamped_l1, code_prior, eikonal, prior_warmup
 
 __all__ = ["AutoDecoder", "Trainer", "TrainingError", "TrainResult"]
@@ -109,8 +108,9 @@ class Trainer:
 
     Parameters
     ----------
-    experiment_dir : path
-        Holds ``specs.json``; receives ``specs.resolved.json``, ``Checkpoints/`` and
+    experiment : Experiment or path
+        The experiment folder (:class:`~deepsdf.experiment.Experiment`, which owns every path
+        in it): holds ``specs.json``; receives ``specs.resolved.json``, ``Checkpoints/`` and
         ``TensorBoard/``.
     config : TrainConfig
     data_dir : path, optional
@@ -125,10 +125,11 @@ class Trainer:
         ``EXP/PackedSamples``; never the data root, which may be read-only).
     """
 
-    def __init__(self, experiment_dir, config: TrainConfig, *, data_dir=None,
+    def __init__(self, experiment, config: TrainConfig, *, data_dir=None,
                  device: str = "auto", progress: bool = True, cache=None):
-        self.experiment_dir = Tree(experiment_dir, "experiment folder").root
-        self.cache = cache_folder(cache, experiment_dir=self.experiment_dir)
+        self.experiment = Experiment.of(experiment)
+        self.experiment_dir = self.experiment.folder  # for messages
+        self.cache = cache_folder(cache, experiment=self.experiment)
         self.config = config
         self.data_dir = Path(data_dir if data_dir is not None else config.data_source)
         self.progress = progress
@@ -249,7 +250,7 @@ class Trainer:
         try:
             payload = load_checkpoint(source, map_location=self.device)
         except CheckpointError as error:
-            newest = newest_readable_snapshot(self.experiment_dir)
+            newest = self.experiment.newest_readable_snapshot()
             hint = (f"; the newest readable snapshot is epoch {newest}: resume from it with "
                     f"--resume-from {newest}" if newest is not None
                     else "; no readable snapshot exists: train afresh with --overwrite")
@@ -279,7 +280,7 @@ class Trainer:
 
         names = [name for name, _ in model.decoder.named_parameters()]
         try:
-            original = load_original_training(self.experiment_dir, self.config, self._split(),
+            original = load_original_training(self.experiment.original, self.config, self._split(),
                                               names)
         except CheckpointError as error:
             raise TrainingError(str(error)) from error
@@ -353,17 +354,15 @@ class Trainer:
         DataError, ConfigError
             Before the first step, for unusable data or settings.
         """
-        checkpoints = Tree(self.experiment_dir, "experiment folder").folder("Checkpoints")
-        existing = sorted(p.name for p in checkpoints.glob("*.pt"))
+        existing = sorted(p.name for p in self.experiment.checkpoints.glob("*.pt"))
         if existing and not (resume or overwrite or resume_from is not None):
             raise TrainingError(
                 f"{self.experiment_dir} already holds checkpoints ({', '.join(existing[:4])}"
                 f"{' ...' if len(existing) > 4 else ''}); continue with --resume, or start "
                 "over with --overwrite (which replaces them)")
-        if resume_from is not None and not checkpoint_path(self.experiment_dir,
-                                                           resume_from).is_file():
-            raise TrainingError(f"no snapshot {checkpoint_path(self.experiment_dir, resume_from)}"
-                                " to resume from")
+        snapshot = None if resume_from is None else self.experiment.checkpoint_file(resume_from)
+        if snapshot is not None and not snapshot.is_file():
+            raise TrainingError(f"no snapshot {snapshot} to resume from")
         distributed = self.world > 1
         if distributed and self.config.eikonal_weight:
             raise TrainingError("EikonalWeight is not supported under torchrun (its gradient "
@@ -391,23 +390,22 @@ class Trainer:
                       rank=self.rank, world=self.world)  # fails early on too few shapes
         main = self.rank == 0
         if main:
-            self.experiment_dir.mkdir(parents=True, exist_ok=True)
-            write_resolved(self.experiment_dir, config)
+            self.experiment.tree.folder(create=True)
+            self.experiment.write_resolved(config)
         start = 0
         self.history = []  # [epoch, mean loss, decoder learning rate] per epoch
         self.log = new_log()  # the original's Logs.pth entries
         self.collapse_reported = False
         self.spread = (float("nan"), float("nan"))  # the last batch's prediction_spread
         if main:
-            remove_stale_temporaries(
-                Tree(self.experiment_dir, "experiment folder").folder("Checkpoints"))
+            remove_stale_temporaries(self.experiment.checkpoints)
         if resume_from is not None:
             start = self._resume(model, optimizer,
-                                 checkpoint_path(self.experiment_dir, resume_from))
+                                 self.experiment.checkpoint_file(resume_from))
         elif resume:
-            if checkpoint_path(self.experiment_dir).is_file():
-                start = self._resume(model, optimizer, checkpoint_path(self.experiment_dir))
-            elif any(original_training_files(self.experiment_dir).values()):
+            if self.experiment.checkpoint_file().is_file():
+                start = self._resume(model, optimizer, self.experiment.checkpoint_file())
+            elif any(self.experiment.original.training_files().values()):
                 start = self._resume_original(model, optimizer)
             elif main:
                 logger.info("no checkpoint to resume from in %s; starting afresh",
@@ -430,13 +428,13 @@ class Trainer:
                 if main:
                     self._warn_if_collapsed(done)
                     if done % config.latest_every == 0 or done == stop:
-                        self._save(checkpoint_path(self.experiment_dir),
+                        self._save(self.experiment.checkpoint_file(),
                                    self._state(model, optimizer, done, loss_value))
                         saved_epoch, unsaved = done, None
                     else:
                         unsaved = copy.deepcopy(self._state(model, optimizer, done, loss_value))
                     if done in config.snapshot_epochs():
-                        self._save(checkpoint_path(self.experiment_dir, done),
+                        self._save(self.experiment.checkpoint_file(done),
                                    self._state(model, optimizer, done, loss_value))
                     if writer is not None and (done % config.log_frequency == 0
                                                or done in (1, stop)):
@@ -447,10 +445,10 @@ class Trainer:
         except KeyboardInterrupt:
             if main:
                 if unsaved is not None:  # save the last completed epoch before leaving
-                    save_checkpoint(checkpoint_path(self.experiment_dir), unsaved)
+                    save_checkpoint(self.experiment.checkpoint_file(), unsaved)
                     saved_epoch = unsaved["epoch"]
                 logger.warning("interrupted: %s holds epoch %d; rerun with --resume",
-                               checkpoint_path(self.experiment_dir), saved_epoch)
+                               self.experiment.checkpoint_file(), saved_epoch)
             raise
         finally:
             if bar is not None:
@@ -458,7 +456,7 @@ class Trainer:
             if writer is not None:
                 writer.close()
         return TrainResult(epochs_done=stop, last_loss=loss_value,
-                           checkpoint=checkpoint_path(self.experiment_dir))
+                           checkpoint=self.experiment.checkpoint_file())
 
     def _epoch(self, wrapped, model: AutoDecoder, optimizer, packed, epoch: int) -> float:
         """Train the 0-based ``epoch`` (the schedules and the prior's warm-up take
@@ -555,17 +553,17 @@ class Trainer:
 
     def _last_good(self) -> str:
         """A sentence naming the newest checkpoint on disk (only one that exists)."""
-        latest = checkpoint_path(self.experiment_dir)
+        latest = self.experiment.checkpoint_file()
         if latest.is_file():
             try:
                 epoch = load_checkpoint(latest)["epoch"]
                 return f"The last good checkpoint is {latest} (epoch {epoch})."
             except CheckpointError:
                 pass
-        newest = newest_readable_snapshot(self.experiment_dir)
+        newest = self.experiment.newest_readable_snapshot()
         if newest is not None:
             return (f"The last good checkpoint is "
-                    f"{checkpoint_path(self.experiment_dir, newest)}.")
+                    f"{self.experiment.checkpoint_file(newest)}.")
         return "No checkpoint was written yet."
 
     # ------------------------------------------------------------------ reporting
@@ -576,9 +574,7 @@ class Trainer:
         except ImportError:  # tensorboard is a dependency, but keep training without it
             logger.warning("tensorboard is not installed; no training curves are written")
             return None
-        folder = Tree(self.experiment_dir, "experiment folder").folder("TensorBoard",
-                                                                       create=True)
-        return SummaryWriter(str(folder))
+        return SummaryWriter(str(self.experiment.tensorboard))
 
     def _log(self, writer, model: AutoDecoder, optimizer, epoch: int, loss: float) -> None:
         writer.add_scalar("loss", loss, epoch)

@@ -86,7 +86,7 @@ def mesh_sdf(mesh, points):
 
 # --------------------------------------------------------------------------- training
 
-from deepsdf.config import load_specs  # noqa: E402
+from deepsdf.experiment import load_specs  # noqa: E402
 from deepsdf.train import Trainer  # noqa: E402
 from deepsdf_preprocess.driver import preprocess_dataset  # noqa: E402
 from deepsdf_preprocess.procedural import write_shapes  # noqa: E402

@@ -14,6 +14,7 @@ import pytest
 import torch
 import trimesh
 
+from deepsdf.experiment import load_specs
 from deepsdf.checkpoint import CheckpointError, load_checkpoint
 from deepsdf.config import ConfigError, parse_specs
 from deepsdf.data import DataError, ROW_LIMIT, pack_split
@@ -240,7 +241,7 @@ def test_legacy_spec_ignores_unknown_keys_with_a_warning(caplog):
 
 
 def test_spec_paths_are_relative_to_the_spec_folder_in_version_2(tmp_path, monkeypatch):
-    from deepsdf.config import load_specs
+
 
     experiment = tmp_path / "runs" / "exp"
     experiment.mkdir(parents=True)

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 import trimesh
 
-from deepsdf.config import load_specs
+
+from deepsdf.experiment import load_specs
 from deepsdf.evaluate import evaluate_split
 from deepsdf.experiment import Experiment, write_code, write_mesh
 from deepsdf.train import Trainer

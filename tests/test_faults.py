@@ -15,9 +15,10 @@ import pytest
 import torch
 import trimesh
 
-from deepsdf.checkpoint import checkpoint_path, load_checkpoint
+from deepsdf.experiment import checkpoint_path, load_specs
+from deepsdf.checkpoint import load_checkpoint
 from deepsdf.cli import main
-from deepsdf.config import load_specs
+
 from deepsdf.train import Trainer, TrainingError
 from deepsdf_preprocess import driver, formats
 from deepsdf_preprocess.driver import WORKER_DIED, preprocess_dataset

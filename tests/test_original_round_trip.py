@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from deepsdf.checkpoint import checkpoint_path, load_checkpoint
+from deepsdf.experiment import checkpoint_path, load_specs
+from deepsdf.checkpoint import load_checkpoint
 from deepsdf.cli import main
-from deepsdf.config import DecoderConfig, Schedule, TrainConfig, load_specs, parse_specs
+from deepsdf.config import DecoderConfig, Schedule, TrainConfig, parse_specs
 from deepsdf.decoder import Decoder
 from deepsdf.export import export_original
 from deepsdf.original import (optimizer_to_original, original_optimizer_to_ours,

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from deepsdf.experiment import load_specs
 from deepsdf import loss as loss_module
 from deepsdf.data import scene_samples
-from deepsdf.config import ConfigError, DecoderConfig, load_specs, parse_specs
+from deepsdf.config import ConfigError, DecoderConfig, parse_specs
 from deepsdf.decoder import Decoder
 from deepsdf.original import ExportError, legacy_specs
 from deepsdf.loss import clamped_l1, eikonal

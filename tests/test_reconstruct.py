@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from deepsdf.experiment import load_specs
 from deepsdf.cli import main
-from deepsdf.config import DecoderConfig, load_specs
+from deepsdf.config import DecoderConfig
 from deepsdf.data import pack_split
 from deepsdf.decoder import Decoder
 from deepsdf.experiment import Experiment

@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from conftest import make_experiment
-from deepsdf.checkpoint import checkpoint_path, load_checkpoint
+from deepsdf.experiment import checkpoint_path, load_specs
+from deepsdf.checkpoint import load_checkpoint
 from deepsdf.cli import main
-from deepsdf.config import load_specs
+
 from deepsdf.experiment import Experiment
 from deepsdf.train import Trainer
 from deepsdf_preprocess import formats, manifest

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepsdf.checkpoint import checkpoint_path, load_checkpoint
-from deepsdf.config import load_specs
+from deepsdf.experiment import checkpoint_path, load_specs
+from deepsdf.checkpoint import load_checkpoint
+
 from deepsdf.data import pack_split
 from deepsdf.sample_store import DeviceSamples, batch_generator, choose_store
 from deepsdf.train import Trainer

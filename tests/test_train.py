@@ -13,8 +13,9 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from deepsdf.checkpoint import checkpoint_path, load_checkpoint
-from deepsdf.config import ConfigError, DecoderConfig, load_specs, parse_specs
+from deepsdf.experiment import checkpoint_path, load_specs
+from deepsdf.checkpoint import load_checkpoint
+from deepsdf.config import ConfigError, DecoderConfig, parse_specs
 from deepsdf.data import DataError, pack_split
 from deepsdf.decoder import Decoder
 from deepsdf.mesh import decoder_field, dense_grid, extract_mesh
@@ -106,7 +107,7 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tiny_data, tmp_path):
 
 TORCHRUN_SCRIPT = """
 import sys, torch
-from deepsdf.config import load_specs
+
 from deepsdf.train import Trainer
 experiment = sys.argv[1]
 trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
