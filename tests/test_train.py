@@ -108,6 +108,7 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tiny_data, tmp_path):
 TORCHRUN_SCRIPT = """
 import sys, torch
 
+from deepsdf.experiment import load_specs
 from deepsdf.train import Trainer
 experiment = sys.argv[1]
 trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
