@@ -88,9 +88,9 @@ def trainer_rate(specs: dict, work: Path, device: str, warm_epochs: int) -> floa
     experiment = Path(tempfile.mkdtemp(dir=work, prefix="exp-"))
     config = parse_specs(specs)
     trainer = Trainer(experiment, config, device=device, progress=False)
-    trainer.train()
-    timing = trainer.log["timing"][warm_epochs:]
-    batches_per_epoch = len(trainer.log["loss"]) // len(trainer.log["timing"])
+    result = trainer.train()
+    timing = result.log.entries["timing"][warm_epochs:]
+    batches_per_epoch = len(result.log.entries["loss"]) // len(result.log.entries["timing"])
     return (batches_per_epoch * config.scenes_per_batch * config.samples_per_scene
             / float(np.median(timing)))
 

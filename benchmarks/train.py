@@ -81,9 +81,9 @@ def main() -> int:
         config = parse_specs(specs)
         experiment = scratch / "experiment"
         trainer = Trainer(experiment, config, device=args.device, progress=False)
-        trainer.train(epochs=1)  # warm-up (packs the cache, first allocations)
+        result = trainer.train(epochs=1)  # warm-up (packs the cache, first allocations)
         start = time.perf_counter()
-        trainer.train(resume=True, epochs=args.epochs)
+        result = trainer.train(resume=True, epochs=args.epochs)
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         full = time.perf_counter() - start
@@ -91,14 +91,14 @@ def main() -> int:
         # The same batches, in memory, through the bare step.
         from deepsdf.data import SceneBatches, epoch_batches
 
-        model = trainer.model
+        model = result.model
         optimizer = torch.optim.Adam([{"params": model.decoder.parameters(), "lr": 1e-4},
                                       {"params": model.codes.parameters(), "lr": 1e-4}])
         batches = []
         for epoch in range(1, 1 + args.epochs):
             plan = epoch_batches(len(model.codes.instance_ids), config.scenes_per_batch,
                                  seed=config.seed, epoch=epoch)
-            dataset = SceneBatches(trainer.packed, config.samples_per_scene, seed=config.seed,
+            dataset = SceneBatches(result.packed, config.samples_per_scene, seed=config.seed,
                                    epoch=epoch, batches=plan)
             batches += [tuple(t.to(trainer.device) for t in dataset[i])
                         for i in range(len(dataset))]

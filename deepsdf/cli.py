@@ -400,7 +400,7 @@ def _run_train(args) -> int:
     result = trainer.train(resume=args.resume, epochs=args.epochs, overwrite=args.overwrite,
                            resume_from=args.resume_from)
     if trainer.rank == 0:
-        if result.last_loss != result.last_loss:  # NaN: no epoch ran in this call
+        if not result.trained:
             print(f"nothing to train: {args.experiment_dir} is at epoch {result.epochs_done} "
                   f"(NumEpochs {config.epochs}); checkpoint {result.checkpoint}")
         else:

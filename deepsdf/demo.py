@@ -142,7 +142,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
 
     from deepsdf.demo_report import write_demo_report
 
-    summary = write_demo_report(out, data=data, experiment=experiment, trainer=trainer,
+    summary = write_demo_report(out, data=data, experiment=experiment,
                                 evaluation=evaluation, completion=completion,
                                 ends=(chair, table), settings=settings, timings=timings)
     _say(f"7/7 report: {out / 'report' / 'index.html'}")
@@ -175,7 +175,7 @@ def _train(out, data, train_path, test_path, settings, device, max_epochs):
     contract.write_json(experiment / "specs.json", specs)
     trainer = Trainer(experiment, parse_specs(specs, base=experiment), device=device)
     result = trainer.train(resume=True, epochs=max_epochs)
-    loss = trainer.history[-1][1] if trainer.history else result.last_loss
+    loss = result.history[-1][1] if result.history else float("nan")
     _say(f"3/7 trained the demo model to epoch {result.epochs_done} (loss {loss:.4g}); "
          f"checkpoint {result.checkpoint}")
     return trainer

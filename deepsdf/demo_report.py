@@ -43,12 +43,14 @@ def _header(name: str) -> str:
     return f"{metric.label} ({metric.arrow})"
 
 
-def write_demo_report(out: Path, *, data: Path, experiment, trainer, evaluation: dict,
+def write_demo_report(out: Path, *, data: Path, experiment, evaluation: dict,
                       completion, ends: tuple, settings, timings: dict) -> dict:
     """Write ``out/report``; returns the summary (also ``out/report/summary.json``).
 
     Parameters
     ----------
+    experiment : Experiment or path
+        The trained experiment.
     evaluation : dict
         :func:`deepsdf.evaluate.evaluate_split`'s summary of the held-out reconstructions.
     completion : CompletionReport
@@ -87,7 +89,7 @@ def write_demo_report(out: Path, *, data: Path, experiment, trainer, evaluation:
 
     page = Report("deepsdf demo: procedural chairs and tables")
     page.paragraph(
-        f"{len(trainer.model.codes.instance_ids)} training shapes, {len(shapes)} held-out "
+        f"{len(trained.model.instance_ids)} training shapes, {len(shapes)} held-out "
         f"shapes never seen in training. Reconstructed from their SDF samples, they "
         f"{'beat' if beats else 'do NOT beat'} retrieval of the nearest training code on the "
         f"mean Chamfer ({ours_mean:.3g} vs {retrieval_mean:.3g}); completed from one depth "
@@ -196,7 +198,7 @@ def write_demo_report(out: Path, *, data: Path, experiment, trainer, evaluation:
                                  ["cores", os.cpu_count()],
                                  ["Python", platform.python_version()],
                                  ["torch", torch.__version__],
-                                 ["device", str(trainer.device)]])
+                                 ["device", str(trained.device)]])
     spec = payload.get("config", {})
     page.table(["setting", "value"],
                [[key, _short(value)] for key, value in spec.items() if key != "Description"],

@@ -14,34 +14,29 @@ import copy
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from deepsdf_preprocess.contract import read_split, remove_stale_temporaries
-
-from deepsdf_preprocess.errors import DiskFullError
 from deepsdf_preprocess.validate import require_memory
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import TrainConfig
-from .data import SceneBatches, cache_folder, epoch_batches, pack_split
+from .data import PackedSamples, SceneBatches, cache_folder, epoch_batches, pack_split
 from .decoder import Decoder
 from .device import resolve_device
-from .latents import LatentTable, split_hash, split_instances
 from .experiment import Experiment
-from .original import new_log
+from .latents import LatentTable, split_hash, split_instances
 from .loss import clamped_l1, code_prior, eikonal, prior_warmup
+from .train_log import CollapseWatch, TrainingLog
+from .train_state import CheckpointKeeper, TrainingError
 
 __all__ = ["AutoDecoder", "Trainer", "TrainingError", "TrainResult"]
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a NaN loss, a checkpoint that does not match the split)."""
 
 
 def schedule_epoch(config: TrainConfig, epoch: int) -> int:
@@ -51,29 +46,6 @@ def schedule_epoch(config: TrainConfig, epoch: int) -> int:
     the first), and ``epoch`` for a SpecsVersion 2 spec (the rate halves after 500 completed
     epochs; its trained results are kept as they were measured)."""
     return epoch + 1 if config.legacy else epoch
-
-
-#: A run has collapsed when its clamped predictions vary less than this share of its clamped
-#: targets: the decoder answers one value everywhere (a too-high learning rate saturates the
-#: output; the loss then sits at the mean clamped target and never leaves it).
-COLLAPSE_SPREAD = 0.01
-
-
-def prediction_spread(predicted: torch.Tensor, target: torch.Tensor, clamp: float) -> tuple:
-    """(standard deviation of the clamped predictions, of the clamped targets) of one batch,
-    ``predicted`` and ``target`` (n,) signed distances; the run has collapsed when the first
-    is below :data:`COLLAPSE_SPREAD` times the second."""
-    predicted = predicted.detach().float().clamp(-clamp, clamp)
-    target = target.detach().float().clamp(-clamp, clamp)
-    return predicted.std().item(), target.std().item()
-
-
-def json_short(value, limit: int = 80) -> str:
-    """A setting's value as compact JSON, cut to ``limit`` characters."""
-    import json
-
-    text = json.dumps(value, separators=(",", ":"))
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class AutoDecoder(nn.Module):
@@ -98,9 +70,36 @@ class AutoDecoder(nn.Module):
 
 @dataclass
 class TrainResult:
+    """What one :meth:`Trainer.train` call did.
+
+    ``start_epoch`` and ``epochs_done``: finished epochs before and after it (equal when there
+    was nothing left to train); ``last_loss``: the mean loss of its last epoch (None when none
+    ran); ``checkpoint``: ``latest.pt``; ``collapsed_at``: the epoch the collapse watch fired,
+    if it did.  ``model``, ``packed``, ``log`` (history and ``Logs.pth`` entries) and
+    ``store`` (device-resident samples, or None) are the run's state, for callers that look
+    inside (tests, benchmarks, the demo).
+    """
+
+    start_epoch: int
     epochs_done: int
-    last_loss: float
+    last_loss: float | None
     checkpoint: Path
+    model: "AutoDecoder"
+    packed: PackedSamples
+    log: TrainingLog
+    store: object = None
+    collapsed_at: int | None = None
+    spread: tuple = field(default=(float("nan"), float("nan")))
+
+    @property
+    def trained(self) -> bool:
+        """Whether any epoch ran in this call."""
+        return self.epochs_done > self.start_epoch
+
+    @property
+    def history(self) -> list:
+        """[epoch, mean loss, decoder learning rate] per finished epoch."""
+        return self.log.history
 
 
 class Trainer:
@@ -155,12 +154,12 @@ class Trainer:
                         else "memory-mapped", choice.reason)
         return DeviceSamples(packed, self.device) if choice.kind == "device" else None
 
-    def _batches(self, packed, epoch: int):
+    def _batches(self, packed, store, epoch: int):
         """Yield ``(samples (n, 4), scenes (s,))`` on the device for this process's batches of
         ``epoch``: drawn on the device from the resident store, or gathered from the
         memory map by a DataLoader."""
         config = self.config
-        if self.store is not None:
+        if store is not None:
             from .sample_store import batch_generator
 
             local = config.scenes_per_batch // self.world
@@ -169,7 +168,7 @@ class Trainer:
                     len(packed), config.scenes_per_batch, seed=config.seed, epoch=epoch)):
                 generator = batch_generator(self.device, seed=config.seed, epoch=epoch,
                                             batch=index)
-                samples = self.store.draw(scenes, config.samples_per_scene, generator,
+                samples = store.draw(scenes, config.samples_per_scene, generator,
                                           part=part)
                 yield samples, torch.as_tensor(scenes[part], device=self.device)
             return
@@ -232,101 +231,6 @@ class Trainer:
         ])
         return packed, model, optimizer
 
-    def _state(self, model: AutoDecoder, optimizer, epoch: int, loss: float) -> dict:
-        return {"epoch": epoch, "loss": loss,
-                "decoder": model.decoder.state_dict(),
-                "codes": model.codes.weight.detach().cpu().clone(),
-                "instance_ids": model.codes.instance_ids,
-                "split_hash": model.codes.split_digest,
-                "optimizer": optimizer.state_dict(),
-                "history": [list(entry) for entry in self.history],
-                "log": self.log,
-                "rng": {"torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
-                        else []},
-                "config": self.config.to_specs()}
-
-    def _resume(self, model: AutoDecoder, optimizer, source: Path) -> int:
-        try:
-            payload = load_checkpoint(source, map_location=self.device)
-        except CheckpointError as error:
-            newest = self.experiment.newest_readable_snapshot()
-            hint = (f"; the newest readable snapshot is epoch {newest}: resume from it with "
-                    f"--resume-from {newest}" if newest is not None
-                    else "; no readable snapshot exists: train afresh with --overwrite")
-            raise TrainingError(f"{error}{hint}") from error
-        if payload["split_hash"] != model.codes.split_digest:
-            raise TrainingError("the latest checkpoint was trained on a different split "
-                                f"(hash {payload['split_hash']} != "
-                                f"{model.codes.split_digest}); start a new experiment folder")
-        self._compare_settings(payload.get("config", {}), source)
-        model.decoder.load_state_dict(payload["decoder"])
-        with torch.no_grad():
-            model.codes.weight.copy_(payload["codes"].to(self.device))
-        optimizer.load_state_dict(payload["optimizer"])
-        self.history = [list(entry) for entry in payload.get("history", [])
-                        if entry[0] <= payload["epoch"]]
-        self.log = payload.get("log") or new_log()
-        torch.set_rng_state(payload["rng"]["torch"].cpu())
-        if payload["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng"]["cuda"]])
-        logger.info("resuming after epoch %d from %s", payload["epoch"], source)
-        return int(payload["epoch"])
-
-    def _resume_original(self, model: AutoDecoder, optimizer) -> int:
-        """Continue an original release's training folder: decoder, codes (split order), both
-        Adam states and the epoch counter; its ``Logs.pth`` continues too, when present."""
-        from .original import load_original_training
-
-        names = [name for name, _ in model.decoder.named_parameters()]
-        try:
-            original = load_original_training(self.experiment.original, self.config, self._split(),
-                                              names)
-        except CheckpointError as error:
-            raise TrainingError(str(error)) from error
-        model.decoder.load_state_dict(original.decoder_state)
-        with torch.no_grad():
-            model.codes.weight.copy_(original.codes.to(self.device))
-        optimizer.load_state_dict(original.optimizer_state)
-        if original.log is not None:
-            self.log = original.log
-        logger.info("resuming the original release's training folder after epoch %d",
-                    original.epoch)
-        return original.epoch
-
-    def _compare_settings(self, saved: dict, source: Path) -> None:
-        """Refuse to resume with another architecture; warn for other changed settings.
-
-        Both sides are compared as parsed configurations, so a checkpoint written before a
-        setting existed compares equal on its default."""
-        import dataclasses
-
-        from .config import ConfigError, parse_specs
-
-        if not saved:
-            return
-        try:
-            before = parse_specs(saved)
-        except ConfigError as error:
-            logger.warning("cannot read the settings stored in %s (%s); not comparing them",
-                           source, error)
-            return
-        if before.decoder != self.config.decoder:
-            details = "; ".join(
-                f"{field.name}: checkpoint {getattr(before.decoder, field.name)!r}, spec "
-                f"{getattr(self.config.decoder, field.name)!r}"
-                for field in dataclasses.fields(before.decoder)
-                if getattr(before.decoder, field.name) != getattr(self.config.decoder,
-                                                                  field.name))
-            raise TrainingError(f"cannot resume from {source}: the spec's architecture "
-                                f"differs from the checkpoint's ({details}); restore the "
-                                "spec or train afresh in a new folder")
-        then, now = before.to_specs(), self.config.to_specs()
-        for key in sorted(set(then) | set(now)):
-            if key != "Description" and then.get(key) != now.get(key):
-                logger.warning("resuming with a changed setting %s: checkpoint %s, now %s",
-                               key, json_short(then.get(key)), json_short(now.get(key)))
-
     # ------------------------------------------------------------------ training
 
     def train(self, *, resume: bool = False, epochs: int | None = None,
@@ -381,67 +285,53 @@ class Trainer:
                resume_from: int | None = None) -> TrainResult:
         config = self.config
         packed, model, optimizer = self._build()
-        self.model, self.packed = model, packed  # kept for callers (tests, benchmarks)
-        self.store = self._store(packed)
+        store = self._store(packed)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = config.tf32
             torch.backends.cudnn.allow_tf32 = config.tf32
         epoch_batches(len(packed), config.scenes_per_batch, seed=config.seed, epoch=0,
                       rank=self.rank, world=self.world)  # fails early on too few shapes
         main = self.rank == 0
+        keeper = CheckpointKeeper(self.experiment, config, self.device)
         if main:
             self.experiment.tree.folder(create=True)
             self.experiment.write_resolved(config)
-        start = 0
-        self.history = []  # [epoch, mean loss, decoder learning rate] per epoch
-        self.log = new_log()  # the original's Logs.pth entries
-        self.collapse_reported = False
-        self.spread = (float("nan"), float("nan"))  # the last batch's prediction_spread
-        if main:
             remove_stale_temporaries(self.experiment.checkpoints)
-        if resume_from is not None:
-            start = self._resume(model, optimizer,
-                                 self.experiment.checkpoint_file(resume_from))
-        elif resume:
-            if self.experiment.checkpoint_file().is_file():
-                start = self._resume(model, optimizer, self.experiment.checkpoint_file())
-            elif any(self.experiment.original.training_files().values()):
-                start = self._resume_original(model, optimizer)
-            elif main:
-                logger.info("no checkpoint to resume from in %s; starting afresh",
-                            self.experiment_dir)
+        start, log = self._resume(keeper, model, optimizer, resume, resume_from, main)
         stop = config.epochs if epochs is None else min(config.epochs, start + epochs)
         wrapped = model
         if self.world > 1:
             wrapped = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        writer = self._writer() if main else None
+        watch = CollapseWatch()
+        if main:
+            log.open_writer(self.experiment.tensorboard)
         bar = self._bar(start, stop) if main else None
-        loss_value = float("nan")
+        loss_value = None
         saved_epoch = start
         unsaved = None  # the last completed epoch's state, when latest.pt lags behind it
         try:
             for epoch in range(start, stop):
-                loss_value = self._epoch(wrapped, model, optimizer, packed, epoch)
+                loss_value = self._epoch(wrapped, model, optimizer, packed, store, epoch, log,
+                                         watch, keeper)
                 done = epoch + 1
-                self.history.append([done, loss_value, optimizer.param_groups[0]["lr"]])
-                if main:
-                    self._warn_if_collapsed(done)
-                    if done % config.latest_every == 0 or done == stop:
-                        self._save(self.experiment.checkpoint_file(),
-                                   self._state(model, optimizer, done, loss_value))
-                        saved_epoch, unsaved = done, None
-                    else:
-                        unsaved = copy.deepcopy(self._state(model, optimizer, done, loss_value))
-                    if done in config.snapshot_epochs():
-                        self._save(self.experiment.checkpoint_file(done),
-                                   self._state(model, optimizer, done, loss_value))
-                    if writer is not None and (done % config.log_frequency == 0
-                                               or done in (1, stop)):
-                        self._log(writer, model, optimizer, done, loss_value)
-                    if bar is not None:  # process 0 only
-                        bar.set_postfix(loss=f"{loss_value:.5f}")
-                        bar.update(1)
+                log.finished(done, loss_value, optimizer.param_groups[0]["lr"])
+                if not main:
+                    continue
+                watch.check(done)
+                state = keeper.state(model, optimizer, done, loss_value, log)
+                if done % config.latest_every == 0 or done == stop:
+                    keeper.save(self.experiment.checkpoint_file(), state)
+                    saved_epoch, unsaved = done, None
+                else:
+                    unsaved = copy.deepcopy(state)
+                if done in config.snapshot_epochs():
+                    keeper.save(self.experiment.checkpoint_file(done), state)
+                if done % config.log_frequency == 0 or done in (1, stop):
+                    log.curves(model, optimizer, done, loss_value)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss_value:.5f}")
+                    bar.update(1)
         except KeyboardInterrupt:
             if main:
                 if unsaved is not None:  # save the last completed epoch before leaving
@@ -453,14 +343,32 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            if writer is not None:
-                writer.close()
-        return TrainResult(epochs_done=stop, last_loss=loss_value,
-                           checkpoint=self.experiment.checkpoint_file())
+            log.close()
+        return TrainResult(start_epoch=start, epochs_done=max(stop, start),
+                           last_loss=loss_value, checkpoint=self.experiment.checkpoint_file(),
+                           model=model, packed=packed, log=log, store=store,
+                           collapsed_at=watch.collapsed_at, spread=watch.spread)
 
-    def _epoch(self, wrapped, model: AutoDecoder, optimizer, packed, epoch: int) -> float:
+    def _resume(self, keeper: CheckpointKeeper, model, optimizer, resume: bool,
+                resume_from: int | None, main: bool) -> tuple[int, TrainingLog]:
+        """(finished epochs, log) to start from: a snapshot, ``latest.pt``, the original
+        release's files, or nothing."""
+        if resume_from is not None:
+            return keeper.resume(model, optimizer, self.experiment.checkpoint_file(resume_from))
+        if resume:
+            if self.experiment.checkpoint_file().is_file():
+                return keeper.resume(model, optimizer, self.experiment.checkpoint_file())
+            if any(self.experiment.original.training_files().values()):
+                return keeper.resume_original(model, optimizer, self._split())
+            if main:
+                logger.info("no checkpoint to resume from in %s; starting afresh",
+                            self.experiment.folder)
+        return 0, TrainingLog()
+
+    def _epoch(self, wrapped, model: AutoDecoder, optimizer, packed, store, epoch: int,
+               log: TrainingLog, watch: CollapseWatch, keeper: CheckpointKeeper) -> float:
         """Train the 0-based ``epoch`` (the schedules and the prior's warm-up take
-        :func:`schedule_epoch` of it); returns its mean loss and appends to :attr:`log`."""
+        :func:`schedule_epoch` of it); returns its mean loss and records it in ``log``."""
         config = self.config
         started = time.perf_counter()
         model.train()
@@ -482,7 +390,7 @@ class Trainer:
                                   enabled=config.mixed_precision
                                   and self.device.type in ("cuda", "cpu"))
         total, count = 0.0, 0
-        for index, (samples, scenes) in enumerate(self._batches(packed, epoch)):
+        for index, (samples, scenes) in enumerate(self._batches(packed, store, epoch)):
             if global_batches is not None:
                 model.codes.renorm_rows_(torch.as_tensor(global_batches[index],
                                                          device=self.device), config.code_bound)
@@ -505,7 +413,7 @@ class Trainer:
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} in epoch {epoch + 1}; stopping. "
-                    f"{self._last_good()} Lower the learning rates or check the data for "
+                    f"{keeper.last_good()} Lower the learning rates or check the data for "
                     "extreme values")
             loss.backward()
             if config.grad_clip is not None:
@@ -515,73 +423,11 @@ class Trainer:
                 model.codes.project_(config.code_bound)
             total += loss.item()
             count += 1
-            self.log["loss"].append(loss.item())
+            log.batch(loss.item())
         if count:
-            self.spread = prediction_spread(predicted.squeeze(1), samples[:, 3], clamp)
-        self._log_epoch(model, optimizer, time.perf_counter() - started)
+            watch.observe(predicted.squeeze(1), samples[:, 3], clamp)
+        log.epoch(model, optimizer, time.perf_counter() - started)
         return total / max(count, 1)
-
-    def _warn_if_collapsed(self, epoch: int) -> None:
-        """Say once per run when the last batch's predictions no longer vary (see
-        :data:`COLLAPSE_SPREAD`): such a run will not recover."""
-        spread, wanted = self.spread
-        if self.collapse_reported or not spread < COLLAPSE_SPREAD * wanted:
-            return
-        self.collapse_reported = True
-        logger.warning(
-            "epoch %d: the decoder predicts about the same distance everywhere (spread %.2g of "
-            "the clamped predictions against %.2g of the targets): training has collapsed to a "
-            "constant and will not recover. Lower the learning rates (LearningRateSchedule) "
-            "and train afresh (--overwrite)", epoch, spread, wanted)
-
-    def _log_epoch(self, model: AutoDecoder, optimizer, seconds: float) -> None:
-        """Per-epoch entries of the original release's ``Logs.pth`` (see
-        :mod:`deepsdf.export`)."""
-        log = self.log
-        log["learning_rate"].append([group["lr"] for group in optimizer.param_groups])
-        log["timing"].append(seconds)
-        log["latent_magnitude"].append(model.codes.weight.detach().norm(dim=1).mean().item())
-        for name, parameter in model.decoder.named_parameters():
-            log["param_magnitude"].setdefault(name, []).append(
-                parameter.detach().norm().item())
-
-    def _save(self, path: Path, state: dict) -> None:
-        try:
-            save_checkpoint(path, state)
-        except DiskFullError as error:
-            raise TrainingError(f"{error}; {self._last_good()}") from error
-
-    def _last_good(self) -> str:
-        """A sentence naming the newest checkpoint on disk (only one that exists)."""
-        latest = self.experiment.checkpoint_file()
-        if latest.is_file():
-            try:
-                epoch = load_checkpoint(latest)["epoch"]
-                return f"The last good checkpoint is {latest} (epoch {epoch})."
-            except CheckpointError:
-                pass
-        newest = self.experiment.newest_readable_snapshot()
-        if newest is not None:
-            return (f"The last good checkpoint is "
-                    f"{self.experiment.checkpoint_file(newest)}.")
-        return "No checkpoint was written yet."
-
-    # ------------------------------------------------------------------ reporting
-
-    def _writer(self):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is a dependency, but keep training without it
-            logger.warning("tensorboard is not installed; no training curves are written")
-            return None
-        return SummaryWriter(str(self.experiment.tensorboard))
-
-    def _log(self, writer, model: AutoDecoder, optimizer, epoch: int, loss: float) -> None:
-        writer.add_scalar("loss", loss, epoch)
-        writer.add_scalar("learning_rate/decoder", optimizer.param_groups[0]["lr"], epoch)
-        writer.add_scalar("learning_rate/codes", optimizer.param_groups[1]["lr"], epoch)
-        writer.add_scalar("code_norm/mean", model.codes.weight.detach().norm(dim=1).mean().item(),
-                          epoch)
 
     def _bar(self, start: int, stop: int):
         from deepsdf_preprocess.progress import progress_bar

@@ -65,8 +65,8 @@ def main(out: Path) -> dict:
     (experiment / "specs.json").write_text(json.dumps(specs, indent=2))
     trainer = Trainer(experiment, parse_specs(specs), device="cpu", progress=False)
     say("3/6 training a 4 x 128 decoder for 400 epochs (the longest step)")
-    trainer.train(overwrite=True)  # a rerun of the tour starts its model afresh
-    decoder, clamp = trainer.model.decoder.eval(), trainer.config.clamp
+    result = trainer.train(overwrite=True)  # a rerun of the tour starts its model afresh
+    decoder, clamp = result.model.decoder.eval(), trainer.config.clamp
 
     # 4. Reconstruct shape 0 from its SdfSamples with the decoder frozen (Gauss-Newton).
     packed = pack_split(out / "data", split, cache_root=trainer.cache)  # the training cache

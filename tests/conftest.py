@@ -149,5 +149,5 @@ def trained(trained_data, tmp_path_factory):
     data, split = trained_data
     experiment = make_experiment(tmp_path_factory.mktemp("exp"), data, split, ScenesPerBatch=5)
     trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
-    trainer.train()
-    return experiment, trainer.model
+    result = trainer.train()
+    return experiment, result.model

@@ -17,7 +17,7 @@ MODEL = {"config", "decoder", "latents", "loss", "checkpoint", "original", "devi
          "sample_store", "reconstruct", "mesh", "field", "metrics", "retrieval", "code_space",
          "frames", "sensing", "constraints", "observations"}
 EXPERIMENT = {"experiment"}
-WORKFLOWS = {"train", "inference", "evaluate", "completion", "interpolate", "export", "demo",
+WORKFLOWS = {"train", "train_log", "train_state", "inference", "evaluate", "completion", "interpolate", "export", "demo",
              "demo_report", "viewer", "report", "pictures"}
 CLI = {"cli", "__main__", "__init__"}
 

@@ -137,7 +137,7 @@ def test_train_resume_continues_an_original_training_folder(trained_run, tmp_pat
     trainer = Trainer(out, config, device="cpu", progress=False)
     result = trainer.train(resume=True, epochs=1)
     assert result.epochs_done == 4  # continued from the original files' epoch 3
-    assert len(trainer.log["timing"]) == 4 and len(trainer.log["loss"]) == 4
+    assert len(result.log.entries["timing"]) == 4 and len(result.log.entries["loss"]) == 4
 
 
 def test_a_missing_original_file_is_named(trained_run, tmp_path):
@@ -206,8 +206,8 @@ def test_trainer_sets_the_learning_rate_at_the_boundary(tiny_data, tmp_path, leg
             specs.pop(key)
         (experiment / "specs.json").write_text(json.dumps(specs))
     trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
-    trainer.train()
-    assert [round(lr[0], 8) for lr in trainer.log["learning_rate"]] == expected
+    result = trainer.train()
+    assert [round(lr[0], 8) for lr in result.log.entries["learning_rate"]] == expected
 
 
 def test_the_legacy_prior_weighs_from_the_first_epoch():
@@ -266,10 +266,10 @@ def test_legacy_code_bound_rescales_looked_up_rows_before_the_first_use(tiny_dat
         return predicted, codes
 
     monkeypatch.setattr(AutoDecoder, "forward", spy)
-    trainer.train()
+    result = trainer.train()
     assert used and float(used[0].max()) <= 1.0 + 1e-5
     # the bound acts at lookup, not after the step: the table may exceed it between uses
-    assert float(trainer.model.codes.weight.detach().norm(dim=1).max()) > 1.0
+    assert float(result.model.codes.weight.detach().norm(dim=1).max()) > 1.0
 
 
 # --------------------------------------------------------------------------- data and files

@@ -161,9 +161,9 @@ def test_a_curriculum_run_trains_with_each_stage(tiny_data, tmp_path, monkeypatc
     assert loss_module.clamped_l1 is clamped_l1
 
 
-def _band_gradient_deviation(trainer, data_points, codes):
+def _band_gradient_deviation(result, data_points, codes):
     points = data_points.clone().requires_grad_(True)
-    decoder = trainer.model.decoder.eval()
+    decoder = result.model.decoder.eval()
     predicted = decoder(codes, points)
     gradients, = torch.autograd.grad(predicted.sum(), points)
     return (gradients.norm(dim=1) - 1).abs().mean().item()
@@ -176,18 +176,18 @@ def test_the_eikonal_term_brings_gradient_norms_toward_one(tiny_data, tmp_path):
         experiment = make_experiment(tmp_path / f"exp{weight}", data, split, NumEpochs=60,
                                      EikonalWeight=weight, SamplesPerScene=2048)
         trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
-        trainer.train()
-        rows = torch.from_numpy(scene_samples(trainer.packed, 0, 8000, seed=5, epoch=0))
+        result = trainer.train()
+        rows = torch.from_numpy(scene_samples(result.packed, 0, 8000, seed=5, epoch=0))
         band = rows[rows[:, 3].abs() < 0.1]
-        codes = trainer.model.codes.weight[0].detach().expand(len(band), -1)
-        deviations[weight] = _band_gradient_deviation(trainer, band[:, :3], codes)
+        codes = result.model.codes.weight[0].detach().expand(len(band), -1)
+        deviations[weight] = _band_gradient_deviation(result, band[:, :3], codes)
     assert deviations[0.5] < 0.5 * deviations[0.0], deviations
 
 
 # --------------------------------------------------------------------- collapse warning
 
 def test_prediction_spread_compares_clamped_values():
-    from deepsdf.train import prediction_spread
+    from deepsdf.train_log import prediction_spread
 
     target = torch.tensor([-0.5, -0.05, 0.0, 0.05, 0.5])
     spread, wanted = prediction_spread(torch.full((5,), 0.3), target, 0.1)
@@ -206,11 +206,12 @@ def test_a_collapsed_run_is_reported_once(tiny_data, tmp_path, caplog):
                                      LearningRateSchedule=[{"Type": "Constant",
                                                             "Value": rate}] * 2)
         caplog.clear()
-        with caplog.at_level("WARNING", logger="deepsdf.train"):
+        with caplog.at_level("WARNING", logger="deepsdf.train_log"):
             trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
-            trainer.train()
+            result = trainer.train()
         warned[rate] = [r.getMessage() for r in caplog.records if "collapsed" in r.getMessage()]
-        spread, wanted = trainer.spread
+        spread, wanted = result.spread
         assert (spread < 0.01 * wanted) == (rate == 0.05), (rate, spread, wanted)
+        assert (result.collapsed_at is not None) == (rate == 0.05)
     assert warned[0.005] == []
     assert len(warned[0.05]) == 1 and "Lower the learning rates" in warned[0.05][0]

@@ -156,5 +156,5 @@ def test_bf16_mixed_precision_trains_with_float32_weights(tiny_data, tmp_path):
     assert np.isfinite(result.last_loss)
     payload = load_checkpoint(checkpoint_path(experiment))
     assert all(v.dtype == torch.float32 for v in payload["decoder"].values())
-    losses = [entry[1] for entry in trainer.history]
+    losses = [entry[1] for entry in result.history]
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])  # it learns

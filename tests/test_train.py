@@ -73,17 +73,17 @@ def test_a_short_run_learns_the_signs_of_its_training_samples(tiny_data, tmp_pat
     experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=300,
                                  SamplesPerScene=2048)
     trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
-    trainer.train()
+    result = trainer.train()
     accuracies = []
     for scene in range(3):
-        rows = torch.from_numpy(scene_samples(trainer.packed, scene, 8000, seed=9, epoch=0))
+        rows = torch.from_numpy(scene_samples(result.packed, scene, 8000, seed=9, epoch=0))
         rows = rows[rows[:, 3].abs() > 0.03]
-        code = trainer.model.codes.weight[scene].detach().expand(len(rows), -1)
+        code = result.model.codes.weight[scene].detach().expand(len(rows), -1)
         with torch.no_grad():
-            predicted = trainer.model.decoder.eval()(code, rows[:, :3]).squeeze(1)
+            predicted = result.model.decoder.eval()(code, rows[:, :3]).squeeze(1)
         accuracies.append((torch.sign(predicted) == torch.sign(rows[:, 3])).float().mean())
     assert min(accuracies) > 0.9
-    assert trainer.history[-1][1] < 0.5 * trainer.history[0][1]
+    assert result.history[-1][1] < 0.5 * result.history[0][1]
 
 
 def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tiny_data, tmp_path):
@@ -112,9 +112,9 @@ from deepsdf.experiment import load_specs
 from deepsdf.train import Trainer
 experiment = sys.argv[1]
 trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
-trainer.train()
-torch.save({"codes": trainer.model.codes.weight.detach(),
-            "decoder": trainer.model.decoder.state_dict()},
+result = trainer.train()
+torch.save({"codes": result.model.codes.weight.detach(),
+            "decoder": result.model.decoder.state_dict()},
            f"{experiment}/rank{trainer.rank}.pt")
 """
 
@@ -289,10 +289,11 @@ def test_ctrl_c_saves_the_last_completed_epoch_and_resume_finishes_exactly(tiny_
     interrupted = make_experiment(tmp_path / "interrupted", data, split, **overrides)
     real_epoch = train_module.Trainer._epoch
 
-    def epoch_that_is_interrupted(self, wrapped, model, optimizer, packed, epoch):
+    def epoch_that_is_interrupted(self, wrapped, model, optimizer, packed, store, epoch,
+                                  *parts):
         if epoch == 2:  # Ctrl-C during the third epoch
             raise KeyboardInterrupt
-        return real_epoch(self, wrapped, model, optimizer, packed, epoch)
+        return real_epoch(self, wrapped, model, optimizer, packed, store, epoch, *parts)
 
     monkeypatch.setattr(train_module.Trainer, "_epoch", epoch_that_is_interrupted)
     with pytest.raises(KeyboardInterrupt):
