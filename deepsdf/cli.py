@@ -15,13 +15,16 @@ from pathlib import Path
 from deepsdf import __version__
 from deepsdf.config import SAMPLE_STORES
 from deepsdf.constraints import ConstraintConfig
+from deepsdf.settings import (GAUSS_NEWTON, INTERPOLATION_RESOLUTION, INTERPOLATION_STEPS,
+                              MESH_RESOLUTION, PICTURE_SIZE, RECONSTRUCT_BATCH, SOLVER_PRESETS,
+                              MultiStart)
 from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.pinhole import CONVENTIONS
 from deepsdf_preprocess.sampling import PRESETS
 
 logger = logging.getLogger("deepsdf")
 
-SOLVERS = ("gauss-newton", "adam")
+SOLVERS = tuple(SOLVER_PRESETS)  # the first is the default
 BACKENDS = ("pyrender", "raycast")
 DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
 
@@ -419,10 +422,10 @@ and write, in the original release's layout:
   EXP_DIR/Reconstructions/<checkpoint>/Codes/<dataset>/<class>/<instance>.pth
   EXP_DIR/Reconstructions/<checkpoint>/Meshes/<dataset>/<class>/<instance>.ply  (normalized)
   EXP_DIR/Reconstructions/<checkpoint>/MeshesOriginalFrame/...                   (original)
-Solvers: gauss-newton (the default: Levenberg-Marquardt with per-shape damping, 45
-iterations on 12000 samples; 0.11 of the reference's decoder work, and lower Chamfer on
-held-out shapes) and adam (the paper's protocol: 800 steps, lr 5e-3 / 10 at half-way, 8000
-samples per step).""")
+Solvers: gauss-newton (the default: Levenberg-Marquardt with per-shape damping, {gn.steps}
+iterations on {gn.samples} samples; 0.11 of the reference's decoder work, and lower Chamfer on
+held-out shapes) and adam (the paper's protocol: {adam.steps} steps, lr {adam.lr:g} / 10 at
+half-way, {adam.samples} samples per step).""".format(gn=GAUSS_NEWTON, adam=SOLVER_PRESETS["adam"]))
     parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("--split", type=Path, help="split file (default: the spec's TestSplit)")
     parser.add_argument("--data", type=Path, help="data root (default: the spec's DataSource)")
@@ -435,7 +438,7 @@ samples per step).""")
                         help="start each shape from the best of its random code and the "
                              "training codes, judged on N of its samples (costs (codes + 1) x N "
                              "point-passes per shape; default: the solver's, 0 for adam)")
-    parser.add_argument("--batch", type=_int_at_least(1), default=16,
+    parser.add_argument("--batch", type=_int_at_least(1), default=RECONSTRUCT_BATCH,
                         help="shapes fitted together")
     parser.add_argument("--skip", action="store_true",
                         help="skip instances whose record says they were made from this very "
@@ -452,7 +455,7 @@ def _add_fit_options(parser, *, solver_help: str) -> None:
     parser.add_argument("--checkpoint", default="latest",
                         help="checkpoint: a snapshot epoch or latest")
     parser.add_argument("--solver", choices=SOLVERS, default=SOLVERS[0], help=solver_help)
-    parser.add_argument("--resolution", type=_int_at_least(2), default=256,
+    parser.add_argument("--resolution", type=_int_at_least(2), default=MESH_RESOLUTION,
                         help="mesh grid points per axis")
     parser.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed of the fit")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -465,11 +468,9 @@ def _experiment_and_solver(args, **changes):
 
     from deepsdf.device import resolve_device
     from deepsdf.experiment import Experiment
-    from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig
-
     experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint, data=args.data,
                             device=resolve_device(args.device))
-    solver = GAUSS_NEWTON if args.solver == "gauss-newton" else SolverConfig()
+    solver = SOLVER_PRESETS[args.solver]
     return experiment, replace(solver, seed=args.seed, **changes)
 
 
@@ -504,7 +505,7 @@ def _add_mesh(commands):
     source.add_argument("--code", type=Path, help="a code .pth file")
     parser.add_argument("--checkpoint", default="latest",
                         help="checkpoint: a snapshot epoch or latest")
-    parser.add_argument("--resolution", type=_int_at_least(2), default=256,
+    parser.add_argument("--resolution", type=_int_at_least(2), default=MESH_RESOLUTION,
                         help="grid points per axis")
     parser.add_argument("--dense", action="store_true", help="evaluate every grid point")
     parser.add_argument("--normalization", type=Path,
@@ -568,12 +569,11 @@ def _run_evaluate(args) -> int:
     experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint, data=args.data)
     summary = evaluate_split(experiment, experiment.split(args.split),
                              retrieval=not args.no_retrieval)
-    folder = experiment.evaluation
     print(summary_table(summary))
     print(f"{summary['shapes']} shapes evaluated"
           + (f", {len(summary['missing'])} without a reconstruction" if summary["missing"]
-             else "") + f"; per shape: {folder / 'metrics.csv'}; summary: "
-          f"{folder / 'summary.json'}")
+             else "") + f"; per shape: {experiment.evaluation_table}; summary: "
+          f"{experiment.evaluation_summary}")
     if summary.get("note"):
         print(f"note: {summary['note']}")
     return 0
@@ -650,14 +650,14 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
     parser.add_argument("--single-start", action="store_true",
                         help="fit each shape from one random code, as the reference does "
                              "(default: several starts fitted together, the best kept: the "
-                             "2 training codes that best explain the scan, the mean code and "
-                             "a random one)")
+                             f"{MultiStart().nearest} training codes that best explain the "
+                             "scan, the mean code and a random one)")
     _add_fit_options(parser, solver_help="gauss-newton or adam (the reference)")
     parser.set_defaults(run=_run_complete)
 
 
 def _run_complete(args) -> int:
-    from deepsdf.completion import SINGLE_START, MultiStart
+    from deepsdf.settings import SINGLE_START
 
     experiment, solver = _experiment_and_solver(args)
     starts = SINGLE_START if args.single_start else MultiStart()
@@ -740,14 +740,15 @@ def _add_interpolate(commands):
                         help="first code: a training instance (as mesh --instance) or a .pth")
     parser.add_argument("--to", dest="end",
                         help="last code: a training instance (as mesh --instance) or a .pth")
-    parser.add_argument("--steps", type=_int_at_least(2), default=8, help="codes on the path")
+    parser.add_argument("--steps", type=_int_at_least(2), default=INTERPOLATION_STEPS,
+                        help="codes on the path")
     parser.add_argument("--mode", choices=("slerp", "linear"), default="slerp",
                         help="slerp (great-circle direction, linear norm) or linear")
     parser.add_argument("--random", type=_int_at_least(1), metavar="N",
                         help="instead: N codes from the Gaussian of the training codes")
-    parser.add_argument("--resolution", type=_int_at_least(2), default=128,
+    parser.add_argument("--resolution", type=_int_at_least(2), default=INTERPOLATION_RESOLUTION,
                         help="mesh grid points per axis")
-    parser.add_argument("--size", type=_int_at_least(16), default=256,
+    parser.add_argument("--size", type=_int_at_least(16), default=PICTURE_SIZE,
                         help="picture size in pixels")
     parser.add_argument("--renderer", choices=("auto", "pyrender", "raycast"), default="auto",
                         help="pictures: pyrender (OpenGL/EGL), raycast (no OpenGL) or auto")

@@ -34,11 +34,12 @@ from .experiment import Experiment, instance_outputs, summarize, write_code, wri
     write_table
 from .latents import split_instances
 from .mesh import NoSurfaceError, check_grid_memory, code_mesh
-from .metrics import (CHAMFER_POINTS, COMPLETION_METRICS, chamfer_unseen, surface_metrics,
-                      surface_points)
+from .metrics import (CHAMFER_POINTS, COMPLETION_METRICS, METRIC_TABLE, chamfer_unseen,
+                      surface_metrics, surface_points)
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
 from .reconstruct import GAUSS_NEWTON, SolverConfig, candidate_values, reconstruct_codes
+from .settings import COMPLETE_BATCH, MESH_RESOLUTION, SINGLE_START, MultiStart
 
 __all__ = ["complete_observations", "complete_scans", "complete_split", "scan_observation",
            "first_surface", "completion_metrics", "Completion", "CompletionReport",
@@ -50,43 +51,6 @@ logger = logging.getLogger(__name__)
 #: Ground-truth points farther than this (normalized units) from every observed point count
 #: as unseen in ``chamfer_unseen``.
 UNSEEN_RADIUS = 0.03
-
-
-@dataclass(frozen=True)
-class MultiStart:
-    """Where completion's fits start: every start of every shape is fitted in one batch, and
-    the fit with the lowest data term on the observation wins (a partial view leaves the fit
-    bimodal: one start may settle on a wrong shape, or on none).
-
-    The starts of a shape are its ``nearest`` training codes (those whose decoded shapes best
-    explain the observation: the lowest data term on ``screen`` of its constraint rows), the
-    ``mean`` training code, and ``random`` draws ``N(0, init_std^2)`` (the solver's; the
-    reference's single start).  Without training codes only the random draws remain.
-    """
-
-    nearest: int = 2
-    mean: bool = True
-    random: int = 1
-    screen: int = 2000  # constraint rows per shape that rank training codes and the fits
-
-    def __post_init__(self):
-        if min(self.nearest, self.random) < 0 or self.screen < 2 or self.screen % 2:
-            raise InputError("nearest and random must be >= 0, screen a positive even number")
-        if not (self.nearest or self.mean or self.random):
-            raise InputError("a completion needs at least one start")
-
-    def kinds(self, train_codes: int) -> list:
-        """Where each of a shape's starts comes from, in order ("nearest", "mean", "random"),
-        with ``train_codes`` training codes at hand (none: the random draws only, at least
-        one)."""
-        kinds = ["nearest"] * min(self.nearest, train_codes)
-        if train_codes and self.mean:
-            kinds.append("mean")
-        return kinds + ["random"] * (self.random if kinds else max(self.random, 1))
-
-
-#: The reference's one random start.
-SINGLE_START = MultiStart(nearest=0, mean=False, random=1)
 
 
 @dataclass
@@ -202,8 +166,8 @@ def scan_observation(scan: dict) -> Observation:
 def complete_scans(experiment, observation: Observation, similarity: Similarity, *,
                    out_dir, solver: SolverConfig = GAUSS_NEWTON,
                    constraints: ConstraintConfig = ConstraintConfig(),
-                   starts: MultiStart = MultiStart(), checkpoint="latest",
-                   resolution: int = 256, truth=None, device="cpu") -> dict:
+                   starts: MultiStart = MultiStart(), checkpoint=None,
+                   resolution: int = MESH_RESOLUTION, truth=None, device=None) -> dict:
     """Complete one shape from a world-frame observation (real depth images, a point cloud).
 
     ``similarity`` maps the world frame to the model frame.  Writes ``OUT/code.pth``,
@@ -331,9 +295,10 @@ def _training_clouds(data: DataTree, train_ids, points: int = 4000):
 def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_dir=None,
                    solver: SolverConfig = GAUSS_NEWTON,
                    constraints: ConstraintConfig = ConstraintConfig(),
-                   starts: MultiStart = MultiStart(), checkpoint="latest",
-                   resolution: int = 256, batch: int = 64, retrieval: bool = True,
-                   view: int = 0, device="cpu", progress: bool = True) -> CompletionReport:
+                   starts: MultiStart = MultiStart(), checkpoint=None,
+                   resolution: int = MESH_RESOLUTION, batch: int = COMPLETE_BATCH,
+                   retrieval: bool = True,
+                   view: int = 0, device=None, progress: bool = True) -> CompletionReport:
     """Complete every shape of ``split`` from its single-view scan and evaluate.
 
     Each shape's scan is mapped to the model frame with its ``NormalizationParameters``; the
@@ -431,7 +396,7 @@ def _write_report(out_dir: Path, report: CompletionReport, retrieval: bool) -> d
                                                    if retrieval else []):
         summary[section] = summarize(report.rows, COMPLETION_METRICS, prefix)
     if retrieval and report.rows:
-        summary["beats_retrieval_on_mean_chamfer"] = bool(
-            summary["completion"]["chamfer"]["mean"] < summary["retrieval"]["chamfer"]["mean"])
+        summary["beats_retrieval_on_mean_chamfer"] = METRIC_TABLE["chamfer"].wins(
+            summary["completion"]["chamfer"]["mean"], summary["retrieval"]["chamfer"]["mean"])
     contract.write_json(out_dir / "summary.json", summary)
     return summary

@@ -151,6 +151,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
 
 def _train(out, data, train_path, test_path, settings, device, max_epochs):
     from deepsdf.config import parse_specs, specs_with_epochs
+    from deepsdf.experiment import Experiment
     from deepsdf.latents import split_instances
     from deepsdf.train import Trainer
     from deepsdf_preprocess import contract
@@ -159,8 +160,8 @@ def _train(out, data, train_path, test_path, settings, device, max_epochs):
     if not template.is_file():
         raise InputError(f"the demo spec {template} is missing (run from a source checkout)")
     specs = json.loads(template.read_text())
-    experiment = out / "experiment"
-    experiment.mkdir(parents=True, exist_ok=True)
+    folder = Experiment(out / "experiment")
+    experiment = folder.tree.folder(create=True)
     # SpecsVersion 2: paths relative to the spec's folder, so the run works from anywhere.
     relative = {name: os.path.relpath(Path(path).resolve(), experiment.resolve())
                 for name, path in (("DataSource", data), ("TrainSplit", train_path),
@@ -172,8 +173,8 @@ def _train(out, data, train_path, test_path, settings, device, max_epochs):
     if specs["ScenesPerBatch"] > shapes:  # a small --count: fewer scenes, as many samples
         specs["SamplesPerScene"] = specs["SamplesPerScene"] * specs["ScenesPerBatch"] // shapes
         specs["ScenesPerBatch"] = shapes
-    contract.write_json(experiment / "specs.json", specs)
-    trainer = Trainer(experiment, parse_specs(specs, base=experiment), device=device)
+    contract.write_json(folder.specs_file, specs)
+    trainer = Trainer(folder, parse_specs(specs, base=experiment), device=device)
     result = trainer.train(resume=True, epochs=max_epochs)
     loss = result.history[-1][1] if result.history else float("nan")
     _say(f"3/7 trained the demo model to epoch {result.epochs_done} (loss {loss:.4g}); "

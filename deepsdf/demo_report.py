@@ -75,17 +75,18 @@ def write_demo_report(out: Path, *, data: Path, experiment, evaluation: dict,
     sources = trained.data
     payload = trained.model.payload
     history = payload.get("history", [])
-    metrics_csv = trained.evaluation / "metrics.csv"
+    metrics_csv = trained.evaluation_table
     completion_csv = out / "completion" / "completion.csv"
     shapes = _rows(metrics_csv)
     completed = {row["instance"]: row for row in completion.rows}
     ours_mean = evaluation["reconstruction"]["chamfer"]["mean"]
     retrieval_mean = evaluation["retrieval_code"]["chamfer"]["mean"]
-    beats = ours_mean < retrieval_mean
+    chamfer = METRIC_TABLE["chamfer"]
+    beats = chamfer.wins(ours_mean, retrieval_mean)
     done = completion.summary.get("completion", {})
     answered = completion.summary.get("retrieval", {})
     completion_beats = bool(done and answered
-                            and done["chamfer"]["mean"] < answered["chamfer"]["mean"])
+                            and chamfer.wins(done["chamfer"]["mean"], answered["chamfer"]["mean"]))
 
     page = Report("deepsdf demo: procedural chairs and tables")
     page.paragraph(

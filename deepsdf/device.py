@@ -21,7 +21,7 @@ def resolve_device(device="auto") -> torch.device:
     """
     if isinstance(device, str) and device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -42,7 +42,9 @@ def resolve_device(device="auto") -> torch.device:
         if resolved.index is not None and resolved.index >= count:
             raise InputError(f"device {device!r}: this machine has {count} CUDA device(s), "
                              f"cuda:0 to cuda:{count - 1}")
-        return resolved
+        # "cuda" is the current device: name its index, so that one device has one name
+        return resolved if resolved.index is not None else torch.device(
+            "cuda", torch.cuda.current_device())
     if resolved.type == "mps":
         if not _mps_available():
             raise InputError(f"device {device!r}: Apple's MPS is not available here; "

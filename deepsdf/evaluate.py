@@ -19,7 +19,6 @@ import trimesh
 from deepsdf_preprocess import contract
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.errors import InputError
-from deepsdf_preprocess.paths import Tree
 
 from .experiment import Experiment, read_code, summarize, write_table
 from .latents import split_instances
@@ -81,7 +80,7 @@ def _reconstruction(paths: dict, files):
     return mesh
 
 
-def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest",
+def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint=None,
                    retrieval: bool = True) -> dict:
     """Evaluate every reconstructed shape of ``split``; returns the summary (also written to
     :attr:`Experiment.evaluation <deepsdf.experiment.Experiment.evaluation>`).
@@ -170,8 +169,7 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint="latest
                     row[f"{name}_iou"] = volumetric_iou(solid, *occupancy)
         for name in ("retrieval_code", "retrieval_oracle"):
             columns += [f"{name}_instance"] + [f"{name}_{k}" for k in (*METRICS, "iou")]
-    out = Tree(experiment.evaluation, "experiment folder")
-    table, summary_path = out.file("metrics.csv"), out.file("summary.json")  # both checked first
+    table, summary_path = experiment.evaluation_table, experiment.evaluation_summary
     write_table(table, rows, columns)
     summary = {"shapes": len(rows), "missing": missing, "stale": sorted(stale),
                "unrecorded": unrecorded}
@@ -201,6 +199,6 @@ def summary_table(summary: dict) -> str:
         for section in sections:
             value = summary[section].get(name)
             cells.append(f"{value['mean']:.3g} / {value['median']:.3g}" if value else "-")
-        lines.append(f"{name:24s}" + "".join(f"{c:>24s}" for c in cells)
+        lines.append(f"{METRIC_TABLE[name].label:24s}" + "".join(f"{c:>24s}" for c in cells)
                      + f"  {METRIC_TABLE[name].better}")
     return "\n".join(lines)

@@ -95,8 +95,9 @@ class Experiment:
         ``"latest"`` or a snapshot epoch (a single path component).
     data : path, optional
         The data root; default the spec's ``DataSource``.
-    device : str or torch.device
-        Where the decoder is loaded.
+    device : str or torch.device, optional
+        Where the decoder is loaded (default the CPU).  Workflows given an Experiment use its
+        checkpoint, data root and device; given a folder, they open it with theirs.
     """
 
     def __init__(self, folder, *, checkpoint="latest", data=None, device=None):
@@ -127,8 +128,7 @@ class Experiment:
                  "data": None if data is None else Path(os.path.abspath(data)),
                  "device": None if device is None else resolve_device(device)}
         has = {"checkpoint": experiment.checkpoint,
-               "data": None if experiment._data is None else Path(
-                   os.path.abspath(experiment._data)),
+               "data": None if data is None else Path(os.path.abspath(experiment.data_dir)),
                "device": experiment.device}
         for name, value in asked.items():
             if value is not None and value != has[name]:
@@ -370,6 +370,16 @@ class Experiment:
     def evaluation(self) -> Path:
         """``EXP/Evaluation/<checkpoint>`` (``metrics.csv``, ``summary.json``)."""
         return self.tree.folder("Evaluation", self.checkpoint)
+
+    @property
+    def evaluation_table(self) -> Path:
+        """``EXP/Evaluation/<checkpoint>/metrics.csv``: one row per shape."""
+        return self.tree.file("Evaluation", self.checkpoint, "metrics.csv")
+
+    @property
+    def evaluation_summary(self) -> Path:
+        """``EXP/Evaluation/<checkpoint>/summary.json``: mean and median per metric."""
+        return self.tree.file("Evaluation", self.checkpoint, "summary.json")
 
 
 # ---------------------------------------------------------------------- files

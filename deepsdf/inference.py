@@ -23,6 +23,7 @@ from .data import cache_folder, pack_split
 from .experiment import Experiment, write_code, write_mesh
 from .mesh import NoSurfaceError, check_grid_memory, code_mesh
 from .reconstruct import SolverConfig, reconstruct_codes
+from .settings import MESH_RESOLUTION, RECONSTRUCT_BATCH
 
 __all__ = ["load_trained", "reconstruct_split", "ReconstructionReport"]
 
@@ -52,8 +53,9 @@ class ReconstructionReport:
 
 
 def reconstruct_split(experiment, split: dict, *, solver: SolverConfig, data_dir=None,
-                      checkpoint="latest", resolution: int = 256, batch: int = 16,
-                      skip: bool = False, device="cpu", progress: bool = True, cache=None
+                      checkpoint=None, resolution: int = MESH_RESOLUTION,
+                      batch: int = RECONSTRUCT_BATCH,
+                      skip: bool = False, device=None, progress: bool = True, cache=None
                       ) -> ReconstructionReport:
     """Fit codes for every instance of ``split`` and write codes and meshes.
 

@@ -17,6 +17,8 @@ import torch
 from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.paths import Tree
 
+from .settings import INTERPOLATION_RESOLUTION, INTERPOLATION_STEPS, PICTURE_SIZE
+
 from .code_space import INTERPOLATIONS, lerp, sample_codes, slerp
 from .mesh import NoSurfaceError, code_mesh
 
@@ -47,7 +49,7 @@ def resolve_code(spec: str, payload: dict) -> torch.Tensor:
     return payload["codes"][row].detach().float().cpu()
 
 
-def code_meshes(decoder, codes, *, resolution: int = 128, device="cpu",
+def code_meshes(decoder, codes, *, resolution: int = INTERPOLATION_RESOLUTION, device="cpu",
                 clamp: float = 0.1) -> list:
     """Normalized-frame meshes of (k, d) codes; ``None`` (with a warning) for a code whose
     SDF has no zero crossing.  ``clamp``: the model's training clamp."""
@@ -61,10 +63,12 @@ def code_meshes(decoder, codes, *, resolution: int = 128, device="cpu",
     return meshes
 
 
-def interpolation_pictures(experiment, out_dir, *, start=None, end=None, steps: int = 8,
+def interpolation_pictures(experiment, out_dir, *, start=None, end=None,
+                           steps: int = INTERPOLATION_STEPS,
                            mode: str = "slerp", random: int | None = None,
-                           resolution: int = 128, size: int = 256, renderer: str = "auto",
-                           checkpoint="latest", seed: int = 0, device="cpu") -> list:
+                           resolution: int = INTERPOLATION_RESOLUTION,
+                           size: int = PICTURE_SIZE, renderer: str = "auto",
+                           checkpoint=None, seed: int = 0, device=None) -> list:
     """Meshes and pictures along an interpolation (or of random codes); returns the paths.
 
     Interpolation writes ``OUT/step_XX.ply``, ``OUT/strip.png`` and ``OUT/interpolation.gif``;

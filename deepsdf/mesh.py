@@ -24,6 +24,8 @@ import torch
 from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.validate import available_memory, require_memory
 
+from .settings import MESH_RESOLUTION
+
 __all__ = ["NoSurfaceError", "code_mesh", "grid_axis", "decoder_field", "dense_grid",
            "coarse_strides", "coarse_to_fine_grid", "extract_mesh", "GridResult",
            "check_grid_memory", "GRID_BYTES_PER_POINT"]
@@ -244,7 +246,8 @@ def extract_mesh(values: np.ndarray, *, level: float = 0.0, offset=None, scale=N
     return trimesh.Trimesh(vertices, faces, process=False)
 
 
-def code_mesh(decoder, code: torch.Tensor, resolution: int = 256, *, clamp: float = 0.1,
+def code_mesh(decoder, code: torch.Tensor, resolution: int = MESH_RESOLUTION, *,
+              clamp: float = 0.1,
               dense: bool = False, offset=None, scale=None):
     """The mesh of one code: coarse-to-fine grid (every grid point with ``dense``), then
     marching cubes; normalized frame, or the original one given a shape's NormalizationParameters

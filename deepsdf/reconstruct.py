@@ -41,48 +41,10 @@ import torch
 from deepsdf_preprocess.errors import InputError
 
 from .data import PackedSamples, scene_samples
+from .settings import GAUSS_NEWTON, SHORT_GAUSS_NEWTON, SOLVERS, SolverConfig  # noqa: F401
 
 __all__ = ["SolverConfig", "Reconstruction", "reconstruct_codes", "candidate_values",
            "GAUSS_NEWTON", "SHORT_GAUSS_NEWTON", "SOLVERS"]
-
-SOLVERS = ("adam", "gauss-newton")
-
-
-@dataclass(frozen=True)
-class SolverConfig:
-    """Latent-only fitting settings (defaults: the reference solver)."""
-
-    method: str = "adam"  # "adam" (reference) or "gauss-newton"
-    steps: int = 800  # Adam steps, or Gauss-Newton iterations
-    lr: float = 5e-3  # Adam learning rate (divided by 10 at half-way)
-    samples: int = 8000  # samples per shape per step (Adam) or in the fixed set (GN)
-    prior: float = 1e-4  # weight of mean(z^2)
-    init_std: float = 0.01  # codes start at N(0, init_std^2)
-    damping: float = 1e-2  # Gauss-Newton: initial damping, relative to the diagonal
-    irls_floor: float = 1e-3  # Gauss-Newton: |r| below this is treated as this in the weights
-    irls_floor_final: float | None = None  # if set, the floor moves geometrically to this
-    resample: bool = False  # Gauss-Newton: fresh samples every iteration (one more pass)
-    screen: int = 0  # samples per shape to screen candidate initial codes with (0 = off)
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.method not in SOLVERS:
-            raise InputError(f"unknown solver {self.method!r}; choose one of {SOLVERS}")
-        if self.steps < 1 or self.samples < 2 or self.samples % 2:
-            raise InputError("steps must be >= 1 and samples a positive even number")
-
-
-#: Gauss-Newton preset: 45 iterations on a fixed set of 12000 samples per shape, IRLS floor
-#: 0.005 (chosen on 12 demo shapes against the reference; see docs/benchmarks.md):
-#: 12000 * (1 + 45 * 4) = 2.17 M point-passes per shape, 0.113 of the reference's 19.2 M.
-GAUSS_NEWTON = SolverConfig(method="gauss-newton", steps=45, samples=12000, irls_floor=5e-3)
-
-#: A shorter Gauss-Newton preset for fits from several starts (shape completion): 30
-#: iterations on 4000 samples, 4000 * (1 + 30 * 4) = 0.48 M point-passes per start, 0.22 of
-#: :data:`GAUSS_NEWTON`'s (measured against it in benchmarks/quality.py).
-SHORT_GAUSS_NEWTON = SolverConfig(method="gauss-newton", steps=30, samples=4000,
-                                  irls_floor=5e-3)
-
 
 @dataclass
 class Reconstruction:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The layers, lowest first: a module may import its own layer's modules and lower ones.
 PREPROCESS_CONTRACT = {"contract", "errors", "paths", "validate", "provenance", "formats",
                        "manifest", "progress"}
-MODEL = {"config", "decoder", "latents", "loss", "checkpoint", "original", "device", "data",
+MODEL = {"settings", "config", "decoder", "latents", "loss", "checkpoint", "original", "device", "data",
          "sample_store", "reconstruct", "mesh", "field", "metrics", "retrieval", "code_space",
          "frames", "sensing", "constraints", "observations"}
 EXPERIMENT = {"experiment"}

@@ -118,7 +118,7 @@ def test_evaluate_command_on_ground_truth_meshes(tiny_data, tmp_path, capsys):
     assert main(["evaluate", str(experiment), "--split", str(split)]) == 0
     printed = capsys.readouterr().out
     assert str(experiment / "Evaluation/latest/metrics.csv") in printed  # says where
-    assert len(printed.splitlines()) < 15 and "chamfer" in printed and "lower" in printed
+    assert len(printed.splitlines()) < 15 and "Chamfer" in printed and "lower" in printed
     summary = json.loads((experiment / "Evaluation/latest/summary.json").read_text())
     assert summary["shapes"] == 2 and summary["missing"] == ["gen/chairs/chairs_0002"]
     # the oracle retrieves each shape itself from the training set (these are training shapes)

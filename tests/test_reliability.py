@@ -480,3 +480,21 @@ def test_a_link_that_stays_inside_the_experiment_is_followed(experiment):
     (folder / "Codes").symlink_to("../../CodesElsewhere", target_is_directory=True)
     key = _instances(experiment)[0]
     assert Experiment(experiment).reconstruction(key)["code"].parent.parent.parent.name == "Codes"
+
+
+def test_workflows_follow_the_experiment_they_are_given(experiment, capsys):
+    """Given an Experiment, a workflow uses its checkpoint and device; asking for others is an
+    error, never silently ignored."""
+    from deepsdf.inference import reconstruct_split
+
+    split = load_specs(experiment).train_split
+    _train(experiment, epochs=2)
+    assert main(["reconstruct", str(experiment), "--split", split, "--checkpoint", "2",
+                 "--steps", "1", "--resolution", "16", "--no-progress"]) == 0
+    assert (experiment / "Reconstructions" / "2" / "Records").is_dir()
+    capsys.readouterr()
+    opened = Experiment(experiment, checkpoint=2)
+    with pytest.raises(InputError, match="opened with checkpoint 2"):
+        reconstruct_split(opened, {}, solver=None, checkpoint="latest")
+    assert Experiment.of(opened, checkpoint="2", device="cpu") is opened
+    assert Experiment.of(opened, data=opened.data_dir) is opened

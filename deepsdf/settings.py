@@ -1,0 +1,107 @@
+"""The settings objects of inference and their defaults, in one place: the library's functions
+and the command line both read them (the CLI builds its options from them, so each default is
+written once).  Torch-free, so that ``deepsdf --help`` stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deepsdf_preprocess.errors import InputError
+
+__all__ = ["SOLVERS", "SolverConfig", "GAUSS_NEWTON", "SHORT_GAUSS_NEWTON", "ADAM",
+           "SOLVER_PRESETS", "MultiStart", "SINGLE_START", "MESH_RESOLUTION",
+           "INTERPOLATION_RESOLUTION", "INTERPOLATION_STEPS", "PICTURE_SIZE",
+           "RECONSTRUCT_BATCH", "COMPLETE_BATCH"]
+
+#: Grid points per axis of a mesh (``mesh``, ``reconstruct``, ``complete``).
+MESH_RESOLUTION = 256
+#: Grid points per axis of interpolation meshes, codes on the path, picture size in pixels.
+INTERPOLATION_RESOLUTION = 128
+INTERPOLATION_STEPS = 8
+PICTURE_SIZE = 256
+#: Shapes fitted together by ``reconstruct``; fits (shapes times starts) by ``complete``.
+RECONSTRUCT_BATCH = 16
+COMPLETE_BATCH = 64
+
+
+SOLVERS = ("adam", "gauss-newton")
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Latent-only fitting settings (defaults: the reference solver)."""
+
+    method: str = "adam"  # "adam" (reference) or "gauss-newton"
+    steps: int = 800  # Adam steps, or Gauss-Newton iterations
+    lr: float = 5e-3  # Adam learning rate (divided by 10 at half-way)
+    samples: int = 8000  # samples per shape per step (Adam) or in the fixed set (GN)
+    prior: float = 1e-4  # weight of mean(z^2)
+    init_std: float = 0.01  # codes start at N(0, init_std^2)
+    damping: float = 1e-2  # Gauss-Newton: initial damping, relative to the diagonal
+    irls_floor: float = 1e-3  # Gauss-Newton: |r| below this is treated as this in the weights
+    irls_floor_final: float | None = None  # if set, the floor moves geometrically to this
+    resample: bool = False  # Gauss-Newton: fresh samples every iteration (one more pass)
+    screen: int = 0  # samples per shape to screen candidate initial codes with (0 = off)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in SOLVERS:
+            raise InputError(f"unknown solver {self.method!r}; choose one of {SOLVERS}")
+        if self.steps < 1 or self.samples < 2 or self.samples % 2:
+            raise InputError("steps must be >= 1 and samples a positive even number")
+
+
+#: Gauss-Newton preset: 45 iterations on a fixed set of 12000 samples per shape, IRLS floor
+#: 0.005 (chosen on 12 demo shapes against the reference; see docs/benchmarks.md):
+#: 12000 * (1 + 45 * 4) = 2.17 M point-passes per shape, 0.113 of the reference's 19.2 M.
+GAUSS_NEWTON = SolverConfig(method="gauss-newton", steps=45, samples=12000, irls_floor=5e-3)
+
+#: A shorter Gauss-Newton preset for fits from several starts (shape completion): 30
+#: iterations on 4000 samples, 4000 * (1 + 30 * 4) = 0.48 M point-passes per start, 0.22 of
+#: :data:`GAUSS_NEWTON`'s (measured against it in benchmarks/quality.py).
+SHORT_GAUSS_NEWTON = SolverConfig(method="gauss-newton", steps=30, samples=4000,
+                                  irls_floor=5e-3)
+
+#: The reference solver (the original's ``reconstruct.py``): 800 Adam steps.
+ADAM = SolverConfig()
+
+#: The presets ``--solver`` names.
+SOLVER_PRESETS = {"gauss-newton": GAUSS_NEWTON, "adam": ADAM}
+
+
+@dataclass(frozen=True)
+class MultiStart:
+    """Where completion's fits start: every start of every shape is fitted in one batch, and
+    the fit with the lowest data term on the observation wins (a partial view leaves the fit
+    bimodal: one start may settle on a wrong shape, or on none).
+
+    The starts of a shape are its ``nearest`` training codes (those whose decoded shapes best
+    explain the observation: the lowest data term on ``screen`` of its constraint rows), the
+    ``mean`` training code, and ``random`` draws ``N(0, init_std^2)`` (the solver's; the
+    reference's single start).  Without training codes only the random draws remain.
+    """
+
+    nearest: int = 2
+    mean: bool = True
+    random: int = 1
+    screen: int = 2000  # constraint rows per shape that rank training codes and the fits
+
+    def __post_init__(self):
+        if min(self.nearest, self.random) < 0 or self.screen < 2 or self.screen % 2:
+            raise InputError("nearest and random must be >= 0, screen a positive even number")
+        if not (self.nearest or self.mean or self.random):
+            raise InputError("a completion needs at least one start")
+
+    def kinds(self, train_codes: int) -> list:
+        """Where each of a shape's starts comes from, in order ("nearest", "mean", "random"),
+        with ``train_codes`` training codes at hand (none: the random draws only, at least
+        one)."""
+        kinds = ["nearest"] * min(self.nearest, train_codes)
+        if train_codes and self.mean:
+            kinds.append("mean")
+        return kinds + ["random"] * (self.random if kinds else max(self.random, 1))
+
+
+#: The reference's one random start.
+SINGLE_START = MultiStart(nearest=0, mean=False, random=1)
