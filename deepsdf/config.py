@@ -95,18 +95,15 @@ class DecoderConfig:
         return 3 + 6 * self.fourier_frequencies
 
     def __post_init__(self):
-        if self.latent_size < 0:
-            raise ConfigError(f"CodeLength must be >= 0, got {self.latent_size}")
-        if not self.dims or min(self.dims) < 1:
-            raise ConfigError(f"NetworkSpecs.dims must be positive widths, got {self.dims}")
+        _integer(self.latent_size, "CodeLength", least=0)
+        _check_fields(self, NETWORK_KEYS, "NetworkSpecs.")
+        if not self.dims:
+            raise ConfigError("NetworkSpecs.dims must list at least one width")
         for name in ("dropout", "norm_layers", "latent_in"):
             bad = [i for i in getattr(self, name) if not 0 <= i <= len(self.dims)]
             if bad:
                 raise ConfigError(f"NetworkSpecs.{name} names layers {bad} outside "
                                   f"0..{len(self.dims)}")
-        if not 0 <= self.fourier_frequencies <= 16:
-            raise ConfigError(f"NetworkSpecs.fourier_frequencies must be in 0..16, got "
-                              f"{self.fourier_frequencies}")
         joined = self.latent_size + self.point_features
         for layer in self.latent_in:
             if layer == 0 or self.dims[layer - 1] <= joined:
@@ -225,20 +222,10 @@ class TrainConfig:
     legacy: bool = False  # read from an original-release specs.json
 
     def __post_init__(self):
-        if self.code_prior not in ("original", "paper"):
-            raise ConfigError(f"CodePrior must be 'original' or 'paper', got {self.code_prior!r}")
-        for name, value in (("NumEpochs", self.epochs), ("SamplesPerScene",
-                            self.samples_per_scene), ("ScenesPerBatch", self.scenes_per_batch),
-                            ("SnapshotFrequency", self.snapshot_frequency),
-                            ("LatestEvery", self.latest_every),
-                            ("LogFrequency", self.log_frequency)):
-            if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
+        _check_fields(self, SPEC_KEYS)
         if self.samples_per_scene % 2:
             raise ConfigError(f"SamplesPerScene must be even (half positive, half negative), "
                               f"got {self.samples_per_scene}")
-        if not self.clamp > 0:
-            raise ConfigError(f"ClampingDistance must be positive, got {self.clamp}")
 
     def stage_at(self, epoch: int) -> tuple:
         """``(clamp, hard_weight)`` in force while the schedule epoch ``epoch`` trains: the
@@ -296,12 +283,23 @@ def _describe(value) -> str:
         return repr(value)
 
 
-def _integer(value, key: str, *, least: int | None = None) -> int:
+def _integer(value, key: str, *, least: int | None = None, most: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{key} must be an integer, got {_describe(value)}")
     if least is not None and value < least:
         raise ConfigError(f"{key} must be >= {least}, got {value}")
+    if most is not None and value > most:
+        raise ConfigError(f"{key} must be <= {most}, got {value}")
     return value
+
+
+def _check_fields(config, keys, where: str = "") -> None:
+    """Check a configuration's fields with the key table's readers (their JSON forms read
+    back): the one place each spec bound is written, for specs and for configurations built
+    in Python alike."""
+    for key in keys:
+        value = getattr(config, key.field)
+        key.read(key.write(value) if key.write else value, where + key.name)
 
 
 def _number(value, key: str, *, least: float | None = None, above: float | None = None,
@@ -462,7 +460,8 @@ NETWORK_KEYS = (
     SpecKey("tanh_twice", "tanh_twice", _boolean, ours=True),
     SpecKey("latent_dropout", "latent_dropout", _boolean),
     SpecKey("weight_norm", "weight_norm", _boolean),
-    SpecKey("fourier_frequencies", "fourier_frequencies", _at_least(0), ours=True),
+    SpecKey("fourier_frequencies", "fourier_frequencies",
+            lambda v, k: _integer(v, k, least=0, most=16), ours=True),
 )
 
 #: What an omitted NetworkSpecs key means: the original decoder's constructor defaults (for
