@@ -196,8 +196,10 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
     parser.add_argument("--split", type=Path,
                         help="only preprocess the instances this split file lists")
     parser.add_argument("--split-out", type=Path,
-                        help="where to write the split of succeeded instances "
-                             "(default DATA_DIR/splits/<dataset>.json)")
+                        help="where to write the split of succeeded instances (default "
+                             "DATA_DIR/splits/<dataset>.json; when that file lists instances "
+                             "this run does not, it is kept and this run's split goes to "
+                             "<dataset>-2.json, -3, ..., with a line saying so)")
     parser.add_argument("--test", action="store_true",
                         help="test-shape preset: 250k samples, variances 0.05 / 0.0005")
     parser.add_argument("--preset", choices=tuple(PRESETS),
@@ -752,6 +754,9 @@ def _add_interpolate(commands):
                         help="picture size in pixels")
     parser.add_argument("--renderer", choices=("auto", "pyrender", "raycast"), default="auto",
                         help="pictures: pyrender (OpenGL/EGL), raycast (no OpenGL) or auto")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (accepted by every step; interpolate prints "
+                             "none)")
     parser.add_argument("--checkpoint", default="latest",
                         help="checkpoint: a snapshot epoch or latest")
     parser.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed of the fit")
@@ -961,6 +966,17 @@ def main(argv=None) -> int:
               + (" (-v for details)" if len(message) > 1 else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"deepsdf {args.command}: interrupted; rerun the same command to resume",
-              file=sys.stderr)
+        print(f"deepsdf {args.command}: interrupted; {_how_to_resume(args)}", file=sys.stderr)
         return 130
+
+
+def _how_to_resume(args) -> str:
+    """The one line after Ctrl-C: the exact way to go on, per command."""
+    if args.command == "train":
+        return (f"resume with: deepsdf train {args.experiment_dir} --resume"
+                + (f" --data {args.data}" if args.data else ""))
+    if args.command == "reconstruct":
+        return "rerun it with --skip to keep the shapes already reconstructed"
+    if args.command in ("preprocess", "demo"):
+        return "rerun the same command to resume (finished work is kept)"
+    return "rerun the same command (nothing of this run is kept)"

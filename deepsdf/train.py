@@ -337,8 +337,8 @@ class Trainer:
                 if unsaved is not None:  # save the last completed epoch before leaving
                     save_checkpoint(self.experiment.checkpoint_file(), unsaved)
                     saved_epoch = unsaved["epoch"]
-                logger.warning("interrupted: %s holds epoch %d; rerun with --resume",
-                               self.experiment.checkpoint_file(), saved_epoch)
+                logger.warning("interrupted: %s holds epoch %d", self.experiment.checkpoint_file(),
+                               saved_epoch)
             raise
         finally:
             if bar is not None:

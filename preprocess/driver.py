@@ -398,6 +398,8 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
     for key in succeeded:
         class_name, instance = key.split("/", 1)
         split_result[dataset].setdefault(class_name, []).append(instance)
+    if not split_out:
+        split_path = _split_keeping_earlier(data_dir, dataset, split_path, split_result)
     contract.write_split(split_path, split_result)
     _warn_quality(records, listed)
     return DatasetReport(succeeded=succeeded,
@@ -405,6 +407,34 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
                                  if r.get("status") == "failed" and k in listed},
                          skipped=[], manifest_path=manifest_path(data_dir, dataset),
                          split_path=split_path)
+
+
+def _split_keeping_earlier(data_dir, dataset: str, path: Path, split: dict) -> Path:
+    """Where this run's default split goes without losing an earlier run's: ``path`` when
+    there is none there, or when this split holds every instance of the one there (a resumed
+    or extended run); else the first free ``<dataset>-<n>.json`` beside it, with a line
+    saying so (a second run into the same tree, the test shapes, say, must not shrink the
+    split the training shapes were listed in)."""
+    if not path.is_file():
+        return path
+    try:
+        earlier = contract.read_split(path)
+    except InputError:
+        earlier = None
+    ours = {(c, i) for c, items in split.get(dataset, {}).items() for i in items}
+    theirs = None if earlier is None else {
+        (c, i) for c, items in earlier.get(dataset, {}).items() for i in items}
+    if theirs is not None and theirs <= ours and set(earlier) <= {dataset}:
+        return path
+    number = 2
+    while True:
+        candidate = Tree(data_dir, "data root").file("splits", f"{dataset}-{number}.json")
+        if not candidate.exists():
+            break
+        number += 1
+    logger.warning("kept the earlier split %s (it lists instances this run does not); this "
+                   "run's split is %s", path, candidate)
+    return candidate
 
 
 def _warn_quality(records: dict, keys: set) -> None:

@@ -197,3 +197,29 @@ def test_generate_soups_writes_meshes_the_preprocessor_reads(tmp_path, capsys):
     assert [p.suffix for p in paths] == [".obj", ".obj", ".glb"]
     for path, soup in zip(paths, generate_soups("vessels", 3)):
         assert len(load_mesh(path).faces) == len(soup.mesh.faces)
+
+
+def test_after_ctrl_c_one_line_names_the_exact_way_on(monkeypatch, capsys, tmp_path):
+    import deepsdf.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    assert cli.build_parser().parse_args(["interpolate", "E", "--out", "O", "--random", "2",
+                                          "--no-progress"]).no_progress
+    parsed = cli.build_parser().parse_args(["train", str(tmp_path / "exp")])
+    monkeypatch.setattr(cli, "build_parser", lambda: _Fixed(parsed, interrupted))
+    assert cli.main(["train", str(tmp_path / "exp")]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"deepsdf train {tmp_path / 'exp'} --resume" in err
+
+
+class _Fixed:
+    """A parser stand-in that returns ``parsed`` with ``run`` replaced."""
+
+    def __init__(self, parsed, run):
+        self.parsed, self.run = parsed, run
+
+    def parse_args(self, argv):
+        self.parsed.run = self.run
+        return self.parsed

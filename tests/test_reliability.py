@@ -498,3 +498,27 @@ def test_workflows_follow_the_experiment_they_are_given(experiment, capsys):
         reconstruct_split(opened, {}, solver=None, checkpoint="latest")
     assert Experiment.of(opened, checkpoint="2", device="cpu") is opened
     assert Experiment.of(opened, data=opened.data_dir) is opened
+
+
+def test_a_second_preprocess_into_the_same_tree_keeps_the_first_split(tmp_path):
+    from dataclasses import replace
+
+    from conftest import SMALL_CONFIG
+    from deepsdf_preprocess.contract import read_split
+    from deepsdf_preprocess.driver import preprocess_dataset
+    from deepsdf_preprocess.procedural import write_shapes
+
+    write_shapes(tmp_path / "train", "chairs", 2, seed=3)
+    write_shapes(tmp_path / "test", "tables", 1, seed=3)
+    config = replace(SMALL_CONFIG, sampling=replace(SMALL_CONFIG.sampling, count=20_000))
+
+    def run(meshes):
+        return preprocess_dataset(meshes, tmp_path / "data", "gen", config=config,
+                                  backend="raycast", progress=False)
+
+    first = run(tmp_path / "train")
+    second = run(tmp_path / "test")
+    assert first.split_path.name == "gen.json" and second.split_path.name == "gen-2.json"
+    assert list(read_split(first.split_path)["gen"]) == ["chairs"]
+    assert list(read_split(second.split_path)["gen"]) == ["tables"]
+    assert run(tmp_path / "train").split_path.name == "gen.json"  # a rerun: the same file
