@@ -571,7 +571,12 @@ def _run_evaluate(args) -> int:
     experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint, data=args.data)
     summary = evaluate_split(experiment, experiment.split(args.split),
                              retrieval=not args.no_retrieval)
+    from deepsdf.metrics import Verdict
+
     print(summary_table(summary))
+    if "versus_retrieval_code" in summary:
+        print("reconstruction " + Verdict.from_dict(summary["versus_retrieval_code"]).line(
+            "retrieval by code"))
     print(f"{summary['shapes']} shapes evaluated"
           + (f", {len(summary['missing'])} without a reconstruction" if summary["missing"]
              else "") + f"; per shape: {experiment.evaluation_table}; summary: "
@@ -677,11 +682,14 @@ def _run_complete(args) -> int:
                                 retrieval=not args.no_retrieval,
                                 progress=not args.no_progress)
         summary = report.summary
+        from deepsdf.metrics import Verdict
+
         line = f"completed {summary['shapes']} shapes into {args.out}"
-        if "completion" in summary and summary["shapes"]:
+        if "versus_retrieval" in summary:
+            line += "; completion " + Verdict.from_dict(summary["versus_retrieval"]).line(
+                "retrieval")
+        elif "completion" in summary and summary["shapes"]:
             line += f"; mean Chamfer {summary['completion']['chamfer']['mean']:.3g}"
-            if "retrieval" in summary:
-                line += f" vs {summary['retrieval']['chamfer']['mean']:.3g} for retrieval"
         print(line + f"; report {args.out / 'summary.json'}")
         return 0
     from deepsdf.completion import complete_scans
@@ -869,10 +877,15 @@ def _run_demo(args) -> int:
     summary = run_demo(args.out, settings, workers=args.workers, backend=args.backend,
                        seed=args.seed, device=resolve_device(args.device),
                        max_epochs=args.epochs)
-    verdict = "beat" if summary["beats_retrieval_on_mean"] else "do NOT beat"
-    print(f"held-out reconstructions {verdict} the retrieval baseline (mean Chamfer "
-          f"{summary['mean_chamfer']:.3g} vs {summary['retrieval_mean_chamfer']:.3g}); "
-          f"open {summary['report']}")
+    from deepsdf.metrics import Verdict
+
+    if summary.get("versus_retrieval"):
+        judged = Verdict.from_dict(summary["versus_retrieval"]).line("the retrieval baseline")
+    else:
+        judged = (f"{'beat' if summary['beats_retrieval_on_mean'] else 'do NOT beat'} the "
+                  f"retrieval baseline on the mean Chamfer ({summary['mean_chamfer']:.3g} vs "
+                  f"{summary['retrieval_mean_chamfer']:.3g})")
+    print(f"held-out reconstructions: {judged}; open {summary['report']}")
     return 0
 
 

@@ -34,8 +34,8 @@ from .experiment import Experiment, instance_outputs, summarize, write_code, wri
     write_table
 from .latents import split_instances
 from .mesh import NoSurfaceError, check_grid_memory, code_mesh
-from .metrics import (CHAMFER_POINTS, COMPLETION_METRICS, METRIC_TABLE, chamfer_unseen,
-                      surface_metrics, surface_points)
+from .metrics import (CHAMFER_POINTS, COMPLETION_METRICS, chamfer_unseen, surface_metrics,
+                      surface_points, verdict)
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
 from .reconstruct import GAUSS_NEWTON, SolverConfig, candidate_values, reconstruct_codes
@@ -395,8 +395,9 @@ def _write_report(out_dir: Path, report: CompletionReport, retrieval: bool) -> d
     for prefix, section in [("", "completion")] + ([("retrieval_", "retrieval")]
                                                    if retrieval else []):
         summary[section] = summarize(report.rows, COMPLETION_METRICS, prefix)
-    if retrieval and report.rows:
-        summary["beats_retrieval_on_mean_chamfer"] = METRIC_TABLE["chamfer"].wins(
-            summary["completion"]["chamfer"]["mean"], summary["retrieval"]["chamfer"]["mean"])
+    judged = verdict([row.get("chamfer") for row in report.rows],
+                     [row.get("retrieval_chamfer") for row in report.rows]) if retrieval else None
+    if judged is not None:  # mean, median and shapes won, never the mean alone
+        summary["versus_retrieval"] = judged.to_dict()
     contract.write_json(out_dir / "summary.json", summary)
     return summary

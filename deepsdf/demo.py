@@ -110,10 +110,11 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
     reconstruct_split(experiment, test_split, solver=GAUSS_NEWTON,
                       resolution=settings.resolution, skip=True)
     evaluation = evaluate_split(experiment, test_split)
-    ours = evaluation["reconstruction"]["chamfer"]["mean"]
-    retrieved = evaluation["retrieval_code"]["chamfer"]["mean"]
-    _say(f"4/7 reconstructed and evaluated the {evaluation['shapes']} held-out shapes: mean "
-         f"Chamfer {ours:.3g} vs {retrieved:.3g} for retrieval by code")
+    from deepsdf.metrics import Verdict
+
+    judged = evaluation.get("versus_retrieval_code")
+    _say(f"4/7 reconstructed and evaluated the {evaluation['shapes']} held-out shapes: "
+         + (Verdict.from_dict(judged).line("retrieval by code") if judged else "no baseline"))
     lap("reconstruct and evaluate")
 
     from deepsdf.completion import complete_split
@@ -121,12 +122,10 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
 
     completion = complete_split(experiment, test_split, out_dir=out / "completion",
                                 solver=SHORT_GAUSS_NEWTON, resolution=settings.resolution)
-    done = completion.summary.get("completion", {}).get("chamfer", {}).get("mean", float("nan"))
-    answered = completion.summary.get("retrieval", {}).get("chamfer", {}).get("mean",
-                                                                              float("nan"))
+    judged = completion.summary.get("versus_retrieval")
     _say(f"5/7 completed the {len(completion.rows)} held-out shapes from one depth view each: "
-         f"mean Chamfer {done:.3g} vs {answered:.3g} for the training shape nearest to each "
-         "scan")
+         + (Verdict.from_dict(judged).line("the training shape nearest to each scan")
+            if judged else "no baseline"))
     lap("complete")
 
     from deepsdf.interpolate import interpolation_pictures

@@ -24,7 +24,7 @@ from .experiment import Experiment, read_code, summarize, write_table
 from .latents import split_instances
 from .metrics import (CHAMFER_POINTS, EVALUATION_METRICS, F_SCORE_FRACTION, METRIC_TABLE,
                       earth_movers, normal_consistency, surface_metrics, surface_points,
-                      volumetric_iou)
+                      verdict, volumetric_iou)
 
 __all__ = ["evaluate_points", "evaluate_shape", "evaluate_split", "METRICS", "summary_table"]
 
@@ -183,6 +183,12 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint=None,
                                            if retrieval else [])
     for prefix, section in prefixes:
         summary[section] = summarize(rows, (*METRICS, "iou"), prefix)
+    if retrieval:  # mean, median and shapes won: a verdict never rests on the mean alone
+        for name in ("retrieval_code", "retrieval_oracle"):
+            judged = verdict([row.get("chamfer") for row in rows],
+                             [row.get(f"{name}_chamfer") for row in rows])
+            if judged is not None:
+                summary[f"versus_{name}"] = judged.to_dict()
     contract.write_json(summary_path, summary)
     return summary
 

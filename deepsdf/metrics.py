@@ -17,7 +17,7 @@ from deepsdf_preprocess.errors import InputError
 __all__ = ["surface_metrics", "chamfer", "chamfer_unseen", "chamfer_l1", "f_score",
            "normal_consistency", "earth_movers", "volumetric_iou", "surface_points",
            "CHAMFER_POINTS", "F_SCORE_FRACTION", "Metric", "METRIC_TABLE",
-           "EVALUATION_METRICS", "COMPLETION_METRICS"]
+           "EVALUATION_METRICS", "COMPLETION_METRICS", "Verdict", "verdict"]
 
 #: Points per surface in the original protocol.
 CHAMFER_POINTS = 30_000
@@ -61,6 +61,58 @@ METRIC_TABLE = {metric.name: metric for metric in (
     Metric("chamfer_unseen", "Chamfer, unseen part", "Chamfer on what the scan did not see "
            "(original units²)", "lower"),
 )}
+
+@dataclass(frozen=True)
+class Verdict:
+    """Ours against a baseline on one metric, shape by shape: the means, the medians and the
+    count of shapes won.  ``word`` is ``"beats"`` when the mean, the median and most shapes
+    agree that ours is better, ``"loses to"`` when all three say it is worse, and ``"mixed"``
+    otherwise: a verdict never rests on the mean alone."""
+
+    metric: str
+    shapes: int
+    won: int
+    mean: tuple  # (ours, baseline)
+    median: tuple  # (ours, baseline)
+    word: str
+
+    def line(self, baseline: str = "retrieval") -> str:
+        """One sentence: ``mixed against retrieval on Chamfer: mean 0.0028 vs 0.0031, median
+        0.0032 vs 0.0015, 2 of 4 shapes won``."""
+        label = METRIC_TABLE[self.metric].label
+        lead = "mixed against" if self.word == "mixed" else self.word
+        return (f"{lead} {baseline} on {label}: mean {self.mean[0]:.3g} vs "
+                f"{self.mean[1]:.3g}, median {self.median[0]:.3g} vs {self.median[1]:.3g}, "
+                f"{self.won} of {self.shapes} shapes won")
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "shapes": self.shapes, "won": self.won,
+                "mean": list(self.mean), "median": list(self.median), "verdict": self.word}
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> "Verdict":
+        """The inverse of :meth:`to_dict` (a summary.json block)."""
+        return cls(entry["metric"], entry["shapes"], entry["won"], tuple(entry["mean"]),
+                   tuple(entry["median"]), entry["verdict"])
+
+
+def verdict(ours, baseline, metric: str = "chamfer") -> Verdict | None:
+    """The :class:`Verdict` of paired per-shape values (shape i in both; pairs with a
+    missing value are left out), or None when no pair is complete."""
+    pairs = [(float(a), float(b)) for a, b in zip(ours, baseline)
+             if a is not None and b is not None and a == a and b == b]
+    if not pairs:
+        return None
+    a, b = np.array(pairs).T
+    rule = METRIC_TABLE[metric]
+    won = sum(rule.wins(x, y) for x, y in pairs)
+    mean, median = (float(a.mean()), float(b.mean())), (float(np.median(a)), float(np.median(b)))
+    votes = [rule.wins(*mean), rule.wins(*median), 2 * won > len(pairs)]
+    lost = [rule.wins(mean[1], mean[0]), rule.wins(median[1], median[0]),
+            2 * (len(pairs) - won) > len(pairs)]
+    word = "beats" if all(votes) else "loses to" if all(lost) else "mixed"
+    return Verdict(metric, len(pairs), int(won), mean, median, word)
+
 
 #: The metrics of an evaluated reconstruction (IoU is added where occupancy is at hand).
 EVALUATION_METRICS = ("chamfer", "chamfer_l1", "f_score", "normal_consistency", "emd")

@@ -92,3 +92,17 @@ def test_the_metric_bundle_equals_each_metric_alone():
                                     "f_score": f_score(points, truth, 0.01 * side)}, rel=1e-12)
     assert surface_metrics(points, truth, f_fraction=0.05)["f_score"] == pytest.approx(
         f_score(points, truth, 0.05 * side))
+
+
+def test_a_verdict_never_rests_on_the_mean_alone():
+    from deepsdf.metrics import verdict
+
+    # the case: a winning mean, a median lost 2x, most shapes lost
+    mixed = verdict([0.001, 0.001, 0.003, 0.003, 0.003], [0.01, 0.01, 0.0015, 0.0015, 0.0015])
+    assert mixed.mean[0] < mixed.mean[1] and mixed.median[0] == 2 * mixed.median[1]
+    assert mixed.word == "mixed" and mixed.won == 2 and "mixed against" in mixed.line()
+    assert verdict([1, 1, 1], [2, 2, 2]).word == "beats"
+    assert verdict([3, 3, 3], [2, 2, 2]).word == "loses to"
+    assert verdict([0.9, 0.9], [0.5, 0.5], metric="f_score").word == "beats"  # higher wins
+    assert verdict([None], [1.0]) is None
+    assert verdict([1.0, None], [2.0, 3.0]).shapes == 1
