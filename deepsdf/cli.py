@@ -880,12 +880,13 @@ def _run_demo(args) -> int:
     from deepsdf.metrics import Verdict
 
     if summary.get("versus_retrieval"):
-        judged = Verdict.from_dict(summary["versus_retrieval"]).line("the retrieval baseline")
+        judged = Verdict.from_dict(summary["versus_retrieval"]).line("the retrieval baseline",
+                                                                     plural=True)
     else:
         judged = (f"{'beat' if summary['beats_retrieval_on_mean'] else 'do NOT beat'} the "
                   f"retrieval baseline on the mean Chamfer ({summary['mean_chamfer']:.3g} vs "
                   f"{summary['retrieval_mean_chamfer']:.3g})")
-    print(f"held-out reconstructions: {judged}; open {summary['report']}")
+    print(f"held-out reconstructions {judged}; open {summary['report']}")
     return 0
 
 

@@ -96,11 +96,11 @@ def write_demo_report(out: Path, *, data: Path, experiment, evaluation: dict,
         f"{len(trained.model.instance_ids)} training shapes, {len(shapes)} held-out "
         f"shapes never seen in training. Reconstructed from their SDF samples, they "
         + (Verdict.from_dict(reconstruction_verdict).line("retrieval of the nearest training "
-                                                          "code")
+                                                          "code", plural=True)
            if reconstruction_verdict else f"score a mean Chamfer of {ours_mean:.3g}")
         + "; completed from one depth view each, they "
         + (Verdict.from_dict(completion_verdict).line("retrieval of the training shape "
-                                                      "nearest to the scan")
+                                                      "nearest to the scan", plural=True)
            if completion_verdict else "have no retrieval baseline") + ".")
     page.paragraph(WHY, css="note")
 

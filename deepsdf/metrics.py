@@ -76,11 +76,13 @@ class Verdict:
     median: tuple  # (ours, baseline)
     word: str
 
-    def line(self, baseline: str = "retrieval") -> str:
+    def line(self, baseline: str = "retrieval", *, plural: bool = False) -> str:
         """One sentence: ``mixed against retrieval on Chamfer: mean 0.0028 vs 0.0031, median
-        0.0032 vs 0.0015, 2 of 4 shapes won``."""
+        0.0032 vs 0.0015, 2 of 4 shapes won`` (``plural``: the verb for "they": ``beat``,
+        ``lose to``, ``are mixed against``)."""
         label = METRIC_TABLE[self.metric].label
-        lead = "mixed against" if self.word == "mixed" else self.word
+        lead = {"beats": "beat", "loses to": "lose to", "mixed": "are mixed against"}[
+            self.word] if plural else ("mixed against" if self.word == "mixed" else self.word)
         return (f"{lead} {baseline} on {label}: mean {self.mean[0]:.3g} vs "
                 f"{self.mean[1]:.3g}, median {self.median[0]:.3g} vs {self.median[1]:.3g}, "
                 f"{self.won} of {self.shapes} shapes won")

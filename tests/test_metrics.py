@@ -101,6 +101,7 @@ def test_a_verdict_never_rests_on_the_mean_alone():
     mixed = verdict([0.001, 0.001, 0.003, 0.003, 0.003], [0.01, 0.01, 0.0015, 0.0015, 0.0015])
     assert mixed.mean[0] < mixed.mean[1] and mixed.median[0] == 2 * mixed.median[1]
     assert mixed.word == "mixed" and mixed.won == 2 and "mixed against" in mixed.line()
+    assert mixed.line(plural=True).startswith("are mixed against")
     assert verdict([1, 1, 1], [2, 2, 2]).word == "beats"
     assert verdict([3, 3, 3], [2, 2, 2]).word == "loses to"
     assert verdict([0.9, 0.9], [0.5, 0.5], metric="f_score").word == "beats"  # higher wins
