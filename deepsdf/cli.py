@@ -10,14 +10,15 @@ import argparse
 import logging
 import re
 import sys
+import time
 from pathlib import Path
 
 from deepsdf import __version__
 from deepsdf.config import SAMPLE_STORES
 from deepsdf.constraints import ConstraintConfig
 from deepsdf.settings import (GAUSS_NEWTON, INTERPOLATION_RESOLUTION, INTERPOLATION_STEPS,
-                              MESH_RESOLUTION, PICTURE_SIZE, RECONSTRUCT_BATCH, SOLVER_PRESETS,
-                              MultiStart)
+                              MESH_RESOLUTION, PICTURE_SIZE, QUALITIES, RECONSTRUCT_BATCH,
+                              SOLVER_PRESETS, MultiStart)
 from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.pinhole import CONVENTIONS
 from deepsdf_preprocess.sampling import PRESETS
@@ -434,8 +435,6 @@ half-way, {adam.samples} samples per step).""".format(gn=GAUSS_NEWTON, adam=SOLV
     _add_fit_options(parser, solver_help="gauss-newton (about a ninth of the reference's "
                      "decoder work, lower Chamfer on held-out shapes) or adam (the paper's "
                      "protocol)")
-    parser.add_argument("--steps", type=_int_at_least(1),
-                        help="steps (adam) or iterations (gauss-newton)")
     parser.add_argument("--screen", type=_int_at_least(0), metavar="N",
                         help="start each shape from the best of its random code and the "
                              "training codes, judged on N of its samples (costs (codes + 1) x N "
@@ -456,37 +455,59 @@ def _add_fit_options(parser, *, solver_help: str) -> None:
     """The options of the commands that fit codes (reconstruct, complete)."""
     parser.add_argument("--checkpoint", default="latest",
                         help="checkpoint: a snapshot epoch or latest")
-    parser.add_argument("--solver", choices=SOLVERS, default=SOLVERS[0], help=solver_help)
-    parser.add_argument("--resolution", type=_int_at_least(2), default=MESH_RESOLUTION,
-                        help="mesh grid points per axis")
+    parser.add_argument("--quality", choices=tuple(QUALITIES), default="fast",
+                        help="preset of the grid and the solver: "
+                             + "; ".join(f"{q.name}: {q.description}"
+                                         for q in QUALITIES.values())
+                             + "; --resolution, --solver and --steps override it (default: "
+                             "fast)")
+    parser.add_argument("--solver", choices=SOLVERS,
+                        help=solver_help + "; every quality uses gauss-newton, in its length "
+                        "(default: gauss-newton)")
+    parser.add_argument("--steps", type=_int_at_least(1),
+                        help="steps (adam) or iterations (gauss-newton) (default: the solver's)")
+    parser.add_argument("--resolution", type=_int_at_least(2),
+                        help="mesh grid points per axis (default: the quality's, "
+                             + ", ".join(f"{q.resolution} {q.name}" for q in QUALITIES.values())
+                             + ")")
     parser.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed of the fit")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _experiment_and_solver(args, **changes):
-    """The Experiment and the SolverConfig of a fitting command's options."""
+    """The Experiment and the SolverConfig of a fitting command's options (the --quality
+    preset's, unless --solver or --steps say otherwise); sets ``args.resolution`` from the
+    preset when not given."""
     from dataclasses import replace
 
     from deepsdf.device import resolve_device
     from deepsdf.experiment import Experiment
     experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint, data=args.data,
                             device=resolve_device(args.device))
-    solver = SOLVER_PRESETS[args.solver]
+    quality = QUALITIES[args.quality]
+    solver = (SOLVER_PRESETS[args.solver] if args.solver
+              else getattr(quality, args.command))
+    if args.resolution is None:
+        args.resolution = quality.resolution
+    if args.steps:
+        changes["steps"] = args.steps
     return experiment, replace(solver, seed=args.seed, **changes)
 
 
 def _run_reconstruct(args) -> int:
     from deepsdf.inference import reconstruct_split
 
+    started = time.perf_counter()
     experiment, solver = _experiment_and_solver(
-        args, **({"steps": args.steps} if args.steps else {}),
-        **({"screen": args.screen} if args.screen is not None else {}))
+        args, **({"screen": args.screen} if args.screen is not None else {}))
     report = reconstruct_split(experiment, experiment.split(args.split), solver=solver,
                                resolution=args.resolution, batch=args.batch, skip=args.skip,
                                progress=not args.no_progress, cache=args.cache)
     print(f"reconstructed {len(report.written)} shapes ({len(report.skipped)} skipped, "
-          f"{len(report.no_surface)} without a surface); {report.point_passes:,} point-passes")
+          f"{len(report.no_surface)} without a surface); {report.point_passes:,} point-passes; "
+          f"{time.perf_counter() - started:.0f} s ({args.quality} quality, {solver.method} "
+          f"{solver.steps} steps, {args.resolution}^3)")
     return _listed(report.unusable, "not reconstructed")
 
 
@@ -666,7 +687,10 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
 def _run_complete(args) -> int:
     from deepsdf.settings import SINGLE_START
 
+    started = time.perf_counter()
     experiment, solver = _experiment_and_solver(args)
+    settings = (f"{args.quality} quality, {solver.method} {solver.steps} steps, "
+                f"{args.resolution}^3")
     starts = SINGLE_START if args.single_start else MultiStart()
     constraints = ConstraintConfig(eta=args.eta, free_space=args.free_space,
                                    empty_rays=0.0 if args.no_background else args.empty_rays)
@@ -690,7 +714,8 @@ def _run_complete(args) -> int:
                 "retrieval")
         elif "completion" in summary and summary["shapes"]:
             line += f"; mean Chamfer {summary['completion']['chamfer']['mean']:.3g}"
-        print(line + f"; report {args.out / 'summary.json'}")
+        print(line + f"; report {args.out / 'summary.json'}; "
+              f"{time.perf_counter() - started:.0f} s ({settings})")
         return 0
     from deepsdf.completion import complete_scans
 
@@ -698,7 +723,8 @@ def _run_complete(args) -> int:
                              _similarity_from_args(args), out_dir=args.out, solver=solver,
                              starts=starts, constraints=constraints,
                              resolution=args.resolution, truth=args.truth)
-    print(f"wrote {summary['mesh']} ({summary['observed_points']} observed points)")
+    print(f"wrote {summary['mesh']} ({summary['observed_points']} observed points); "
+          f"{time.perf_counter() - started:.0f} s ({settings})")
     return 0
 
 

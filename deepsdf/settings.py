@@ -12,7 +12,7 @@ from deepsdf_preprocess.errors import InputError
 __all__ = ["SOLVERS", "SolverConfig", "GAUSS_NEWTON", "SHORT_GAUSS_NEWTON", "ADAM",
            "SOLVER_PRESETS", "MultiStart", "SINGLE_START", "MESH_RESOLUTION",
            "INTERPOLATION_RESOLUTION", "INTERPOLATION_STEPS", "PICTURE_SIZE",
-           "RECONSTRUCT_BATCH", "COMPLETE_BATCH"]
+           "RECONSTRUCT_BATCH", "COMPLETE_BATCH", "Quality", "QUALITIES"]
 
 #: Grid points per axis of a mesh (``mesh``, ``reconstruct``, ``complete``).
 MESH_RESOLUTION = 256
@@ -105,3 +105,26 @@ class MultiStart:
 
 #: The reference's one random start.
 SINGLE_START = MultiStart(nearest=0, mean=False, random=1)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """A preset of ``reconstruct`` and ``complete``: the mesh grid and each command's solver.
+    ``--resolution``, ``--solver`` and ``--steps`` given on the command line override it."""
+
+    name: str
+    resolution: int
+    reconstruct: SolverConfig
+    complete: SolverConfig
+    description: str
+
+
+#: ``fast`` is what the demo runs (a few seconds a shape on two CPU cores); ``reference`` is
+#: the full Gauss-Newton fit on the 256^3 grid (docs/benchmarks.md has both's figures).
+QUALITIES = {
+    "fast": Quality("fast", 128, GAUSS_NEWTON, SHORT_GAUSS_NEWTON,
+                    "128^3 meshes; the short Gauss-Newton fit for completion's several starts "
+                    "(what the demo runs)"),
+    "reference": Quality("reference", MESH_RESOLUTION, GAUSS_NEWTON, GAUSS_NEWTON,
+                         f"{MESH_RESOLUTION}^3 meshes; the full Gauss-Newton fit everywhere"),
+}

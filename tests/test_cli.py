@@ -223,3 +223,23 @@ class _Fixed:
     def parse_args(self, argv):
         self.parsed.run = self.run
         return self.parsed
+
+
+def test_quality_presets_choose_grid_and_solver_and_flags_override_them(tmp_path):
+    from deepsdf.cli import _experiment_and_solver, build_parser
+    from deepsdf.settings import GAUSS_NEWTON, QUALITIES, SHORT_GAUSS_NEWTON
+
+    def resolved(*argv):
+        args = build_parser().parse_args(list(argv))
+        _, solver = _experiment_and_solver(args)
+        return args.resolution, solver.method, solver.steps, solver.samples
+
+    exp = str(tmp_path)
+    assert resolved("reconstruct", exp) == (128, "gauss-newton", GAUSS_NEWTON.steps,
+                                            GAUSS_NEWTON.samples)
+    assert resolved("complete", exp, "--out", "o", "--virtual-scan") == (
+        128, "gauss-newton", SHORT_GAUSS_NEWTON.steps, SHORT_GAUSS_NEWTON.samples)
+    assert resolved("complete", exp, "--out", "o", "--quality", "reference")[:3] == (
+        QUALITIES["reference"].resolution, "gauss-newton", GAUSS_NEWTON.steps)
+    assert resolved("reconstruct", exp, "--quality", "reference", "--resolution", "64",
+                    "--steps", "7", "--solver", "adam")[:3] == (64, "adam", 7)
