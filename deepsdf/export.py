@@ -64,10 +64,9 @@ def export_original(experiment, *, out=None, checkpoints=None) -> list[Path]:
             ["latest"] if experiment.checkpoint_file().is_file() else [])
     if not checkpoints:
         raise ExportError(f"no checkpoints in {experiment.checkpoints}: train first")
-    for name in checkpoints:  # every path checked before anything is written
-        for kind in layout.KINDS:
-            layout.file(kind, name)
-    layout.logs, layout.specs
+    # Every path is made (and so checked: links, kinds) before anything is written.
+    planned = [layout.file(kind, name) for name in checkpoints for kind in layout.KINDS]
+    planned += [layout.logs, layout.specs]
     written, newest = [], None
     for name in checkpoints:
         payload = load_checkpoint(experiment.checkpoint_file(name))

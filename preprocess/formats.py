@@ -53,10 +53,18 @@ def instance_outputs(data_dir, key, *, partial_scans: bool = False) -> dict:
     """
     key = InstanceKey.parse(key)
     tree = data_dir if isinstance(data_dir, Tree) else Tree(data_dir, "data root")
-    suffixes = {SDF_SAMPLES: ".npz", SURFACE_SAMPLES: ".ply", NORMALIZATION_PARAMETERS: ".npz",
-                OCCUPANCY_SAMPLES: ".npz", **({PARTIAL_SCANS: ".npz"} if partial_scans else {})}
-    return {folder: tree.file(folder, key.dataset, key.class_name, key.instance + suffix)
-            for folder, suffix in suffixes.items()}
+    folders = [SDF_SAMPLES, SURFACE_SAMPLES, NORMALIZATION_PARAMETERS, OCCUPANCY_SAMPLES]
+    return {folder: _instance_file(tree, key, folder)
+            for folder in folders + ([PARTIAL_SCANS] if partial_scans else [])}
+
+
+#: Each folder's file suffix.
+_SUFFIXES = {SDF_SAMPLES: ".npz", SURFACE_SAMPLES: ".ply", NORMALIZATION_PARAMETERS: ".npz",
+             OCCUPANCY_SAMPLES: ".npz", PARTIAL_SCANS: ".npz"}
+
+
+def _instance_file(tree: Tree, key: InstanceKey, folder: str) -> Path:
+    return tree.file(folder, key.dataset, key.class_name, key.instance + _SUFFIXES[folder])
 
 
 class InstanceFiles:
@@ -75,23 +83,23 @@ class InstanceFiles:
 
     @property
     def sdf_samples(self) -> Path:
-        return self.outputs()[SDF_SAMPLES]
+        return _instance_file(self._tree, self.key, SDF_SAMPLES)
 
     @property
     def surface_samples(self) -> Path:
-        return self.outputs()[SURFACE_SAMPLES]
+        return _instance_file(self._tree, self.key, SURFACE_SAMPLES)
 
     @property
     def normalization_parameters(self) -> Path:
-        return self.outputs()[NORMALIZATION_PARAMETERS]
+        return _instance_file(self._tree, self.key, NORMALIZATION_PARAMETERS)
 
     @property
     def occupancy_samples(self) -> Path:
-        return self.outputs()[OCCUPANCY_SAMPLES]
+        return _instance_file(self._tree, self.key, OCCUPANCY_SAMPLES)
 
     @property
     def partial_scan(self) -> Path:
-        return self.outputs(partial_scans=True)[PARTIAL_SCANS]
+        return _instance_file(self._tree, self.key, PARTIAL_SCANS)
 
     def normalization(self) -> tuple[np.ndarray, float]:
         """(offset (3,), scale): ``normalized = (original + offset) * scale``."""
