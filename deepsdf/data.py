@@ -109,6 +109,20 @@ class PackedSamples:
         return len(self.instance_ids)
 
 
+def _missing_message(data_dir: Path, files: list, unusable: dict) -> str:
+    """One line: how many SdfSamples files are missing, three of them, and what the data root
+    does hold (a DataSource pointing at another dataset's tree is the usual cause)."""
+    missing = [key for key, _ in files if key in unusable]
+    held = formats.DataTree(data_dir).datasets()
+    wanted = sorted({key.split("/")[0] for key in missing})
+    hint = (f"the data root {data_dir} holds SdfSamples of {', '.join(held)}"
+            if held else f"the data root {data_dir} holds no SdfSamples folder")
+    if held and not set(wanted) & set(held):
+        hint += f", not of {', '.join(wanted)}: is DataSource (or --data) the right tree?"
+    return (f"{len(missing)} of {len(files)} SdfSamples files are missing (e.g. "
+            f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); {hint}")
+
+
 def _source_files(data_dir: Path, split: dict) -> list[tuple[str, Path]]:
     data = formats.DataTree(data_dir)
     return [(key, data.instance(key).sdf_samples) for key in split_instances(split)]
@@ -154,8 +168,7 @@ def pack_split(data_dir, split: dict, *, cache_root=None, skip_unusable: bool = 
     unusable = {key: f"SdfSamples file missing ({path})" for key, path in files
                 if not path.is_file()}
     if unusable and not skip_unusable:
-        raise DataError(f"{len(unusable)} of {len(files)} SdfSamples files are missing: "
-                        + "; ".join(f"{k} ({p})" for k, p in files if k in unusable)[:2000])
+        raise DataError(_missing_message(data_dir, files, unusable))
     present = [(key, path) for key, path in files if key not in unusable]
     root_digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
     folder = cache_folder(cache_root) / f"{split_hash(split)}-{root_digest}"

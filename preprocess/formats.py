@@ -138,6 +138,13 @@ class DataTree:
         """The files of ``dataset/class/instance`` (or an :class:`InstanceKey`)."""
         return InstanceFiles(self.tree, key)
 
+    def datasets(self) -> list:
+        """The datasets the tree holds samples of (folders under ``SdfSamples``), sorted."""
+        folder = self.tree.path(SDF_SAMPLES, kind="folder")
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir())
+
     def manifest(self, dataset: str) -> dict:
         """The dataset's manifest ({} when there is none)."""
         from .manifest import read_manifest

@@ -522,3 +522,15 @@ def test_a_second_preprocess_into_the_same_tree_keeps_the_first_split(tmp_path):
     assert list(read_split(first.split_path)["gen"]) == ["chairs"]
     assert list(read_split(second.split_path)["gen"]) == ["tables"]
     assert run(tmp_path / "train").split_path.name == "gen.json"  # a rerun: the same file
+
+
+def test_a_data_source_of_another_dataset_is_one_short_line_with_a_hint(tiny_data, tmp_path):
+    from deepsdf.data import DataError, pack_split
+
+    data, _ = tiny_data
+    split = {"other": {"chairs": [f"shape_{i:04d}" for i in range(500)]}}
+    with pytest.raises(DataError) as error:
+        pack_split(data, split, cache_root=tmp_path)
+    message = str(error.value)
+    assert "500 of 500 SdfSamples files are missing" in message and "..." in message
+    assert "holds SdfSamples of gen, not of other" in message and len(message) < 400
