@@ -18,8 +18,8 @@ from pathlib import Path
 
 from . import contract, formats, validate
 from .errors import DiskFullError, InputError, PreprocessError
-from .manifest import (active_run, append_record, journal_path, manifest_mesh, manifest_path,
-                       merge_journals, read_journals, read_manifest, shard_of)
+from .manifest import (active_run, append_record, current_records, journal_path, manifest_mesh,
+                       manifest_path, merge_journals, read_manifest, shard_of)
 from .mesh_io import MESH_SUFFIXES
 from .paths import Tree
 from .pipeline import PreprocessConfig, instance_seed, make_scanner, preprocess_instance
@@ -279,7 +279,7 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
     with active_run(data_dir, dataset,
                     when_alone=lambda: _remove_stale_parts(data_dir, dataset)):
         pending, redone = [], {}
-        recorded = _recorded(data_dir, dataset)
+        recorded = current_records(data_dir, dataset)
         for job in jobs:
             if job.problem is not None:
                 pending.append((job, {}))
@@ -323,17 +323,6 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
                                split_out=split_out)
     return DatasetReport(succeeded=report.succeeded, failed=failed, skipped=skipped,
                          manifest_path=report.manifest_path, split_path=report.split_path)
-
-
-def _recorded(data_dir, dataset: str) -> dict:
-    """The newest record of each instance: the manifest's, updated by any journal (a killed
-    or concurrent run's records not merged yet)."""
-    records = dict(read_manifest(data_dir, dataset).get("instances", {}))
-    journaled, _ = read_journals(data_dir, dataset)
-    for key, record in journaled.items():
-        if key not in records or record.get("finished", 0) >= records[key].get("finished", 0):
-            records[key] = record
-    return records
 
 
 def _check_memory(config: PreprocessConfig, workers: int) -> None:

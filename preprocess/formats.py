@@ -175,9 +175,10 @@ class DataTree:
         return mesh
 
 
-def _load_npz(path, keys, what: str) -> dict:
-    """The arrays ``keys`` of an ``.npz`` file, read without unpickling; one line naming the
-    file when it is missing, damaged, pickled or lacks a key."""
+def _load_npz(path, keys, what: str, *, optional=()) -> dict:
+    """The arrays ``keys`` (and those of ``optional`` it holds) of an ``.npz`` file, read once
+    without unpickling; one line naming the file when it is missing, damaged, pickled or lacks
+    a key."""
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
@@ -188,7 +189,8 @@ def _load_npz(path, keys, what: str) -> dict:
             if missing:
                 raise InputError(f"{path} lacks the key(s) {sorted(missing)}; not a {what} "
                                  "file")
-            return {key: np.asarray(data[key]) for key in keys}
+            return {key: np.asarray(data[key]) for key in (*keys, *optional)
+                    if key in data.files}
     except InputError:
         raise
     except FileNotFoundError:
@@ -263,15 +265,10 @@ def write_partial_scan(path, depth, K, pose) -> None:
 def read_partial_scan(path) -> dict:
     """``depth`` (h, w) float32 (float64 if stored so), ``K`` (3, 3), ``pose`` (4, 4) and
     ``convention`` of a scan."""
-    data = _load_npz(path, ("depth", "K", "pose"), "PartialScans")
+    data = _load_npz(path, ("depth", "K", "pose"), "PartialScans", optional=("convention",))
     depth = validate.depth_image(data["depth"], source=path)
     stored = data["depth"].dtype
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            convention = (str(archive["convention"]) if "convention" in archive.files
-                          else "opencv")
-    except Exception:  # noqa: BLE001 - the arrays above were read; this one is optional
-        convention = "opencv"
+    convention = str(data["convention"]) if "convention" in data else "opencv"
     return {"depth": depth.astype(np.float64 if stored == np.float64 else np.float32),
             "K": validate.intrinsics(data["K"], source=path),
             "pose": validate.rigid_pose(data["pose"], source=path),

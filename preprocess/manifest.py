@@ -33,7 +33,7 @@ from . import contract
 from .errors import DiskFullError, InputError
 from .paths import Tree
 
-__all__ = ["manifest_path", "journal_path", "append_record", "read_journals",
+__all__ = ["manifest_path", "journal_path", "append_record", "read_journals", "current_records",
            "merge_journals", "read_manifest", "manifest_mesh", "active_run", "shard_of"]
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,16 @@ def read_journals(data_dir, dataset: str) -> tuple[dict, list[Path]]:
             if _newer(record, records.get(key)):
                 records[key] = record
     return records, files
+
+
+def current_records(data_dir, dataset: str) -> dict:
+    """The newest record of each instance: the manifest's, updated by any journal not merged
+    yet (a killed or a concurrent run's); nothing is written."""
+    records = dict(read_manifest(data_dir, dataset).get("instances", {}))
+    for key, record in read_journals(data_dir, dataset)[0].items():
+        if _newer(record, records.get(key)):
+            records[key] = record
+    return records
 
 
 def _newer(record: dict, than: dict | None) -> bool:
