@@ -276,7 +276,10 @@ class Trainer:
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend)
         try:
-            return self._train(resume=resume, epochs=epochs, resume_from=resume_from)
+            result = self._train(resume=resume, epochs=epochs, resume_from=resume_from)
+            if distributed:  # no process tears the group down while another still uses it
+                torch.distributed.barrier()
+            return result
         finally:
             if distributed and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
