@@ -52,6 +52,7 @@ Pipeline steps:
   generate    write the embedded example categories (procedural chairs, tables, vessels)
   preprocess  turn a folder of meshes into DeepSDF training data (100 depth cameras)
   split       make a seeded train/test split file
+  new         write an experiment's specs.json sized to your shapes, machine and budget
   train       train a decoder and its latent codes (specs.json)
   reconstruct fit codes of unseen shapes, write meshes
   mesh        extract one mesh from a code
@@ -344,6 +345,70 @@ def _run_split(args) -> int:
                      overwrite=args.overwrite)
     count = lambda split: sum(len(v) for c in split.values() for v in c.values())  # noqa: E731
     print(f"train {count(train)} -> {args.train}; test {count(test)} -> {args.test}")
+    return 0
+
+
+def _add_new(commands):
+    parser = commands.add_parser(
+        "new", help="write a specs.json sized to the data, the machine and a time budget",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Write EXP_DIR/specs.json for training on your own preprocessed shapes: the demo's small
+Fourier decoder on a CPU, the paper's 8 x 512 decoder on a CUDA GPU; ScenesPerBatch chosen so
+that every training shape is in every epoch (a divisor of their count near the template's, or
+FillLastBatch); NumEpochs and the learning-rate cuts sized to --budget minutes from optimizer
+steps timed on DEVICE now (or to --steps). The reasoning and the figures go into the spec's
+Description. Then: deepsdf train EXP_DIR.""")
+    parser.add_argument("experiment_dir", type=Path, help="experiment folder to create")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="data root that `deepsdf preprocess` wrote")
+    parser.add_argument("--train", type=Path, required=True, help="train split file")
+    parser.add_argument("--test", type=Path,
+                        help="test split file (held-out shapes: reconstruct, evaluate and "
+                             "complete read it as TestSplit)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP + "; its kind picks the "
+                        "model (cuda: the paper's, otherwise the small one) and the steps "
+                        "are timed on it")
+    parser.add_argument("--model", choices=("small", "reference"),
+                        help="the model regardless of the device: small (the demo's) or "
+                             "reference (the paper's)")
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--budget", type=_number_in(positive=True), metavar="MINUTES",
+                        help="minutes of training to size the run to (default: 15)")
+    amount.add_argument("--steps", type=_int_at_least(1),
+                        help="optimizer steps instead of a budget (nothing is timed: e.g. "
+                             "for a GPU machine other than this one)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing specs.json (never one beside checkpoints)")
+    parser.set_defaults(run=_run_new)
+
+
+def _run_new(args) -> int:
+    from deepsdf.recipe import plan_recipe, write_recipe
+
+    device = None
+    if args.model:
+        kind = "cpu" if args.model == "small" else "gpu"
+    if args.steps is None or not args.model:
+        from deepsdf.device import resolve_device
+
+        device = resolve_device(args.device)
+        if not args.model:
+            kind = "gpu" if device.type == "cuda" else "cpu"
+    budget = None if args.steps is not None else (args.budget or 15.0)
+    recipe = plan_recipe(data=args.data.resolve(), train=args.train.resolve(),
+                         test=args.test.resolve() if args.test else None, kind=kind,
+                         budget_minutes=budget, steps=args.steps, device=device)
+    path = write_recipe(args.experiment_dir, recipe, overwrite=args.overwrite)
+    for warning in recipe.warnings:
+        logger.warning("%s", warning)
+    batch = (f"{recipe.scenes_per_batch} shapes x {recipe.samples_per_scene} samples per "
+             f"step, {recipe.batches_per_epoch} step(s) per epoch"
+             + (" (last batch filled)" if recipe.fill_last_batch else ""))
+    timing = (f", about {recipe.minutes:.1f} min of steps on {device} "
+              f"({recipe.step_seconds * 1000:.0f} ms each)" if budget is not None else "")
+    print(f"wrote {path}: {recipe.shapes} training shapes, {batch}; {recipe.epochs} epochs "
+          f"= {recipe.steps} steps{timing}\nnext: deepsdf train {args.experiment_dir}")
     return 0
 
 
@@ -918,7 +983,7 @@ def _run_demo(args) -> int:
 
 def _training_failures(command) -> tuple:
     """Exception types of the learning library that end a command with a clear message."""
-    if command not in ("train", "demo", "reconstruct", "mesh", "evaluate", "complete",
+    if command not in ("new", "train", "demo", "reconstruct", "mesh", "evaluate", "complete",
                        "interpolate", "export"):
         return ()
     from deepsdf.checkpoint import CheckpointError
@@ -974,7 +1039,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="more output: progress details, and a traceback on errors")
     commands = parser.add_subparsers(dest="command", metavar="<step>")
-    for add in (_add_generate, _add_preprocess, _add_split, _add_train, _add_reconstruct,
+    for add in (_add_generate, _add_preprocess, _add_split, _add_new, _add_train, _add_reconstruct,
                 _add_mesh, _add_evaluate, _add_complete, _add_interpolate, _add_export,
                 _add_demo):
         add(commands)

@@ -266,12 +266,14 @@ def scene_samples(packed: PackedSamples, scene: int, count: int, *, seed: int,
 
 
 def epoch_batches(scene_count: int, scenes_per_batch: int, *, seed: int, epoch: int,
-                  rank: int = 0, world: int = 1) -> list[np.ndarray]:
+                  rank: int = 0, world: int = 1, fill_last: bool = False) -> list[np.ndarray]:
     """The scenes of each batch of an epoch, for one process.
 
     The epoch's order is a permutation from ``default_rng([seed, epoch])`` (the same on every
-    process); it is cut into global batches of ``scenes_per_batch`` (the incomplete last one is
-    dropped) and process ``rank`` takes the ``rank``-th contiguous ``1/world`` of each.
+    process); it is cut into global batches of ``scenes_per_batch`` and process ``rank`` takes
+    the ``rank``-th contiguous ``1/world`` of each.  An incomplete last batch is dropped (the
+    reference's rule: those shapes sit the epoch out), or with ``fill_last`` completed with
+    the epoch's first shapes, so that every shape is in every epoch (a few twice).
     """
     if scene_count < scenes_per_batch:
         raise DataError(f"the split has {scene_count} shapes but ScenesPerBatch is "
@@ -284,6 +286,10 @@ def epoch_batches(scene_count: int, scenes_per_batch: int, *, seed: int, epoch: 
     batches = []
     for start in range(0, scene_count - scenes_per_batch + 1, scenes_per_batch):
         batch = order[start:start + scenes_per_batch]
+        batches.append(batch[rank * local:(rank + 1) * local])
+    left = scene_count % scenes_per_batch
+    if fill_last and left:
+        batch = np.concatenate([order[scene_count - left:], order[:scenes_per_batch - left]])
         batches.append(batch[rank * local:(rank + 1) * local])
     return batches
 

@@ -164,16 +164,15 @@ class Trainer:
 
             local = config.scenes_per_batch // self.world
             part = slice(self.rank * local, (self.rank + 1) * local)
-            for index, scenes in enumerate(epoch_batches(
-                    len(packed), config.scenes_per_batch, seed=config.seed, epoch=epoch)):
+            for index, scenes in enumerate(self._epoch_batches(len(packed), epoch,
+                                                                world=1)):
                 generator = batch_generator(self.device, seed=config.seed, epoch=epoch,
                                             batch=index)
                 samples = store.draw(scenes, config.samples_per_scene, generator,
                                           part=part)
                 yield samples, torch.as_tensor(scenes[part], device=self.device)
             return
-        batches = epoch_batches(len(packed), config.scenes_per_batch, seed=config.seed,
-                                epoch=epoch, rank=self.rank, world=self.world)
+        batches = self._epoch_batches(len(packed), epoch)
         dataset = SceneBatches(packed, config.samples_per_scene, seed=config.seed, epoch=epoch,
                                batches=batches)
         loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
@@ -182,6 +181,14 @@ class Trainer:
         for samples, scenes in loader:
             yield (samples.to(self.device, non_blocking=True),
                    scenes.to(self.device, non_blocking=True))
+
+    def _epoch_batches(self, count: int, epoch: int, *, world: int | None = None) -> list:
+        """:func:`epoch_batches` of the spec for this process (``world=1``: the global
+        batches)."""
+        world = self.world if world is None else world
+        return epoch_batches(count, self.config.scenes_per_batch, seed=self.config.seed,
+                             epoch=epoch, rank=self.rank if world > 1 else 0, world=world,
+                             fill_last=self.config.fill_last_batch)
 
     def _path_rule(self) -> str:
         return ("relative paths of a legacy spec are relative to the current directory, as "
@@ -292,8 +299,14 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = config.tf32
             torch.backends.cudnn.allow_tf32 = config.tf32
-        epoch_batches(len(packed), config.scenes_per_batch, seed=config.seed, epoch=0,
-                      rank=self.rank, world=self.world)  # fails early on too few shapes
+        self._epoch_batches(len(packed), 0)  # fails early on too few shapes
+        left = len(packed) % config.scenes_per_batch
+        if left and not config.fill_last_batch and self.rank == 0:
+            logger.warning(
+                "each epoch trains %d of the %d shapes: batches of ScenesPerBatch %d leave %d "
+                "out (different ones each epoch); set ScenesPerBatch to a divisor of %d, or "
+                "FillLastBatch true (`deepsdf new` writes a spec that does)",
+                len(packed) - left, len(packed), config.scenes_per_batch, left, len(packed))
         main = self.rank == 0
         keeper = CheckpointKeeper(self.experiment, config, self.device)
         if main:
@@ -381,8 +394,8 @@ class Trainer:
         # Legacy specs bound the codes as the original's Embedding(max_norm): the rows a batch
         # looks up are rescaled before use; every process rescales the whole global batch's
         # rows, so the tables stay identical.
-        global_batches = epoch_batches(len(packed), config.scenes_per_batch, seed=config.seed,
-                                       epoch=epoch) if config.legacy else None
+        global_batches = (self._epoch_batches(len(packed), epoch, world=1) if config.legacy
+                          else None)
         prior_weight = (config.code_lambda * prior_warmup(schedule_epoch(config, epoch))
                         if config.code_regularization else 0.0)
         clamp, hard_weight = config.stage_at(schedule_epoch(config, epoch))
