@@ -7,7 +7,7 @@ variant's changes on a demo run's data root, then
 
 - walks ``--pairs`` paths between training codes (chair to table, chair to chair, table to
   table; slerp, as ``deepsdf interpolate``), meshes the ``--steps`` - 2 frames strictly between
-  the ends at 128^3 and measures
+  the ends at 128^3 and measures (the ends, training shapes, measured alike as the yardstick)
   - **one piece**: the share of frames whose largest connected piece holds >= 99% of the
     surface area (a frame without surface counts as not one piece),
   - **pieces**: the mean number of pieces holding >= 1% of the area,
@@ -136,20 +136,25 @@ def run_variant(out: Path, data: Path, name: str, pairs: int, steps: int) -> dic
     codes = payload["codes"].detach().float()
     frames = []
     started = time.perf_counter()
+    ends = []
     for a, b in pairs_of(ids, pairs):
-        path = slerp(codes[a], codes[b], steps)[1:-1]
+        path = slerp(codes[a], codes[b], steps)
         with torch.no_grad():
             meshes = code_meshes(decoder, path, resolution=128, clamp=config.clamp)
-        frames += [frame_figures(mesh, surfaces) for mesh in meshes]
+        figures_of = [frame_figures(mesh, surfaces) for mesh in meshes]
+        frames += figures_of[1:-1]
+        ends += [figures_of[0], figures_of[-1]]
     figures["interpolate_s"] = round(time.perf_counter() - started, 1)
     figures["frames"] = len(frames)
     figures["one_piece"] = float(np.mean([f["one_piece"] for f in frames]))
     figures["pieces"] = float(np.mean([f["pieces"] for f in frames]))
     figures["to_nearest"] = float(np.nanmean([f["to_nearest"] for f in frames]))
+    figures["ends_one_piece"] = float(np.mean([f["one_piece"] for f in ends]))
+    figures["ends_to_nearest"] = float(np.nanmean([f["to_nearest"] for f in ends]))
     figures["code_norm"] = float(codes.norm(dim=1).mean())
     quality = QUALITIES["fast"]
     held_out = experiment.split(None)
-    reconstruct_split(experiment, held_out, solver=quality.solver,
+    reconstruct_split(experiment, held_out, solver=quality.reconstruct,
                       resolution=quality.resolution, skip=True, progress=False)
     summary = evaluate_split(experiment, held_out)
     versus = summary["versus_retrieval_code"]  # the demo's baseline: nearest by code
@@ -180,11 +185,11 @@ def main(argv=None) -> None:
         parser.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
     rows = [run_variant(args.out.resolve(), args.data.resolve(), name, args.pairs, args.steps)
             for name in names]
-    print(f"\n{'variant':<20} {'one piece':>9} {'pieces':>6} {'to nearest':>10} "
+    print(f"\n{'variant':<20} {'ends whole':>10} {'one piece':>9} {'pieces':>6} {'to nearest':>10} "
           f"{'held-out mean / median':>23} {'retrieval mean / median':>24} {'won':>5} "
           f"{'|code|':>6}")
     for row in rows:
-        print(f"{row['variant']:<20} {row['one_piece']:>9.0%} {row['pieces']:>6.2f} "
+        print(f"{row['variant']:<20} {row['ends_one_piece']:>10.0%} {row['one_piece']:>9.0%} {row['pieces']:>6.2f} "
               f"{row['to_nearest']:>10.2e} "
               f"{row['chamfer_mean']:>11.2e} / {row['chamfer_median']:.2e} "
               f"{row['retrieval_mean']:>12.2e} / {row['retrieval_median']:.2e} "

@@ -138,13 +138,19 @@ def write_demo_report(out: Path, *, data: Path, experiment, evaluation: dict,
             files.append(link("completion.ply", relative(completion_mesh)))
         table.append([f"{key.split('/')[-1]} ({key.split('/')[1]})"]
                      + [row.get(m, "") for m in per_shape]
-                     + [finished.get("chamfer", ""), finished.get("f_score", ""),
-                        finished.get("chamfer_unseen", "")]
+                     + [row.get("retrieval_code_chamfer", ""),
+                        finished.get("chamfer", ""), finished.get("retrieval_chamfer", ""),
+                        finished.get("f_score", ""), finished.get("chamfer_unseen", "")]
                      + [Html(" ".join(files))])
     page.table(["shape"] + [_header(m) for m in per_shape]
-               + ["completion " + _header("chamfer"), "completion " + _header("f_score"),
+               + ["retrieval " + _header("chamfer"),
+                  "completion " + _header("chamfer"), "retrieval for the scan "
+                  + _header("chamfer"), "completion " + _header("f_score"),
                   "completion " + _header("chamfer_unseen"), "meshes (original frame)"],
-               table, caption="Reconstruction columns first, then the one-view completion. "
+               table, caption="Reconstruction columns first, with the Chamfer of retrieval "
+               "(the training shape of the nearest fitted code) beside them; then the "
+               "one-view completion, with the Chamfer of the training shape nearest to the "
+               "scan. "
                + "; ".join(f"{METRIC_LEGEND[m][0]}: {METRIC_LEGEND[m][1]}"
                            for m in (*per_shape, "chamfer_unseen")))
 
@@ -176,9 +182,8 @@ def write_demo_report(out: Path, *, data: Path, experiment, evaluation: dict,
                      "SDF samples" + (" | the one depth view" if depth is not None else "")
                      + " | completion from that view | retrieved training shape"
                      + (f" ({other.split('/')[-1]})" if other else ""))
-        viewer_meshes.update({f"{name}: ground truth": truth,
-                              f"{name}: reconstruction": recon,
-                              f"{name}: completion": finished})
+        viewer_meshes[f"{name} ({key.split('/')[1]})"] = {
+            "ground truth": truth, "reconstruction": recon, "completion": finished}
 
     page.heading("Interactive 3D view")
     page.raw(write_viewer(folder, viewer_meshes))

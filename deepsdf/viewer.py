@@ -5,6 +5,12 @@ dragging, zoom with the wheel, flat Lambert shading) and ``meshes.js`` (the mesh
 script that assigns ``window.DEEPSDF_MESHES``: a ``<script src>`` loads from ``file://``,
 where ``fetch`` of a local file is refused), and returns the HTML to put in a page.
 
+The view shows one *group* at a time (a shape: its ground truth, reconstruction,
+completion, ...), its meshes side by side at **one scale** (the group's common frame), so
+that sizes compare.  The payload is small: each mesh is simplified by vertex clustering on a
+grid of :data:`GRID` cells across the group, positions are 16-bit integers over the group's
+frame and indices 16- or 32-bit integers, both base64 (about 12 bytes per triangle).
+
 The viewer reports on the page itself, for tests and for curious users: after its first frame
 the canvas carries ``data-drawn`` (how many of its pixels differ from the background) and the
 page body ``data-viewer-errors`` (messages of any script error, empty when none).
@@ -12,6 +18,7 @@ page body ``data-viewer-errors`` (messages of any script error, empty when none)
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -19,35 +26,93 @@ import numpy as np
 
 from deepsdf_preprocess.contract import atomic_path
 
-__all__ = ["write_viewer", "VIEWER_JS"]
+__all__ = ["write_viewer", "simplified", "group_payload", "decode_mesh", "VIEWER_JS", "GRID"]
 
-#: Triangles kept per mesh (larger meshes are decimated by face subsampling for the view).
-MAX_FACES = 60_000
-
-
-def _mesh_payload(mesh) -> dict:
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    faces = np.asarray(mesh.faces, dtype=np.int64)
-    if len(faces) > MAX_FACES:
-        faces = faces[np.linspace(0, len(faces) - 1, MAX_FACES).astype(np.int64)]
-    return {"vertices": np.round(vertices, 5).reshape(-1).tolist(),
-            "faces": faces.reshape(-1).tolist()}
+#: Vertex-clustering cells across a group's bounding sphere's diameter.
+GRID = 96
+#: Largest 16-bit position value.
+_LEVELS = 65535
 
 
-def write_viewer(folder, meshes: dict, *, element_id: str = "viewer", height: int = 420) -> str:
+def simplified(vertices: np.ndarray, faces: np.ndarray, cell: float):
+    """(vertices, faces) of a mesh simplified by vertex clustering: vertices in one cubic cell
+    of size ``cell`` merge into their mean; faces that collapse (two corners in one cell) or
+    repeat are dropped.  Preserves the shape to within about one cell."""
+    keys = np.floor(vertices / cell).astype(np.int64)
+    _, cluster, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    cluster = cluster.reshape(-1)
+    merged = np.zeros((len(counts), 3))
+    np.add.at(merged, cluster, vertices)
+    merged /= counts[:, None]
+    remapped = cluster[faces]
+    keep = ((remapped[:, 0] != remapped[:, 1]) & (remapped[:, 1] != remapped[:, 2])
+            & (remapped[:, 0] != remapped[:, 2]))
+    remapped = remapped[keep]
+    if len(remapped):
+        _, first = np.unique(np.sort(remapped, axis=1), axis=0, return_index=True)
+        remapped = remapped[np.sort(first)]
+    used, compact = np.unique(remapped.reshape(-1), return_inverse=True)
+    return merged[used], compact.reshape(-1, 3)
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"))
+                            .tobytes()).decode("ascii")
+
+
+def group_payload(meshes: dict, *, grid: int = GRID) -> dict:
+    """The JSON payload of one group ``{label: trimesh.Trimesh}`` (``None`` and empty meshes
+    skipped): every mesh in the group's common frame (centre of the union of their bounding
+    boxes, radius of the farthest vertex), simplified and quantized."""
+    present = {label: mesh for label, mesh in meshes.items()
+               if mesh is not None and len(mesh.faces)}
+    if not present:
+        return {"labels": [], "meshes": []}
+    corners = np.concatenate([np.asarray(m.bounds, dtype=np.float64) for m in present.values()])
+    centre = (corners.min(axis=0) + corners.max(axis=0)) / 2
+    radius = max(float(np.linalg.norm(np.asarray(m.vertices) - centre, axis=1).max())
+                 for m in present.values()) or 1.0
+    entries = []
+    for mesh in present.values():
+        local = (np.asarray(mesh.vertices, dtype=np.float64) - centre) / radius  # in [-1, 1]
+        vertices, faces = simplified(local, np.asarray(mesh.faces, dtype=np.int64), 2 / grid)
+        quantized = np.round((np.clip(vertices, -1, 1) + 1) / 2 * _LEVELS).astype(np.uint16)
+        wide = len(vertices) > 65535
+        entries.append({"positions": _b64(quantized),
+                        "indices": _b64(faces.astype(np.uint32 if wide else np.uint16)),
+                        "wide": wide, "triangles": int(len(faces))})
+    return {"labels": list(present), "meshes": entries}
+
+
+def decode_mesh(entry: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices (n, 3) in the group's frame, faces (m, 3)) of one payload entry: what the
+    viewer draws (for tests and inspection)."""
+    positions = np.frombuffer(base64.b64decode(entry["positions"]), dtype="<u2")
+    indices = np.frombuffer(base64.b64decode(entry["indices"]),
+                            dtype="<u4" if entry["wide"] else "<u2")
+    return (positions.reshape(-1, 3) / _LEVELS * 2 - 1,
+            indices.reshape(-1, 3).astype(np.int64))
+
+
+def write_viewer(folder, groups: dict, *, element_id: str = "viewer",
+                 height: int = 320) -> str:
     """Write ``viewer.js`` and ``meshes.js`` into ``folder``; return the viewer's HTML.
 
     Parameters
     ----------
     folder : path
         The page's folder (the scripts are referenced relative to it).
-    meshes : dict
-        ``{label: trimesh.Trimesh}`` in display order (``None`` values are skipped); each is
-        centred and scaled to the unit sphere by the viewer, so any frame works.
+    groups : dict
+        ``{group label: {mesh label: trimesh.Trimesh}}`` in display order; each group is
+        shown on its own (a menu picks it), its meshes left to right at one scale; any frame
+        works (the group's meshes must share it).  ``None`` meshes are skipped.
     """
     folder = Path(folder)
-    payload = {label: _mesh_payload(mesh) for label, mesh in meshes.items()
-               if mesh is not None and len(mesh.faces)}
+    payload = {}
+    for label, meshes in groups.items():
+        group = group_payload(meshes)
+        if group["meshes"]:
+            payload[label] = group
     with atomic_path(folder / "meshes.js") as temporary:
         Path(temporary).write_text("window.DEEPSDF_MESHES = " + json.dumps(payload) + ";\n",
                                    encoding="utf-8")
@@ -55,9 +120,10 @@ def write_viewer(folder, meshes: dict, *, element_id: str = "viewer", height: in
         Path(temporary).write_text(VIEWER_JS, encoding="utf-8")
     options = "".join(f'<option value="{i}">{_escape(label)}</option>'
                       for i, label in enumerate(payload))
-    return (f'<div class="viewer"><label>mesh <select id="{element_id}-choice">{options}'
-            f'</select></label> <span class="hint">drag to orbit, wheel to zoom</span><br>'
-            f'<canvas id="{element_id}" width="640" height="{height}"></canvas></div>'
+    return (f'<div class="viewer"><label>shape <select id="{element_id}-choice">{options}'
+            f'</select></label> <span class="hint">drag to orbit, wheel to zoom; one scale, '
+            f'left to right: <span id="{element_id}-labels"></span></span><br>'
+            f'<canvas id="{element_id}" width="900" height="{height}"></canvas></div>'
             '<script src="meshes.js"></script><script src="viewer.js"></script>'
             f'<script>deepsdfViewer("{element_id}");</script>')
 
@@ -93,24 +159,21 @@ VIEWER_JS = r"""// deepsdf mesh viewer: WebGL 1, no dependencies. Orbit: drag. Z
     "void main() { float light = abs(normalize(shadeNormal).z);" +
     " gl_FragColor = vec4(vec3(0.55, 0.65, 0.8) * (0.35 + 0.65 * light), 1.0); }";
 
-  // Unindexed triangles with flat normals, centred and scaled to the unit sphere.
-  function buffers(mesh) {
-    var v = mesh.vertices, f = mesh.faces, n = f.length, i, k;
-    var lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
-    for (i = 0; i < v.length; i += 3) {
-      for (k = 0; k < 3; k++) { lo[k] = Math.min(lo[k], v[i + k]); hi[k] = Math.max(hi[k], v[i + k]); }
-    }
-    var c = [0, 1, 2].map(function (k) { return (lo[k] + hi[k]) / 2; });
-    var r = 0;
-    for (i = 0; i < v.length; i += 3) {
-      r = Math.max(r, Math.hypot(v[i] - c[0], v[i + 1] - c[1], v[i + 2] - c[2]));
-    }
-    r = r || 1;
+  function decode(text, Type) {
+    var raw = atob(text), bytes = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) { bytes[i] = raw.charCodeAt(i); }
+    return new Type(bytes.buffer);
+  }
+
+  // Unindexed triangles with flat normals, in the group's frame (16-bit positions over [-1, 1]).
+  function buffers(entry) {
+    var q = decode(entry.positions, Uint16Array);
+    var f = decode(entry.indices, entry.wide ? Uint32Array : Uint16Array), n = f.length;
     var positions = new Float32Array(n * 3), normals = new Float32Array(n * 3);
-    for (i = 0; i < n; i += 3) {
+    for (var i = 0; i < n; i += 3) {
       var p = [0, 1, 2].map(function (j) {
         var a = f[i + j] * 3;
-        return [(v[a] - c[0]) / r, (v[a + 1] - c[1]) / r, (v[a + 2] - c[2]) / r];
+        return [q[a] / 32767.5 - 1, q[a + 1] / 32767.5 - 1, q[a + 2] / 32767.5 - 1];
       });
       var e1 = [p[1][0] - p[0][0], p[1][1] - p[0][1], p[1][2] - p[0][2]];
       var e2 = [p[2][0] - p[0][0], p[2][1] - p[0][1], p[2][2] - p[0][2]];
@@ -136,12 +199,13 @@ VIEWER_JS = r"""// deepsdf mesh viewer: WebGL 1, no dependencies. Orbit: drag. Z
     return out;
   }
 
-  function viewMatrix(azimuth, elevation, distance) {
+  // Each mesh turns about its own centre and sits shifted by `shift` across the view.
+  function viewMatrix(azimuth, elevation, distance, shift) {
     var ca = Math.cos(azimuth), sa = Math.sin(azimuth), ce = Math.cos(elevation),
         se = Math.sin(elevation);
     var yaw = new Float32Array([ca, 0, -sa, 0, 0, 1, 0, 0, sa, 0, ca, 0, 0, 0, 0, 1]);
     var pitch = new Float32Array([1, 0, 0, 0, 0, ce, se, 0, 0, -se, ce, 0, 0, 0, 0, 1]);
-    var back = new Float32Array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, -distance, 1]);
+    var back = new Float32Array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, shift, 0, -distance, 1]);
     return multiply(back, multiply(pitch, yaw));
   }
 
@@ -164,21 +228,21 @@ VIEWER_JS = r"""// deepsdf mesh viewer: WebGL 1, no dependencies. Orbit: drag. Z
       gl.linkProgram(program);
       if (!gl.getProgramParameter(program, gl.LINK_STATUS)) { throw new Error("link failed"); }
       gl.useProgram(program);
-      var names = Object.keys(window.DEEPSDF_MESHES || {});
-      var state = {azimuth: 0.6, elevation: 0.45, distance: 3.2, mesh: null};
+      var groups = window.DEEPSDF_MESHES || {}, names = Object.keys(groups);
+      var labels = document.getElementById(id + "-labels");
+      var state = {azimuth: 0.6, elevation: 0.45, distance: 3.4, meshes: []};
       var positionBuffer = gl.createBuffer(), normalBuffer = gl.createBuffer();
 
       function load(index) {
-        state.mesh = buffers(window.DEEPSDF_MESHES[names[index]]);
-        gl.bindBuffer(gl.ARRAY_BUFFER, positionBuffer);
-        gl.bufferData(gl.ARRAY_BUFFER, state.mesh.positions, gl.STATIC_DRAW);
-        gl.bindBuffer(gl.ARRAY_BUFFER, normalBuffer);
-        gl.bufferData(gl.ARRAY_BUFFER, state.mesh.normals, gl.STATIC_DRAW);
+        var group = groups[names[index]];
+        state.meshes = group.meshes.map(buffers);
+        labels.textContent = group.labels.join(" | ");
       }
 
-      function attribute(name, buffer) {
+      function attribute(name, buffer, data) {
         var location = gl.getAttribLocation(program, name);
         gl.bindBuffer(gl.ARRAY_BUFFER, buffer);
+        gl.bufferData(gl.ARRAY_BUFFER, data, gl.STATIC_DRAW);
         gl.enableVertexAttribArray(location);
         gl.vertexAttribPointer(location, 3, gl.FLOAT, false, 0, 0);
       }
@@ -188,14 +252,19 @@ VIEWER_JS = r"""// deepsdf mesh viewer: WebGL 1, no dependencies. Orbit: drag. Z
         gl.clearColor(1, 1, 1, 1);
         gl.enable(gl.DEPTH_TEST);
         gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);
-        if (!state.mesh) { return; }
-        attribute("position", positionBuffer);
-        attribute("normal", normalBuffer);
-        gl.uniformMatrix4fv(gl.getUniformLocation(program, "view"), false,
-                            viewMatrix(state.azimuth, state.elevation, state.distance));
+        var aspect = canvas.width / canvas.height, count = state.meshes.length;
+        // Room for `count` unit spheres side by side at the view's distance.
+        var slot = Math.min(2.3, 2 * 0.4663 * aspect * state.distance / Math.max(count, 1));
         gl.uniformMatrix4fv(gl.getUniformLocation(program, "projection"), false,
-                            projectionMatrix(canvas.width / canvas.height));
-        gl.drawArrays(gl.TRIANGLES, 0, state.mesh.count);
+                            projectionMatrix(aspect));
+        state.meshes.forEach(function (mesh, i) {
+          attribute("position", positionBuffer, mesh.positions);
+          attribute("normal", normalBuffer, mesh.normals);
+          gl.uniformMatrix4fv(gl.getUniformLocation(program, "view"), false,
+                              viewMatrix(state.azimuth, state.elevation, state.distance,
+                                         (i - (count - 1) / 2) * slot));
+          gl.drawArrays(gl.TRIANGLES, 0, mesh.count);
+        });
       }
 
       function countDrawn() {
