@@ -3,7 +3,7 @@
 generate chairs and tables -> preprocess (with one virtual partial scan per shape) -> split ->
 train the small CPU model -> reconstruct the held-out shapes -> evaluate beside the retrieval
 baseline -> complete every held-out shape from a single-view scan -> interpolate between a
-chair and a table -> ``OUT/report/index.html`` (see :mod:`deepsdf.demo_report`) and
+chair and a table -> ``OUT/report/index.html`` (see :mod:`deepsdf.experiment_report`) and
 ``OUT/report/summary.json``.  Every step resumes on a rerun.
 
 The demo's size was measured on the 2-core test machine (docs/benchmarks.md): held-out shapes
@@ -139,11 +139,13 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
     _say(f"6/7 interpolated from {chair} to {table}")
     lap("interpolate")
 
-    from deepsdf.demo_report import write_demo_report
+    from deepsdf.experiment_report import write_report
 
-    summary = write_demo_report(out, data=data, experiment=experiment,
-                                evaluation=evaluation, completion=completion,
-                                ends=(chair, table), settings=settings, timings=timings)
+    summary = write_report(out / "report", experiment, evaluation=evaluation,
+                           completion=out / "completion",
+                           interpolation=out / "report" / "interpolation",
+                           title="deepsdf demo: procedural chairs and tables",
+                           timings=timings, picture_size=settings.picture_size)
     _say(f"7/7 report: {out / 'report' / 'index.html'}")
     return summary
 

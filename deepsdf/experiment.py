@@ -381,6 +381,11 @@ class Experiment:
         """``EXP/Evaluation/<checkpoint>/summary.json``: mean and median per metric."""
         return self.tree.file("Evaluation", self.checkpoint, "summary.json")
 
+    @property
+    def report_folder(self) -> Path:
+        """``EXP/Report/<checkpoint>``: ``deepsdf report``'s page (not created)."""
+        return self.tree.folder("Report", str(self.checkpoint))
+
 
 # ---------------------------------------------------------------------- files
 

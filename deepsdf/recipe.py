@@ -190,8 +190,8 @@ def plan_recipe(*, data: Path, train: Path, test: Path | None, kind: str,
     specs = _sized(specs, template, epochs)
     warnings = []
     if steps < FEW_STEPS:
-        warnings.append(f"the budget buys {steps} optimizer steps; the demo's quality took "
-                        "2520 (expect blurry shapes; give more minutes)")
+        warnings.append(f"the run has {steps} optimizer steps; the demo's quality took 2520 "
+                        "(expect blurry shapes; give more minutes or steps)")
     recipe = Recipe(specs=specs, shapes=shapes, scenes_per_batch=scenes,
                     samples_per_scene=per_scene, fill_last_batch=fill,
                     batches_per_epoch=batches, epochs=epochs, steps=steps,

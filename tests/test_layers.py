@@ -17,8 +17,9 @@ MODEL = {"settings", "config", "decoder", "latents", "loss", "checkpoint", "orig
          "sample_store", "reconstruct", "mesh", "field", "metrics", "retrieval", "code_space",
          "frames", "sensing", "constraints", "observations"}
 EXPERIMENT = {"experiment"}
-WORKFLOWS = {"train", "train_log", "train_state", "inference", "evaluate", "completion", "interpolate", "export", "demo",
-             "demo_report", "viewer", "report", "pictures"}
+WORKFLOWS = {"train", "train_log", "train_state", "inference", "evaluate", "completion",
+             "interpolate", "export", "demo", "recipe",
+             "experiment_report", "viewer", "report", "pictures"}
 CLI = {"cli", "__main__", "__init__"}
 
 

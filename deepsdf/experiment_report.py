@@ -1,0 +1,347 @@
+"""An experiment's report: ``index.html`` and ``summary.json`` (``deepsdf report``, and the
+demo's ``OUT/report``).
+
+Every held-out shape appears with its reconstruction and, where a completion folder is given,
+its one-view completion, each with its own metrics and retrieval's beside them; the summary
+rows are computed over all of them (no chosen example).  The page has a per-shape table with
+units and which direction is better, links to every mesh and CSV, labelled pictures, an
+interactive 3D view (offline, :mod:`deepsdf.viewer`: each shape's meshes side by side at one
+scale), the interpolation strip where one is given, the training curve, and the run's
+configuration, stage wall-times and machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from deepsdf_preprocess.errors import InputError
+
+from .metrics import METRIC_TABLE, Verdict
+
+__all__ = ["write_report", "read_completion", "METRIC_LEGEND"]
+
+#: metric -> (label, unit, better), for the tables' headers: read off the one table,
+#: :data:`deepsdf.metrics.METRIC_TABLE`.
+METRIC_LEGEND = {name: (metric.label, metric.unit, metric.better)
+                 for name, metric in METRIC_TABLE.items()}
+
+WHY = ("Why can a blobby reconstruction beat retrieval? The metrics compare surfaces point by "
+       "point: a fitted shape that is in the right place everywhere, with soft details, is "
+       "nearer the truth than a crisp training shape with its legs or top elsewhere. The "
+       "pictures show what the metrics do not: thin parts a small model, trained for minutes "
+       "on a CPU, cannot yet resolve.")
+
+
+def _cell(value: str):
+    """A CSV cell: a number where it reads as one, else the text."""
+    try:
+        return float(value) if value != "" else value
+    except ValueError:
+        return value
+
+
+def _rows(path) -> list:
+    """The rows of a metrics CSV this project wrote, numbers as floats."""
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            rows = [{k: _cell(v) for k, v in row.items()} for row in csv.DictReader(stream)]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"{path} is not a metrics table this project wrote: {error}") from None
+    if rows and "instance" not in rows[0]:
+        raise InputError(f"{path} has no 'instance' column: not a metrics table of this "
+                         "project")
+    return rows
+
+
+def _header(name: str) -> str:
+    metric = METRIC_TABLE[name]
+    return f"{metric.label} ({metric.arrow})"
+
+
+def read_completion(folder) -> tuple[list, dict]:
+    """(rows, summary) of a completion folder that ``deepsdf complete --virtual-scan`` wrote
+    (``completion.csv``, ``summary.json``); ``([], {})`` where there is none."""
+    import json
+
+    folder = Path(folder)
+    table, summary = folder / "completion.csv", folder / "summary.json"
+    if not table.is_file() or not summary.is_file():
+        return [], {}
+    try:
+        payload = json.loads(summary.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"{summary} is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise InputError(f"{summary} is not a completion summary (not a JSON object)")
+    return _rows(table), payload
+
+
+def write_report(folder, experiment, *, evaluation: dict | None = None, completion=None,
+                 interpolation=None, title: str | None = None, timings: dict | None = None,
+                 picture_size: int = 256) -> dict:
+    """Write ``folder/index.html`` and ``folder/summary.json``; returns the summary.
+
+    Parameters
+    ----------
+    folder : path
+        The report's folder (created); pictures and the viewer's scripts go beside the page.
+    experiment : Experiment or path
+        A trained, reconstructed and evaluated experiment (``deepsdf evaluate`` ran).
+    evaluation : dict, optional
+        :func:`deepsdf.evaluate.evaluate_split`'s summary (default: the experiment's
+        ``Evaluation/<checkpoint>/summary.json``).
+    completion : path, optional
+        A folder of ``deepsdf complete --virtual-scan`` on the same shapes.
+    interpolation : path, optional
+        A folder of ``deepsdf interpolate`` (its ``strip.png`` and ``interpolation.gif``).
+    timings : dict, optional
+        Stage name -> seconds, for the run's table.
+    """
+    import json
+
+    from deepsdf.experiment import Experiment
+    from deepsdf.report import Html, Report, link
+    from deepsdf_preprocess import contract
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    trained = Experiment.of(experiment)
+    if evaluation is None:
+        if not trained.evaluation_summary.is_file():
+            raise InputError(f"{trained.folder} has no evaluation ({trained.evaluation_summary}"
+                             "): run `deepsdf reconstruct` and `deepsdf evaluate` first")
+        evaluation = json.loads(trained.evaluation_summary.read_text())
+    if not trained.evaluation_table.is_file():
+        raise InputError(f"{trained.evaluation_table} is missing: run `deepsdf evaluate` first")
+    rows, completed = read_completion(completion) if completion else ([], {})
+    if completion and not rows:
+        raise InputError(f"{completion} holds no completion.csv and summary.json of "
+                         "`deepsdf complete --virtual-scan`")
+    shapes = _rows(trained.evaluation_table)
+    relative = lambda path: os.path.relpath(path, folder)  # noqa: E731
+    reconstruction_verdict = evaluation.get("versus_retrieval_code")
+    completion_verdict = completed.get("versus_retrieval")
+
+    page = Report(title or f"deepsdf: {trained.folder.name}")
+    page.paragraph(_opening(len(trained.model.instance_ids), len(shapes), evaluation,
+                            reconstruction_verdict, completion_verdict if rows else None,
+                            bool(rows)))
+    page.paragraph(WHY, css="note")
+    files = [link("reconstruction metrics (CSV)", relative(trained.evaluation_table))]
+    if rows:
+        files.append(link("completion metrics (CSV)",
+                          relative(Path(completion) / "completion.csv")))
+    page.paragraph(Html("Files: " + ", ".join(files + [link("summary.json", "summary.json")])))
+    _summary_table(page, len(shapes), evaluation, completed)
+    by_key = {row["instance"]: row for row in rows}
+    _per_shape_table(page, trained, shapes, by_key, completion, relative)
+    _pictures(page, folder, trained, shapes, by_key, completion, picture_size)
+    if interpolation:
+        page.heading("Interpolation (slerp between two training codes)")
+        for name, caption in (("strip.png", "the path, left to right"),
+                              ("interpolation.gif", "the same path, animated")):
+            if (Path(interpolation) / name).is_file():
+                page.picture(relative(Path(interpolation) / name), caption)
+    _run_section(page, folder, trained, timings)
+    page.write(folder)
+
+    done, answered = completed.get("completion", {}), completed.get("retrieval", {})
+    summary = {"held_out_shapes": evaluation["shapes"],
+               "mean_chamfer": evaluation["reconstruction"]["chamfer"]["mean"],
+               "retrieval_mean_chamfer": evaluation.get("retrieval_code", {})
+               .get("chamfer", {}).get("mean"),
+               "versus_retrieval": reconstruction_verdict}
+    if rows:
+        summary["completion"] = {
+            "shapes": len(rows), "chamfer": done.get("chamfer", {}).get("mean"),
+            "retrieval_chamfer": answered.get("chamfer", {}).get("mean"),
+            "chamfer_unseen": done.get("chamfer_unseen", {}).get("mean"),
+            "versus_retrieval": completion_verdict,
+            "no_surface": list(completed.get("no_surface", []))}
+    if timings:
+        summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    summary["report"] = str(folder / "index.html")
+    contract.write_json(folder / "summary.json", summary)
+    return summary
+
+
+def _opening(trained: int, held_out: int, evaluation: dict, reconstruction_verdict,
+             completion_verdict, completed: bool) -> str:
+    """The page's first sentence: the verdicts, on mean, median and shapes won."""
+    text = (f"{trained} training shapes, {held_out} held-out shapes never seen in training. "
+            "Reconstructed from their SDF samples, they "
+            + (Verdict.from_dict(reconstruction_verdict).line(
+                "retrieval of the nearest training code", plural=True)
+               if reconstruction_verdict else
+               f"score a mean Chamfer of {evaluation['reconstruction']['chamfer']['mean']:.3g}"))
+    if completed:
+        text += ("; completed from one depth view each, they "
+                 + (Verdict.from_dict(completion_verdict).line(
+                     "retrieval of the training shape nearest to the scan", plural=True)
+                    if completion_verdict else "have no retrieval baseline"))
+    return text + "."
+
+
+def _summary_table(page, count: int, evaluation: dict, completed: dict) -> None:
+    page.heading(f"Summary over all {count} held-out shapes")
+    names = ("chamfer", "chamfer_l1", "f_score", "normal_consistency", "iou")
+    rows = []
+    for section, label in (("reconstruction", "DeepSDF reconstruction"),
+                           ("retrieval_code", "retrieval: the nearest training code"),
+                           ("retrieval_oracle", "retrieval: oracle, nearest by Chamfer")):
+        block = evaluation.get(section, {})
+        rows.append([label] + [_mean_median(block.get(m)) for m in names])
+    if completed:
+        for section, label in (("completion", "DeepSDF one-view completion"),
+                               ("retrieval", "retrieval: the training shape nearest to the "
+                                             "scan")):
+            block = completed.get(section, {})
+            rows.append([label] + [_mean_median(block.get(m)) for m in names])
+    page.table(["mean / median"] + [_header(m) for m in names], rows,
+               caption="; ".join(f"{METRIC_LEGEND[m][0]}: {METRIC_LEGEND[m][1]}, "
+                                 f"{METRIC_LEGEND[m][2]} is better" for m in names))
+
+
+def _per_shape_table(page, trained, shapes: list, completed: dict, completion,
+                     relative) -> None:
+    from deepsdf.report import Html, link
+
+    page.heading("Per shape")
+    per_shape = ("chamfer", "chamfer_l1", "f_score", "normal_consistency", "iou", "emd")
+    table = []
+    for row in shapes:
+        key = row["instance"]
+        paths = trained.reconstruction(key)
+        finished = completed.get(key, {})
+        files = [link("reconstruction.ply", relative(paths["original"]))
+                 if paths["original"].is_file() else "no surface"]
+        completion_mesh = Path(completion, "Meshes", f"{key}.ply") if completion else None
+        if completion_mesh is not None and completion_mesh.is_file():
+            files.append(link("completion.ply", relative(completion_mesh)))
+        cells = [row.get(m, "") for m in per_shape] + [row.get("retrieval_code_chamfer", "")]
+        if completed:
+            cells += [finished.get("chamfer", ""), finished.get("retrieval_chamfer", ""),
+                      finished.get("f_score", ""), finished.get("chamfer_unseen", "")]
+        table.append([f"{key.split('/')[-1]} ({key.split('/')[1]})"] + cells
+                     + [Html(" ".join(files))])
+    header = ["shape"] + [_header(m) for m in per_shape] + ["retrieval " + _header("chamfer")]
+    caption = ("Reconstruction columns first, with the Chamfer of retrieval (the training "
+               "shape of the nearest fitted code) beside them")
+    if completed:
+        header += ["completion " + _header("chamfer"), "retrieval for the scan "
+                   + _header("chamfer"), "completion " + _header("f_score"),
+                   "completion " + _header("chamfer_unseen")]
+        caption += ("; then the one-view completion, with the Chamfer of the training shape "
+                    "nearest to the scan")
+    page.table(header + ["meshes (original frame)"], table,
+               caption=caption + ". " + "; ".join(
+                   f"{METRIC_LEGEND[m][0]}: {METRIC_LEGEND[m][1]}"
+                   for m in (*per_shape, "chamfer_unseen")))
+
+
+def _pictures(page, folder: Path, trained, shapes: list, completed: dict, completion,
+              picture_size: int) -> None:
+    """A picture strip per shape, and the 3D view of them all."""
+    import trimesh
+
+    from deepsdf.pictures import default_camera, render_meshes, save_png, tile
+    from deepsdf.viewer import write_viewer
+    from deepsdf_preprocess.normalize import to_normalized
+
+    page.heading("Pictures")
+    camera = default_camera(picture_size)
+    sources = trained.data
+    viewer_meshes = {}
+    for row in shapes:
+        key = row["instance"]
+        name = key.split("/")[-1]
+        files = sources.instance(key)
+        offset, scale = files.normalization()
+        truth = sources.normalized_source_mesh(key)
+        recon_path = trained.reconstruction(key)["mesh"]
+        recon = trimesh.load(recon_path, process=False) if recon_path.is_file() else None
+        finished = None
+        completion_path = Path(completion, "Meshes", f"{key}.ply") if completion else None
+        if completion_path is not None and completion_path.is_file():
+            finished = trimesh.load(completion_path, process=False)
+            finished.vertices = to_normalized(finished.vertices, offset, scale)
+        other = completed.get(key, {}).get("retrieval_instance") or row.get(
+            "retrieval_code_instance")
+        retrieved = sources.normalized_source_mesh(other) if other else None
+        depth = (_depth_picture(files.scan()["depth"], picture_size)
+                 if completion and files.partial_scan.is_file() else None)
+        meshes = [truth, recon] + ([finished] if completion else []) + [retrieved]
+        images = render_meshes(meshes, camera)
+        strip = images[:2] + ([depth] if depth is not None else []) + images[2:]
+        save_png(folder / "shapes" / f"{name}.png", tile(strip))
+        page.picture(f"shapes/{name}.png",
+                     f"{name} ({key.split('/')[1]}): ground truth | reconstruction from its "
+                     "SDF samples" + (" | the one depth view" if depth is not None else "")
+                     + (" | completion from that view" if completion else "")
+                     + " | retrieved training shape"
+                     + (f" ({other.split('/')[-1]})" if other else ""))
+        viewer_meshes[f"{name} ({key.split('/')[1]})"] = {
+            "ground truth": truth, "reconstruction": recon, "completion": finished}
+    page.heading("Interactive 3D view")
+    page.raw(write_viewer(folder, viewer_meshes))
+
+
+def _run_section(page, folder: Path, trained, timings: dict | None) -> None:
+    import torch
+
+    from deepsdf.report import training_curve
+
+    payload = trained.model.payload
+    history = payload.get("history", [])
+    page.heading("Training curve")
+    if history:
+        training_curve(history, folder / "training_curve.png")
+        page.picture("training_curve.png", "mean loss per epoch")
+    page.heading("The run")
+    if timings:
+        page.table(["stage", "seconds"], [[name, round(seconds, 1)]
+                                          for name, seconds in timings.items()],
+                   caption="wall-clock time of each stage of this run (a resumed stage is "
+                           "fast)")
+    page.table(["machine", ""], [["platform", platform.platform()],
+                                 ["processor", platform.processor() or platform.machine()],
+                                 ["cores", os.cpu_count()],
+                                 ["Python", platform.python_version()],
+                                 ["torch", torch.__version__],
+                                 ["device", str(trained.device)]])
+    spec = payload.get("config", {})
+    page.table(["setting", "value"],
+               [[key, _short(value)] for key, value in spec.items() if key != "Description"],
+               caption="the model's resolved configuration (specs.json keys)")
+
+
+def _mean_median(block) -> str:
+    if not block:
+        return ""
+    return f"{block['mean']:.3g} / {block['median']:.3g}"
+
+
+def _short(value) -> str:
+    import json
+
+    text = json.dumps(value)
+    return text if len(text) <= 90 else text[:87] + "..."
+
+
+def _depth_picture(depth, size: int) -> np.ndarray:
+    """A grey (size, size, 3) picture of a depth image (near = dark, no measurement = white)."""
+    from PIL import Image
+
+    depth = np.asarray(depth, dtype=np.float64)
+    seen = depth > 0
+    picture = np.full(depth.shape, 255.0)
+    if seen.any():
+        low, high = depth[seen].min(), depth[seen].max()
+        picture[seen] = 40 + 170 * (depth[seen] - low) / max(high - low, 1e-12)
+    image = Image.fromarray(picture.astype(np.uint8)).resize((size, size))
+    return np.repeat(np.asarray(image)[:, :, None], 3, axis=2)
