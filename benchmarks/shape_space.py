@@ -42,6 +42,7 @@ VARIANTS = {
     "std1/16,lambda1e-3": {"CodeInitStdDev": 1 / 16, "CodeRegularizationLambda": 1e-3},
     "std1/4": {"CodeInitStdDev": 1 / 4},
     "std1/2": {"CodeInitStdDev": 1 / 2},
+    "lambda1e-3": {"CodeRegularizationLambda": 1e-3},
     # What `deepsdf new` writes for the demo's 54 shapes: every shape in every epoch, the
     # same 2520 steps.
     "divisor9": {"ScenesPerBatch": 9, "SamplesPerScene": 2730, "NumEpochs": 420},

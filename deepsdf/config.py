@@ -199,7 +199,9 @@ class TrainConfig:
     code_schedule: Schedule = field(default_factory=lambda: Schedule("Step", 1e-3, 500, 0.5))
     samples_per_scene: int = 16384  # half positive, half negative
     scenes_per_batch: int = 64
-    fill_last_batch: bool = False  # FillLastBatch: complete the last batch, no shape sits out
+    # FillLastBatch: complete the last batch (no shape sits an epoch out); None: not said,
+    # which drops it as the reference does, with a warning (False drops it knowingly).
+    fill_last_batch: bool | None = None
     loader_workers: int = 0  # DataLoaderThreads (0: load in the training process)
     clamp: float = 0.1  # ClampingDistance delta
     code_regularization: bool = True
@@ -427,7 +429,7 @@ SPEC_KEYS = (
             lambda v, k: _integers(v, k, least=1), write=_write_list),
     SpecKey("SamplesPerScene", "samples_per_scene", _at_least(2)),
     SpecKey("ScenesPerBatch", "scenes_per_batch", _at_least(1)),
-    SpecKey("FillLastBatch", "fill_last_batch", _boolean, ours=True),
+    SpecKey("FillLastBatch", "fill_last_batch", _optional(_boolean), ours=True),
     SpecKey("DataLoaderThreads", "loader_workers", _at_least(0)),
     SpecKey("ClampingDistance", "clamp", _positive),
     SpecKey("CodeRegularization", "code_regularization", _boolean),

@@ -188,7 +188,7 @@ class Trainer:
         world = self.world if world is None else world
         return epoch_batches(count, self.config.scenes_per_batch, seed=self.config.seed,
                              epoch=epoch, rank=self.rank if world > 1 else 0, world=world,
-                             fill_last=self.config.fill_last_batch)
+                             fill_last=bool(self.config.fill_last_batch))
 
     def _path_rule(self) -> str:
         return ("relative paths of a legacy spec are relative to the current directory, as "
@@ -301,11 +301,12 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = config.tf32
         self._epoch_batches(len(packed), 0)  # fails early on too few shapes
         left = len(packed) % config.scenes_per_batch
-        if left and not config.fill_last_batch and self.rank == 0:
+        if left and config.fill_last_batch is None and self.rank == 0:
             logger.warning(
                 "each epoch trains %d of the %d shapes: batches of ScenesPerBatch %d leave %d "
                 "out (different ones each epoch); set ScenesPerBatch to a divisor of %d, or "
-                "FillLastBatch true (`deepsdf new` writes a spec that does)",
+                "FillLastBatch true (`deepsdf new` writes a spec that does; false keeps the "
+                "reference's rule without this warning)",
                 len(packed) - left, len(packed), config.scenes_per_batch, left, len(packed))
         main = self.rank == 0
         keeper = CheckpointKeeper(self.experiment, config, self.device)

@@ -137,6 +137,11 @@ def test_the_trainer_warns_when_an_epoch_leaves_shapes_out(tiny_data, tmp_path, 
     with caplog.at_level(logging.WARNING, logger="deepsdf"):
         result = Trainer(filled, load_specs(filled), device="cpu", progress=False).train()
     assert "of the 3 shapes" not in caplog.text
+    knowing = make_experiment(tmp_path / "knowing", data, split, NumEpochs=1,
+                              ScenesPerBatch=2, FillLastBatch=False)  # the reference's rule
+    with caplog.at_level(logging.WARNING, logger="deepsdf"):
+        Trainer(knowing, load_specs(knowing), device="cpu", progress=False).train()
+    assert "of the 3 shapes" not in caplog.text
     initial = Trainer(filled, load_specs(filled), device="cpu", progress=False)._build()[1]
     moved = (result.model.codes.weight.detach() - initial.codes.weight.detach()).norm(dim=1)
     assert (moved > 0).all()  # every shape's code trained in the one epoch
