@@ -51,6 +51,7 @@ DeepSDF made practical: meshes -> signed-distance training data -> shape models.
 Pipeline steps:
   generate    write the embedded example categories (procedural chairs, tables, vessels)
   preprocess  turn a folder of meshes into DeepSDF training data (100 depth cameras)
+  preprocess-scans  the same from depth scans of objects, without meshes
   split       make a seeded train/test split file
   new         write an experiment's specs.json sized to your shapes, machine and budget
   train       train a decoder and its latent codes (specs.json)
@@ -153,9 +154,13 @@ def _add_generate(commands):
                              "surfaces of revolution)")
     parser.add_argument("--count", type=_int_at_least(1), default=16, help="number of shapes")
     parser.add_argument("--seed", type=_int_at_least(0), default=0, help="generator seed")
-    parser.add_argument("--style", choices=("closed", "soup"), default="closed",
-                        help="closed manifolds, or ShapeNet-style triangle soups of the same "
-                             "shapes (default: closed)")
+    parser.add_argument("--style", choices=("closed", "soup", "scans"), default="closed",
+                        help="closed manifolds, ShapeNet-style triangle soups of the same "
+                             "shapes, or scans: noisy virtual depth views of them, in the "
+                             "layout `deepsdf preprocess-scans` reads (default: closed)")
+    parser.add_argument("--views", type=_int_at_least(1), default=8,
+                        help="with --style scans: depth views per shape (around it, from "
+                             "-30, 10 and 45 degrees elevation; docs/scans.md's noise model)")
     parser.set_defaults(run=_run_generate)
 
 
@@ -163,6 +168,14 @@ def _run_generate(args) -> int:
     from deepsdf_preprocess.procedural import write_shapes
     from deepsdf_preprocess.soup import write_soups
 
+    if args.style == "scans":
+        from deepsdf_preprocess.virtual_scans import CaptureConfig, write_scans
+
+        folders = write_scans(args.out_dir, args.category, args.count, args.seed,
+                              CaptureConfig(views=args.views))
+        print(f"wrote {len(folders)} scanned {args.category} ({args.views} depth views each) "
+              f"to {args.out_dir / args.category}")
+        return 0
     write = write_soups if args.style == "soup" else write_shapes
     paths = write(args.out_dir, args.category, args.count, args.seed)
     style = " (triangle soups)" if args.style == "soup" else ""
@@ -290,6 +303,65 @@ def _run_preprocess(args) -> int:
               f"ready, {len(report.failed)} failed; records in {report.journal}; run "
               "--merge when every shard is done")
         return _listed(report.failed, "failed")
+    print(f"{len(report.succeeded)} instance(s) ready ({len(report.skipped)} already done), "
+          f"{len(report.failed)} failed; manifest {report.manifest_path}; "
+          f"split {report.split_path}")
+    return _listed(report.failed, "failed")
+
+
+def _add_preprocess_scans(commands):
+    parser = commands.add_parser(
+        "preprocess-scans", help="turn a folder of depth scans into training data (no mesh)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Turn SCAN_DIR/<class>/<instance>/ folders of depth views into the data tree a folder of meshes
+would give (SdfSamples, SurfaceSamples from the fused points, NormalizationParameters of the
+fused cloud, PartialScans the first view; no OccupancySamples), so train, reconstruct,
+evaluate, complete and interpolate work unchanged. A view is <view>.npz (depth, K, pose
+camera-to-world; optional mask, convention, depth_scale) or a 16-bit <view>.png with
+<view>.json; SCAN_DIR/<class>/<instance>/cameras.json may hold defaults (K, convention,
+depth_scale). Signs come from what the sensors saw: space in front of a measurement is
+outside, samples near the fused surface are signed by the reference vote of its
+sensor-facing normals, far samples behind the surface in several views are inside, and
+samples no view constrains are dropped. An instance whose views cover too little of its
+surface fails with a reason. The layout and the rules: docs/scans.md.""")
+    parser.add_argument("scan_dir", type=Path, help="folder of <class>/<instance>/ views")
+    parser.add_argument("data_dir", type=Path, help="data root to write into")
+    parser.add_argument("--dataset", required=True, help="dataset name in the data tree")
+    parser.add_argument("--split", type=Path, help="only the instances this split lists")
+    parser.add_argument("--split-out", type=Path,
+                        help="where to write the split of succeeded instances (default "
+                             "DATA_DIR/splits/<dataset>.json, an earlier one kept)")
+    parser.add_argument("--samples", type=_int_at_least(2), default=250_000,
+                        help="samples drawn per instance (those no view constrains are "
+                             "dropped)")
+    parser.add_argument("--near-fraction", type=_number_in(0, 1), default=0.8,
+                        help="share of the samples near the fused surface")
+    parser.add_argument("--margin", type=_number_in(0, 1), default=0.01,
+                        help="normalized units a sample must lie in front of (behind) a "
+                             "measurement to count as free (occluded): above the depth noise")
+    parser.add_argument("--min-coverage", type=_number_in(0, 1), default=0.5,
+                        help="an instance whose views cover less of its surface fails")
+    parser.add_argument("--no-background", action="store_true",
+                        help="pixels without a measurement are sensor dropouts, not free "
+                             "space (for depth images that were not segmented)")
+    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="run seed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run_preprocess_scans)
+
+
+def _run_preprocess_scans(args) -> int:
+    from deepsdf_preprocess.contract import read_split
+    from deepsdf_preprocess.scan_driver import preprocess_scans
+    from deepsdf_preprocess.scan_sdf import ScanSamplingConfig
+
+    config = ScanSamplingConfig(count=args.samples, near_fraction=args.near_fraction,
+                                margin=args.margin, min_coverage=args.min_coverage,
+                                background=not args.no_background)
+    report = preprocess_scans(args.scan_dir, args.data_dir, args.dataset, config=config,
+                              split=read_split(args.split) if args.split else None,
+                              seed=args.seed, split_out=args.split_out,
+                              progress=not args.no_progress)
     print(f"{len(report.succeeded)} instance(s) ready ({len(report.skipped)} already done), "
           f"{len(report.failed)} failed; manifest {report.manifest_path}; "
           f"split {report.split_path}")
@@ -1083,7 +1155,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="more output: progress details, and a traceback on errors")
     commands = parser.add_subparsers(dest="command", metavar="<step>")
-    for add in (_add_generate, _add_preprocess, _add_split, _add_new, _add_train,
+    for add in (_add_generate, _add_preprocess, _add_preprocess_scans, _add_split, _add_new, _add_train,
                 _add_reconstruct, _add_mesh, _add_evaluate, _add_report, _add_complete,
                 _add_interpolate, _add_export, _add_demo):
         add(commands)

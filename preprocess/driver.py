@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 SHAPENET_MESH = Path("models") / "model_normalized.obj"
 
+#: The files every instance of a data tree has, whatever made it.
+REQUIRED_OUTPUTS = (formats.SDF_SAMPLES, formats.SURFACE_SAMPLES,
+                    formats.NORMALIZATION_PARAMETERS)
+
 #: The reason recorded for an instance whose worker process died (the OOM killer, a crash).
 WORKER_DIED = "worker died while processing this mesh (out of memory? a crash in a library?)"
 
@@ -367,10 +371,15 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
     changed = {}
     for key in sorted(k for k, r in records.items() if r.get("status") == "ok" and k in listed):
         class_name, instance = key.split("/", 1)
-        scans = formats.PARTIAL_SCANS in (records[key].get("outputs") or {})
+        recorded_outputs = records[key].get("outputs") or {}
         paths = formats.instance_outputs(data_dir, formats.InstanceKey(dataset, class_name,
                                                                        instance),
-                                         partial_scans=scans)
+                                         partial_scans=True)
+        # What the record says was written (an instance made from scans has no
+        # OccupancySamples; one from a mesh has PartialScans only on request), never less
+        # than the files training and evaluation read.
+        paths = {name: path for name, path in paths.items()
+                 if name in recorded_outputs or name in REQUIRED_OUTPUTS}
         reason = stale_reason(records[key], paths)
         if reason is not None:
             changed[key] = reason

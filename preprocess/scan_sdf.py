@@ -1,0 +1,294 @@
+"""Signed-distance samples from depth views alone (no mesh): what the sensor saw decides.
+
+All in the **normalized frame** of the fused cloud (:func:`normalized_views`), SDF > 0 outside.
+
+Evidence, per sample and view (:func:`view_evidence`): the sample projects onto a pixel of the
+view's image; it is **free** when that pixel measured something and the sample lies in front of the
+nearest measurement of the pixel and its 8 neighbours by more than the margin (``margin``, or three times the view's
+noise estimated from the image itself, :func:`depth_noise`, when that is larger), or the pixel and its neighbours
+measured nothing (with ``background``: the object was segmented, empty pixels are free space
+along their whole ray); it is **behind** when it lies beyond the farthest of those
+measurements by more than ``margin``.
+
+Signs (:func:`sign_samples`):
+
+- free in any view -> outside (free space seen by a sensor overrides everything);
+- otherwise, within ``band`` of the fused cloud: the reference's unanimous vote of the
+  ``neighbours`` nearest oriented points (normals from the depth images, turned to the
+  sensor): all in front -> outside, all behind -> inside, split -> dropped;
+- otherwise (far from the surface): inside when at least ``min_views_inside`` views see it
+  behind their measurement (the space-carving hull), else dropped: a sample no view
+  constrains is never guessed;
+- and a sample not seen free that lies nearer to a part of the hull's surface that no view
+  measured (a chair seat's underside, for a camera that never looks up) than to any
+  measured point is dropped too: the vote of the far side's normals would guess it.
+
+Distances: to the nearest fused point, point-to-plane within two point spacings of it (the
+original's form), point-to-point beyond.
+
+Coverage (:func:`surface_coverage`): on a grid over the unit ball, the boundary cells of the
+region no view saw as free (the carved hull's surface) that have a measured point near them,
+over all such cells: the share of the object's surface the views covered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from .depth import depth_surface
+from .errors import InputError, PreprocessError
+from .normalize import normalization_parameters, to_normalized
+from .pinhole import PinholeCamera
+from .sdf import vote_signs
+
+__all__ = ["ScanSamplingConfig", "ScanSamples", "normalized_views", "view_evidence",
+           "sign_samples", "surface_coverage", "sample_views", "fused_surface", "depth_noise"]
+
+
+@dataclass(frozen=True)
+class ScanSamplingConfig:
+    """Settings of sampling from scans (normalized-frame units)."""
+
+    count: int = 250_000  # samples drawn (before the unconstrained ones are dropped)
+    near_fraction: float = 0.8  # of them near the fused surface; the rest uniform in the cube
+    variances: tuple = (0.005, 0.0005)  # of the near samples' offsets (half each), as meshes
+    neighbours: int = 11  # the vote's
+    band: float = 0.1  # within this of the cloud: carving and the vote; beyond: the hull
+    margin: float = 0.01  # in front of / behind a measurement by more than this (> depth noise)
+    min_views_inside: int = 2  # views that must see a far sample behind their measurement
+    min_coverage: float = 0.5  # an instance whose views cover less of its surface fails
+    coverage_grid: int = 64  # cells across the unit cube for the coverage
+    surface_samples: int = 30_000  # SurfaceSamples written (fused points)
+    max_jump: float = 0.05  # depth edges: neighbours farther than this share of the depth
+    min_cosine: float = 0.1  # grazing normals dropped
+    background: bool = True  # pixels without a measurement are free space (a segmented object)
+
+    def __post_init__(self):
+        if not (self.count >= 2 and 0 <= self.near_fraction <= 1 and self.band > 0
+                and self.margin >= 0 and self.min_views_inside >= 1
+                and 0 <= self.min_coverage <= 1 and self.coverage_grid >= 8
+                and self.surface_samples >= 1):
+            raise InputError(f"invalid scan sampling settings: {self}")
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass
+class ScanSamples:
+    """What :func:`sample_views` made of one instance's views."""
+
+    points: np.ndarray  # (n, 3) normalized frame
+    sdf: np.ndarray  # (n,)
+    offset: np.ndarray  # (3,) normalization of the fused cloud
+    scale: float
+    surface_points: np.ndarray  # (m, 3) original frame
+    surface_normals: np.ndarray  # (m, 3)
+    stats: dict
+
+
+def fused_surface(views, config: ScanSamplingConfig):
+    """(points (n, 3), normals (n, 3), per-view statistics) of all views fused, in the
+    sensor's world frame; normals are unit and face the sensor that saw them."""
+    points, normals, stats = [], [], []
+    for view in views:
+        seen = depth_surface(view.depth, view.camera, max_jump=config.max_jump,
+                             min_cosine=config.min_cosine, background=False)
+        measured = view.depth > 0
+        points.append(seen.points)
+        normals.append(seen.normals)
+        stats.append({"view": view.name, "measured_pixels": int(measured.sum()),
+                      "surface_points": len(seen.points),
+                      "median_depth": float(np.median(view.depth[measured]))
+                      if measured.any() else None})
+    return np.concatenate(points), np.concatenate(normals), stats
+
+
+def normalized_views(views, offset, scale) -> list:
+    """[(depth (h, w), camera)] of ``views`` in the normalized frame ``(x + offset) * scale``:
+    the same pixels, depths times ``scale``, camera centres mapped."""
+    result = []
+    for view in views:
+        pose = view.camera.pose.copy()
+        pose[:3, 3] = (pose[:3, 3] + offset) * scale
+        camera = PinholeCamera(K=view.camera.K, pose=pose, width=view.camera.width,
+                               height=view.camera.height)
+        result.append((view.depth * scale, camera))
+    return result
+
+
+def _neighbourhood_depths(depth):
+    """(nearest, farthest, background, noise): per pixel the nearest measured depth over its
+    3x3 neighbourhood where the pixel itself measured one (else inf), the farthest (0 where
+    none), whether it belongs to the background (unmeasured, 3 pixels or more from any
+    measurement and joined to the image's border: a hole inside the silhouette or a band lost
+    at a grazing edge is a dropout, not free space), and the image's noise estimate."""
+    measured = depth > 0
+    nearest = ndimage.minimum_filter(np.where(measured, depth, np.inf), size=3,
+                                     mode="constant", cval=np.inf)
+    farthest = ndimage.maximum_filter(np.where(measured, depth, 0.0), size=3,
+                                      mode="constant", cval=0.0)
+    # Background: unmeasured, 3 pixels or more from any measurement (grazing surfaces at the
+    # silhouette lose bands of pixels, which are not free space), and joined to the border.
+    near_object = ndimage.binary_dilation(measured, iterations=3)
+    background = ~ndimage.binary_fill_holes(near_object)
+    nearest = np.where(measured, nearest, np.inf)  # a dropout's neighbours say nothing of it
+    return nearest, farthest, background, depth_noise(depth)
+
+
+def depth_noise(depth) -> float:
+    """An estimate of a depth image's noise (its units): from the mean absolute difference
+    between each measured pixel and the median of its 3x3 neighbourhood, over pixels whose
+    neighbourhood is fully measured (surface slope and curvature add to it: it errs high)."""
+    measured = depth > 0
+    full = ndimage.minimum_filter(measured.astype(np.uint8), size=3, mode="constant") > 0
+    if not full.any():
+        return 0.0
+    local = ndimage.median_filter(depth, size=3, mode="nearest")
+    # The mean absolute deviation (sigma * sqrt(2 / pi) for Gaussian noise): the median would
+    # read 0 on quantised depths, where most pixels equal their neighbourhood's median.
+    return float(np.sqrt(np.pi / 2) * np.mean(np.abs(depth - local)[full]))
+
+
+def view_evidence(points, depth, camera: PinholeCamera, *, margin: float,
+                  background: bool = True, neighbourhood=None):
+    """(free (n,), behind (n,)) booleans of ``points`` (n, 3) for one view (depth and camera
+    in the points' frame): see the module's docstring."""
+    nearest, farthest, background_pixels, noise = neighbourhood or _neighbourhood_depths(depth)
+    margin = max(margin, 3 * noise)  # never free or behind within the sensor's noise
+    uv, z = camera.project(points)
+    with np.errstate(invalid="ignore"):
+        cols, rows = np.rint(uv[:, 0]), np.rint(uv[:, 1])
+        seen = ((z > 0) & (cols >= 0) & (cols < camera.width) & (rows >= 0)
+                & (rows < camera.height))
+    free = np.zeros(len(points), bool)
+    behind = np.zeros(len(points), bool)
+    index = np.nonzero(seen)[0]
+    r, c = rows[index].astype(np.int64), cols[index].astype(np.int64)
+    near, far, depth_here = nearest[r, c], farthest[r, c], z[index]
+    empty = np.isinf(near)
+    free[index] = np.where(empty, background & background_pixels[r, c],
+                           depth_here < near - margin)
+    behind[index] = ~empty & (depth_here > far + margin)
+    return free, behind
+
+
+def _evidence(points, views, config: ScanSamplingConfig):
+    free = np.zeros(len(points), bool)
+    behind = np.zeros(len(points), np.int32)
+    for depth, camera, neighbourhood in views:
+        f, b = view_evidence(points, depth, camera, margin=config.margin,
+                             background=config.background, neighbourhood=neighbourhood)
+        free |= f
+        behind += b
+    return free, behind
+
+
+def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unseen=None):
+    """(sdf (n,), keep (n,), counts) of normalized-frame ``points`` against the fused
+    ``cloud`` (m, 3) with sensor-facing ``normals`` and the normalized ``views``
+    ([(depth, camera, neighbourhood depths)]); see the module's docstring.  ``unseen``
+    (k, 3): centres of hull-surface cells no view measured (:func:`surface_coverage`); a
+    sample nearer to one of them than to any measured point is dropped, not voted."""
+    tree = cKDTree(cloud)
+    spacing = float(np.median(tree.query(cloud[:: max(1, len(cloud) // 5000)], k=2)[0][:, 1]))
+    free, behind = _evidence(points, views, config)
+    nearest_distance, nearest = tree.query(points, workers=-1)
+    plane = np.abs(np.einsum("ij,ij->i", points - cloud[nearest], normals[nearest]))
+    distance = np.where(nearest_distance < 2 * spacing, plane, nearest_distance)
+    near = nearest_distance < config.band
+    blind = np.zeros(len(points), bool)
+    if unseen is not None and len(unseen):
+        blind[~free] = cKDTree(unseen).query(points[~free], workers=-1)[0] < \
+            nearest_distance[~free]
+    vote = np.zeros(len(points), np.int8)
+    candidates = np.nonzero(near & ~free & ~blind)[0]
+    if len(candidates):
+        vote[candidates] = vote_signs(tree, normals, points[candidates],
+                                      neighbours=config.neighbours)[0]
+    hull_inside = ~near & ~free & ~blind & (behind >= config.min_views_inside)
+    sign = np.zeros(len(points), np.int8)
+    sign[free] = 1
+    sign[~free & near] = vote[~free & near]
+    sign[hull_inside] = -1
+    keep = sign != 0
+    counts = {"free_space": int(free.sum()), "voted": int(len(candidates)),
+              "vote_split": int(np.count_nonzero(vote[candidates] == 0)),
+              "hull_inside": int(hull_inside.sum()), "unseen_nearby": int(blind.sum()),
+              "unconstrained": int(np.count_nonzero(~near & ~free & ~blind & ~hull_inside)),
+              "point_spacing": spacing}
+    return np.where(keep, sign * distance, 0.0), keep, counts
+
+
+def surface_coverage(cloud, views, config: ScanSamplingConfig) -> tuple[float, np.ndarray]:
+    """(share, unseen (k, 3)): the share of the carved hull's surface cells (a grid over the
+    unit ball) with a measured point within 1.5 cells, and the centres of those without."""
+    size = config.coverage_grid
+    axis = (np.arange(size) + 0.5) / size * 2 - 1
+    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    ball = np.linalg.norm(grid, axis=1) <= 1.0
+    free = ~ball
+    inner = np.nonzero(ball)[0]
+    for depth, camera, neighbourhood in views:
+        f, _ = view_evidence(grid[inner], depth, camera, margin=0.0,
+                             background=config.background, neighbourhood=neighbourhood)
+        free[inner[f]] = True
+    hull = ~free.reshape(size, size, size)
+    boundary = hull & ndimage.binary_dilation(~hull)
+    cells = grid[boundary.reshape(-1)]
+    if len(cells) == 0:
+        return 0.0, np.zeros((0, 3))
+    distance, _ = cKDTree(cloud).query(cells, workers=-1)
+    seen = distance < 1.5 * 2 / size
+    return float(np.mean(seen)), cells[~seen]
+
+
+def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) -> ScanSamples:
+    """Signed samples of one instance's :class:`~.scan_io.DepthView` s.
+
+    Raises
+    ------
+    PreprocessError
+        One line: too few measured points, too little coverage, or no sample inside (the
+        views do not enclose the object) or outside.
+    """
+    cloud_world, normals, view_stats = fused_surface(views, config)
+    if len(cloud_world) < 100:
+        raise PreprocessError(f"the views measured {len(cloud_world)} usable surface points "
+                              "(at least 100 needed): is the object masked out, or the depth "
+                              "scale wrong?")
+    offset, scale = normalization_parameters(cloud_world)
+    cloud = to_normalized(cloud_world, offset, scale)
+    normalized = [(depth, camera, _neighbourhood_depths(depth))
+                  for depth, camera in normalized_views(views, offset, scale)]
+    coverage, unseen = surface_coverage(cloud, normalized, config)
+    if coverage < config.min_coverage:
+        raise PreprocessError(f"the {len(views)} view(s) covered {coverage:.0%} of the "
+                              f"surface (at least {config.min_coverage:.0%} needed): add "
+                              "views from the sides not seen")
+    near_count = int(round(config.count * config.near_fraction))
+    picks = rng.integers(0, len(cloud), near_count)
+    stddevs = np.sqrt(np.asarray(config.variances, dtype=np.float64))
+    which = rng.integers(0, len(stddevs), near_count)
+    near = cloud[picks] + rng.normal(size=(near_count, 3)) * stddevs[which, None]
+    uniform = rng.uniform(-1.0, 1.0, size=(config.count - near_count, 3))
+    points = np.concatenate([near, uniform])
+    sdf, keep, counts = sign_samples(points, cloud, normals, normalized, config, unseen)
+    inside, outside = int(np.count_nonzero(sdf[keep] < 0)), int(np.count_nonzero(sdf[keep] > 0))
+    if inside < 0.01 * keep.sum() or outside < 0.01 * keep.sum():
+        raise PreprocessError(f"too few samples on one side ({inside} inside, {outside} "
+                              "outside): the views do not enclose the object (a scan of one "
+                              "side has no inside)")
+    chosen = rng.choice(len(cloud), min(config.surface_samples, len(cloud)), replace=False)
+    stats = {"views": view_stats, "coverage": round(coverage, 4),
+             "fused_points": len(cloud), "samples": int(keep.sum()),
+             "dropped": int(np.count_nonzero(~keep)), **counts}
+    return ScanSamples(points=points[keep], sdf=sdf[keep], offset=offset, scale=scale,
+                       surface_points=cloud_world[chosen], surface_normals=normals[chosen],
+                       stats=stats)

@@ -1,0 +1,154 @@
+"""Virtual depth captures of meshes with a documented sensor-noise model: the scans
+``deepsdf generate --style scans`` writes, and the truth the scan preprocessor is measured
+against (tests, ``benchmarks/scans.py``).
+
+The object (a mesh, scaled so that its bounding sphere's diameter is ``object_size`` metres)
+sits at the world origin; ``views`` cameras stand on a sphere of radius ``distance`` metres
+around it, at evenly spaced azimuths and elevations cycling through ``elevations`` (default
+-30, 10 and 45 degrees: a hand-held capture around the object, from below too; a turntable's
+(15, 45) never sees the underside, and what no view sees is dropped or guessed wrong), each
+looking at the origin.
+
+:class:`SensorNoise` (a structured-light / time-of-flight sensor, after Khoshelham and
+Elberink 2012):
+
+- depth noise: Gaussian with standard deviation ``base + quadratic * z^2`` (metres, z the
+  depth), independent per pixel;
+- grazing dropouts: a pixel whose surface meets the ray at ``cos < grazing`` is lost with
+  probability ``1 - cos / grazing``;
+- random dropouts: each pixel lost with probability ``dropout``;
+- quantisation: depths rounded to ``quantum`` metres (16-bit millimetre PNGs: 0.001).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from .contract import atomic_path
+from .pinhole import PinholeCamera, intrinsics_from_fov, look_at_pose, spherical_direction
+from .raycast import first_hits
+from .scan import plane_depth
+
+__all__ = ["SensorNoise", "NOISELESS", "CaptureConfig", "capture_views", "write_views",
+           "object_scale", "write_scans"]
+
+
+@dataclass(frozen=True)
+class SensorNoise:
+    """The noise model of the module's docstring (metres)."""
+
+    base: float = 0.0005
+    quadratic: float = 0.0015
+    grazing: float = 0.2
+    dropout: float = 0.01
+    quantum: float = 0.001
+
+
+NOISELESS = SensorNoise(base=0.0, quadratic=0.0, grazing=0.0, dropout=0.0, quantum=0.0)
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    views: int = 8
+    object_size: float = 0.3  # metres across the bounding sphere
+    distance: float = 0.7  # metres from the object's centre
+    width: int = 320
+    height: int = 240
+    fov: float = 45.0  # vertical, degrees
+    elevations: tuple = (-30.0, 10.0, 45.0)  # degrees above the horizon, cycled over views
+    noise: SensorNoise = SensorNoise()
+
+
+def object_scale(mesh: trimesh.Trimesh, config: CaptureConfig) -> tuple[np.ndarray, float]:
+    """(centre (3,), metres per mesh unit): the world frame is ``(x - centre) * scale``."""
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    centre = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
+    radius = np.linalg.norm(vertices - centre, axis=1).max()
+    return centre, config.object_size / (2 * radius)
+
+
+def _depth_and_cosine(vertices, faces, camera: PinholeCamera):
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    origins, directions = camera.rays()
+    triangles, hit = first_hits(mesh.ray, origins, directions)
+    depth = np.zeros(len(origins))
+    cosine = np.zeros(len(origins))
+    if len(hit):
+        length = plane_depth(vertices, faces, triangles, origins[hit], directions[hit])
+        depth[hit] = np.nan_to_num(length * (directions[hit] @ camera.pose[:3, 2]), nan=0.0,
+                                   posinf=0.0)
+        cosine[hit] = np.abs(np.einsum("ij,ij->i", mesh.face_normals[triangles],
+                                       directions[hit]))
+    shape = (camera.height, camera.width)
+    return depth.reshape(shape), cosine.reshape(shape)
+
+
+def capture_views(mesh: trimesh.Trimesh, config: CaptureConfig,
+                  rng: np.random.Generator) -> list:
+    """``config.views`` noisy depth views of ``mesh``: dicts with ``depth`` (h, w) metres (0:
+    no measurement), ``K`` (3, 3), ``pose`` (4, 4) OpenCV camera-to-world, in the world frame
+    of :func:`object_scale`."""
+    centre, scale = object_scale(mesh, config)
+    vertices = (np.asarray(mesh.vertices, dtype=np.float64) - centre) * scale
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    K = intrinsics_from_fov(config.width, config.height, config.fov)
+    noise = config.noise
+    views = []
+    for index in range(config.views):
+        azimuth = 2 * np.pi * index / config.views
+        elevation = np.radians(config.elevations[index % len(config.elevations)])
+        pose = look_at_pose(config.distance * spherical_direction(azimuth, elevation))
+        camera = PinholeCamera.create(K, pose, config.width, config.height)
+        depth, cosine = _depth_and_cosine(vertices, faces, camera)
+        seen = depth > 0
+        depth = depth + seen * rng.normal(size=depth.shape) * (noise.base
+                                                               + noise.quadratic * depth ** 2)
+        lost = rng.random(depth.shape) < noise.dropout
+        if noise.grazing > 0:
+            lost |= rng.random(depth.shape) < 1 - np.clip(cosine / noise.grazing, 0, 1)
+        depth = np.where(seen & ~lost, depth, 0.0)
+        if noise.quantum > 0:
+            depth = np.round(depth / noise.quantum) * noise.quantum
+        views.append({"depth": np.maximum(depth, 0.0).astype(np.float32), "K": K,
+                      "pose": camera.pose})
+    return views
+
+
+def write_views(folder, views: list) -> list:
+    """Write ``views`` as ``folder/view_XX.npz`` (the scan layout of :mod:`.scan_io`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, view in enumerate(views):
+        path = folder / f"view_{index:02d}.npz"
+        with atomic_path(path) as temporary:
+            with open(temporary, "wb") as stream:
+                np.savez_compressed(stream, depth=view["depth"], K=view["K"],
+                                    pose=view["pose"])
+        paths.append(path)
+    return paths
+
+
+def write_scans(out_dir, category: str, count: int, seed: int,
+                config: CaptureConfig = CaptureConfig()) -> list:
+    """Scan ``count`` seeded procedural shapes of ``category`` (the meshes ``deepsdf
+    generate`` writes with the same seed) into ``out_dir/<category>/<name>/view_XX.npz``;
+    returns the instance folders."""
+    import tempfile
+
+    from .procedural import write_shapes
+
+    out_dir = Path(out_dir)
+    folders = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for path in write_shapes(Path(scratch), category, count, seed):
+            mesh = trimesh.load(path, force="mesh", process=False)
+            rng = np.random.default_rng([seed, int(path.stem.rsplit("_", 1)[-1])])
+            folder = out_dir / category / path.stem
+            write_views(folder, capture_views(mesh, config, rng))
+            folders.append(folder)
+    return folders
