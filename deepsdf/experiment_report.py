@@ -63,6 +63,15 @@ def _header(name: str) -> str:
     return f"{metric.label} ({metric.arrow})"
 
 
+INTERPOLATION_NOTE = (
+    "What the strip shows: the decoder's shapes along a great-circle path between two "
+    "training codes, not a morph of the meshes. Parts that do not correspond (a chair's back, "
+    "a table's wider top) fade in and out, so frames in between can come apart into pieces: "
+    "with the demo's model, 35% of the in-between frames on 8 paths were one piece, against "
+    "100% of the training shapes at their ends, and neither smaller initial codes nor a ten "
+    "times stronger prior made them whole (docs/benchmarks.md, 'The shape space').")
+
+
 def read_completion(folder) -> tuple[list, dict]:
     """(rows, summary) of a completion folder that ``deepsdf complete --virtual-scan`` wrote
     (``completion.csv``, ``summary.json``); ``([], {})`` where there is none."""
@@ -143,6 +152,7 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
     _pictures(page, folder, trained, shapes, by_key, completion, picture_size)
     if interpolation:
         page.heading("Interpolation (slerp between two training codes)")
+        page.paragraph(INTERPOLATION_NOTE, css="note")
         for name, caption in (("strip.png", "the path, left to right"),
                               ("interpolation.gif", "the same path, animated")):
             if (Path(interpolation) / name).is_file():
