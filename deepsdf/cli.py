@@ -371,8 +371,10 @@ def _run_preprocess_scans(args) -> int:
 def _listed(problems: dict, what: str) -> int:
     """Print one stderr line per instance of ``problems`` (key -> reason); the exit status:
     1 when there is any, else 0."""
+    from deepsdf_preprocess.contract import printable
+
     for key, reason in sorted(problems.items()):
-        print(f"  {what} {key}: {reason}", file=sys.stderr)
+        print(f"  {what} {printable(key)}: {printable(reason)}", file=sys.stderr)
     return 1 if problems else 0
 
 

@@ -35,6 +35,11 @@ __all__ = ["check_name", "split_key", "InstanceKey", "atomic_path", "remove_stal
            "write_json", "read_split", "write_split"]
 
 
+def printable(text: str) -> str:
+    """``text`` for one line of output: escaped where it holds control characters."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def check_name(name, what: str = "name") -> str:
     """Return ``name`` if it is a usable dataset, class or instance name, else raise.
 

@@ -32,6 +32,7 @@ from .pipeline import instance_seed
 from .pinhole import to_opencv_pose
 from .progress import progress_bar
 from .provenance import fingerprint, fingerprints, stale_reason
+from .contract import printable
 from .scan_io import ScanJob, discover_scans, read_views
 from .scan_sdf import ScanSamplingConfig, sample_views
 
@@ -97,6 +98,10 @@ def preprocess_scans(scan_dir, data_dir, dataset: str, *,
     data_dir = Tree(data_dir, "data root").root
     if split_out is None:
         Tree(data_dir, "data root").file("splits", f"{dataset}.json")
+    scan_root = Path(scan_dir).resolve()
+    if scan_root == data_dir.resolve() or scan_root in data_dir.resolve().parents:
+        raise InputError(f"the data root {data_dir} lies inside the scan folder {scan_dir}: "
+                         "its folders would be read as scans; choose another")
     jobs = discover_scans(scan_dir, split=split, dataset=dataset)
     if not jobs:
         raise InputError(f"{scan_dir} holds no <class>/<instance>/ scan folders")
@@ -128,11 +133,15 @@ def preprocess_scans(scan_dir, data_dir, dataset: str, *,
                          "settings": settings, "source": scans_identity(job)}
             except DiskFullError:
                 raise
-            except (InputError, PreprocessError) as error:
+            except Exception as error:  # one bad object must not stop the others
+                known = isinstance(error, (InputError, PreprocessError))
+                if not known:
+                    logger.debug("instance %s failed", job.key, exc_info=True)
+                reason = (str(error) if known else f"{type(error).__name__}: {error}")
                 entry = {"status": "failed", "mesh": None, "scans": str(job.folder),
-                         "reason": str(error).splitlines()[0]}
+                         "reason": (reason.splitlines() or [type(error).__name__])[0]}
                 failed[job.key] = entry["reason"]
-                bar.write(f"FAILED {job.key}: {entry['reason']}")
+                bar.write(f"FAILED {printable(job.key)}: {entry['reason']}")
             append_record(journal, job.key, entry)
             bar.update(1)
         bar.close()

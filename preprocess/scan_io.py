@@ -13,7 +13,8 @@
 
 Depth is the distance along the optical axis (0 or NaN: no measurement), in metres, or in
 integer units divided by ``depth_scale`` (1000 for millimetres; required for PNGs).  A mask
-sets every pixel outside the object to "no measurement".  Every value passes the validators of
+sets every pixel outside the object to "no measurement".  Hidden files and folders (names
+starting with ".") are skipped, and links to files outside are refused.  Every value passes the validators of
 :mod:`.validate` (a rigid pose, an invertible K with focal lengths in range, a finite depth
 image): a bad view fails its instance with a one-line reason naming the file.  Nothing in
 a scan folder is executed or unpickled.
@@ -77,8 +78,10 @@ def discover_scans(scan_dir, *, split: dict | None = None, dataset: str | None =
     if not root.is_dir():
         raise InputError(f"scan folder {root} does not exist or is not a folder")
     jobs = []
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for folder in sorted(p for p in class_dir.iterdir() if p.is_dir()):
+    for class_dir in sorted(p for p in root.iterdir()
+                            if p.is_dir() and not p.name.startswith(".")):
+        for folder in sorted(p for p in class_dir.iterdir()
+                             if p.is_dir() and not p.name.startswith(".")):
             problem = None
             if class_dir.is_symlink() or folder.is_symlink():
                 problem = "a symbolic link: scan folders are read only inside SCAN_DIR"
@@ -90,6 +93,9 @@ def discover_scans(scan_dir, *, split: dict | None = None, dataset: str | None =
                     problem = str(error)
             jobs.append(ScanJob(class_dir.name, folder.name, folder, problem))
     if split is not None:
+        if dataset not in split:
+            raise InputError(f"the split lists no instance of dataset {dataset!r} (it has "
+                             f"{sorted(split)})")
         wanted = {(c, i) for c, items in split.get(dataset, {}).items() for i in items}
         found = {(job.class_name, job.instance) for job in jobs}
         jobs = [job for job in jobs if (job.class_name, job.instance) in wanted]
@@ -98,20 +104,46 @@ def discover_scans(scan_dir, *, split: dict | None = None, dataset: str | None =
     return jobs
 
 
+def _regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file; a link there is refused (scan folders are read
+    only inside SCAN_DIR, and a link's target could change unseen by the rerun check)."""
+    if path.is_symlink():
+        raise InputError(f"{path} is a symbolic link: files of a scan folder are read only "
+                         "inside SCAN_DIR")
+    return path.is_file()
+
+
 def _json(path: Path) -> dict:
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from None
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise InputError(f"{path}: not valid JSON ({str(error)[:200]})") from None
     if not isinstance(payload, dict):
         raise InputError(f"{path}: expected a JSON object")
     return payload
 
 
 def _convention(value, source) -> str:
-    if value not in CONVENTIONS:
-        raise InputError(f"{source}: convention {value!r} is not one of {list(CONVENTIONS)}")
-    return str(value)
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if not isinstance(value, str) or value not in CONVENTIONS:
+        raise InputError(f"{source}: convention {str(value)[:80]!r} is not one of "
+                         f"{list(CONVENTIONS)}")
+    return value
+
+
+def _mask(value, source) -> np.ndarray:
+    """A mask as booleans (non-zero: the object): a boolean or numeric 2-D array, finite."""
+    array = np.asarray(value)
+    if array.dtype == bool:
+        return array
+    return validate.numeric_array(array, source=source, field="mask") > 0
+
+
+def zipfile_like(path: Path) -> bool:
+    """Whether ``path`` starts as a zip archive (an .npz) does."""
+    with open(path, "rb") as stream:
+        return stream.read(4) == b"PK\x03\x04"
 
 
 def _npz_view(path: Path, defaults: dict) -> tuple:
@@ -119,7 +151,11 @@ def _npz_view(path: Path, defaults: dict) -> tuple:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: np.asarray(data[name]) for name in data.files}
     except Exception as error:  # truncated or foreign files raise many types
-        raise InputError(f"cannot read {path}: {type(error).__name__}: {error}") from None
+        if not zipfile_like(path):
+            raise InputError(f"cannot read {path}: not an .npz archive") from None
+        reason = ("it holds Python objects, which are never loaded" if "pickle" in str(error)
+                  else f"{type(error).__name__}: {str(error)[:200]}")
+        raise InputError(f"cannot read {path}: {reason}") from None
     if "depth" not in arrays or "pose" not in arrays:
         raise InputError(f"{path}: a view needs the arrays 'depth' and 'pose' (has "
                          f"{sorted(arrays)})")
@@ -129,10 +165,11 @@ def _npz_view(path: Path, defaults: dict) -> tuple:
             value = arrays[name]
             settings[name] = value.item() if value.ndim == 0 else value
     depth = arrays["depth"]
-    if "depth_scale" in settings and depth.dtype.kind in "iu":
+    if "depth_scale" in settings:  # integer or float depth in units of 1 / depth_scale m
         scale = validate.number(settings["depth_scale"], what=f"{path}: depth_scale",
                                 positive=True)
-        depth = depth.astype(np.float64) / scale
+        if depth.dtype.kind in "iuf" and depth.dtype != bool:
+            depth = depth.astype(np.float64) / scale
     elif depth.dtype.kind in "iu":
         raise InputError(f"{path}: integer depth needs depth_scale (units per metre)")
     return depth, arrays["pose"], settings, arrays.get("mask")
@@ -140,15 +177,20 @@ def _npz_view(path: Path, defaults: dict) -> tuple:
 
 def _png_view(path: Path, defaults: dict) -> tuple:
     sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():
+    if not _regular(sidecar):
         raise InputError(f"{path}: a PNG view needs {sidecar.name} beside it (its pose)")
     settings = dict(defaults, **_json(sidecar))
     if "pose" not in settings:
         raise InputError(f"{sidecar}: no 'pose' (the 4x4 camera-to-world matrix)")
-    depth = load_depth(path, depth_scale=settings.get("depth_scale"))
+    if "depth_scale" not in settings:
+        raise InputError(f"{path}: a PNG depth image needs depth_scale (units per metre, "
+                         f"e.g. 1000 for millimetres) in {sidecar.name} or {CAMERAS_FILE}")
+    scale = validate.number(settings["depth_scale"], what=f"{sidecar}: depth_scale",
+                            positive=True)
+    depth = load_depth(path, depth_scale=scale)
     mask = None
     mask_path = path.with_name(path.stem + ".mask.png")
-    if mask_path.is_file():
+    if _regular(mask_path):
         from PIL import Image
 
         try:
@@ -170,9 +212,10 @@ def read_views(folder) -> list:
         the folder holds no view.
     """
     folder = Path(folder)
-    defaults = _json(folder / CAMERAS_FILE) if (folder / CAMERAS_FILE).is_file() else {}
+    defaults = _json(folder / CAMERAS_FILE) if _regular(folder / CAMERAS_FILE) else {}
     paths = sorted(p for p in folder.iterdir()
-                   if p.suffix.lower() in VIEW_SUFFIXES and not p.name.endswith(".mask.png"))
+                   if p.suffix.lower() in VIEW_SUFFIXES and not p.name.endswith(".mask.png")
+                   and not p.name.startswith("."))  # hidden files (._x.npz) are not views
     views = []
     for path in paths:
         if path.is_symlink() or not path.is_file():
@@ -181,14 +224,17 @@ def read_views(folder) -> list:
         depth, pose, settings, mask = reader(path, defaults)
         depth = validate.depth_image(depth, source=path)
         if mask is not None:
-            mask = np.asarray(mask)
+            mask = _mask(mask, path)
             if mask.shape != depth.shape:
                 raise InputError(f"{path}: mask of shape {mask.shape} for a depth image of "
                                  f"shape {depth.shape}")
-            depth = np.where(mask.astype(bool), depth, 0.0)
+            depth = np.where(mask, depth, 0.0)
         if "K" not in settings:
             raise InputError(f"{path}: no intrinsics K (in the view or {CAMERAS_FILE})")
         convention = _convention(settings.get("convention", "opencv"), path)
+        if not np.any(depth > 0):
+            raise InputError(f"{path} measures nothing (every pixel 0"
+                             + (" after its mask)" if mask is not None else ")"))
         pose = validate.rigid_pose(pose, source=path)
         K = validate.intrinsics(settings["K"], source=path)
         camera = PinholeCamera.create(K, pose, depth.shape[1], depth.shape[0],

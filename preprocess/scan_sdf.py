@@ -19,9 +19,15 @@ Signs (:func:`sign_samples`):
 - otherwise (far from the surface): inside when at least ``min_views_inside`` views see it
   behind their measurement (the space-carving hull), else dropped: a sample no view
   constrains is never guessed;
-- and a sample not seen free that lies nearer to a part of the hull's surface that no view
-  measured (a chair seat's underside, for a camera that never looks up) than to any
-  measured point is dropped too: the vote of the far side's normals would guess it.
+- and a sample not seen free with a part of the hull's surface that no view measured (a
+  chair seat's underside, for a camera that never looks up) within :data:`BLIND_FACTOR`
+  times its distance to the nearest measured point is dropped too: the vote of the far
+  side's normals would guess it.
+
+Before any of this, stray points far from the object (beyond :data:`OUTLIER_FACTOR` times
+the 99th percentile distance from the cloud's median) are dropped, and views that do not see
+one object (:func:`_check_agreement`: wrong depth units or pose convention) fail the
+instance with a reason.
 
 Distances: to the nearest fused point, point-to-plane within two point spacings of it (the
 original's form), point-to-point beyond.
@@ -47,6 +53,18 @@ from .sdf import vote_signs
 
 __all__ = ["ScanSamplingConfig", "ScanSamples", "normalized_views", "view_evidence",
            "sign_samples", "surface_coverage", "sample_views", "fused_surface", "depth_noise"]
+
+
+#: A sample not seen free is dropped when an unmeasured part of the hull's surface lies within
+#: this many times its distance to the nearest measured point: what lies there (a table top's
+#: underside, at some unknown depth) could be nearer than the measured side.
+BLIND_FACTOR = 3.0
+#: Fused points farther from the cloud's median than this many times the 99th percentile
+#: distance are outliers (stray pixels far behind the object), dropped before normalizing.
+OUTLIER_FACTOR = 2.0
+#: Views whose point centroids spread more than this many times the largest single view's
+#: extent do not see one object: depth units or pose conventions disagree.
+DISAGREEMENT = 2.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,30 @@ def fused_surface(views, config: ScanSamplingConfig):
                       "median_depth": float(np.median(view.depth[measured]))
                       if measured.any() else None})
     return np.concatenate(points), np.concatenate(normals), stats
+
+
+def _check_agreement(views, config: ScanSamplingConfig) -> None:
+    """Fail when the views do not see one object: their points' centroids spread far more
+    than the largest extent any one view measured (millimetre depths with metre poses, an
+    OpenGL pose read as OpenCV)."""
+    centroids, extents = [], []
+    for view in views:
+        points, _ = view.camera.depth_to_points(view.depth)
+        if len(points) < 10:
+            continue
+        centroids.append(points.mean(axis=0))
+        extents.append(float(np.linalg.norm(np.percentile(points, 99, axis=0)
+                                            - np.percentile(points, 1, axis=0))))
+    if len(centroids) < 2:
+        return
+    centroids = np.asarray(centroids)
+    spread = float(np.linalg.norm(centroids.max(axis=0) - centroids.min(axis=0)))
+    if spread > DISAGREEMENT * max(extents):
+        raise PreprocessError(
+            f"the views do not see one object: their points' centres lie {spread:.3g} apart, "
+            f"{spread / max(extents):.0f}x the largest extent one view measured "
+            f"({max(extents):.3g}); check the depth units (depth_scale: metres are expected) "
+            "and the pose convention (opencv or opengl) of every view")
 
 
 def normalized_views(views, offset, scale) -> list:
@@ -206,7 +248,7 @@ def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unse
     blind = np.zeros(len(points), bool)
     if unseen is not None and len(unseen):
         blind[~free] = cKDTree(unseen).query(points[~free], workers=-1)[0] < \
-            nearest_distance[~free]
+            BLIND_FACTOR * nearest_distance[~free]
     vote = np.zeros(len(points), np.int8)
     candidates = np.nonzero(near & ~free & ~blind)[0]
     if len(candidates):
@@ -258,7 +300,17 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
         One line: too few measured points, too little coverage, or no sample inside (the
         views do not enclose the object) or outside.
     """
+    from .validate import require_memory
+
+    require_memory(config.count * 400 + sum(v.depth.size for v in views) * 120,
+                   what=f"{config.count:,} samples of {len(views)} views",
+                   hint="lower --samples")
     cloud_world, normals, view_stats = fused_surface(views, config)
+    _check_agreement(views, config)
+    centre = np.median(cloud_world, axis=0)
+    reach = np.linalg.norm(cloud_world - centre, axis=1)
+    inlier = reach <= OUTLIER_FACTOR * np.percentile(reach, 99)
+    cloud_world, normals = cloud_world[inlier], normals[inlier]
     if len(cloud_world) < 100:
         raise PreprocessError(f"the views measured {len(cloud_world)} usable surface points "
                               "(at least 100 needed): is the object masked out, or the depth "
@@ -287,7 +339,8 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
                               "side has no inside)")
     chosen = rng.choice(len(cloud), min(config.surface_samples, len(cloud)), replace=False)
     stats = {"views": view_stats, "coverage": round(coverage, 4),
-             "fused_points": len(cloud), "samples": int(keep.sum()),
+             "fused_points": len(cloud), "outlier_points": int(np.count_nonzero(~inlier)),
+             "samples": int(keep.sum()),
              "dropped": int(np.count_nonzero(~keep)), **counts}
     return ScanSamples(points=points[keep], sdf=sdf[keep], offset=offset, scale=scale,
                        surface_points=cloud_world[chosen], surface_normals=normals[chosen],

@@ -42,7 +42,11 @@ def numeric_array(value, *, source, field: str | None = None, shape=None,
     ``shape`` is a tuple with ``None`` for any length (``(None, 3)``); ``finite`` refuses NaN
     and infinities.
     """
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged nested lists and the like
+        raise InputError(f"{_where(source, field)} is not a numeric array: "
+                         f"{str(error).splitlines()[0]}") from None
     if array.dtype == bool or array.dtype.kind not in "iuf":
         raise InputError(f"{_where(source, field)} holds {array.dtype} values; numbers are "
                          "needed")

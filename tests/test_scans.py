@@ -103,6 +103,11 @@ def test_png_views_and_the_opengl_convention_read_as_the_npz_views(tmp_path):
     (lambda d: dict(d, K=np.zeros((3, 3))), "K"),
     (lambda d: dict(d, mask=np.ones((2, 2))), "mask"),
     (lambda d: dict(d, convention="blender"), "convention"),
+    (lambda d: dict(d, convention=np.array(["opencv", "opengl"])), "convention"),
+    (lambda d: dict(d, mask=np.where(d["depth"] > 0, "1", "0")), "mask"),
+    (lambda d: dict(d, depth=np.zeros_like(d["depth"])), "measures nothing"),
+    (lambda d: dict(d, depth=d["depth"], mask=np.zeros(d["depth"].shape, bool)),
+     "every pixel 0 after its mask"),
 ])
 def test_a_bad_view_is_one_line_naming_its_file(tmp_path, change, message):
     folder, *_ = scanned(tmp_path, "box", views=2)
@@ -112,6 +117,37 @@ def test_a_bad_view_is_one_line_naming_its_file(tmp_path, change, message):
     with pytest.raises(InputError, match=message) as error:
         read_views(folder)
     assert "view_01.npz" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_views_that_disagree_on_units_or_convention_fail_with_that_reason(tmp_path):
+    folder, *_ = scanned(tmp_path, "box", views=4)
+    with np.load(folder / "view_02.npz") as data:
+        arrays = {name: data[name] for name in data.files}
+    np.savez(folder / "view_02.npz", **dict(arrays, depth=arrays["depth"] * 1000))  # mm
+    with pytest.raises(PreprocessError, match="do not see one object.*depth units"):
+        sample_views(read_views(folder), SAMPLING, np.random.default_rng(0))
+    np.savez(folder / "view_02.npz", **dict(arrays, pose=to_opengl_pose(arrays["pose"])))
+    with pytest.raises(PreprocessError, match="do not see one object.*convention"):
+        sample_views(read_views(folder), SAMPLING, np.random.default_rng(0))
+
+
+def test_links_ragged_json_and_hidden_files(tmp_path):
+    folder, *_ = scanned(tmp_path, "box", views=3)
+    (folder / "._view_00.npz").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # skipped
+    assert len(read_views(folder)) == 3
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"convention": "opengl"}))
+    os.symlink(outside, folder / "cameras.json")
+    with pytest.raises(InputError, match="symbolic link"):
+        read_views(folder)
+    (folder / "cameras.json").unlink()
+    (folder / "cameras.json").write_text(json.dumps({"K": [[300, 0, 160], [0, 300], [0, 0, 1]]}))
+    with np.load(folder / "view_00.npz") as data:
+        arrays = {name: data[name] for name in data.files if name != "K"}
+    np.savez(folder / "view_00.npz", **arrays)
+    with pytest.raises(InputError, match="not a numeric array") as error:
+        read_views(folder)
+    assert "view_00.npz" in str(error.value)
 
 
 def test_the_driver_records_fails_and_skips_as_the_mesh_driver(tmp_path):
