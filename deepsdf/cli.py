@@ -451,7 +451,8 @@ Description. Then: deepsdf train EXP_DIR.""")
     amount.add_argument("--budget", type=_number_in(positive=True), metavar="MINUTES",
                         help="minutes of training to size the run to (default: 15)")
     amount.add_argument("--steps", type=_int_at_least(1),
-                        help="optimizer steps instead of a budget (nothing is timed: e.g. "
+                        help="optimizer steps instead of a budget (nothing is timed, and "
+                             "--device only picks the model: e.g. --device cuda --steps N "
                              "for a GPU machine other than this one)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing specs.json (never one beside checkpoints)")
@@ -462,14 +463,17 @@ def _run_new(args) -> int:
     from deepsdf.recipe import plan_recipe, write_recipe
 
     device = None
-    if args.model:
-        kind = "cpu" if args.model == "small" else "gpu"
-    if args.steps is None or not args.model:
+    if args.steps is not None:  # nothing is timed: the device need not be this machine's
+        named = args.device if args.device != "auto" else None
+        kind = ("gpu" if args.model == "reference" or (not args.model and named
+                                                        and named.startswith("cuda"))
+                else "cpu")
+    else:
         from deepsdf.device import resolve_device
 
         device = resolve_device(args.device)
-        if not args.model:
-            kind = "gpu" if device.type == "cuda" else "cpu"
+        kind = ({"small": "cpu", "reference": "gpu"}[args.model] if args.model
+                else "gpu" if device.type == "cuda" else "cpu")
     budget = None if args.steps is not None else (args.budget or 15.0)
     recipe = plan_recipe(data=args.data.resolve(), train=args.train.resolve(),
                          test=args.test.resolve() if args.test else None, kind=kind,
@@ -760,7 +764,8 @@ def _add_report(commands):
                     "strip with --interpolation, the training curve and the settings.")
     parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("--out", type=Path,
-                        help="folder of the page (default: EXP_DIR/Report/<checkpoint>)")
+                        help="folder of the page: new, empty, or an earlier report's "
+                             "(default: EXP_DIR/Report/<checkpoint>)")
     parser.add_argument("--completion", type=Path,
                         help="the --out folder of `deepsdf complete --virtual-scan` on the "
                              "same shapes")
@@ -780,6 +785,8 @@ def _run_report(args) -> int:
     from deepsdf.experiment import Experiment
     from deepsdf.experiment_report import write_report
 
+    if not args.experiment_dir.is_dir():
+        raise InputError(f"experiment folder {args.experiment_dir} does not exist")
     experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint, data=args.data)
     out = args.out or experiment.report_folder
     for name, folder in (("--completion", args.completion),

@@ -145,7 +145,8 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
                            completion=out / "completion",
                            interpolation=out / "report" / "interpolation",
                            title="deepsdf demo: procedural chairs and tables",
-                           timings=timings, picture_size=settings.picture_size)
+                           timings=timings, picture_size=settings.picture_size,
+                           replace=True)
     _say(f"7/7 report: {out / 'report' / 'index.html'}")
     return summary
 

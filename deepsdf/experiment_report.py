@@ -74,13 +74,14 @@ INTERPOLATION_NOTE = (
 
 def read_completion(folder) -> tuple[list, dict]:
     """(rows, summary) of a completion folder that ``deepsdf complete --virtual-scan`` wrote
-    (``completion.csv``, ``summary.json``); ``([], {})`` where there is none."""
+    (``completion.csv``, ``summary.json``)."""
     import json
 
     folder = Path(folder)
     table, summary = folder / "completion.csv", folder / "summary.json"
     if not table.is_file() or not summary.is_file():
-        return [], {}
+        raise InputError(f"{folder} holds no completion.csv and summary.json of `deepsdf "
+                         "complete --virtual-scan`")
     try:
         payload = json.loads(summary.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
@@ -90,9 +91,33 @@ def read_completion(folder) -> tuple[list, dict]:
     return _rows(table), payload
 
 
+#: The file that marks a folder as a report this project wrote (a rerun may replace it).
+MARKER = ".deepsdf-report"
+
+
+def _report_folder(folder: Path, replace: bool) -> None:
+    """Refuse a report folder that is a file, or that holds files other than an earlier
+    report's (without ``replace``)."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file, not a folder for the report")
+    if (folder.is_dir() and not replace and any(folder.iterdir())
+            and not (folder / MARKER).is_file()):
+        raise InputError(f"{folder} holds other files (it is not a report folder this "
+                         "command wrote); choose a new or empty folder")
+
+
+def _check_evaluation(evaluation, source) -> dict:
+    if not (isinstance(evaluation, dict) and isinstance(evaluation.get("reconstruction"), dict)
+            and "chamfer" in evaluation["reconstruction"]
+            and isinstance(evaluation.get("shapes"), int)):
+        raise InputError(f"{source} is not an evaluation summary of `deepsdf evaluate` "
+                         "(rerun it)")
+    return evaluation
+
+
 def write_report(folder, experiment, *, evaluation: dict | None = None, completion=None,
                  interpolation=None, title: str | None = None, timings: dict | None = None,
-                 picture_size: int = 256) -> dict:
+                 picture_size: int = 256, replace: bool = False) -> dict:
     """Write ``folder/index.html`` and ``folder/summary.json``; returns the summary.
 
     Parameters
@@ -110,6 +135,9 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
         A folder of ``deepsdf interpolate`` (its ``strip.png`` and ``interpolation.gif``).
     timings : dict, optional
         Stage name -> seconds, for the run's table.
+    replace : bool
+        Write into ``folder`` although it holds other files (the demo's, whose interpolation
+        is already there); otherwise only a new, empty or earlier report folder is written.
     """
     import json
 
@@ -118,20 +146,32 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
     from deepsdf_preprocess import contract
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    _report_folder(folder, replace)
     trained = Experiment.of(experiment)
     if evaluation is None:
         if not trained.evaluation_summary.is_file():
             raise InputError(f"{trained.folder} has no evaluation ({trained.evaluation_summary}"
                              "): run `deepsdf reconstruct` and `deepsdf evaluate` first")
-        evaluation = json.loads(trained.evaluation_summary.read_text())
+        try:
+            evaluation = json.loads(trained.evaluation_summary.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            evaluation = None
+        evaluation = _check_evaluation(evaluation, trained.evaluation_summary)
     if not trained.evaluation_table.is_file():
         raise InputError(f"{trained.evaluation_table} is missing: run `deepsdf evaluate` first")
-    rows, completed = read_completion(completion) if completion else ([], {})
-    if completion and not rows:
-        raise InputError(f"{completion} holds no completion.csv and summary.json of "
-                         "`deepsdf complete --virtual-scan`")
     shapes = _rows(trained.evaluation_table)
+    rows, completed = read_completion(completion) if completion else ([], {})
+    if completion:
+        evaluated = {row["instance"] for row in shapes}
+        rows = [row for row in rows if row.get("instance") in evaluated]
+        if not rows:
+            raise InputError(f"{completion} holds no completion of this experiment's evaluated "
+                             "shapes (another experiment's, or an empty run?)")
+    if interpolation and not any((Path(interpolation) / name).is_file()
+                                 for name in ("strip.png", "interpolation.gif")):
+        raise InputError(f"{interpolation} holds no strip.png or interpolation.gif of "
+                         "`deepsdf interpolate`")
+    folder.mkdir(parents=True, exist_ok=True)
     relative = lambda path: os.path.relpath(path, folder)  # noqa: E731
     reconstruction_verdict = evaluation.get("versus_retrieval_code")
     completion_verdict = completed.get("versus_retrieval")
@@ -177,6 +217,8 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
         summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
     summary["report"] = str(folder / "index.html")
     contract.write_json(folder / "summary.json", summary)
+    (folder / MARKER).write_text("written by deepsdf report; a rerun may replace this "
+                                 "folder's files\n")
     return summary
 
 
@@ -270,6 +312,7 @@ def _pictures(page, folder: Path, trained, shapes: list, completed: dict, comple
     for row in shapes:
         key = row["instance"]
         name = key.split("/")[-1]
+        class_name = key.split("/")[1]
         files = sources.instance(key)
         offset, scale = files.normalization()
         truth = sources.normalized_source_mesh(key)
@@ -288,14 +331,16 @@ def _pictures(page, folder: Path, trained, shapes: list, completed: dict, comple
         meshes = [truth, recon] + ([finished] if completion else []) + [retrieved]
         images = render_meshes(meshes, camera)
         strip = images[:2] + ([depth] if depth is not None else []) + images[2:]
-        save_png(folder / "shapes" / f"{name}.png", tile(strip))
-        page.picture(f"shapes/{name}.png",
-                     f"{name} ({key.split('/')[1]}): ground truth | reconstruction from its "
+        picture = f"shapes/{class_name}/{name}.png"  # instance names repeat across classes
+        save_png(folder / picture, tile(strip))
+        page.picture(picture,
+                     f"{name} ({class_name}): ground truth | reconstruction from its "
                      "SDF samples" + (" | the one depth view" if depth is not None else "")
                      + (" | completion from that view" if completion else "")
                      + " | retrieved training shape"
-                     + (f" ({other.split('/')[-1]})" if other else ""))
-        viewer_meshes[f"{name} ({key.split('/')[1]})"] = {
+                     + (f" ({other.split('/')[-1]}, {other.split('/')[1]})" if other
+                        else ""))
+        viewer_meshes[f"{name} ({class_name})"] = {
             "ground truth": truth, "reconstruction": recon, "completion": finished}
     page.heading("Interactive 3D view")
     page.raw(write_viewer(folder, viewer_meshes))

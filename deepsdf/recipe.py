@@ -43,6 +43,8 @@ TEMPLATES = {
     "gpu": (ROOT / "experiments" / "chairs" / "specs.json",
             "the paper's decoder: 8 x 512 with weight norm and dropout 0.2, codes of 256"),
 }
+#: The model of each template kind, as ``deepsdf new --model`` names it.
+MODELS = {"cpu": "small", "gpu": "reference"}
 #: Share of the budget left for start-up, checkpoints and the end of the run.
 BUDGET_SHARE = 0.9
 #: Data path and bookkeeping on top of a bare step (measured 4% on the CPU machine:
@@ -117,13 +119,21 @@ def time_step(specs: dict, shapes: int, device, *, steps: int = 6, warmup: int =
     from .device import resolve_device
     from .loss import clamped_l1
 
+    from deepsdf_preprocess.validate import require_memory
+
     device = resolve_device(device)
     config = parse_specs(specs, base=Path.cwd())
+    count = config.scenes_per_batch * config.samples_per_scene
+    # Activations kept for the backward pass: every layer's output per point, and its
+    # gradient, in float32 (a lower bound).
+    features = sum(config.decoder.dims) + config.decoder.latent_size + 3
+    require_memory(count * features * 4 * 3, what=f"timing a step of {count:,} points",
+                   hint="give --steps instead of --budget (nothing is timed), or run `new` "
+                        "on the machine that will train")
     generator = torch.Generator().manual_seed(0)
     decoder = Decoder(config.decoder).to(device)
     codes = torch.nn.Embedding(shapes, config.decoder.latent_size).to(device)
     optimizer = torch.optim.Adam([*decoder.parameters(), *codes.parameters()], lr=1e-4)
-    count = config.scenes_per_batch * config.samples_per_scene
     points = (torch.rand(count, 3, generator=generator) * 2 - 1).to(device)
     truth = (torch.rand(count, generator=generator) * 0.2 - 0.1).to(device)
     rows = torch.arange(count, device=device) // config.samples_per_scene % shapes
@@ -165,7 +175,8 @@ def plan_recipe(*, data: Path, train: Path, test: Path | None, kind: str,
     if shared:
         raise InputError(f"{len(shared)} shape(s) are in both the train and the test split "
                          f"(e.g. {shared[0]}): a held-out shape must not be trained on")
-    _check_samples(data, train_ids)
+    _check_samples(data, train_ids, "training")
+    _check_samples(data, test_ids, "test")
     shapes = len(train_ids)
     samples_per_step = template["ScenesPerBatch"] * template["SamplesPerScene"]
     scenes, per_scene, fill = plan_batches(shapes, template["ScenesPerBatch"],
@@ -209,8 +220,8 @@ def _sized(specs: dict, template: dict, epochs: int) -> dict:
     return specs
 
 
-def _check_samples(data: Path, instances: list) -> None:
-    """Every training shape has its SdfSamples under ``data``."""
+def _check_samples(data: Path, instances: list, what: str) -> None:
+    """Every shape of ``instances`` has its SdfSamples under ``data``."""
     from deepsdf_preprocess.formats import DataTree
 
     if not Path(data).is_dir():
@@ -218,9 +229,9 @@ def _check_samples(data: Path, instances: list) -> None:
     tree = DataTree(data)
     missing = [key for key in instances if not tree.instance(key).sdf_samples.is_file()]
     if missing:
-        raise InputError(f"{len(missing)} of {len(instances)} training shapes have no "
+        raise InputError(f"{len(missing)} of {len(instances)} {what} shapes have no "
                          f"SdfSamples under {data} (e.g. {missing[0]}); preprocess them first "
-                         f"or train on the split preprocess wrote")
+                         f"or use the split preprocess wrote")
 
 
 def _description(recipe: Recipe, template_note: str, budget_minutes) -> str:
@@ -236,7 +247,8 @@ def _description(recipe: Recipe, template_note: str, budget_minutes) -> str:
               f"minutes ({BUDGET_SHARE:.0%} of them for steps) buy {recipe.steps} steps"
               if budget_minutes is not None else f"{recipe.steps} steps as asked")
     return (f"Written by `deepsdf new` on {datetime.date.today().isoformat()} for "
-            f"{recipe.shapes} training shapes on a {recipe.kind.upper()}: {template_note}. "
+            f"{recipe.shapes} training shapes, the {MODELS[recipe.kind]} model: "
+            f"{template_note}. "
             f"{batch}; SamplesPerScene {recipe.samples_per_scene} keeps the template's points "
             f"per step. {timing}: "
             f"NumEpochs {recipe.epochs}, the learning-rate cuts at the template's share of the "

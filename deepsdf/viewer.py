@@ -55,6 +55,21 @@ def simplified(vertices: np.ndarray, faces: np.ndarray, cell: float):
     return merged[used], compact.reshape(-1, 3)
 
 
+def _finite(mesh) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices, faces) of ``mesh`` without non-finite vertices and the faces that use
+    them."""
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    good = np.all(np.isfinite(vertices), axis=1)
+    if good.all():
+        return vertices, faces
+    if not good.any():
+        return vertices[:0], faces[:0]
+    vertices = vertices.copy()
+    vertices[~good] = vertices[good][0]  # unused now; kept finite and inside the bounds
+    return vertices, faces[np.all(good[faces], axis=1)]
+
+
 def _b64(array: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"))
                             .tobytes()).decode("ascii")
@@ -64,18 +79,28 @@ def group_payload(meshes: dict, *, grid: int = GRID) -> dict:
     """The JSON payload of one group ``{label: trimesh.Trimesh}`` (``None`` and empty meshes
     skipped): every mesh in the group's common frame (centre of the union of their bounding
     boxes, radius of the farthest vertex), simplified and quantized."""
-    present = {label: mesh for label, mesh in meshes.items()
-               if mesh is not None and len(mesh.faces)}
+    present = {}
+    for label, mesh in meshes.items():
+        if mesh is None or not len(mesh.faces):
+            continue
+        vertices, faces = _finite(mesh)
+        if len(faces):
+            present[label] = (vertices, faces)
     if not present:
         return {"labels": [], "meshes": []}
-    corners = np.concatenate([np.asarray(m.bounds, dtype=np.float64) for m in present.values()])
+    # One frame for the group, computed on coordinates divided by their largest magnitude
+    # (so that 1e300 does not overflow): the centre of the union of bounding boxes, the
+    # radius of the farthest vertex.
+    magnitude = max(float(np.abs(v).max()) for v, _ in present.values()) or 1.0
+    corners = np.concatenate([np.stack([v.min(axis=0), v.max(axis=0)]) / magnitude
+                              for v, _ in present.values()])
     centre = (corners.min(axis=0) + corners.max(axis=0)) / 2
-    radius = max(float(np.linalg.norm(np.asarray(m.vertices) - centre, axis=1).max())
-                 for m in present.values()) or 1.0
+    radius = max(float(np.linalg.norm(v / magnitude - centre, axis=1).max())
+                 for v, _ in present.values()) or 1.0
     entries = []
-    for mesh in present.values():
-        local = (np.asarray(mesh.vertices, dtype=np.float64) - centre) / radius  # in [-1, 1]
-        vertices, faces = simplified(local, np.asarray(mesh.faces, dtype=np.int64), 2 / grid)
+    for vertices, faces in present.values():
+        local = (vertices / magnitude - centre) / radius  # in [-1, 1]
+        vertices, faces = simplified(local, faces, 2 / grid)
         quantized = np.round((np.clip(vertices, -1, 1) + 1) / 2 * _LEVELS).astype(np.uint16)
         wide = len(vertices) > 65535
         entries.append({"positions": _b64(quantized),

@@ -221,7 +221,7 @@ def read_split(path) -> dict:
             for instance in instances:
                 check_name(instance, f"{path}: instance of {dataset}/{class_name}")
             unique_entries(instances, source=f"split file {path}",
-                           what=f"instance of {dataset}/{class_name}")
+                           what=f"instance(s) in {dataset}/{class_name}")
     return payload
 
 
@@ -230,7 +230,7 @@ def _unique_keys(path):
     so a split's class listed twice would lose its first list)."""
     def hook(pairs):
         keys = [key for key, _ in pairs]
-        unique_entries(keys, source=f"split file {path}", what="key")
+        unique_entries(keys, source=f"split file {path}", what="key(s)")
         return dict(pairs)
     return hook
 

@@ -176,7 +176,7 @@ def unique_entries(entries, *, source, what: str = "entry") -> list:
             repeated.append(entry)
         seen.add(entry)
     if repeated:
-        raise InputError(f"{source} lists {len(repeated)} {what}(s) more than once: "
+        raise InputError(f"{source} lists {len(repeated)} repeated {what}: "
                          f"{', '.join(map(str, repeated[:3]))}"
                          f"{' ...' if len(repeated) > 3 else ''}")
     return entries

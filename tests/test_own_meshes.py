@@ -70,3 +70,17 @@ def test_the_guides_own_meshes_path_runs_as_written(tmp_path, monkeypatch, capsy
     for target in re.findall(r'(?:href|src)="([^"]+)"', page):
         assert (report / target).resolve().is_file(), target
     assert "walk/strip.png" in page and "completion.ply" in page
+    assert "shapes/cups/" in page  # pictures per class: instance names may repeat across them
+    # The report's doors: a rerun replaces its own folder; other folders are left alone.
+    assert main(["report", "runs/cups"]) == 0
+    Path("mine").mkdir()
+    Path("mine/index.html").write_text("my page")
+    Path("a_file").write_text("mine")
+    Path("empty").mkdir()
+    for extra in (["--out", "mine"], ["--out", "a_file"], ["--completion", "empty"],
+                  ["--interpolation", "empty"], ["--out", "runs/cups/Evaluation/latest"]):
+        assert main(["report", "runs/cups", *extra]) == 2, extra
+    assert Path("mine/index.html").read_text() == "my page"
+    assert Path("a_file").read_text() == "mine"
+    assert "reconstruction" in json.loads(
+        Path("runs/cups/Evaluation/latest/summary.json").read_text())

@@ -63,3 +63,16 @@ def test_the_viewer_draws_offline_without_errors(tmp_path):
     drawn = int(re.search(r'data-drawn="(\d+)"', dom).group(1))
     assert 0.05 * 900 * 320 < drawn < 0.9 * 900 * 320  # two meshes, framed, not the frame
     assert "box | sphere inside" in dom
+
+
+def test_a_bad_vertex_or_huge_coordinates_do_not_blank_the_group():
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    broken = sphere.vertices.copy()
+    broken[0] = np.nan
+    group = group_payload({"nan": trimesh.Trimesh(broken, sphere.faces, process=False),
+                           "clean": sphere})
+    nan_entry, clean_entry = group["meshes"]
+    assert clean_entry["triangles"] > 100 and 0 < nan_entry["triangles"] < len(sphere.faces)
+    huge = trimesh.Trimesh(sphere.vertices * 1e300, sphere.faces, process=False)
+    vertices, faces = decode_mesh(group_payload({"huge": huge})["meshes"][0])
+    assert len(faces) > 100 and np.abs(np.linalg.norm(vertices, axis=1) - 1).max() < 0.05
