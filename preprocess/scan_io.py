@@ -10,6 +10,9 @@
         <view>.png              or a 16-bit depth PNG with <view>.json beside it
                                 ({"pose": 4x4, "K": ..., "convention": ..., "depth_scale": ...})
                                 and optionally <view>.mask.png (non-zero = the object)
+        <view>.ply / .xyz       or a point cloud (metres, world frame) seen from one position,
+                                with <view>.json {"sensor": [x, y, z]}: read as a depth view
+                                of a camera there (:func:`cloud_view`)
 
 Depth is the distance along the optical axis (0 or NaN: no measurement), in metres, or in
 integer units divided by ``depth_scale`` (1000 for millimetres; required for PNGs).  A mask
@@ -29,13 +32,16 @@ from pathlib import Path
 import numpy as np
 
 from . import validate
-from .depth import load_depth
+from .depth import load_depth, read_point_cloud
 from .errors import InputError
 from .pinhole import CONVENTIONS, PinholeCamera
 
-__all__ = ["DepthView", "ScanJob", "discover_scans", "read_views", "VIEW_SUFFIXES"]
+__all__ = ["DepthView", "ScanJob", "discover_scans", "read_views", "cloud_view",
+           "VIEW_SUFFIXES"]
 
-VIEW_SUFFIXES = (".npz", ".png")
+VIEW_SUFFIXES = (".npz", ".png", ".ply", ".xyz")
+#: Point-cloud views: a cloud seen from one sensor position, given in <view>.json.
+CLOUD_SUFFIXES = (".ply", ".xyz")
 #: Per-instance defaults file.
 CAMERAS_FILE = "cameras.json"
 
@@ -202,6 +208,38 @@ def _png_view(path: Path, defaults: dict) -> tuple:
     return depth, settings["pose"], settings, mask
 
 
+def cloud_view(points, sensor, name: str, *, source) -> DepthView:
+    """A point cloud seen from ``sensor`` (3,) as a depth view: a pinhole camera at the sensor
+    looking at the cloud's centroid, its pixels a little coarser than the points' angular
+    spacing, each pixel the nearest point on it.  Every rule for depth images (normals, free
+    space in front of what was measured) then holds for the cloud."""
+    from scipy.spatial import cKDTree
+
+    from .pinhole import look_at_pose
+
+    points = validate.points(points, source=source, minimum=10)
+    sensor = validate.numeric_array(sensor, source=source, field="sensor", shape=(3,))
+    pose = look_at_pose(sensor, points.mean(axis=0))
+    local = (points - sensor) @ pose[:3, :3]
+    if np.any(local[:, 2] <= 0):
+        raise InputError(f"{source}: some points lie behind the sensor {sensor.tolist()} "
+                         "(a cloud seen from one position, all in front of it, is needed)")
+    plane = local[:, :2] / local[:, 2:3]
+    spacing = float(np.median(cKDTree(plane).query(plane, k=2)[0][:, 1]))
+    if not spacing > 0:
+        raise InputError(f"{source}: the points do not spread across the sensor's view")
+    focal = 0.7 / spacing  # pixels per unit of tangent: slightly coarser than the points
+    half = np.abs(plane).max(axis=0) * focal
+    width, height = (2 * np.ceil(half) + 3).astype(int)
+    if width * height > 4_000_000:
+        raise InputError(f"{source}: the cloud spans {width} x {height} pixels at its point "
+                         "spacing; subsample it or split it into views")
+    K = np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2],
+                  [0.0, 0.0, 1.0]])
+    camera = PinholeCamera.create(K, pose, int(width), int(height))
+    return DepthView(name, camera.points_to_depth(points), camera)
+
+
 def read_views(folder) -> list:
     """The :class:`DepthView` s of one instance folder, in name order.
 
@@ -220,6 +258,18 @@ def read_views(folder) -> list:
     for path in paths:
         if path.is_symlink() or not path.is_file():
             raise InputError(f"{path}: not a regular file (links are not followed)")
+        if path.suffix.lower() in CLOUD_SUFFIXES:
+            sidecar = path.with_suffix(".json")
+            if not _regular(sidecar):
+                raise InputError(f"{path}: a point-cloud view needs {sidecar.name} beside it "
+                                 "with the sensor position ({\"sensor\": [x, y, z]})")
+            settings = _json(sidecar)
+            if "sensor" not in settings:
+                raise InputError(f"{sidecar}: no 'sensor' (the position the cloud was seen "
+                                 "from)")
+            views.append(cloud_view(read_point_cloud(path), settings["sensor"], path.stem,
+                                    source=path))
+            continue
         reader = _npz_view if path.suffix.lower() == ".npz" else _png_view
         depth, pose, settings, mask = reader(path, defaults)
         depth = validate.depth_image(depth, source=path)

@@ -95,6 +95,27 @@ def test_png_views_and_the_opengl_convention_read_as_the_npz_views(tmp_path):
         np.testing.assert_allclose(ours.camera.pose, theirs.camera.pose, atol=1e-12)
 
 
+def test_point_clouds_with_their_sensor_positions_sign_as_depth_views(tmp_path):
+    folder, mesh, truth, config = scanned(tmp_path, "box", views=8)
+    clouds = tmp_path / "clouds"
+    clouds.mkdir()
+    for view in read_views(folder):  # each view's points and where they were seen from
+        points, _ = view.camera.depth_to_points(view.depth)
+        np.savetxt(clouds / f"{view.name}.xyz", points)
+        (clouds / f"{view.name}.json").write_text(
+            json.dumps({"sensor": view.camera.centre.tolist()}))
+    samples = sample_views(read_views(clouds), SAMPLING, np.random.default_rng(1))
+    points, to_normalized_units = in_mesh_frame(samples, mesh, config)
+    true = truth(points) * to_normalized_units
+    decided = np.abs(true) > 0.01
+    assert np.count_nonzero(decided & (np.sign(true) != np.sign(samples.sdf))) \
+        <= 0.01 * decided.sum()
+    assert samples.stats["coverage"] > 0.6  # the pseudo-images are coarser than the points
+    (clouds / "view_00.json").write_text(json.dumps({"sensor": [0.0, 0.0, 0.0]}))
+    with pytest.raises(InputError, match="behind the sensor"):
+        read_views(clouds)  # the origin is inside the cloud: no single viewpoint
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: dict(d, pose=np.diag([1.0, 1.0, 1.0, 2.0])), "last row"),
     (lambda d: dict(d, depth=(d["depth"] * 1000).astype(np.uint16)), "depth_scale"),
