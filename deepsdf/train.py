@@ -10,7 +10,6 @@ global batch (up to floating-point summation order, and dropout's random streams
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
@@ -336,13 +335,16 @@ class Trainer:
                 if not main:
                     continue
                 watch.check(done)
-                state = keeper.state(model, optimizer, done, loss_value, log)
-                if done % config.latest_every == 0 or done == stop:
+                latest = done % config.latest_every == 0 or done == stop
+                kept = done in config.snapshot_epochs()
+                if latest or kept:
+                    state = keeper.state(model, optimizer, done, loss_value, log)
+                if latest:
                     keeper.save(self.experiment.checkpoint_file(), state)
                     saved_epoch, unsaved = done, None
                 else:
-                    unsaved = copy.deepcopy(state)
-                if done in config.snapshot_epochs():
+                    unsaved = keeper.snapshot(model, optimizer, done, loss_value, log)
+                if kept:
                     keeper.save(self.experiment.checkpoint_file(done), state)
                 if done % config.log_frequency == 0 or done in (1, stop):
                     log.curves(model, optimizer, done, loss_value)
@@ -352,8 +354,9 @@ class Trainer:
         except KeyboardInterrupt:
             if main:
                 if unsaved is not None:  # save the last completed epoch before leaving
-                    save_checkpoint(self.experiment.checkpoint_file(), unsaved)
-                    saved_epoch = unsaved["epoch"]
+                    state = keeper.whole(unsaved, log)
+                    save_checkpoint(self.experiment.checkpoint_file(), state)
+                    saved_epoch = state["epoch"]
                 logger.warning("interrupted: %s holds epoch %d", self.experiment.checkpoint_file(),
                                saved_epoch)
             raise

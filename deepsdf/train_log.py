@@ -68,6 +68,27 @@ class TrainingLog:
     def finished(self, epoch: int, loss: float, learning_rate: float) -> None:
         self.history.append([epoch, loss, learning_rate])
 
+    def mark(self) -> dict:
+        """The log's lengths now: :meth:`upto` gives it back as it is at this moment (it only
+        grows), without copying it every epoch."""
+        return {"history": len(self.history),
+                **{key: len(value) for key, value in self.entries.items()
+                   if isinstance(value, list)},
+                "param_magnitude": {name: len(values) for name, values in
+                                    self.entries["param_magnitude"].items()}}
+
+    def upto(self, mark: dict | None = None) -> tuple[list, dict]:
+        """(history, entries) copies as they were at ``mark`` (now, without one)."""
+        if mark is None:
+            mark = self.mark()
+        history = [list(entry) for entry in self.history[:mark["history"]]]
+        entries = {key: (list(value[:mark[key]]) if isinstance(value, list) else value)
+                   for key, value in self.entries.items() if key != "param_magnitude"}
+        entries["param_magnitude"] = {
+            name: list(values[:mark["param_magnitude"].get(name, 0)])
+            for name, values in self.entries["param_magnitude"].items()}
+        return history, entries
+
     def curves(self, model, optimizer, epoch: int, loss: float) -> None:
         """TensorBoard scalars of a finished epoch (when a writer is open)."""
         if self.writer is None:

@@ -3,6 +3,8 @@ good one), and resuming from this project's checkpoints or the original release'
 
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 import json
 import logging
@@ -40,14 +42,29 @@ class CheckpointKeeper:
 
     def state(self, model, optimizer, epoch: int, loss: float, log: TrainingLog) -> dict:
         """Everything a checkpoint holds after ``epoch`` finished epochs."""
+        history, entries = log.upto()
+        return dict(self._tensors(model, optimizer, epoch, loss), history=history, log=entries)
+
+    def snapshot(self, model, optimizer, epoch: int, loss: float, log: TrainingLog) -> dict:
+        """The state after ``epoch`` held in memory until it is saved: the tensors copied
+        (a fixed size), the log by its lengths (it only grows), so that holding one every
+        epoch costs the same at epoch 10 000 as at epoch 1.  :meth:`whole` completes it."""
+        return {"tensors": copy.deepcopy(self._tensors(model, optimizer, epoch, loss)),
+                "mark": log.mark()}
+
+    @staticmethod
+    def whole(snapshot: dict, log: TrainingLog) -> dict:
+        """The checkpoint state of a :meth:`snapshot`."""
+        history, entries = log.upto(snapshot["mark"])
+        return dict(snapshot["tensors"], history=history, log=entries)
+
+    def _tensors(self, model, optimizer, epoch: int, loss: float) -> dict:
         return {"epoch": epoch, "loss": loss,
                 "decoder": model.decoder.state_dict(),
                 "codes": model.codes.weight.detach().cpu().clone(),
                 "instance_ids": model.codes.instance_ids,
                 "split_hash": model.codes.split_digest,
                 "optimizer": optimizer.state_dict(),
-                "history": [list(entry) for entry in log.history],
-                "log": log.entries,
                 "rng": {"torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
                         else []},

@@ -298,7 +298,10 @@ def test_ctrl_c_saves_the_last_completed_epoch_and_resume_finishes_exactly(tiny_
     monkeypatch.setattr(train_module.Trainer, "_epoch", epoch_that_is_interrupted)
     with pytest.raises(KeyboardInterrupt):
         Trainer(interrupted, load_specs(interrupted), device="cpu", progress=False).train()
-    assert load_checkpoint(checkpoint_path(interrupted))["epoch"] == 2
+    saved = load_checkpoint(checkpoint_path(interrupted))
+    assert saved["epoch"] == 2  # the last finished epoch, its log as it was then
+    assert [row[0] for row in saved["history"]] == [1, 2]
+    assert len(saved["log"]["timing"]) == 2 and len(saved["log"]["learning_rate"]) == 2
     monkeypatch.setattr(train_module.Trainer, "_epoch", real_epoch)
     Trainer(interrupted, load_specs(interrupted), device="cpu", progress=False).train(resume=True)
     a, b = load_checkpoint(checkpoint_path(straight)), load_checkpoint(checkpoint_path(interrupted))
