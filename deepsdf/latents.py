@@ -30,7 +30,7 @@ def split_instances(split: dict) -> list[str]:
     return unique_entries([f"{dataset}/{class_name}/{instance}"
                            for dataset, classes in split.items()
                            for class_name, instances in classes.items()
-                           for instance in instances], source="the split", what="instance")
+                           for instance in instances], source="the split", what="instance(s)")
 
 
 def find_instance(instance_ids, name: str) -> int:

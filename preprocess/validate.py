@@ -166,7 +166,7 @@ def depth_image(value, *, source, field: str = "depth",
     return depth
 
 
-def unique_entries(entries, *, source, what: str = "entry") -> list:
+def unique_entries(entries, *, source, what: str = "entries") -> list:
     """``entries`` as a list, refusing repeats (a shape listed twice would be fitted and
     counted twice)."""
     entries = list(entries)
@@ -176,7 +176,7 @@ def unique_entries(entries, *, source, what: str = "entry") -> list:
             repeated.append(entry)
         seen.add(entry)
     if repeated:
-        raise InputError(f"{source} lists {len(repeated)} repeated {what}: "
+        raise InputError(f"{source} lists {len(repeated)} {what} more than once: "
                          f"{', '.join(map(str, repeated[:3]))}"
                          f"{' ...' if len(repeated) > 3 else ''}")
     return entries
