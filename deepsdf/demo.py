@@ -146,7 +146,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
                            interpolation=out / "report" / "interpolation",
                            title="deepsdf demo: procedural chairs and tables",
                            timings=timings, picture_size=settings.picture_size,
-                           replace=True)
+                           replace=True, ends=(chair, table))
     _say(f"7/7 report: {out / 'report' / 'index.html'}")
     return summary
 

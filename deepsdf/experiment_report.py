@@ -117,7 +117,8 @@ def _check_evaluation(evaluation, source) -> dict:
 
 def write_report(folder, experiment, *, evaluation: dict | None = None, completion=None,
                  interpolation=None, title: str | None = None, timings: dict | None = None,
-                 picture_size: int = 256, replace: bool = False) -> dict:
+                 picture_size: int = 256, replace: bool = False,
+                 ends: tuple | None = None) -> dict:
     """Write ``folder/index.html`` and ``folder/summary.json``; returns the summary.
 
     Parameters
@@ -135,6 +136,8 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
         A folder of ``deepsdf interpolate`` (its ``strip.png`` and ``interpolation.gif``).
     timings : dict, optional
         Stage name -> seconds, for the run's table.
+    ends : (str, str), optional
+        The interpolation's first and last instance, for its caption.
     replace : bool
         Write into ``folder`` although it holds other files (the demo's, whose interpolation
         is already there); otherwise only a new, empty or earlier report folder is written.
@@ -193,7 +196,8 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
     if interpolation:
         page.heading("Interpolation (slerp between two training codes)")
         page.paragraph(INTERPOLATION_NOTE, css="note")
-        for name, caption in (("strip.png", "the path, left to right"),
+        for name, caption in (("strip.png", f"from {ends[0]} (left) to {ends[1]} (right)"
+                               if ends else "the path, left to right"),
                               ("interpolation.gif", "the same path, animated")):
             if (Path(interpolation) / name).is_file():
                 page.picture(relative(Path(interpolation) / name), caption)

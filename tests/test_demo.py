@@ -11,7 +11,7 @@ from deepsdf.cli import main
 from browser import load
 
 SECTIONS = ("Summary over all", "Per shape", "Pictures", "Interactive 3D view",
-            "Interpolation from a chair to a table", "Training curve", "The run")
+            "Interpolation (slerp between two training codes)", "Training curve", "The run")
 
 
 @pytest.mark.slow
@@ -25,11 +25,11 @@ def test_quick_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
     for section in SECTIONS:
         assert f"<h2>{section}" in page, section
     held_out = json.loads((out / "data/splits/procedural_test.json").read_text())
-    names = [n for instances in held_out["procedural"].values() for n in instances]
+    names = [(c, n) for c, instances in held_out["procedural"].items() for n in instances]
     assert len(names) == 2
-    for name in names:  # every held-out shape: its row, its picture, its meshes in the viewer
+    for class_name, name in names:  # every held-out shape: its row, picture, viewer meshes
         assert page.count(name) >= 3
-        with Image.open(report / "shapes" / f"{name}.png") as image:
+        with Image.open(report / "shapes" / class_name / f"{name}.png") as image:
             width, height = image.size  # five 160-pixel panels and the gaps between
             assert 5 * 160 <= width < 5 * 170 and 160 <= height < 170
     for picture in ("interpolation/strip.png", "interpolation/interpolation.gif",
