@@ -188,6 +188,7 @@ def plan_recipe(*, data: Path, train: Path, test: Path | None, kind: str,
         specs["TestSplit"] = str(test)
     else:
         specs.pop("TestSplit", None)
+    specs.pop("FillLastBatch", None)  # the template's choice was for its own shapes
     if fill:
         specs["FillLastBatch"] = True
     if steps is None:

@@ -77,6 +77,7 @@ def test_a_recipe_fits_the_budget_and_reads_back(tiny_data, tmp_path):
     assert abs(recipe.steps * 0.05 - 2 * 60 * BUDGET_SHARE) <= 0.05 * recipe.batches_per_epoch
     config = parse_specs(recipe.specs, base=tmp_path)
     assert config.epochs == recipe.epochs and config.scenes_per_batch == shapes
+    assert config.fill_last_batch is None  # not the demo template's knowing "false"
     # The template's cuts (at 40% of its run) at the same share of this run.
     assert config.decoder_schedule.interval == round(0.4 * recipe.epochs)
     assert "2 minutes" in recipe.specs["Description"]
