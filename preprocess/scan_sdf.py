@@ -128,7 +128,7 @@ def fused_surface(views, config: ScanSamplingConfig):
     return np.concatenate(points), np.concatenate(normals), stats
 
 
-def _check_agreement(views, config: ScanSamplingConfig) -> None:
+def _check_agreement(views) -> None:
     """Fail when the views do not see one object: their points' centroids spread far more
     than the largest extent any one view measured (millimetre depths with metre poses, an
     OpenGL pose read as OpenCV)."""
@@ -232,13 +232,15 @@ def _evidence(points, views, config: ScanSamplingConfig):
     return free, behind
 
 
-def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unseen=None):
+def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unseen=None,
+                 tree: cKDTree | None = None):
     """(sdf (n,), keep (n,), counts) of normalized-frame ``points`` against the fused
     ``cloud`` (m, 3) with sensor-facing ``normals`` and the normalized ``views``
     ([(depth, camera, neighbourhood depths)]); see the module's docstring.  ``unseen``
     (k, 3): centres of hull-surface cells no view measured (:func:`surface_coverage`); a
-    sample nearer to one of them than to any measured point is dropped, not voted."""
-    tree = cKDTree(cloud)
+    sample nearer to one of them than to any measured point is dropped, not voted.
+    ``tree``: a cKDTree of ``cloud``, when the caller has one."""
+    tree = cKDTree(cloud) if tree is None else tree
     spacing = float(np.median(tree.query(cloud[:: max(1, len(cloud) // 5000)], k=2)[0][:, 1]))
     free, behind = _evidence(points, views, config)
     nearest_distance, nearest = tree.query(points, workers=-1)
@@ -268,9 +270,11 @@ def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unse
     return np.where(keep, sign * distance, 0.0), keep, counts
 
 
-def surface_coverage(cloud, views, config: ScanSamplingConfig) -> tuple[float, np.ndarray]:
+def surface_coverage(cloud, views, config: ScanSamplingConfig,
+                     tree: cKDTree | None = None) -> tuple[float, np.ndarray]:
     """(share, unseen (k, 3)): the share of the carved hull's surface cells (a grid over the
-    unit ball) with a measured point within 1.5 cells, and the centres of those without."""
+    unit ball) with a measured point within 1.5 cells, and the centres of those without.
+    ``tree``: a cKDTree of ``cloud``, when the caller has one."""
     size = config.coverage_grid
     axis = (np.arange(size) + 0.5) / size * 2 - 1
     grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
@@ -286,7 +290,7 @@ def surface_coverage(cloud, views, config: ScanSamplingConfig) -> tuple[float, n
     cells = grid[boundary.reshape(-1)]
     if len(cells) == 0:
         return 0.0, np.zeros((0, 3))
-    distance, _ = cKDTree(cloud).query(cells, workers=-1)
+    distance, _ = (cKDTree(cloud) if tree is None else tree).query(cells, workers=-1)
     seen = distance < 1.5 * 2 / size
     return float(np.mean(seen)), cells[~seen]
 
@@ -306,7 +310,7 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
                    what=f"{config.count:,} samples of {len(views)} views",
                    hint="lower --samples")
     cloud_world, normals, view_stats = fused_surface(views, config)
-    _check_agreement(views, config)
+    _check_agreement(views)
     centre = np.median(cloud_world, axis=0)
     reach = np.linalg.norm(cloud_world - centre, axis=1)
     inlier = reach <= OUTLIER_FACTOR * np.percentile(reach, 99)
@@ -319,7 +323,8 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
     cloud = to_normalized(cloud_world, offset, scale)
     normalized = [(depth, camera, _neighbourhood_depths(depth))
                   for depth, camera in normalized_views(views, offset, scale)]
-    coverage, unseen = surface_coverage(cloud, normalized, config)
+    tree = cKDTree(cloud)  # one tree for the coverage and the signs
+    coverage, unseen = surface_coverage(cloud, normalized, config, tree)
     if coverage < config.min_coverage:
         raise PreprocessError(f"the {len(views)} view(s) covered {coverage:.0%} of the "
                               f"surface (at least {config.min_coverage:.0%} needed): add "
@@ -331,7 +336,8 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
     near = cloud[picks] + rng.normal(size=(near_count, 3)) * stddevs[which, None]
     uniform = rng.uniform(-1.0, 1.0, size=(config.count - near_count, 3))
     points = np.concatenate([near, uniform])
-    sdf, keep, counts = sign_samples(points, cloud, normals, normalized, config, unseen)
+    sdf, keep, counts = sign_samples(points, cloud, normals, normalized, config, unseen,
+                                     tree)
     inside, outside = int(np.count_nonzero(sdf[keep] < 0)), int(np.count_nonzero(sdf[keep] > 0))
     if inside < 0.01 * keep.sum() or outside < 0.01 * keep.sum():
         raise PreprocessError(f"too few samples on one side ({inside} inside, {outside} "
