@@ -226,7 +226,8 @@ class _Fixed:
 
 
 def test_quality_presets_choose_grid_and_solver_and_flags_override_them(tmp_path):
-    from deepsdf.cli import _experiment_and_solver, build_parser
+    from deepsdf.cli import build_parser
+    from deepsdf.cli.fitting_steps import _experiment_and_solver
     from deepsdf.settings import GAUSS_NEWTON, QUALITIES, SHORT_GAUSS_NEWTON
 
     def resolved(*argv):

@@ -52,7 +52,22 @@ def modules(folder: str) -> dict:
 
 
 def test_every_deepsdf_module_has_a_layer():
-    assert set(modules("deepsdf")) == MODEL | EXPERIMENT | WORKFLOWS | CLI
+    found = set(modules("deepsdf")) | {"cli"}  # the command line is a package of step groups
+    assert found == MODEL | EXPERIMENT | WORKFLOWS | CLI
+
+
+def test_the_cli_step_groups_are_peers():
+    """Each step group of the command line stands on the library and the shared options; no
+    group imports another (``__init__`` gathers them)."""
+    groups = modules("deepsdf/cli")
+    assert {"options", "data_steps", "training_steps", "fitting_steps", "report_steps"} <= set(groups)
+    for name, path in groups.items():
+        siblings = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("deepsdf.cli."):
+                siblings.add(node.module.split(".")[2])
+        allowed = set(groups) - {"__init__"} if name == "__init__" else {"options"}
+        assert siblings <= allowed, (name, siblings - allowed)
 
 
 @pytest.mark.parametrize("name", sorted(MODEL))

@@ -1,0 +1,120 @@
+"""The steps that end in a page: ``report`` (an evaluated experiment) and ``demo`` (the
+whole job on the embedded data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepsdf.cli.options import BACKENDS, DEVICE_HELP, int_at_least
+from deepsdf.settings import PICTURE_SIZE
+from deepsdf_preprocess.errors import InputError
+
+
+def add_report(commands):
+    parser = commands.add_parser(
+        "report", help="an HTML report of an evaluated experiment",
+        description="Write an HTML page (index.html, with summary.json, pictures and an "
+                    "offline 3D view beside it) of an experiment that `deepsdf reconstruct` "
+                    "and `deepsdf evaluate` ran on: the verdict against retrieval on mean, "
+                    "median and shapes won, the summary and per-shape tables with retrieval "
+                    "beside each shape, a picture strip per shape (truth, reconstruction, "
+                    "retrieved shape; with --completion the depth view and the completion "
+                    "too), each shape's meshes side by side at one scale, the interpolation "
+                    "strip with --interpolation, the training curve and the settings.")
+    parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
+    parser.add_argument("--out", type=Path,
+                        help="folder of the page: new, empty, or an earlier report's "
+                             "(default: EXP_DIR/Report/<checkpoint>)")
+    parser.add_argument("--completion", type=Path,
+                        help="the --out folder of `deepsdf complete --virtual-scan` on the "
+                             "same shapes")
+    parser.add_argument("--interpolation", type=Path,
+                        help="the --out folder of `deepsdf interpolate`")
+    parser.add_argument("--data", type=Path, help="data root (default: the spec's DataSource)")
+    parser.add_argument("--checkpoint", default="latest",
+                        help="checkpoint: a snapshot epoch or latest")
+    parser.add_argument("--size", type=int_at_least(16), default=PICTURE_SIZE,
+                        help="picture size in pixels")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="accepted by every step (this one shows none)")
+    parser.set_defaults(run=_run_report)
+
+
+def _run_report(args) -> int:
+    from deepsdf.experiment import Experiment
+    from deepsdf.experiment_report import write_report
+
+    if not args.experiment_dir.is_dir():
+        raise InputError(f"experiment folder {args.experiment_dir} does not exist")
+    experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint, data=args.data)
+    out = args.out or experiment.report_folder
+    for name, folder in (("--completion", args.completion),
+                         ("--interpolation", args.interpolation)):
+        if folder is not None and not folder.is_dir():
+            raise InputError(f"{name} {folder} is not a folder")
+    summary = write_report(out, experiment, completion=args.completion,
+                           interpolation=args.interpolation, picture_size=args.size)
+    print(f"wrote {summary['report']}")
+    return 0
+
+
+def add_demo(commands):
+    parser = commands.add_parser(
+        "demo", help="the main job on the embedded example data",
+        description="Generate 30 procedural chairs and 30 tables, preprocess them with the "
+                    "reference settings except a fifth of the samples uniform (near fraction "
+                    "0.8; plus one virtual depth scan each), hold 3 of each category out, "
+                    "train the small CPU decoder of experiments/demo/specs.json, "
+                    "reconstruct the held-out shapes (Gauss-Newton solver) and evaluate them "
+                    "beside the retrieval baseline, complete every held-out shape from a "
+                    "single-view scan (several starts, short Gauss-Newton preset), "
+                    "interpolate from a chair to a table, and write "
+                    "OUT/report/index.html (every held-out shape's reconstruction and "
+                    "completion with its metrics, pictures, an interactive 3D view that works "
+                    "offline, the interpolation, the training curve, the run's settings, "
+                    "stage times and machine) and OUT/report/summary.json. Rerunning resumes "
+                    "every step. --quick is the reduced mode CI runs (4 shapes per category, "
+                    "1 held out, 300 epochs, 64^3 meshes).")
+    parser.add_argument("--out", type=Path, default=Path("demo_output"),
+                        help="output folder")
+    parser.add_argument("--quick", action="store_true",
+                        help="reduced mode: a couple of minutes on 2 cores")
+    parser.add_argument("--count", type=int, help="shapes per category (30; quick 4; checked "
+                        "with --held-out)")
+    parser.add_argument("--held-out", type=int,
+                        help="shapes per category held out of training (3; quick 1; with "
+                             "--count alone, the same share of them)")
+    parser.add_argument("--workers", type=int_at_least(1), default=2, help="worker processes")
+    parser.add_argument("--backend", choices=BACKENDS, default="pyrender",
+                        help="preprocessing scanner (see deepsdf preprocess --help)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of every step")
+    parser.add_argument("--epochs", type=int_at_least(1),
+                        help="train at most this many epochs now (default: all)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from dataclasses import replace
+
+    from deepsdf.demo import QUICK, DemoSettings, run_demo
+    from deepsdf.device import resolve_device
+
+    settings = QUICK if args.quick else DemoSettings()
+    if args.count is not None or args.held_out is not None:
+        count = settings.count if args.count is None else args.count
+        held_out = (max(1, round(settings.held_out * count / settings.count))
+                    if args.held_out is None else args.held_out)
+        settings = replace(settings, count=count, held_out=held_out)
+    summary = run_demo(args.out, settings, workers=args.workers, backend=args.backend,
+                       seed=args.seed, device=resolve_device(args.device),
+                       max_epochs=args.epochs)
+    from deepsdf.metrics import Verdict
+
+    if summary.get("versus_retrieval"):
+        judged = Verdict.from_dict(summary["versus_retrieval"]).line("the retrieval baseline",
+                                                                     plural=True)
+    else:
+        judged = f"score a mean Chamfer of {summary['mean_chamfer']:.3g} (no baseline)"
+    print(f"held-out reconstructions {judged}; open {summary['report']}")
+    return 0
