@@ -6,7 +6,7 @@ of :mod:`deepsdf.reconstruct`) to model-frame observations (:mod:`deepsdf.observ
 split completed from one depth view, written in its original frame, and a report of the
 completions against the full shapes beside the retrieval baseline.
 
-Output of :func:`complete_split` under ``OUT``::
+Output of :func:`complete_split` under ``OUT`` (its layout: :class:`deepsdf.outputs.CompletionFolder`)::
 
     OUT/Meshes/<dataset>/<class>/<instance>.ply   completed mesh, original frame
     OUT/Codes/<dataset>/<class>/<instance>.pth    (1, d) fitted code
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,14 +27,13 @@ from deepsdf_preprocess.formats import DataTree, InstanceFiles
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.pinhole import PinholeCamera
 from deepsdf_preprocess.errors import InputError
-from deepsdf_preprocess.paths import Tree
 
-from .experiment import Experiment, instance_outputs, summarize, write_code, write_mesh, \
-    write_table
+from .experiment import Experiment, summarize, write_code, write_mesh, write_table
 from .latents import split_instances
 from .mesh import NoSurfaceError, check_grid_memory, code_mesh
 from .metrics import (CHAMFER_POINTS, COMPLETION_METRICS, chamfer_unseen, surface_metrics,
                       surface_points, verdict)
+from .outputs import CompletionFolder, ScanCompletionFolder
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
 from .reconstruct import GAUSS_NEWTON, SolverConfig, candidate_values, reconstruct_codes
@@ -87,7 +85,7 @@ def complete_observations(decoder, observations, *, clamp: float,
                           solver: SolverConfig = GAUSS_NEWTON,
                           constraints: ConstraintConfig = ConstraintConfig(), seeds=None,
                           starts: MultiStart = MultiStart(), train_codes=None,
-                          device="cpu") -> Completion:
+                          device=None) -> Completion:
     """Fit codes to model-frame :class:`~deepsdf.observations.Observation` s from several
     starts each (:class:`MultiStart`), ranked by their data term.
 
@@ -177,7 +175,8 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
     Returns a summary dict (paths, observed point count, metrics if any).
     """
     check_grid_memory(resolution)
-    out_dir = Tree(out_dir, "output folder").folder()
+    out = ScanCompletionFolder(out_dir)
+    out.tree.folder()  # a wrong kind of path fails before the fit
     experiment = Experiment.of(experiment, checkpoint=checkpoint, device=device)
     decoder, config = experiment.model.decoder, experiment.config
     if len(observation) == 0:
@@ -190,14 +189,13 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
     result = complete_observations(decoder, [model], clamp=config.clamp,
                                    solver=solver, constraints=constraints, starts=starts,
                                    train_codes=experiment.model.codes, device=experiment.device)
-    out_dir = Tree(out_dir, "output folder").folder()
     mesh, rank = first_surface(decoder, result, 0, resolution, clamp=config.trained_clamp)
     code = result.ranked[0, rank]
-    write_code(out_dir / "code.pth", code)
-    write_mesh(out_dir / "completed_normalized.ply", mesh)
+    write_code(out.code, code)
+    write_mesh(out.normalized_mesh, mesh)
     mesh.vertices = similarity.inverse_points(mesh.vertices)
-    write_mesh(out_dir / "completed.ply", mesh)
-    summary = {"mesh": str(out_dir / "completed.ply"), "observed_points": len(observation),
+    write_mesh(out.mesh, mesh)
+    summary = {"mesh": str(out.mesh), "observed_points": len(observation),
                "loss": float(result.data[0, rank]), "start": result.start_kind[0][rank],
                "fallback_rank": rank}
     if truth is not None:
@@ -207,7 +205,7 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
         summary["metrics"] = completion_metrics(surface_points(mesh, CHAMFER_POINTS)[0],
                                                 surface_points(reference, CHAMFER_POINTS)[0],
                                                 observation.points, similarity.scale)
-        contract.write_json(out_dir / "metrics.json", summary)
+        contract.write_json(out.metrics, summary)
     return summary
 
 
@@ -258,7 +256,7 @@ class _Run:
     """What every shape of one :func:`complete_split` call shares."""
 
     decoder: torch.nn.Module
-    out_dir: Path
+    out: CompletionFolder
     resolution: int
     clamp: float
     train_clouds: list | None
@@ -316,11 +314,12 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir, device=device)
     model, config = experiment.model, experiment.config
     decoder, device = model.decoder, experiment.device
-    out_dir, data = Tree(out_dir, "output folder").folder(), experiment.data
+    out, data = CompletionFolder(out_dir), experiment.data
+    out.tree.folder()
     keys = split_instances(split)
     if not keys:
         raise InputError("the split lists no instance")
-    run = _Run(decoder, out_dir, resolution, config.trained_clamp,
+    run = _Run(decoder, out, resolution, config.trained_clamp,
                _training_clouds(data, model.instance_ids) if retrieval else None,
                model.instance_ids)
     source = _ScanSource(data, meshes_dir, view)
@@ -341,7 +340,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
                 report.rows.append(row)
             bar.update(1)
     bar.close()
-    report.summary = _write_report(out_dir, report, retrieval)
+    report.summary = _write_report(out, report, retrieval)
     return report
 
 
@@ -356,7 +355,7 @@ def _shape(key: str, data: DataTree, source: _ScanSource) -> _Shape:
 
 def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
                   report: CompletionReport):
-    paths = instance_outputs(run.out_dir, shape.key)
+    paths = run.out.shape(shape.key)
     try:
         mesh, rank = first_surface(run.decoder, result, index, run.resolution, clamp=run.clamp)
     except NoSurfaceError as error:
@@ -386,11 +385,11 @@ def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
     return row
 
 
-def _write_report(out_dir: Path, report: CompletionReport, retrieval: bool) -> dict:
+def _write_report(out: CompletionFolder, report: CompletionReport, retrieval: bool) -> dict:
     columns = ["instance", "observed_points", "start", "fallback_rank", *COMPLETION_METRICS]
     if retrieval:
         columns += ["retrieval_instance"] + [f"retrieval_{k}" for k in COMPLETION_METRICS]
-    write_table(out_dir / "completion.csv", report.rows, columns)
+    write_table(out.table, report.rows, columns)
     summary = {"shapes": len(report.rows), "no_surface": report.no_surface}
     for prefix, section in [("", "completion")] + ([("retrieval_", "retrieval")]
                                                    if retrieval else []):
@@ -399,5 +398,5 @@ def _write_report(out_dir: Path, report: CompletionReport, retrieval: bool) -> d
                      [row.get("retrieval_chamfer") for row in report.rows]) if retrieval else None
     if judged is not None:  # mean, median and shapes won, never the mean alone
         summary["versus_retrieval"] = judged.to_dict()
-    contract.write_json(out_dir / "summary.json", summary)
+    contract.write_json(out.summary, summary)
     return summary

@@ -6,7 +6,7 @@ import torch
 
 from deepsdf_preprocess.errors import InputError
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "module_device"]
 
 
 def resolve_device(device="auto") -> torch.device:
@@ -51,6 +51,17 @@ def resolve_device(device="auto") -> torch.device:
                              f"available: {_available()}")
         return resolved
     raise InputError(f"device {device!r}: this project runs on cpu, cuda or mps")
+
+
+def module_device(module, device=None) -> torch.device:
+    """The device to run ``module`` (a decoder) on: ``device`` when given, else the device of
+    the module's parameters (the CPU for a module without any).  Functions that take a decoder
+    follow it by default, so a decoder on CUDA is never fed CPU tensors."""
+    if device is not None:
+        return torch.device(device)
+    for parameter in module.parameters() if hasattr(module, "parameters") else ():
+        return parameter.device
+    return torch.device("cpu")
 
 
 def _mps_available() -> bool:

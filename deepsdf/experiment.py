@@ -21,8 +21,9 @@ A reconstruction's record names the checkpoint file it was made from (its epoch,
 time), the settings, and each output's fingerprint (:mod:`deepsdf_preprocess.provenance`):
 ``reconstruct --skip`` and ``evaluate`` trust outputs only while the record still matches.
 
-A completion's output folder uses the same per-instance names (:func:`instance_outputs`), its
-``Meshes`` in the original frame (see :mod:`deepsdf.completion`).
+The output folders the workflows write elsewhere (a completion run, an interpolation, a report)
+have their layouts in :mod:`deepsdf.outputs`; a completion run uses the same per-shape names
+(:func:`~deepsdf.outputs.fit_outputs`), its ``Meshes`` in the original frame.
 The workflows (:mod:`~deepsdf.train`, :mod:`~deepsdf.export`, :mod:`~deepsdf.inference`,
 :mod:`~deepsdf.evaluate`, :mod:`~deepsdf.completion`, :mod:`~deepsdf.interpolate`, the demo
 and the CLI) take an :class:`Experiment` (or a folder, which they open as one) and build no
@@ -49,8 +50,9 @@ from deepsdf_preprocess.paths import Tree
 from .checkpoint import CheckpointError, load_checkpoint, safe_load
 from .config import TrainConfig
 from .device import resolve_device
+from .outputs import fit_outputs
 
-__all__ = ["Experiment", "TrainedModel", "checkpoint_path", "load_specs", "instance_outputs",
+__all__ = ["Experiment", "TrainedModel", "checkpoint_path", "load_specs",
            "write_code", "read_code",
            "write_mesh", "check_mesh_format", "MESH_FORMATS", "write_table", "summarize"]
 
@@ -69,20 +71,6 @@ class TrainedModel:
     instance_ids: list
     payload: dict
 
-
-def instance_outputs(root, key: str, *, under=()) -> dict:
-    """``{"code", "mesh", "original"}`` paths of instance ``dataset/class/instance`` under an
-    output root (a folder, or a :class:`~deepsdf_preprocess.paths.Tree` with the folders
-    ``under`` it): ``ROOT/Codes/...pth``, ``ROOT/Meshes/...ply`` (normalized frame) and
-    ``ROOT/MeshesOriginalFrame/...ply``."""
-    key = contract.InstanceKey.parse(key)
-    tree = root if isinstance(root, Tree) else Tree(root, "output folder")
-
-    def path(kind: str, suffix: str) -> Path:
-        return tree.file(*under, kind, key.dataset, key.class_name, key.instance + suffix)
-
-    return {"code": path("Codes", ".pth"), "mesh": path("Meshes", ".ply"),
-            "original": path("MeshesOriginalFrame", ".ply")}
 
 
 class Experiment:
@@ -363,8 +351,9 @@ class Experiment:
         return self.tree.folder("Reconstructions", self.checkpoint)
 
     def reconstruction(self, key: str) -> dict:
-        """:func:`instance_outputs` of instance ``key`` under :attr:`reconstructions`."""
-        return instance_outputs(self.tree, key, under=("Reconstructions", self.checkpoint))
+        """:func:`~deepsdf.outputs.fit_outputs` of instance ``key`` under
+        :attr:`reconstructions`."""
+        return fit_outputs(self.tree, key, under=("Reconstructions", self.checkpoint))
 
     @property
     def evaluation(self) -> Path:
@@ -383,7 +372,8 @@ class Experiment:
 
     @property
     def report_folder(self) -> Path:
-        """``EXP/Report/<checkpoint>``: ``deepsdf report``'s page (not created)."""
+        """``EXP/Report/<checkpoint>``: ``deepsdf report``'s page (not created; its layout is
+        :class:`~deepsdf.outputs.ReportFolder`)."""
         return self.tree.folder("Report", str(self.checkpoint))
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from deepsdf_preprocess.errors import InputError
 
 from .metrics import METRIC_TABLE, Verdict
+from .outputs import CompletionFolder, InterpolationFolder, ReportFolder
 
 __all__ = ["write_report", "read_completion", "METRIC_LEGEND"]
 
@@ -77,10 +78,10 @@ def read_completion(folder) -> tuple[list, dict]:
     (``completion.csv``, ``summary.json``)."""
     import json
 
-    folder = Path(folder)
-    table, summary = folder / "completion.csv", folder / "summary.json"
-    if not table.is_file() or not summary.is_file():
-        raise InputError(f"{folder} holds no completion.csv and summary.json of `deepsdf "
+    run = CompletionFolder(folder)
+    table, summary = run.table, run.summary
+    if not run.holds_a_run():
+        raise InputError(f"{run.root} holds no {table.name} and {summary.name} of `deepsdf "
                          "complete --virtual-scan`")
     try:
         payload = json.loads(summary.read_text(encoding="utf-8"))
@@ -91,19 +92,18 @@ def read_completion(folder) -> tuple[list, dict]:
     return _rows(table), payload
 
 
-#: The file that marks a folder as a report this project wrote (a rerun may replace it).
-MARKER = ".deepsdf-report"
-
-
-def _report_folder(folder: Path, replace: bool) -> None:
-    """Refuse a report folder that is a file, or that holds files other than an earlier
-    report's (without ``replace``)."""
+def _report_folder(folder, replace: bool) -> ReportFolder:
+    """The report's folder; refused when it is a file, or when it holds files other than an
+    earlier report's (without ``replace``)."""
+    folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file, not a folder for the report")
+    report = ReportFolder(folder)
     if (folder.is_dir() and not replace and any(folder.iterdir())
-            and not (folder / MARKER).is_file()):
+            and not report.marker.is_file()):
         raise InputError(f"{folder} holds other files (it is not a report folder this "
                          "command wrote); choose a new or empty folder")
+    return report
 
 
 def _check_evaluation(evaluation, source) -> dict:
@@ -148,8 +148,7 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
     from deepsdf.report import Html, Report, link
     from deepsdf_preprocess import contract
 
-    folder = Path(folder)
-    _report_folder(folder, replace)
+    out = _report_folder(folder, replace)
     trained = Experiment.of(experiment)
     if evaluation is None:
         if not trained.evaluation_summary.is_file():
@@ -170,12 +169,18 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
         if not rows:
             raise InputError(f"{completion} holds no completion of this experiment's evaluated "
                              "shapes (another experiment's, or an empty run?)")
-    if interpolation and not any((Path(interpolation) / name).is_file()
-                                 for name in ("strip.png", "interpolation.gif")):
-        raise InputError(f"{interpolation} holds no strip.png or interpolation.gif of "
-                         "`deepsdf interpolate`")
-    folder.mkdir(parents=True, exist_ok=True)
-    relative = lambda path: os.path.relpath(path, folder)  # noqa: E731
+    path_pictures = []
+    if interpolation:
+        path = InterpolationFolder(interpolation)
+        path_pictures = [(picture, caption) for picture, caption in (
+            (path.strip, f"from {ends[0]} (left) to {ends[1]} (right)" if ends
+             else "the path, left to right"),
+            (path.animation, "the same path, animated")) if picture.is_file()]
+        if not path_pictures:
+            raise InputError(f"{interpolation} holds no {path.strip.name} or "
+                             f"{path.animation.name} of `deepsdf interpolate`")
+    out.tree.folder(create=True)
+    relative = out.link
     reconstruction_verdict = evaluation.get("versus_retrieval_code")
     completion_verdict = completed.get("versus_retrieval")
 
@@ -186,23 +191,21 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
     page.paragraph(WHY, css="note")
     files = [link("reconstruction metrics (CSV)", relative(trained.evaluation_table))]
     if rows:
-        files.append(link("completion metrics (CSV)",
-                          relative(Path(completion) / "completion.csv")))
-    page.paragraph(Html("Files: " + ", ".join(files + [link("summary.json", "summary.json")])))
+        files.append(link("completion metrics (CSV)", relative(CompletionFolder(completion).table)))
+    page.paragraph(Html("Files: " + ", ".join(
+        files + [link(out.summary.name, relative(out.summary))])))
     _summary_table(page, len(shapes), evaluation, completed)
     by_key = {row["instance"]: row for row in rows}
-    _per_shape_table(page, trained, shapes, by_key, completion, relative)
-    _pictures(page, folder, trained, shapes, by_key, completion, picture_size)
-    if interpolation:
+    completed_run = CompletionFolder(completion) if completion else None
+    _per_shape_table(page, trained, shapes, by_key, completed_run, relative)
+    _pictures(page, out, trained, shapes, by_key, completed_run, picture_size)
+    if path_pictures:
         page.heading("Interpolation (slerp between two training codes)")
         page.paragraph(INTERPOLATION_NOTE, css="note")
-        for name, caption in (("strip.png", f"from {ends[0]} (left) to {ends[1]} (right)"
-                               if ends else "the path, left to right"),
-                              ("interpolation.gif", "the same path, animated")):
-            if (Path(interpolation) / name).is_file():
-                page.picture(relative(Path(interpolation) / name), caption)
-    _run_section(page, folder, trained, timings)
-    page.write(folder)
+        for picture, caption in path_pictures:
+            page.picture(relative(picture), caption)
+    _run_section(page, out, trained, timings)
+    page.write(out.index)
 
     done, answered = completed.get("completion", {}), completed.get("retrieval", {})
     summary = {"held_out_shapes": evaluation["shapes"],
@@ -219,10 +222,10 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
             "no_surface": list(completed.get("no_surface", []))}
     if timings:
         summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
-    summary["report"] = str(folder / "index.html")
-    contract.write_json(folder / "summary.json", summary)
-    (folder / MARKER).write_text("written by deepsdf report; a rerun may replace this "
-                                 "folder's files\n")
+    summary["report"] = str(out.index)
+    contract.write_json(out.summary, summary)
+    out.marker.write_text("written by deepsdf report; a rerun may replace this folder's "
+                          "files\n")
     return summary
 
 
@@ -263,8 +266,8 @@ def _summary_table(page, count: int, evaluation: dict, completed: dict) -> None:
                                  f"{METRIC_LEGEND[m][2]} is better" for m in names))
 
 
-def _per_shape_table(page, trained, shapes: list, completed: dict, completion,
-                     relative) -> None:
+def _per_shape_table(page, trained, shapes: list, completed: dict,
+                     completion: CompletionFolder | None, relative) -> None:
     from deepsdf.report import Html, link
 
     page.heading("Per shape")
@@ -276,7 +279,7 @@ def _per_shape_table(page, trained, shapes: list, completed: dict, completion,
         finished = completed.get(key, {})
         files = [link("reconstruction.ply", relative(paths["original"]))
                  if paths["original"].is_file() else "no surface"]
-        completion_mesh = Path(completion, "Meshes", f"{key}.ply") if completion else None
+        completion_mesh = completion.shape(key)["mesh"] if completion else None
         if completion_mesh is not None and completion_mesh.is_file():
             files.append(link("completion.ply", relative(completion_mesh)))
         cells = [row.get(m, "") for m in per_shape] + [row.get("retrieval_code_chamfer", "")]
@@ -300,8 +303,8 @@ def _per_shape_table(page, trained, shapes: list, completed: dict, completion,
                    for m in (*per_shape, "chamfer_unseen")))
 
 
-def _pictures(page, folder: Path, trained, shapes: list, completed: dict, completion,
-              picture_size: int) -> None:
+def _pictures(page, out: ReportFolder, trained, shapes: list, completed: dict,
+              completion: CompletionFolder | None, picture_size: int) -> None:
     """A picture strip per shape, and the 3D view of them all."""
     import trimesh
 
@@ -323,7 +326,7 @@ def _pictures(page, folder: Path, trained, shapes: list, completed: dict, comple
         recon_path = trained.reconstruction(key)["mesh"]
         recon = trimesh.load(recon_path, process=False) if recon_path.is_file() else None
         finished = None
-        completion_path = Path(completion, "Meshes", f"{key}.ply") if completion else None
+        completion_path = completion.shape(key)["mesh"] if completion else None
         if completion_path is not None and completion_path.is_file():
             finished = trimesh.load(completion_path, process=False)
             finished.vertices = to_normalized(finished.vertices, offset, scale)
@@ -335,9 +338,9 @@ def _pictures(page, folder: Path, trained, shapes: list, completed: dict, comple
         meshes = [truth, recon] + ([finished] if completion else []) + [retrieved]
         images = render_meshes(meshes, camera)
         strip = images[:2] + ([depth] if depth is not None else []) + images[2:]
-        picture = f"shapes/{class_name}/{name}.png"  # instance names repeat across classes
-        save_png(folder / picture, tile(strip))
-        page.picture(picture,
+        picture = out.shape_picture(class_name, name)
+        save_png(picture, tile(strip))
+        page.picture(out.link(picture),
                      f"{name} ({class_name}): ground truth | reconstruction from its "
                      "SDF samples" + (" | the one depth view" if depth is not None else "")
                      + (" | completion from that view" if completion else "")
@@ -347,10 +350,10 @@ def _pictures(page, folder: Path, trained, shapes: list, completed: dict, comple
         viewer_meshes[f"{name} ({class_name})"] = {
             "ground truth": truth, "reconstruction": recon, "completion": finished}
     page.heading("Interactive 3D view")
-    page.raw(write_viewer(folder, viewer_meshes))
+    page.raw(write_viewer(out.root, viewer_meshes))
 
 
-def _run_section(page, folder: Path, trained, timings: dict | None) -> None:
+def _run_section(page, out: ReportFolder, trained, timings: dict | None) -> None:
     import torch
 
     from deepsdf.report import training_curve
@@ -359,8 +362,8 @@ def _run_section(page, folder: Path, trained, timings: dict | None) -> None:
     history = payload.get("history", [])
     page.heading("Training curve")
     if history:
-        training_curve(history, folder / "training_curve.png")
-        page.picture("training_curve.png", "mean loss per epoch")
+        training_curve(history, out.training_curve)
+        page.picture(out.link(out.training_curve), "mean loss per epoch")
     page.heading("The run")
     if timings:
         page.table(["stage", "seconds"], [[name, round(seconds, 1)]

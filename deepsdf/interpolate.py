@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 
 from deepsdf_preprocess.errors import InputError
-from deepsdf_preprocess.paths import Tree
 
 from .settings import INTERPOLATION_RESOLUTION, INTERPOLATION_STEPS, PICTURE_SIZE
 
 from .code_space import INTERPOLATIONS, lerp, sample_codes, slerp
+from .device import module_device
+from .outputs import InterpolationFolder
 from .mesh import NoSurfaceError, code_mesh
 
 __all__ = ["lerp", "slerp", "sample_codes", "resolve_code", "code_meshes",
@@ -49,10 +50,11 @@ def resolve_code(spec: str, payload: dict) -> torch.Tensor:
     return payload["codes"][row].detach().float().cpu()
 
 
-def code_meshes(decoder, codes, *, resolution: int = INTERPOLATION_RESOLUTION, device="cpu",
+def code_meshes(decoder, codes, *, resolution: int = INTERPOLATION_RESOLUTION, device=None,
                 clamp: float = 0.1) -> list:
     """Normalized-frame meshes of (k, d) codes; ``None`` (with a warning) for a code whose
     SDF has no zero crossing.  ``clamp``: the model's training clamp."""
+    device = module_device(decoder, device)
     meshes = []
     for index, code in enumerate(codes):
         try:
@@ -72,7 +74,8 @@ def interpolation_pictures(experiment, out_dir, *, start=None, end=None,
     """Meshes and pictures along an interpolation (or of random codes); returns the paths.
 
     Interpolation writes ``OUT/step_XX.ply``, ``OUT/strip.png`` and ``OUT/interpolation.gif``;
-    random mode (``random`` codes) writes ``OUT/sample_XX.ply`` and ``OUT/grid.png``.
+    random mode (``random`` codes) writes ``OUT/sample_XX.ply`` and ``OUT/grid.png``
+    (:class:`deepsdf.outputs.InterpolationFolder`).
     Meshes are in the normalized frame; a step without a surface is drawn blank (and has no
     mesh file: the step and sample meshes of an earlier run in OUT are removed first).
     ``experiment`` is an :class:`~deepsdf.experiment.Experiment` or a folder.
@@ -96,20 +99,18 @@ def interpolation_pictures(experiment, out_dir, *, start=None, end=None,
         codes, name = (slerp if mode == "slerp" else lerp)(a, b, steps), "step"
     meshes = code_meshes(decoder, codes, resolution=resolution, device=device,
                          clamp=config.trained_clamp)
-    tree = Tree(out_dir, "output folder")
-    out_dir = tree.folder()
-    for old in out_dir.glob("*_*.ply"):  # an earlier run's steps, never another file
-        tree.remove(old, ours=r"(step|sample)_\d{2,}\.ply")
+    out = InterpolationFolder(out_dir)
+    out.remove_earlier_meshes()  # an earlier run's steps, never another file
     written = []
     for index, mesh in enumerate(meshes):
         if mesh is not None:
-            path = out_dir / f"{name}_{index:02d}.ply"
+            path = out.mesh(name, index)
             write_mesh(path, mesh)
             written.append(path)
     images = render_meshes(meshes, default_camera(size), renderer=renderer)
     if random is not None:
-        written.append(save_png(out_dir / "grid.png", tile(images, columns=min(4, len(images)))))
+        written.append(save_png(out.grid, tile(images, columns=min(4, len(images)))))
     else:
-        written.append(save_png(out_dir / "strip.png", tile(images)))
-        written.append(save_gif(out_dir / "interpolation.gif", images))
+        written.append(save_png(out.strip, tile(images)))
+        written.append(save_gif(out.animation, images))
     return written

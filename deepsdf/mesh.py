@@ -24,6 +24,7 @@ import torch
 from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.validate import available_memory, require_memory
 
+from .device import module_device
 from .settings import MESH_RESOLUTION
 
 __all__ = ["NoSurfaceError", "code_mesh", "grid_axis", "decoder_field", "dense_grid",
@@ -60,14 +61,17 @@ def check_grid_memory(resolution: int) -> None:
 
 def decoder_field(decoder, code: torch.Tensor, *, chunk: int = 65536):
     """A field ``f(points (m, 3) float32 array) -> (m,) float32 array`` from a decoder and a
-    code (d,) on the decoder's device, evaluated without gradients in chunks."""
+    code (d,), evaluated without gradients in chunks on the decoder's device (the code is moved
+    there)."""
+    device = module_device(decoder)
+    code = code.to(device)
 
     @torch.no_grad()
     def field(points: np.ndarray) -> np.ndarray:
         out = np.empty(len(points), dtype=np.float32)
         for start in range(0, len(points), chunk):
             batch = torch.from_numpy(np.ascontiguousarray(points[start:start + chunk],
-                                                          dtype=np.float32)).to(code.device)
+                                                          dtype=np.float32)).to(device)
             out[start:start + chunk] = decoder(code.expand(len(batch), -1),
                                                batch).squeeze(1).float().cpu().numpy()
         return out

@@ -41,6 +41,7 @@ import torch
 from deepsdf_preprocess.errors import InputError
 
 from .data import PackedSamples, scene_samples
+from .device import module_device
 from .settings import GAUSS_NEWTON, SHORT_GAUSS_NEWTON, SOLVERS, SolverConfig  # noqa: F401
 
 __all__ = ["SolverConfig", "Reconstruction", "reconstruct_codes", "candidate_values",
@@ -107,7 +108,7 @@ def _check_source(source, scenes) -> None:
 
 
 def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
-                      clamp: float, latent_size: int | None = None, device="cpu",
+                      clamp: float, latent_size: int | None = None, device=None,
                       candidates=None, initial=None) -> Reconstruction:
     """Fit one code per shape ``scenes`` of ``source`` with the decoder frozen.
 
@@ -142,6 +143,7 @@ def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
         latent_size = known
     elif known is not None and latent_size != known:
         raise InputError(f"latent_size {latent_size} is not the decoder's code length {known}")
+    device = module_device(decoder, device)
     decoder.eval()
     frozen = [(p, p.requires_grad) for p in decoder.parameters()]
     for parameter, _ in frozen:
@@ -179,7 +181,7 @@ _SCREEN_STEP = 2 ** 31 - 1
 
 @torch.no_grad()
 def candidate_values(decoder, source, scenes, candidates, *, count: int, clamp: float,
-                     prior: float = 0.0, seed: int = 0, device="cpu") -> torch.Tensor:
+                     prior: float = 0.0, seed: int = 0, device=None) -> torch.Tensor:
     """(b, k) objective of k candidate codes for each of the b shapes ``scenes`` of
     ``source``, on ``count`` rows per shape drawn once (the same rows for every candidate of a
     shape, and for every call with the same ``seed``):
@@ -190,6 +192,7 @@ def candidate_values(decoder, source, scenes, candidates, *, count: int, clamp: 
     each shape's own (its fits from several starts).  Cost ``b * k * count`` point-passes, in
     blocks of about 1 M points."""
     _check_source(source, scenes)
+    device = module_device(decoder, device)
     b = len(scenes)
     candidates = torch.as_tensor(candidates, dtype=torch.float32).to(device)
     if candidates.dim() == 2:

@@ -82,14 +82,15 @@ class Report:
         self.parts.append(f"<table>{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
                           "</table>")
 
-    def write(self, folder) -> Path:
+    def write(self, path) -> Path:
+        """Write the page to ``path`` (an ``.html`` file; links are relative to its folder)."""
         from deepsdf_preprocess.contract import atomic_path
 
         page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>"
                 f"{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>"
                 f"<h1>{html.escape(self.title)}</h1>" + "\n".join(self.parts)
                 + "</body></html>\n")
-        path = Path(folder) / "index.html"
+        path = Path(path)
         with atomic_path(path) as temporary:
             Path(temporary).write_text(page, encoding="utf-8")
         return path
