@@ -96,6 +96,9 @@ class Experiment:
         self._data = None if data is None else Path(data)
         self._spec, self._told_data, self._tree_of_data = None, False, None
         self.device = resolve_device("cpu" if device is None else device)
+        #: Whether the device was chosen when opening (else the CPU by default): a trainer
+        #: given this Experiment trains there, and otherwise on its own default.
+        self.device_chosen = device is not None
         self._model = None
 
     @classmethod
@@ -257,6 +260,11 @@ class Experiment:
                 os.path.abspath(self.data_dir)):
             self._tree_of_data = formats.DataTree(self.data_dir)
         return self._tree_of_data
+
+    @property
+    def data_chosen(self) -> Path | None:
+        """The data root given when opening, or None (then :attr:`data_dir` is the spec's)."""
+        return self._data
 
     @property
     def data_dir(self) -> Path:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from deepsdf_preprocess.contract import read_split, remove_stale_temporaries
+from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.validate import require_memory
 
 from .checkpoint import save_checkpoint
@@ -112,10 +113,13 @@ class Trainer:
         ``TensorBoard/``.
     config : TrainConfig
     data_dir : path, optional
-        Data root; default: the spec's ``DataSource`` (relative paths resolved against the
-        current directory, as the original does).
-    device : str
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        Data root; default: the one the :class:`~deepsdf.experiment.Experiment` was opened
+        with, else the spec's ``DataSource`` (relative paths resolved against the current
+        directory, as the original does).
+    device : str, optional
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; default: the device the
+        Experiment was opened with, else ``"auto"``.  A ``data_dir`` or ``device`` other than
+        the one an Experiment was opened with is refused, never silently preferred.
     progress : bool
         Show a progress bar over epochs (process 0 only).
     cache : path, optional
@@ -124,12 +128,25 @@ class Trainer:
     """
 
     def __init__(self, experiment, config: TrainConfig, *, data_dir=None,
-                 device: str = "auto", progress: bool = True, cache=None):
+                 device: str | None = None, progress: bool = True, cache=None):
+        given = experiment if isinstance(experiment, Experiment) else None
         self.experiment = Experiment.of(experiment)
         self.experiment_dir = self.experiment.folder  # for messages
         self.cache = cache_folder(cache, experiment=self.experiment)
         self.config = config
-        self.data_dir = Path(data_dir if data_dir is not None else config.data_source)
+        chosen_data = given.data_chosen if given is not None else None
+        if chosen_data is not None and data_dir is not None and (
+                os.path.abspath(chosen_data) != os.path.abspath(data_dir)):
+            raise InputError(f"this Experiment was opened with data {chosen_data}; open "
+                             f"another one for data {data_dir}")
+        self.data_dir = Path(data_dir if data_dir is not None else chosen_data
+                             if chosen_data is not None else config.data_source)
+        if given is not None and given.device_chosen:
+            if device is not None and resolve_device(device) != given.device:
+                raise InputError(f"this Experiment was opened with device {given.device}; "
+                                 f"open another one for device {device}")
+            device = given.device
+        device = "auto" if device is None else device
         self.progress = progress
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))

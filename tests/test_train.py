@@ -329,3 +329,42 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path
     checkpoint = load_checkpoint(checkpoint_path(experiment))
     assert checkpoint["epoch"] == 2 and np.isfinite(checkpoint["loss"])
     assert torch.isfinite(checkpoint["codes"]).all()
+
+
+def test_a_trainer_given_an_experiment_uses_its_data_root_and_device(tiny_data, tmp_path,
+                                                                    monkeypatch):
+    """The Experiment owns its data root and device: a trainer handed one trains on them, and
+    refuses another data root or device instead of silently preferring either."""
+    from deepsdf.experiment import Experiment
+    from deepsdf_preprocess.errors import InputError
+
+    data, split = tiny_data
+    folder = make_experiment(tmp_path / "exp", tmp_path / "spec-data-not-there", split,
+                             NumEpochs=1)
+    opened = Experiment(folder, data=data, device="cpu")
+    trainer = Trainer(opened, load_specs(folder), progress=False)
+    assert trainer.data_dir == Path(data) and trainer.device == torch.device("cpu")
+    assert trainer.train().trained  # the spec's DataSource does not exist: the given root ran
+    with pytest.raises(InputError, match="opened with data"):
+        Trainer(opened, load_specs(folder), data_dir=tmp_path / "other", progress=False)
+    import deepsdf.train
+
+    # This machine has only a CPU: let "meta" stand for another device that exists.
+    monkeypatch.setattr(deepsdf.train, "resolve_device", torch.device)
+    with pytest.raises(InputError, match="opened with device"):
+        Trainer(opened, load_specs(folder), device="meta", progress=False)
+    monkeypatch.undo()
+    # A folder, or an Experiment opened without them: the spec's DataSource, the auto device.
+    plain = Trainer(Experiment(folder), load_specs(folder), progress=False)
+    assert plain.data_dir == tmp_path / "spec-data-not-there"
+
+
+def test_functions_that_take_a_decoder_follow_its_device():
+    """Reconstruction, completion and meshing default to the decoder's own device, so a
+    decoder moved to a GPU is never fed CPU tensors."""
+    from deepsdf.device import module_device
+
+    assert module_device(torch.nn.Linear(2, 2, device="meta")) == torch.device("meta")
+    assert module_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert module_device(torch.nn.Linear(2, 2), "meta") == torch.device("meta")
+    assert module_device(lambda x: x) == torch.device("cpu")  # no parameters: the CPU
