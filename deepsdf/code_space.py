@@ -16,9 +16,9 @@ import torch
 
 from deepsdf_preprocess.errors import InputError
 
-__all__ = ["lerp", "slerp", "sample_codes", "INTERPOLATIONS"]
+from .settings import INTERPOLATIONS
 
-INTERPOLATIONS = ("slerp", "linear")
+__all__ = ["lerp", "slerp", "sample_codes", "INTERPOLATIONS"]
 
 
 def _weights(steps: int) -> torch.Tensor:

@@ -54,12 +54,17 @@ def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int = 2,
+#: Worker processes of the demo's preprocessing (the machine CI runs on has two cores).
+DEMO_WORKERS = 2
+
+
+def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int = DEMO_WORKERS,
              backend: str = "pyrender", seed: int = 0, device: str = "auto",
              max_epochs: int | None = None) -> dict:
     """Run every step; returns the report summary (also written to ``OUT/report``)."""
     from deepsdf_preprocess.driver import preprocess_dataset
     from deepsdf_preprocess.contract import read_split, write_split
+    from deepsdf_preprocess.formats import split_path
     from deepsdf_preprocess.partial_scan import VirtualScanConfig
     from deepsdf_preprocess.pipeline import PreprocessConfig
     from deepsdf_preprocess.procedural import write_shapes
@@ -90,7 +95,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
                            f"{report.manifest_path}")
     train, test = make_split(read_split(report.split_path),
                              test_fraction=settings.held_out / settings.count, seed=seed)
-    train_path, test_path = (data / "splits" / f"procedural_{n}.json" for n in ("train", "test"))
+    train_path, test_path = (split_path(data, f"procedural_{n}") for n in ("train", "test"))
     write_split(train_path, train)
     write_split(test_path, test)
     _say(f"2/7 preprocessed {len(report.succeeded)} shapes into {data}; manifest "

@@ -30,6 +30,7 @@ __all__ = ["default_camera", "framing_camera", "render_meshes", "tile", "save_pn
 
 logger = logging.getLogger(__name__)
 
+#: How pictures are drawn; the first is the default (pyrender where EGL works, else raycast).
 RENDERERS = ("auto", "pyrender", "raycast")
 
 _BACKGROUND = np.array([255, 255, 255], np.uint8)

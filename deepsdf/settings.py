@@ -119,6 +119,9 @@ class Quality:
     description: str
 
 
+#: Interpolation paths between two codes (:mod:`deepsdf.code_space`); the first is the default.
+INTERPOLATIONS = ("slerp", "linear")
+
 #: ``fast`` is what the demo runs (a few seconds a shape on two CPU cores); ``reference`` is
 #: the full Gauss-Newton fit on the 256^3 grid (docs/benchmarks.md has both's figures).
 QUALITIES = {
@@ -128,3 +131,5 @@ QUALITIES = {
     "reference": Quality("reference", MESH_RESOLUTION, GAUSS_NEWTON, GAUSS_NEWTON,
                          f"{MESH_RESOLUTION}^3 meshes; the full Gauss-Newton fit everywhere"),
 }
+#: The quality the fitting commands use unless told.
+DEFAULT_QUALITY = "fast"

@@ -269,7 +269,7 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
     data_dir = Tree(data_dir, "data root").root
     _check_memory(config, workers)
     if split_out is None:  # fail on a link or a folder there now, not after the work
-        Tree(data_dir, "data root").file("splits", f"{dataset}.json")
+        formats.split_path(data_dir, dataset)
     jobs = _discover(mesh_dir, split, dataset)
     listed = {job.key for job in jobs}
     if shard is not None:
@@ -389,7 +389,7 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
                        "recorded (e.g. %s: %s); rerun preprocess to redo them", len(changed),
                        key, reason)
     split_path = (Path(split_out) if split_out
-                  else Tree(data_dir, "data root").file("splits", f"{dataset}.json"))
+                  else formats.split_path(data_dir, dataset))
     succeeded = sorted(k for k, r in records.items()
                        if r.get("status") == "ok" and k in listed and k not in changed)
     split_result: dict = {dataset: {}}
@@ -426,7 +426,7 @@ def _split_keeping_earlier(data_dir, dataset: str, path: Path, split: dict) -> P
         return path
     number = 2
     while True:
-        candidate = Tree(data_dir, "data root").file("splits", f"{dataset}-{number}.json")
+        candidate = formats.split_path(data_dir, f"{dataset}-{number}")
         if not candidate.exists():
             break
         number += 1

@@ -29,7 +29,8 @@ __all__ = [
     "SDF_SAMPLES", "SURFACE_SAMPLES", "NORMALIZATION_PARAMETERS", "OCCUPANCY_SAMPLES",
     "PARTIAL_SCANS", "write_occupancy", "read_occupancy", "write_partial_scan",
     "read_partial_scan",
-    "instance_outputs", "InstanceFiles", "DataTree", "atomic_path", "write_sdf_samples",
+    "instance_outputs", "split_path", "SPLITS", "InstanceFiles", "DataTree", "atomic_path",
+    "write_sdf_samples",
     "read_sdf_samples",
     "write_surface_samples", "read_surface_samples", "write_normalization",
     "read_normalization", "write_json", "read_split", "write_split", "storage_dtype",
@@ -41,6 +42,15 @@ SURFACE_SAMPLES = "SurfaceSamples"
 NORMALIZATION_PARAMETERS = "NormalizationParameters"
 OCCUPANCY_SAMPLES = "OccupancySamples"
 PARTIAL_SCANS = "PartialScans"
+SPLITS = "splits"
+
+
+def split_path(data_dir, name: str) -> Path:
+    """``DATA_DIR/splits/<name>.json``: a split file kept in a data tree (the preprocessor's
+    ``<dataset>.json`` of the instances that succeeded, the demo's train and test splits);
+    ``name`` is a single path component."""
+    tree = data_dir if isinstance(data_dir, Tree) else Tree(data_dir, "data root")
+    return tree.file(SPLITS, f"{check_name(name, 'split name')}.json")
 
 
 def instance_outputs(data_dir, key, *, partial_scans: bool = False) -> dict:

@@ -28,6 +28,7 @@ __all__ = ["PreprocessConfig", "MeshSamples", "sample_mesh", "preprocess_instanc
 
 logger = logging.getLogger(__name__)
 
+#: The scanners; the first is the default.
 BACKENDS = ("pyrender", "raycast")
 
 #: Manifest warnings fire above these fractions.

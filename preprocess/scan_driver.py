@@ -97,7 +97,7 @@ def preprocess_scans(scan_dir, data_dir, dataset: str, *,
     contract.check_name(dataset, "dataset")
     data_dir = Tree(data_dir, "data root").root
     if split_out is None:
-        Tree(data_dir, "data root").file("splits", f"{dataset}.json")
+        formats.split_path(data_dir, dataset)
     scan_root = Path(scan_dir).resolve()
     if scan_root == data_dir.resolve() or scan_root in data_dir.resolve().parents:
         raise InputError(f"the data root {data_dir} lies inside the scan folder {scan_dir}: "

@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepsdf.cli.options import BACKENDS, int_at_least, listed, number_in, shard, usable_cores
+from deepsdf.cli.options import int_at_least, listed, number_in, shard, usable_cores
+from deepsdf_preprocess.cameras import CameraRig
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.pipeline import BACKENDS, PreprocessConfig
+from deepsdf_preprocess.procedural import CATEGORIES
 from deepsdf_preprocess.sampling import PRESETS
+from deepsdf_preprocess.scan_sdf import ScanSamplingConfig
+from deepsdf_preprocess.sdf import SIGN_METHODS
+from deepsdf_preprocess.virtual_scans import CaptureConfig
 
 
 def add_generate(commands):
@@ -22,8 +28,7 @@ def add_generate(commands):
                     "a GLB with node transforms), the .json naming the defects of each part "
                     "(see docs/preprocessing.md, 'Triangle soups').")
     parser.add_argument("out_dir", type=Path, help="folder to write the meshes into")
-    parser.add_argument("--category", choices=("chairs", "tables", "vessels"),
-                        default="chairs",
+    parser.add_argument("--category", choices=tuple(CATEGORIES), default=tuple(CATEGORIES)[0],
                         help="which procedural category (vessels: vases, bottles and cups, "
                              "surfaces of revolution)")
     parser.add_argument("--count", type=int_at_least(1), default=16, help="number of shapes")
@@ -32,7 +37,7 @@ def add_generate(commands):
                         help="closed manifolds, ShapeNet-style triangle soups of the same "
                              "shapes, or scans: noisy virtual depth views of them, in the "
                              "layout `deepsdf preprocess-scans` reads (default: closed)")
-    parser.add_argument("--views", type=int_at_least(1), default=8,
+    parser.add_argument("--views", type=int_at_least(1), default=CaptureConfig.views,
                         help="with --style scans: depth views per shape (around it, from "
                              "-30, 10 and 45 degrees elevation; docs/scans.md's noise model)")
     parser.set_defaults(run=_run_generate)
@@ -102,12 +107,12 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
                         help="override the preset's fraction of samples near the surface "
                              "(0.94; the rest are uniform in the unit cube; the demo uses 0.8: "
                              "fewer stray blobs on held-out shapes, see docs/training.md)")
-    parser.add_argument("--sign", choices=("vote", "winding"), default="vote",
+    parser.add_argument("--sign", choices=SIGN_METHODS, default=PreprocessConfig.sign_method,
                         help="sign method: vote (reference 11-neighbour unanimous vote over "
                              "the scan; works on open meshes) or winding "
                              "(generalized winding number of the whole mesh; keeps every "
                              "sample; for closed meshes)")
-    parser.add_argument("--backend", choices=BACKENDS, default="pyrender",
+    parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0],
                         help="scanner: pyrender (OpenGL through EGL, headless) or raycast (no "
                              "OpenGL; Embree where it is installed)")
     parser.add_argument("--partial-scans", action="store_true",
@@ -115,9 +120,9 @@ instances that succeeded are written as a split file.  Exits 1 if any instance f
                              "(perspective 256x256, 60 degree field of view, random viewpoint "
                              "10-50 degrees above the horizon, original frame) for "
                              "`deepsdf complete --virtual-scan`")
-    parser.add_argument("--views", type=int_at_least(1), default=100,
+    parser.add_argument("--views", type=int_at_least(1), default=CameraRig.count,
                         help="number of cameras")
-    parser.add_argument("--resolution", type=int_at_least(2), default=400,
+    parser.add_argument("--resolution", type=int_at_least(2), default=CameraRig.resolution,
                         help="camera resolution in pixels")
     parser.add_argument("--workers", type=int_at_least(1), default=usable_cores(),
                         help="worker processes, one rendering context each; 1 runs in this "
@@ -206,15 +211,17 @@ surface fails with a reason. The layout and the rules: docs/scans.md.""")
     parser.add_argument("--split-out", type=Path,
                         help="where to write the split of succeeded instances (default "
                              "DATA_DIR/splits/<dataset>.json, an earlier one kept)")
-    parser.add_argument("--samples", type=int_at_least(2), default=250_000,
+    parser.add_argument("--samples", type=int_at_least(2), default=ScanSamplingConfig.count,
                         help="samples drawn per instance (those no view constrains are "
                              "dropped)")
-    parser.add_argument("--near-fraction", type=number_in(0, 1), default=0.8,
+    parser.add_argument("--near-fraction", type=number_in(0, 1),
+                        default=ScanSamplingConfig.near_fraction,
                         help="share of the samples near the fused surface")
-    parser.add_argument("--margin", type=number_in(0, 1), default=0.01,
+    parser.add_argument("--margin", type=number_in(0, 1), default=ScanSamplingConfig.margin,
                         help="normalized units a sample must lie in front of (behind) a "
                              "measurement to count as free (occluded): above the depth noise")
-    parser.add_argument("--min-coverage", type=number_in(0, 1), default=0.5,
+    parser.add_argument("--min-coverage", type=number_in(0, 1),
+                        default=ScanSamplingConfig.min_coverage,
                         help="an instance whose views cover less of its surface fails")
     parser.add_argument("--no-background", action="store_true",
                         help="pixels without a measurement are sensor dropouts, not free "

@@ -10,9 +10,10 @@ from pathlib import Path
 from deepsdf.cli.options import (DEVICE_HELP, NEGATIVE_NUMBER, SOLVERS, int_at_least, listed,
                                  number_in)
 from deepsdf.constraints import ConstraintConfig
-from deepsdf.settings import (GAUSS_NEWTON, INTERPOLATION_RESOLUTION, INTERPOLATION_STEPS,
-                              MESH_RESOLUTION, PICTURE_SIZE, QUALITIES, RECONSTRUCT_BATCH,
-                              SOLVER_PRESETS, MultiStart)
+from deepsdf.pictures import RENDERERS
+from deepsdf.settings import (DEFAULT_QUALITY, GAUSS_NEWTON, INTERPOLATION_RESOLUTION,
+                              INTERPOLATION_STEPS, INTERPOLATIONS, MESH_RESOLUTION, PICTURE_SIZE,
+                              QUALITIES, RECONSTRUCT_BATCH, SOLVER_PRESETS, MultiStart)
 from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.pinhole import CONVENTIONS
 
@@ -57,7 +58,7 @@ def _add_fit_options(parser, *, solver_help: str) -> None:
     """The options of the commands that fit codes (reconstruct, complete)."""
     parser.add_argument("--checkpoint", default="latest",
                         help="checkpoint: a snapshot epoch or latest")
-    parser.add_argument("--quality", choices=tuple(QUALITIES), default="fast",
+    parser.add_argument("--quality", choices=tuple(QUALITIES), default=DEFAULT_QUALITY,
                         help="preset of the grid and the solver: "
                              + "; ".join(f"{q.name}: {q.description}"
                                          for q in QUALITIES.values())
@@ -380,7 +381,7 @@ def add_interpolate(commands):
                         help="last code: a training instance (as mesh --instance) or a .pth")
     parser.add_argument("--steps", type=int_at_least(2), default=INTERPOLATION_STEPS,
                         help="codes on the path")
-    parser.add_argument("--mode", choices=("slerp", "linear"), default="slerp",
+    parser.add_argument("--mode", choices=INTERPOLATIONS, default=INTERPOLATIONS[0],
                         help="slerp (great-circle direction, linear norm) or linear")
     parser.add_argument("--random", type=int_at_least(1), metavar="N",
                         help="instead: N codes from the Gaussian of the training codes")
@@ -388,7 +389,7 @@ def add_interpolate(commands):
                         help="mesh grid points per axis")
     parser.add_argument("--size", type=int_at_least(16), default=PICTURE_SIZE,
                         help="picture size in pixels")
-    parser.add_argument("--renderer", choices=("auto", "pyrender", "raycast"), default="auto",
+    parser.add_argument("--renderer", choices=RENDERERS, default=RENDERERS[0],
                         help="pictures: pyrender (OpenGL/EGL), raycast (no OpenGL) or auto")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (accepted by every step; interpolate prints "

@@ -10,7 +10,6 @@ import sys
 from deepsdf.settings import SOLVER_PRESETS
 
 SOLVERS = tuple(SOLVER_PRESETS)  # the first is the default
-BACKENDS = ("pyrender", "raycast")
 DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepsdf.cli.options import BACKENDS, DEVICE_HELP, int_at_least
+from deepsdf.cli.options import DEVICE_HELP, int_at_least
+from deepsdf.demo import DEMO_WORKERS
 from deepsdf.settings import PICTURE_SIZE
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.pipeline import BACKENDS
 
 
 def add_report(commands):
@@ -84,8 +86,9 @@ def add_demo(commands):
     parser.add_argument("--held-out", type=int,
                         help="shapes per category held out of training (3; quick 1; with "
                              "--count alone, the same share of them)")
-    parser.add_argument("--workers", type=int_at_least(1), default=2, help="worker processes")
-    parser.add_argument("--backend", choices=BACKENDS, default="pyrender",
+    parser.add_argument("--workers", type=int_at_least(1), default=DEMO_WORKERS,
+                        help="worker processes")
+    parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0],
                         help="preprocessing scanner (see deepsdf preprocess --help)")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of every step")
     parser.add_argument("--epochs", type=int_at_least(1),
