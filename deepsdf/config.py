@@ -49,6 +49,15 @@ __all__ = ["SAMPLE_STORES", "DecoderConfig", "Schedule", "TrainConfig", "read_sp
 
 SPECS_VERSION = 2
 
+#: The experiment specs this project ships (``experiments/<name>/specs.json``).
+TEMPLATES_FOLDER = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def template_specs(name: str) -> Path:
+    """``experiments/<name>/specs.json`` of the shipped experiments (``demo``: the CPU demo's
+    small decoder; ``chairs``: the paper's ShapeNet chairs spec)."""
+    return TEMPLATES_FOLDER / name / "specs.json"
+
 #: SampleStore values: "auto" (on the device when the samples fit), "device", "mmap".
 SAMPLE_STORES = ("auto", "device", "mmap")
 

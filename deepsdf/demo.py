@@ -157,13 +157,13 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
 
 
 def _train(out, data, train_path, test_path, settings, device, max_epochs):
-    from deepsdf.config import parse_specs, specs_with_epochs
+    from deepsdf.config import parse_specs, specs_with_epochs, template_specs
     from deepsdf.experiment import Experiment
     from deepsdf.latents import split_instances
     from deepsdf.train import Trainer
     from deepsdf_preprocess import contract
 
-    template = Path(__file__).resolve().parents[1] / "experiments" / "demo" / "specs.json"
+    template = template_specs("demo")
     if not template.is_file():
         raise InputError(f"the demo spec {template} is missing (run from a source checkout)")
     specs = json.loads(template.read_text())

@@ -157,9 +157,13 @@ class Experiment:
         """``EXP/Checkpoints/<epoch>.pt`` (``epoch`` an int or ``"latest"``)."""
         return self.tree.file("Checkpoints", f"{epoch}.pt")
 
+    def checkpoint_files(self) -> list:
+        """The ``Checkpoints/*.pt`` files there are (snapshots and ``latest``), by name."""
+        return sorted(self.checkpoints.glob("*.pt"))
+
     def snapshot_epochs(self) -> list:
         """Epochs of the ``Checkpoints/<epoch>.pt`` snapshots, ascending."""
-        return sorted(int(p.stem) for p in self.checkpoints.glob("*.pt") if p.stem.isdigit())
+        return sorted(int(p.stem) for p in self.checkpoint_files() if p.stem.isdigit())
 
     def newest_readable_snapshot(self) -> int | None:
         """The epoch of the newest snapshot that loads, or None."""

@@ -31,16 +31,16 @@ from pathlib import Path
 from deepsdf_preprocess import contract
 from deepsdf_preprocess.errors import InputError
 
-__all__ = ["Recipe", "plan_batches", "plan_recipe", "time_step", "write_recipe", "TEMPLATES"]
+from .config import template_specs
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["Recipe", "plan_batches", "plan_recipe", "time_step", "write_recipe", "TEMPLATES"]
 
 #: The model template per kind of device: (spec file, the run it was tuned for).
 TEMPLATES = {
-    "cpu": (ROOT / "experiments" / "demo" / "specs.json",
+    "cpu": (template_specs("demo"),
             "the demo's small decoder: 4 x 128 with a Fourier encoding of xyz, codes of 64 "
             "(tuned on the 2-core CPU machine: docs/benchmarks.md)"),
-    "gpu": (ROOT / "experiments" / "chairs" / "specs.json",
+    "gpu": (template_specs("chairs"),
             "the paper's decoder: 8 x 512 with weight norm and dropout 0.2, codes of 256"),
 }
 #: The model of each template kind, as ``deepsdf new --model`` names it.
@@ -266,7 +266,7 @@ def write_recipe(folder, recipe: Recipe, *, overwrite: bool = False) -> Path:
     path = experiment.specs_file
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; choose another folder or give --overwrite")
-    if experiment.checkpoints.is_dir() and any(experiment.checkpoints.glob("*.pt")):
+    if experiment.checkpoint_files():
         raise InputError(f"{folder} holds a trained model (Checkpoints/); a new recipe needs "
                          "a new folder")
     specs = dict(recipe.specs)

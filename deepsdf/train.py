@@ -281,7 +281,7 @@ class Trainer:
         DataError, ConfigError
             Before the first step, for unusable data or settings.
         """
-        existing = sorted(p.name for p in self.experiment.checkpoints.glob("*.pt"))
+        existing = [p.name for p in self.experiment.checkpoint_files()]
         if existing and not (resume or overwrite or resume_from is not None):
             raise TrainingError(
                 f"{self.experiment_dir} already holds checkpoints ({', '.join(existing[:4])}"
