@@ -220,7 +220,7 @@ class Experiment:
 
     def _load(self) -> TrainedModel:
         ours = self.checkpoint_file(self.checkpoint)
-        legacy = self.original.file("ModelParameters", self.checkpoint)
+        legacy = self.original.model_parameters(self.checkpoint)
         if not ours.is_file() and legacy.is_file():
             from .original import load_legacy_experiment
 
@@ -297,7 +297,7 @@ class Experiment:
         """The file the model is read from: this project's checkpoint, else the original
         release's ``ModelParameters/<checkpoint>.pth``."""
         ours = self.checkpoint_file(self.checkpoint)
-        legacy = self.original.file("ModelParameters", self.checkpoint)
+        legacy = self.original.model_parameters(self.checkpoint)
         return legacy if not ours.is_file() and legacy.is_file() else ours
 
     @property

@@ -74,12 +74,12 @@ def export_original(experiment, *, out=None, checkpoints=None) -> list[Path]:
         our_names = our_parameter_names(config)
         epoch = int(payload["epoch"])
         files = {
-            layout.file("ModelParameters", name): {
+            layout.model_parameters(name): {
                 "epoch": epoch,
                 "model_state_dict": decoder_state_to_original(payload["decoder"], config)},
-            layout.file("LatentCodes", name): {
+            layout.latent_codes(name): {
                 "epoch": epoch, "latent_codes": {"weight": payload["codes"].detach().cpu()}},
-            layout.file("OptimizerParameters", name): {
+            layout.optimizer_parameters(name): {
                 "epoch": epoch,
                 "optimizer_state_dict": optimizer_to_original(payload["optimizer"], our_names,
                                                               config)},

@@ -146,6 +146,18 @@ class OriginalLayout:
             raise ValueError(f"unknown kind {kind!r}")
         return self.tree.file(kind, f"{epoch}.pth")
 
+    def model_parameters(self, epoch="latest") -> Path:
+        """``ROOT/ModelParameters/<epoch>.pth``: the decoder."""
+        return self.file("ModelParameters", epoch)
+
+    def latent_codes(self, epoch="latest") -> Path:
+        """``ROOT/LatentCodes/<epoch>.pth``: the training codes."""
+        return self.file("LatentCodes", epoch)
+
+    def optimizer_parameters(self, epoch="latest") -> Path:
+        """``ROOT/OptimizerParameters/<epoch>.pth``: the optimizer's state."""
+        return self.file("OptimizerParameters", epoch)
+
     @property
     def logs(self) -> Path:
         return self.tree.file("Logs.pth")
@@ -164,9 +176,9 @@ def load_legacy_experiment(layout, epoch="latest"):
     :class:`OriginalLayout`) at ``epoch``."""
     layout = layout if isinstance(layout, OriginalLayout) else OriginalLayout(layout)
     config = read_specs(layout.specs)
-    decoder = load_legacy_decoder(layout.file("ModelParameters", epoch), config)
+    decoder = load_legacy_decoder(layout.model_parameters(epoch), config)
     split = read_split(config.train_split)
-    codes = load_legacy_codes(layout.file("LatentCodes", epoch), split)
+    codes = load_legacy_codes(layout.latent_codes(epoch), split)
     return config, decoder, codes
 
 
