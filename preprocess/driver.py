@@ -220,10 +220,15 @@ def _run_job(job: MeshJob, outputs: dict, seed: int,
 
 
 def _record(job: MeshJob, record: dict | None, error: str | None) -> dict:
+    """The manifest record; a mesh reached through a symbolic link (a subset of a dataset
+    made of links, say) also names the file it was read from, ``mesh_file``."""
     mesh = None if job.mesh_path is None else str(job.mesh_path)
+    where = {"mesh": mesh}
+    if job.mesh_path is not None and Path(job.mesh_path).is_symlink():
+        where["mesh_file"] = os.path.realpath(job.mesh_path)
     if error is None:
-        return {"status": "ok", "mesh": mesh, **record}
-    return {"status": "failed", "mesh": mesh, "reason": error}
+        return {"status": "ok", **where, **record}
+    return {"status": "failed", **where, "reason": error}
 
 
 def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessConfig,

@@ -184,3 +184,23 @@ def test_preprocess_config_reads_back_what_the_manifest_records():
     assert PreprocessConfig.from_dict(recorded) == config
     assert PreprocessConfig.from_dict({**recorded, "retired_setting": 1}) == config
     assert PreprocessConfig.from_dict({}) == PreprocessConfig()
+
+
+def test_a_mesh_reached_through_a_link_is_read_and_its_file_recorded(mesh_dir, tmp_path):
+    """A category subset made of links into another copy (the way ShapeNet subsets are made):
+    the mesh is read where the link points, the record names that file, and nothing is
+    written beside it."""
+    import os
+
+    subset = tmp_path / "subset" / "chairs"
+    subset.mkdir(parents=True)
+    target = mesh_dir / "chairs" / "chairs_0001.obj"
+    os.symlink(target, subset / "linked.obj")
+    before = sorted(p.name for p in (mesh_dir / "chairs").iterdir())
+    report = preprocess_dataset(tmp_path / "subset", tmp_path / "data", "D", config=SMALL_CONFIG,
+                                backend="raycast", progress=False)
+    assert report.succeeded == ["chairs/linked"]
+    record = json.loads(report.manifest_path.read_text())["instances"]["chairs/linked"]
+    assert record["mesh"] == str(subset / "linked.obj")
+    assert record["mesh_file"] == os.path.realpath(target)
+    assert sorted(p.name for p in (mesh_dir / "chairs").iterdir()) == before
