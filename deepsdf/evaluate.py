@@ -13,6 +13,7 @@ median of each metric).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import trimesh
 
@@ -80,6 +81,20 @@ def _reconstruction(paths: dict, files):
     return mesh
 
 
+@dataclass
+class _Scored:
+    """The shapes of a split scored so far: one row per reconstruction found (and current),
+    with each row's truth (points, normals) and code file, and the shapes left out."""
+
+    rows: list = field(default_factory=list)
+    truths: list = field(default_factory=list)
+    codes: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    stale: dict = field(default_factory=dict)
+    unrecorded: list = field(default_factory=list)
+    without_normals: list = field(default_factory=list)
+
+
 def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint=None,
                    retrieval: bool = True) -> dict:
     """Evaluate every reconstructed shape of ``split``; returns the summary (also written to
@@ -91,92 +106,107 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint=None,
     code and by the oracle nearest by Chamfer (their SurfaceSamples), with the same metrics,
     in the same rows.
     """
-    import torch
-
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir)
-    data = experiment.data
-    rows, missing, truths, codes, without_normals = [], [], [], [], []
-    stale, unrecorded = {}, []
+    scored = _score_reconstructions(experiment, split)
+    if scored.stale:
+        key, reason = next(iter(scored.stale.items()))
+        logger.warning("%d reconstruction(s) left out: not this checkpoint's (e.g. %s: %s); "
+                       "rerun `deepsdf reconstruct --skip` to redo them", len(scored.stale),
+                       key, reason)
+    if scored.unrecorded:
+        logger.warning("%d reconstruction(s) have no record of what made them (the original "
+                       "release's, or files put there by hand): evaluated as found, e.g. %s",
+                       len(scored.unrecorded), scored.unrecorded[0])
+    if not scored.rows:
+        raise InputError("no reconstructed mesh found: run `deepsdf reconstruct` first"
+                         + (f" ({len(scored.stale)} are stale: "
+                            f"{next(iter(scored.stale.values()))})" if scored.stale else ""))
+    if retrieval:
+        _answer_by_retrieval(experiment, scored)
+    return _write_evaluation(experiment, scored, retrieval)
+
+
+def _score_reconstructions(experiment: Experiment, split: dict) -> _Scored:
+    """Score each current reconstruction of ``split`` against its shape's truth."""
+    data, scored = experiment.data, _Scored()
     for key in split_instances(split):
         paths = experiment.reconstruction(key)
         reason = experiment.reconstruction_stale(key)
         if reason == "no record of what made it":
             if any(p.is_file() for p in paths.values()):
-                unrecorded.append(key)
+                scored.unrecorded.append(key)
         elif reason is not None:
-            stale[key] = reason
+            scored.stale[key] = reason
             continue
         files = data.instance(key)
         mesh = _reconstruction(paths, files)
         if mesh is None:
-            missing.append(key)
+            scored.missing.append(key)
             continue
         truth = _surface(files)
         if truth[1] is None:
-            without_normals.append(key)
+            scored.without_normals.append(key)
         row = {"instance": key, **evaluate_shape(mesh, *truth)}
         occupancy = files.occupancy()
         if occupancy is not None and paths["mesh"].is_file():
             normalized = trimesh.load(paths["mesh"], force="mesh", process=False)
             row["iou"] = volumetric_iou(normalized, *occupancy)
-        rows.append(row)
-        truths.append(truth)
-        codes.append(paths["code"] if paths["code"].is_file() else None)
-    if stale:
-        key, reason = next(iter(stale.items()))
-        logger.warning("%d reconstruction(s) left out: not this checkpoint's (e.g. %s: %s); "
-                       "rerun `deepsdf reconstruct --skip` to redo them", len(stale), key,
-                       reason)
-    if unrecorded:
-        logger.warning("%d reconstruction(s) have no record of what made them (the original "
-                       "release's, or files put there by hand): evaluated as found, e.g. %s",
-                       len(unrecorded), unrecorded[0])
-    if not rows:
-        raise InputError("no reconstructed mesh found: run `deepsdf reconstruct` first"
-                         + (f" ({len(stale)} are stale: {next(iter(stale.values()))})"
-                            if stale else ""))
-    columns = ["instance", *METRICS, "iou"]
-    if retrieval:
-        from .retrieval import nearest_by_code, oracle_nearest
+        scored.rows.append(row)
+        scored.truths.append(truth)
+        scored.codes.append(paths["code"] if paths["code"].is_file() else None)
+    return scored
 
-        model = experiment.model
-        codes = [None if path is None else read_code(path, model.codes.shape[1])
-                 for path in codes]
-        train_ids = model.instance_ids
-        # Shapes are compared in the normalized frame (their own original frames need not be
-        # shared: real meshes come in any position and unit), and a retrieved shape is
-        # mapped into the test shape's original frame through both normalizations.
-        train = [_normalized_surface(data.instance(key)) for key in train_ids]
-        test_frames = [data.instance(row["instance"]).normalization() for row in rows]
-        truths_normalized = [to_normalized(t[0], *frame) for t, frame in zip(truths,
-                                                                             test_frames)]
-        by_oracle = oracle_nearest(truths_normalized, [t[0] for t in train])
-        have_code = [i for i, c in enumerate(codes) if c is not None]
-        by_code = dict(zip(have_code, nearest_by_code(torch.stack([codes[i] for i in have_code]),
-                                                      model.codes))) if have_code else {}
-        for i, row in enumerate(rows):
-            occupancy = data.instance(row["instance"]).occupancy()
-            for name, index in (("retrieval_code", by_code.get(i)),
-                                ("retrieval_oracle", by_oracle[i])):
-                if index is None:
-                    continue
-                row[f"{name}_instance"] = train_ids[index]
-                retrieved = to_original(train[index][0], *test_frames[i])
-                metrics = evaluate_points(retrieved, train[index][1], *truths[i])
-                row.update({f"{name}_{k}": v for k, v in metrics.items()})
-                solid = data.normalized_source_mesh(train_ids[index])
-                if solid is not None and occupancy is not None:
-                    row[f"{name}_iou"] = volumetric_iou(solid, *occupancy)
+
+def _answer_by_retrieval(experiment: Experiment, scored: _Scored) -> None:
+    """Add to each row the metrics of the training shape nearest by fitted code
+    (``retrieval_code_*``) and of the oracle nearest by Chamfer (``retrieval_oracle_*``)."""
+    import torch
+
+    from .retrieval import nearest_by_code, oracle_nearest
+
+    data, model = experiment.data, experiment.model
+    codes = [None if path is None else read_code(path, model.codes.shape[1])
+             for path in scored.codes]
+    train_ids = model.instance_ids
+    # Shapes are compared in the normalized frame (their own original frames need not be
+    # shared: real meshes come in any position and unit), and a retrieved shape is mapped
+    # into the test shape's original frame through both normalizations.
+    train = [_normalized_surface(data.instance(key)) for key in train_ids]
+    test_frames = [data.instance(row["instance"]).normalization() for row in scored.rows]
+    truths_normalized = [to_normalized(t[0], *frame)
+                         for t, frame in zip(scored.truths, test_frames)]
+    by_oracle = oracle_nearest(truths_normalized, [t[0] for t in train])
+    have_code = [i for i, c in enumerate(codes) if c is not None]
+    by_code = dict(zip(have_code, nearest_by_code(torch.stack([codes[i] for i in have_code]),
+                                                  model.codes))) if have_code else {}
+    for i, row in enumerate(scored.rows):
+        occupancy = data.instance(row["instance"]).occupancy()
+        for name, index in (("retrieval_code", by_code.get(i)),
+                            ("retrieval_oracle", by_oracle[i])):
+            if index is None:
+                continue
+            row[f"{name}_instance"] = train_ids[index]
+            retrieved = to_original(train[index][0], *test_frames[i])
+            metrics = evaluate_points(retrieved, train[index][1], *scored.truths[i])
+            row.update({f"{name}_{k}": v for k, v in metrics.items()})
+            solid = data.normalized_source_mesh(train_ids[index])
+            if solid is not None and occupancy is not None:
+                row[f"{name}_iou"] = volumetric_iou(solid, *occupancy)
+
+
+def _write_evaluation(experiment: Experiment, scored: _Scored, retrieval: bool) -> dict:
+    """Write the per-shape table and the summary (mean, median, verdicts); returns it."""
+    rows, columns = scored.rows, ["instance", *METRICS, "iou"]
+    if retrieval:
         for name in ("retrieval_code", "retrieval_oracle"):
             columns += [f"{name}_instance"] + [f"{name}_{k}" for k in (*METRICS, "iou")]
-    table, summary_path = experiment.evaluation_table, experiment.evaluation_summary
-    write_table(table, rows, columns)
-    summary = {"shapes": len(rows), "missing": missing, "stale": sorted(stale),
-               "unrecorded": unrecorded}
-    if without_normals:
-        summary["note"] = (f"{len(without_normals)} shape(s) have SurfaceSamples without "
-                           "normals (as the original release writes them): normal consistency "
-                           "is left empty for them")
+    write_table(experiment.evaluation_table, rows, columns)
+    summary = {"shapes": len(rows), "missing": scored.missing, "stale": sorted(scored.stale),
+               "unrecorded": scored.unrecorded}
+    if scored.without_normals:
+        summary["note"] = (f"{len(scored.without_normals)} shape(s) have SurfaceSamples "
+                           "without normals (as the original release writes them): normal "
+                           "consistency is left empty for them")
         logger.warning("%s", summary["note"])
     prefixes = [("", "reconstruction")] + ([("retrieval_code_", "retrieval_code"),
                                             ("retrieval_oracle_", "retrieval_oracle")]
@@ -189,7 +219,7 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint=None,
                              [row.get(f"{name}_chamfer") for row in rows])
             if judged is not None:
                 summary[f"versus_{name}"] = judged.to_dict()
-    contract.write_json(summary_path, summary)
+    contract.write_json(experiment.evaluation_summary, summary)
     return summary
 
 
