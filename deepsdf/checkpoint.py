@@ -80,7 +80,7 @@ def safe_load(path, *, map_location="cpu", what: str = "file"):
     if not path.is_file():
         raise CheckpointError(f"no {what} at {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        loaded = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         if "Unsupported global" not in str(error):  # not a pickle at all: corrupt or foreign
             raise CheckpointError(f"cannot read {what} {path}: not a PyTorch file, or a "
@@ -93,6 +93,24 @@ def safe_load(path, *, map_location="cpu", what: str = "file"):
         first_line = (str(error).splitlines() or [""])[0]
         raise CheckpointError(f"cannot read {what} {path}: {type(error).__name__}: "
                               f"{first_line}") from error
+    _check_dense(loaded, path, what)
+    return loaded
+
+
+def _check_dense(value, path, what: str, depth: int = 0) -> None:
+    """Refuse sparse, quantized or other non-dense tensors anywhere in a loaded file: every
+    reader downstream assumes plain strided tensors (a sparse code would fail deep inside
+    the decoder with a traceback)."""
+    if isinstance(value, torch.Tensor):
+        if value.layout != torch.strided or value.is_quantized:
+            raise CheckpointError(f"{what} {path} holds a {value.layout} tensor; only dense "
+                                  "tensors are read (convert it with .to_dense())")
+    elif isinstance(value, dict) and depth < 8:
+        for item in value.values():
+            _check_dense(item, path, what, depth + 1)
+    elif isinstance(value, (list, tuple)) and depth < 8:
+        for item in value:
+            _check_dense(item, path, what, depth + 1)
 
 
 def load_checkpoint(path, *, map_location="cpu") -> dict:

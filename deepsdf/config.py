@@ -49,6 +49,12 @@ __all__ = ["SAMPLE_STORES", "DecoderConfig", "Schedule", "TrainConfig", "read_sp
 
 SPECS_VERSION = 2
 
+#: The largest learning rate a schedule may reach (10 is far beyond any that trains: Adam
+#: diverges well below it; above about 3e38 torch cannot even hold it).
+MAX_LEARNING_RATE = 10.0
+#: The most epochs a spec may ask for (the paper trains 2 001; beyond this a typo, not a run).
+MAX_EPOCHS = 10 ** 8
+
 #: The experiment specs this project ships (``experiments/<name>/specs.json``).
 TEMPLATES_FOLDER = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -158,6 +164,16 @@ class Schedule:
             return self.initial + (self.final - self.initial) * min(1.0, epoch / self.length)
         return self.value
 
+    def peak(self, epochs: int) -> float:
+        """The largest learning rate over epochs ``0 .. epochs`` (``inf`` when it overflows)."""
+        if self.kind == "Step":
+            cuts = epochs // self.interval if self.factor > 1 else 0
+            logarithm = math.log10(self.initial) + cuts * math.log10(self.factor)
+            return float("inf") if logarithm > 300 else self.initial * self.factor ** cuts
+        if self.kind == "Warmup":
+            return max(self.initial, self.final)
+        return self.value
+
     @classmethod
     def from_specs(cls, entry, where: str) -> "Schedule":
         if not isinstance(entry, dict):
@@ -238,6 +254,12 @@ class TrainConfig:
         if self.samples_per_scene % 2:
             raise ConfigError(f"SamplesPerScene must be even (half positive, half negative), "
                               f"got {self.samples_per_scene}")
+        for index, schedule in enumerate((self.decoder_schedule, self.code_schedule)):
+            peak = schedule.peak(self.epochs)
+            if not peak <= MAX_LEARNING_RATE:
+                raise ConfigError(f"LearningRateSchedule[{index}] reaches a learning rate of "
+                                  f"{peak:.3g} within NumEpochs {self.epochs}; at most "
+                                  f"{MAX_LEARNING_RATE:g} is allowed (a Factor above 1?)")
 
     def stage_at(self, epoch: int) -> tuple:
         """``(clamp, hard_weight)`` in force while the schedule epoch ``epoch`` trains: the
@@ -266,6 +288,12 @@ class TrainConfig:
         """1-based epochs at which a kept checkpoint is written."""
         regular = set(range(self.snapshot_frequency, self.epochs + 1, self.snapshot_frequency))
         return regular | {e for e in self.additional_snapshots if 0 < e <= self.epochs}
+
+    def is_snapshot(self, epoch: int) -> bool:
+        """Whether 1-based ``epoch`` is one of :meth:`snapshot_epochs` (in constant time:
+        the trainer asks after every epoch)."""
+        return 0 < epoch <= self.epochs and (epoch % self.snapshot_frequency == 0
+                                             or epoch in self.additional_snapshots)
 
     def to_specs(self) -> dict:
         """The resolved configuration as a ``specs.json`` dictionary (SpecsVersion 2)."""
@@ -432,7 +460,8 @@ SPEC_KEYS = (
     SpecKey("DataSource", "data_source", _string),
     SpecKey("TrainSplit", "train_split", _string),
     SpecKey("TestSplit", "test_split", _string),
-    SpecKey("NumEpochs", "epochs", _at_least(1)),
+    SpecKey("NumEpochs", "epochs", lambda value, key: _integer(value, key, least=1,
+                                                               most=MAX_EPOCHS)),
     SpecKey("SnapshotFrequency", "snapshot_frequency", _at_least(1)),
     SpecKey("AdditionalSnapshots", "additional_snapshots",
             lambda v, k: _integers(v, k, least=1), write=_write_list),

@@ -434,8 +434,15 @@ def check_mesh_format(path) -> Path:
 
 
 def write_mesh(path, mesh) -> None:
-    """Export a mesh atomically, in the format of the path's suffix (:data:`MESH_FORMATS`)."""
+    """Export a mesh atomically, in the format of the path's suffix (:data:`MESH_FORMATS`);
+    a mesh with a NaN or infinite vertex, or one beyond float32's range (where mesh files and
+    their readers store vertices), is refused (never written as a shape)."""
     check_mesh_format(path)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    if not (np.isfinite(vertices).all()
+            and np.abs(vertices).max(initial=0.0) < np.finfo(np.float32).max):
+        raise InputError(f"{path}: the mesh has NaN or infinite vertices (an absurd "
+                         "normalization or transform?); nothing written")
     with contract.atomic_path(path) as temporary:
         mesh.export(temporary, file_type=Path(path).suffix.lstrip(".").lower())
 

@@ -35,9 +35,12 @@ def sdf(decoder, code, points, *, chunk: int = 65536, grad: bool = False) -> tor
 
     Raises
     ------
-    ValueError
-        When the code's length is not the decoder's, or points do not end in 3 coordinates.
+    InputError
+        When the code's length is not the decoder's, the code or a point is not finite,
+        points do not end in 3 coordinates, or ``chunk`` is not a positive count.
     """
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"chunk must be a positive number of points, got {chunk!r}")
     parameter = next(decoder.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     latent = decoder.config.latent_size
@@ -46,11 +49,16 @@ def sdf(decoder, code, points, *, chunk: int = 65536, grad: bool = False) -> tor
     if code.numel() != latent:
         raise InputError(f"the code has {code.numel()} values; this decoder's codes have "
                          f"{latent} (decoder.config.latent_size)")
+    if not torch.isfinite(code).all():
+        raise InputError("the code has NaN or infinite values")
     points = torch.as_tensor(np.asarray(points) if not torch.is_tensor(points) else points,
                              dtype=torch.float32, device=device)
     if points.shape[-1:] != (3,):
         raise InputError(f"points must have shape (..., 3), got {tuple(points.shape)}")
     flat = points.reshape(-1, 3)
+    if not torch.isfinite(flat).all():
+        bad = int((~torch.isfinite(flat).all(dim=1)).sum())
+        raise InputError(f"{bad} of {len(flat)} points have NaN or infinite coordinates")
     with torch.set_grad_enabled(grad):
         values = [decoder(code.expand(len(part), -1), part).squeeze(1)
                   for part in flat.split(chunk)] if len(flat) else [flat.new_zeros(0)]

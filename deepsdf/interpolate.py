@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.validate import require_memory
 
 from .settings import INTERPOLATION_RESOLUTION, INTERPOLATION_STEPS, PICTURE_SIZE
 
@@ -97,10 +98,16 @@ def interpolation_pictures(experiment, out_dir, *, start=None, end=None,
             raise InputError(f"unknown interpolation {mode!r}; choose one of {INTERPOLATIONS}")
         a, b = resolve_code(start, payload), resolve_code(end, payload)
         codes, name = (slerp if mode == "slerp" else lerp)(a, b, steps), "step"
+    out = InterpolationFolder(out_dir)
+    out.tree.folder()  # a wrong kind of path: one line before the work
+    # Pictures: each (size^2 * 3 bytes) held with its copy in the strip or grid and the GIF
+    # frames; meshes: about 100 bytes per grid cell of a face (resolution^2) each.
+    require_memory(len(codes) * (9 * size * size + 100 * resolution * resolution),
+                   what=f"{len(codes)} meshes at {resolution}^3 and their {size} x {size} "
+                        "pictures", hint="ask for fewer steps or codes, or smaller pictures")
     meshes = code_meshes(decoder, codes, resolution=resolution, device=device,
                          clamp=config.trained_clamp)
-    out = InterpolationFolder(out_dir)
-    out.remove_earlier_meshes()  # an earlier run's steps, never another file
+    out.start_run()  # an earlier run's steps go; another's files are refused
     written = []
     for index, mesh in enumerate(meshes):
         if mesh is not None:

@@ -13,8 +13,9 @@ from deepsdf_preprocess.validate import unique_entries
 __all__ = ["LatentTable", "split_hash", "split_instances", "find_instance", "UnknownInstance"]
 
 
-class UnknownInstance(ValueError):
-    """A name that no training instance has; ``hint`` names the closest ones."""
+class UnknownInstance(InputError):
+    """A name that no training instance has (a bad argument: one line in the CLI); ``hint``
+    names the closest ones."""
 
     def __init__(self, message: str, hint: str):
         super().__init__(message + hint)

@@ -151,6 +151,13 @@ def surface_points(mesh, count: int = CHAMFER_POINTS, *, seed: int = 0):
 
 
 def _nearest(source, target):
+    """(distances, indices) of each ``source`` point's nearest ``target`` point; both sets
+    must be non-empty and finite (a metric of an empty or NaN set is refused, never NaN)."""
+    for name, points in (("the first", source), ("the second", target)):
+        if len(points) == 0:
+            raise InputError(f"{name} point set is empty: a surface metric needs points")
+        if not np.isfinite(points).all():
+            raise InputError(f"{name} point set has NaN or infinite coordinates")
     return cKDTree(target).query(source, workers=-1)
 
 

@@ -115,6 +115,7 @@ class InterpolationFolder:
     ``sample_XX.ply`` of random codes with ``grid.png`` (meshes in the normalized frame)."""
 
     KINDS = ("step", "sample")
+    MARKER = ".deepsdf-interpolation"
     _MESH = re.compile(r"(step|sample)_\d{2,}\.ply")
 
     def __init__(self, folder):
@@ -127,11 +128,24 @@ class InterpolationFolder:
             raise ValueError(f"unknown kind {kind!r}")
         return self.tree.file(f"{kind}_{index:02d}.ply")
 
-    def remove_earlier_meshes(self) -> None:
-        """Remove an earlier run's step and sample meshes (only files of those names)."""
+    def start_run(self) -> None:
+        """Make the folder ready for a run: an earlier run's step and sample meshes are
+        removed (only files of those names, and only where the marker says this command
+        wrote them); step or sample meshes it did not write are refused, never deleted."""
+        from deepsdf_preprocess.errors import InputError
+
         folder = self.tree.folder()
-        for old in folder.glob("*_*.ply"):
+        earlier = [p for p in folder.glob("*_*.ply") if self._MESH.fullmatch(p.name)]
+        marker = self.tree.file(self.MARKER)
+        if earlier and not marker.is_file():
+            raise InputError(f"{folder} holds {earlier[0].name} (and {len(earlier)} such "
+                             "files in all) that `deepsdf interpolate` did not write there; "
+                             "choose a new or empty folder")
+        for old in earlier:
             self.tree.remove(old, ours=self._MESH.pattern)
+        self.tree.folder(create=True)
+        marker.write_text("written by deepsdf interpolate; a rerun replaces its step_XX.ply "
+                          "and sample_XX.ply files\n")
 
     @property
     def strip(self) -> Path:

@@ -31,7 +31,7 @@ from pathlib import Path
 from deepsdf_preprocess import contract
 from deepsdf_preprocess.errors import InputError
 
-from .config import template_specs
+from .config import MAX_EPOCHS, template_specs
 
 __all__ = ["Recipe", "plan_batches", "plan_recipe", "time_step", "write_recipe", "TEMPLATES"]
 
@@ -198,6 +198,9 @@ def plan_recipe(*, data: Path, train: Path, test: Path | None, kind: str,
     elif step_seconds is None:
         step_seconds = float("nan")
     epochs = max(1, round(steps / batches))
+    if epochs > MAX_EPOCHS:
+        raise InputError(f"that many {'minutes' if budget_minutes is not None else 'steps'} "
+                         f"make {epochs:.3g} epochs; a spec holds at most {MAX_EPOCHS:g}")
     steps = epochs * batches
     specs = _sized(specs, template, epochs)
     warnings = []

@@ -233,11 +233,17 @@ class Trainer:
         else:
             packed = pack_split(self.data_dir, split, cache_root=self.cache)
         # Weights, gradients and Adam's two moments: 16 bytes per parameter, codes included.
+        # A batch's samples and the codes expanded beside them (a lower bound of a step's
+        # memory: the activations come on top).
         parameters = (config.decoder.parameter_count()
                       + len(packed) * config.decoder.latent_size)
-        require_memory(16 * parameters, what=f"a decoder and {len(packed)} codes of "
-                       f"{config.decoder.latent_size} values ({parameters:,} parameters)",
-                       hint="reduce CodeLength or NetworkSpecs.dims")
+        batch = config.scenes_per_batch * config.samples_per_scene
+        require_memory(16 * parameters + 4 * batch * (4 + config.decoder.latent_size),
+                       what=f"a decoder and {len(packed)} codes of "
+                       f"{config.decoder.latent_size} values ({parameters:,} parameters) and "
+                       f"batches of {batch:,} samples",
+                       hint="reduce CodeLength, NetworkSpecs.dims, ScenesPerBatch or "
+                            "SamplesPerScene")
         generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         decoder = Decoder(config.decoder)
@@ -353,7 +359,7 @@ class Trainer:
                     continue
                 watch.check(done)
                 latest = done % config.latest_every == 0 or done == stop
-                kept = done in config.snapshot_epochs()
+                kept = config.is_snapshot(done)
                 if latest or kept:
                     state = keeper.state(model, optimizer, done, loss_value, log)
                 if latest:

@@ -20,11 +20,16 @@ from .errors import InputError
 
 __all__ = ["numeric_array", "points", "positive_scale", "normalization", "intrinsics",
            "rigid_pose", "similarity_matrix", "depth_image", "unique_entries", "integer",
-           "number", "available_memory", "require_memory", "ROTATION_TOLERANCE"]
+           "number", "depth_scale", "available_memory", "require_memory", "ROTATION_TOLERANCE"]
 
 #: Focal lengths outside these bounds (pixels) are refused: no camera has them, and beyond
 #: them the rays of a depth image overflow or collapse.
 FOCAL_RANGE = (1e-3, 1e9)
+
+#: Depth scales (units per metre: 1000 for millimetres, 5000 for the TUM RGB-D PNGs) outside
+#: these bounds are refused: no sensor stores depth in such units, and beyond them the
+#: metres overflow or collapse.
+DEPTH_SCALE_RANGE = (1e-6, 1e6)
 
 #: How far ``R R^T`` may stand from the identity for a rotation read from a file (text files
 #: hold 6 to 9 digits).
@@ -42,6 +47,9 @@ def numeric_array(value, *, source, field: str | None = None, shape=None,
     ``shape`` is a tuple with ``None`` for any length (``(None, 3)``); ``finite`` refuses NaN
     and infinities.
     """
+    if isinstance(value, (list, tuple)) and _holds_bool(value):  # JSON true/false
+        raise InputError(f"{_where(source, field)} holds true/false values; numbers are "
+                         "needed")
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as error:  # ragged nested lists and the like
@@ -60,6 +68,16 @@ def numeric_array(value, *, source, field: str | None = None, shape=None,
     if finite and not np.all(np.isfinite(array)):
         raise InputError(f"{_where(source, field)} holds NaN or infinite values")
     return array
+
+
+def _holds_bool(value, depth: int = 0) -> bool:
+    """Whether nested lists (as JSON gives them) hold a boolean anywhere (numpy would take
+    ``true`` for 1)."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    if isinstance(value, (list, tuple)) and depth < 32:
+        return any(_holds_bool(item, depth + 1) for item in value)
+    return False
 
 
 def points(value, *, source, field: str | None = None, minimum: int = 1) -> np.ndarray:
@@ -85,7 +103,9 @@ def positive_scale(value, *, source, field: str = "scale") -> float:
 
 def normalization(offset, scale, *, source) -> tuple[np.ndarray, float]:
     """(offset (3,), scale) of ``normalized = (x + offset) * scale``: a finite offset and a
-    positive finite scale (0, negative or NaN would mirror, collapse or poison every shape)."""
+    positive finite scale (0, negative or NaN would mirror, collapse or poison every shape).
+    A scale so extreme that a mesh mapped back overflows is caught where meshes are written
+    (``deepsdf.experiment.write_mesh`` refuses non-finite vertices)."""
     offset = numeric_array(offset, source=source, field="offset").reshape(-1)
     if offset.size != 3:
         raise InputError(f"{_where(source, 'offset')} holds {offset.size} values; 3 are "
@@ -154,9 +174,12 @@ def depth_image(value, *, source, field: str = "depth",
     boolean mask is not a depth image), finite, never negative; with ``measured``, at least
     one pixel measured."""
     depth = numeric_array(value, source=source, field=field, finite=False)
-    if depth.ndim != 2 or min(depth.shape) < 1:
+    if depth.ndim != 2:
         raise InputError(f"{_where(source, field)} has shape {depth.shape}; a depth image is "
                          "2-D (h, w)")
+    if min(depth.shape) < 1:
+        raise InputError(f"{_where(source, field)} is empty (shape {depth.shape}); a depth "
+                         "image needs at least one pixel")
     depth = np.where(np.isnan(depth), 0.0, depth)
     if not np.all(np.isfinite(depth)) or np.any(depth < 0):
         raise InputError(f"{_where(source, field)} must be finite and >= 0 (0 or NaN = no "
@@ -213,6 +236,19 @@ def number(value, *, what: str, minimum: float | None = None, maximum: float | N
         raise InputError(f"{what} must be at least {minimum:g}, got {value:g}")
     if maximum is not None and value > maximum:
         raise InputError(f"{what} must be at most {maximum:g}, got {value:g}")
+    return value
+
+
+def depth_scale(value, *, what: str = "depth_scale") -> float:
+    """A depth scale (units per metre: depth / scale = metres) in
+    :data:`DEPTH_SCALE_RANGE`; a boolean, a string, NaN, 0 or an absurd factor is refused."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    low, high = DEPTH_SCALE_RANGE
+    value = number(value, what=what, positive=True)
+    if not low <= value <= high:
+        raise InputError(f"{what} is {value:g}; a depth scale (units per metre, 1000 for "
+                         f"millimetres) must lie in [{low:g}, {high:g}]")
     return value
 
 

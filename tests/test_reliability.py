@@ -401,12 +401,23 @@ def test_interpolation_leaves_no_step_of_an_earlier_run(experiment, tmp_path):
     _train(experiment, epochs=1)
     out = tmp_path / "out"
     out.mkdir()
-    (out / "step_05.ply").write_text("an earlier run's")
     (out / "notes.ply").write_text("mine")
     first, second = _instances(experiment)[:2]
-    assert main(["interpolate", str(experiment), "--from", first, "--to", second, "--out",
-                 str(out), "--steps", "2", "--resolution", "16", "--size", "32"]) == 0
+
+    def interpolate(folder, steps):
+        return main(["interpolate", str(experiment), "--from", first, "--to", second, "--out",
+                     str(folder), "--steps", str(steps), "--resolution", "16", "--size", "32"])
+
+    assert interpolate(out, 2) == 0 and (out / ".deepsdf-interpolation").is_file()
+    (out / "step_05.ply").write_text("a step of that earlier run")  # the marker covers it
+    assert interpolate(out, 2) == 0
     assert not (out / "step_05.ply").exists() and (out / "notes.ply").read_text() == "mine"
+    # Step meshes this command did not write (a user's own step_07.ply) are never deleted.
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "step_07.ply").write_text("my mesh")
+    assert interpolate(foreign, 2) == 2
+    assert (foreign / "step_07.ply").read_text() == "my mesh"
 
 
 def test_scales_and_focal_lengths_that_overflow_are_refused(tmp_path):
@@ -534,3 +545,123 @@ def test_a_data_source_of_another_dataset_is_one_short_line_with_a_hint(tiny_dat
     message = str(error.value)
     assert "500 of 500 SdfSamples files are missing" in message and "..." in message
     assert "holds SdfSamples of gen, not of other" in message and len(message) < 400
+
+
+# ------------------------------------------------------------------ the third probe's finds
+
+def test_an_unknown_instance_is_one_line_in_every_command(experiment, tmp_path, capsys):
+    _train(experiment, epochs=1)
+    code = main(["mesh", str(experiment), str(tmp_path / "m.ply"), "--instance", "nonexist",
+                 "--resolution", "16"])
+    _one_line(capsys, code, "not a training instance")
+
+
+def test_a_sparse_or_quantized_tensor_in_a_file_is_refused(experiment, tmp_path, capsys):
+    from deepsdf.checkpoint import CheckpointError, safe_load
+
+    torch.save(torch.randn(16).to_sparse(), tmp_path / "sparse.pth")
+    with pytest.raises(CheckpointError, match="sparse"):
+        safe_load(tmp_path / "sparse.pth")
+    torch.save({"codes": [torch.randn(2, 3).to_sparse()]}, tmp_path / "nested.pth")
+    with pytest.raises(CheckpointError, match="dense"):
+        safe_load(tmp_path / "nested.pth")
+    _train(experiment, epochs=1)
+    code = main(["mesh", str(experiment), str(tmp_path / "m.ply"), "--code",
+                 str(tmp_path / "sparse.pth"), "--resolution", "16"])
+    _one_line(capsys, code, "sparse")
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"NumEpochs": 10 ** 12}, "NumEpochs must be <="),
+    ({"LearningRateSchedule": [{"Type": "Step", "Initial": 5e-3, "Interval": 1,
+                                "Factor": 1e308},
+                               {"Type": "Constant", "Value": 1e-3}]}, "learning rate"),
+    ({"LearningRateSchedule": [{"Type": "Step", "Initial": 5e-3, "Interval": 1, "Factor": 2},
+                               {"Type": "Constant", "Value": 1e-3}], "NumEpochs": 4000},
+     "learning rate"),
+])
+def test_specs_that_would_run_away_are_refused_when_read(tmp_path, change, words):
+    from deepsdf.config import ConfigError, parse_specs
+    from conftest import TINY_SPECS
+
+    with pytest.raises(ConfigError, match=words):
+        parse_specs(dict(TINY_SPECS, **change))
+
+
+def test_a_batch_beyond_memory_is_refused_before_allocating(experiment, capsys):
+    specs = json.loads((experiment / "specs.json").read_text())
+    specs["SamplesPerScene"] = 10 ** 12
+    (experiment / "specs.json").write_text(json.dumps(specs))
+    code = main(["train", str(experiment), "--device", "cpu", "--epochs", "1"])
+    _one_line(capsys, code, "batches of", "SamplesPerScene")
+
+
+def test_snapshots_are_decided_in_constant_time_and_as_listed():
+    from deepsdf.config import parse_specs
+    from conftest import TINY_SPECS
+
+    config = parse_specs(dict(TINY_SPECS, NumEpochs=10 ** 8, SnapshotFrequency=7,
+                              AdditionalSnapshots=[3, 10 ** 8 + 5]))
+    assert config.is_snapshot(3) and config.is_snapshot(14) and not config.is_snapshot(15)
+    assert not config.is_snapshot(10 ** 8 + 5) and not config.is_snapshot(0)
+    small = parse_specs(dict(TINY_SPECS, NumEpochs=30, SnapshotFrequency=7,
+                             AdditionalSnapshots=[3, 40]))
+    assert {e for e in range(0, 45) if small.is_snapshot(e)} == small.snapshot_epochs()
+
+
+def test_the_sdf_of_points_refuses_nan_and_a_bad_chunk():
+    import deepsdf
+    from deepsdf.config import DecoderConfig
+    from deepsdf.decoder import Decoder
+
+    decoder = Decoder(DecoderConfig(latent_size=4, dims=(8, 8), latent_in=(), dropout=(),
+                                    norm_layers=()))
+    code, points = torch.zeros(4), torch.zeros(5, 3)
+    assert deepsdf.sdf(decoder, code, points).shape == (5,)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(InputError, match="chunk"):
+            deepsdf.sdf(decoder, code, points, chunk=bad)
+    points[2, 1] = float("nan")
+    with pytest.raises(InputError, match="1 of 5 points"):
+        deepsdf.sdf(decoder, code, points)
+    with pytest.raises(InputError, match="code has NaN"):
+        deepsdf.sdf(decoder, torch.full((4,), float("nan")), torch.zeros(5, 3))
+
+
+def test_metrics_of_empty_or_nan_point_sets_are_refused_not_nan():
+    from deepsdf.metrics import chamfer, surface_metrics
+
+    points = np.random.default_rng(0).random((10, 3))
+    with pytest.raises(InputError, match="empty"):
+        chamfer(points, np.zeros((0, 3)))
+    nan = points.copy()
+    nan[0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        chamfer(nan, points)
+    assert chamfer(points, points) == 0.0
+    assert surface_metrics(points, points)["chamfer"] == 0.0
+
+
+def test_a_mesh_mapped_to_infinity_is_never_written(tmp_path):
+    """A normalization so extreme that mapping back overflows (scale 1e-300): the mesh is
+    refused where every mesh is written, not written as infinities."""
+    from deepsdf.experiment import write_mesh
+    from deepsdf.mesh import dense_grid, extract_mesh
+
+    sphere = lambda p: np.linalg.norm(p, axis=1) - 0.5  # noqa: E731
+    grid = dense_grid(sphere, 16)
+    with np.errstate(over="ignore"):
+        mesh = extract_mesh(grid, offset=np.zeros(3), scale=1e-300)
+    with pytest.raises(InputError, match="infinite vertices"):
+        write_mesh(tmp_path / "m.ply", mesh)
+    assert not (tmp_path / "m.ply").exists()
+    write_mesh(tmp_path / "ok.ply", extract_mesh(grid))  # a finite mesh is written
+
+
+def test_an_interpolation_beyond_memory_is_refused_before_the_work(experiment, tmp_path,
+                                                                  capsys):
+    _train(experiment, epochs=1)
+    first, second = _instances(experiment)[:2]
+    code = main(["interpolate", str(experiment), "--from", first, "--to", second, "--out",
+                 str(tmp_path / "out"), "--steps", "10000000", "--resolution", "16"])
+    _one_line(capsys, code, "pictures", "fewer steps")

@@ -38,7 +38,7 @@ Description. Then: deepsdf train EXP_DIR.""")
                         help="the model regardless of the device: small (the demo's) or "
                              "reference (the paper's)")
     amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("--budget", type=number_in(positive=True), metavar="MINUTES",
+    amount.add_argument("--budget", type=number_in(positive=True, high=525_600), metavar="MINUTES",
                         help="minutes of training to size the run to (default: 15)")
     amount.add_argument("--steps", type=int_at_least(1),
                         help="optimizer steps instead of a budget (nothing is timed, and "
