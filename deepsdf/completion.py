@@ -176,7 +176,8 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
     """
     check_grid_memory(resolution)
     out = ScanCompletionFolder(out_dir)
-    out.tree.folder()  # a wrong kind of path fails before the fit
+    out.start_run(with_metrics=truth is not None)  # every output path checked before the fit
+    reference = None if truth is None else _truth_mesh(truth)
     experiment = Experiment.of(experiment, checkpoint=checkpoint, device=device)
     decoder, config = experiment.model.decoder, experiment.config
     if len(observation) == 0:
@@ -198,15 +199,24 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
     summary = {"mesh": str(out.mesh), "observed_points": len(observation),
                "loss": float(result.data[0, rank]), "start": result.start_kind[0][rank],
                "fallback_rank": rank}
-    if truth is not None:
-        import trimesh
-
-        reference = trimesh.load(truth, force="mesh", process=False)
+    if reference is not None:
         summary["metrics"] = completion_metrics(surface_points(mesh, CHAMFER_POINTS)[0],
                                                 surface_points(reference, CHAMFER_POINTS)[0],
                                                 observation.points, similarity.scale)
         contract.write_json(out.metrics, summary)
     return summary
+
+
+def _truth_mesh(path):
+    """The true mesh of a completion (world frame), read through the mesh door; one line
+    naming the file when it is missing, a folder or not a mesh."""
+    from deepsdf_preprocess.errors import MeshError
+    from deepsdf_preprocess.mesh_io import load_mesh
+
+    try:
+        return load_mesh(path)
+    except MeshError as error:
+        raise InputError(f"the true mesh {path}: {error}") from None
 
 
 class _ScanSource:

@@ -30,9 +30,17 @@ class ConstraintConfig:
     free_margin: float = 0.02  # free-space samples stay this far in front of the surface
     radius: float = 1.0  # free-space samples lie inside this sphere (the model's domain)
 
+    #: The largest ``eta``: surface samples farther out than half the model's unit sphere
+    #: would describe another shape (the reference uses 0.01 against a clamp of 0.1).
+    MAX_ETA = 0.5
+
     def __post_init__(self):
-        if self.eta <= 0 or self.free_space < 0 or self.free_margin < 0:
-            raise InputError("eta must be positive; free_space and free_margin non-negative")
+        if not 0 < self.eta <= self.MAX_ETA:
+            raise InputError(f"eta must lie in (0, {self.MAX_ETA}] model units (the model "
+                             f"frame is the unit sphere), got {self.eta}")
+        if self.free_space < 0 or not 0 <= self.free_margin < self.radius:
+            raise InputError("free_space must be non-negative and free_margin in "
+                             f"[0, radius {self.radius})")
 
 
 def sdf_constraints(observation: Observation, config: ConstraintConfig = ConstraintConfig(),

@@ -202,7 +202,10 @@ def _write_evaluation(experiment: Experiment, scored: _Scored, retrieval: bool) 
             columns += [f"{name}_instance"] + [f"{name}_{k}" for k in (*METRICS, "iou")]
     write_table(experiment.evaluation_table, rows, columns)
     summary = {"shapes": len(rows), "missing": scored.missing, "stale": sorted(scored.stale),
-               "unrecorded": scored.unrecorded}
+               "unrecorded": scored.unrecorded,
+               # what the evaluation was made from: a report checks it is still the model's
+               "checkpoint": (experiment.checkpoint_identity
+                              if experiment.model_file.is_file() else None)}
     if scored.without_normals:
         summary["note"] = (f"{len(scored.without_normals)} shape(s) have SurfaceSamples "
                            "without normals (as the original release writes them): normal "

@@ -308,6 +308,21 @@ class Experiment:
         return {"epoch": None if epoch is None else int(epoch),
                 **provenance.fingerprint(self.model_file)}
 
+    def evaluation_stale(self, summary: dict) -> str | None:
+        """Why an evaluation ``summary`` (of :attr:`evaluation_summary`) is not this
+        checkpoint's, or None: it records the checkpoint it was made from, and ``latest``
+        names another file after more training."""
+        made = summary.get("checkpoint")
+        if not isinstance(made, dict):
+            return "it does not record the checkpoint it was made from"
+        now = self.checkpoint_identity
+        if made != now:
+            return (f"it was made from epoch {made.get('epoch')} of checkpoint "
+                    f"{self.checkpoint}; the checkpoint is now epoch {now.get('epoch')}"
+                    if made.get("epoch") != now.get("epoch") else
+                    f"checkpoint {self.checkpoint} has changed since it was made")
+        return None
+
     def reconstruction_record(self, key: str) -> Path:
         """``Reconstructions/<checkpoint>/Records/<dataset>/<class>/<instance>.json``."""
         key = contract.InstanceKey.parse(key)

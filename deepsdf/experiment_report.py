@@ -13,6 +13,7 @@ configuration, stage wall-times and machine.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import platform
 from pathlib import Path
@@ -56,7 +57,39 @@ def _rows(path) -> list:
     if rows and "instance" not in rows[0]:
         raise InputError(f"{path} has no 'instance' column: not a metrics table of this "
                          "project")
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        for column, value in row.items():
+            if _metric_of(column) is not None and value != "" and not (
+                    isinstance(value, float) and math.isfinite(value) and value >= 0):
+                raise InputError(f"{path}, line {number}: {column} is {value!r}; a metric is "
+                                 "a finite number >= 0 or empty (not a table this project "
+                                 "wrote, or an edited one)")
     return rows
+
+
+def _metric_of(column) -> str | None:
+    """The metric a table column holds (``chamfer``, ``retrieval_code_chamfer``, ...)."""
+    for prefix in ("retrieval_code_", "retrieval_oracle_", "retrieval_", ""):
+        if isinstance(column, str) and column.startswith(prefix) \
+                and column[len(prefix):] in METRIC_TABLE:
+            return column[len(prefix):]
+    return None
+
+
+def _check_completion_summary(payload, source) -> dict:
+    """A completion run's summary as ``complete --virtual-scan`` writes it, else one line."""
+    sections = [payload.get(name) for name in ("completion", "retrieval") if name in payload]
+    if not (isinstance(payload, dict) and isinstance(payload.get("shapes"), int)
+            and not isinstance(payload.get("shapes"), bool)
+            and isinstance(payload.get("no_surface", []), list)
+            and all(isinstance(section, dict) and all(
+                isinstance(block, dict) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in block.values()) for block in section.values())
+                    for section in sections)):
+        raise InputError(f"{source} is not a completion summary of `deepsdf complete "
+                         "--virtual-scan` (rerun it)")
+    return payload
 
 
 def _header(name: str) -> str:
@@ -89,7 +122,7 @@ def read_completion(folder) -> tuple[list, dict]:
         raise InputError(f"{summary} is not valid JSON: {error}") from None
     if not isinstance(payload, dict):
         raise InputError(f"{summary} is not a completion summary (not a JSON object)")
-    return _rows(table), payload
+    return _rows(table), _check_completion_summary(payload, summary)
 
 
 def _report_folder(folder, replace: bool) -> ReportFolder:
@@ -159,6 +192,11 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
         except (ValueError, UnicodeDecodeError):
             evaluation = None
         evaluation = _check_evaluation(evaluation, trained.evaluation_summary)
+        stale = trained.evaluation_stale(evaluation)
+        if stale is not None:
+            raise InputError(f"{trained.evaluation_summary} is not this model's evaluation: "
+                             f"{stale}; rerun `deepsdf reconstruct --skip` and `deepsdf "
+                             "evaluate`")
     if not trained.evaluation_table.is_file():
         raise InputError(f"{trained.evaluation_table} is missing: run `deepsdf evaluate` first")
     shapes = _rows(trained.evaluation_table)
@@ -279,7 +317,9 @@ def _per_shape_table(page, trained, shapes: list, completed: dict,
         finished = completed.get(key, {})
         files = [link("reconstruction.ply", relative(paths["original"]))
                  if paths["original"].is_file() else "no surface"]
-        completion_mesh = completion.shape(key)["mesh"] if completion else None
+        # only shapes the completion table lists: an earlier run's meshes may lie beside
+        completion_mesh = completion.shape(key)["mesh"] if completion and key in completed \
+            else None
         if completion_mesh is not None and completion_mesh.is_file():
             files.append(link("completion.ply", relative(completion_mesh)))
         cells = [row.get(m, "") for m in per_shape] + [row.get("retrieval_code_chamfer", "")]
@@ -326,7 +366,8 @@ def _pictures(page, out: ReportFolder, trained, shapes: list, completed: dict,
         recon_path = trained.reconstruction(key)["mesh"]
         recon = trimesh.load(recon_path, process=False) if recon_path.is_file() else None
         finished = None
-        completion_path = completion.shape(key)["mesh"] if completion else None
+        completion_path = (completion.shape(key)["mesh"] if completion and key in completed
+                           else None)
         if completion_path is not None and completion_path.is_file():
             finished = trimesh.load(completion_path, process=False)
             finished.vertices = to_normalized(finished.vertices, offset, scale)

@@ -26,8 +26,9 @@ from deepsdf_preprocess import contract
 from .checkpoint import load_checkpoint
 from .config import TrainConfig, parse_specs, read_specs
 from .experiment import Experiment
-from .original import (ExportError, OriginalLayout, decoder_state_to_original, legacy_specs,
-                       logs_to_original, optimizer_to_original, our_parameter_names)
+from .original import (ExportError, OriginalLayout, check_exportable, decoder_state_to_original,
+                       legacy_specs, logs_to_original, optimizer_to_original,
+                       our_parameter_names)
 
 __all__ = ["export_original", "ExportError"]
 
@@ -66,11 +67,13 @@ def export_original(experiment, *, out=None, checkpoints=None) -> list[Path]:
         raise ExportError(f"no checkpoints in {experiment.checkpoints}: train first")
     # Every path is made (and so checked: links, kinds) before anything is written.
     planned = [layout.file(kind, name) for name in checkpoints for kind in layout.KINDS]
-    planned += [layout.logs, layout.specs]
+    planned += [layout.logs, layout.specs, layout.marker]
+    _check_same_source(layout, experiment)
     written, newest = [], None
     for name in checkpoints:
         payload = load_checkpoint(experiment.checkpoint_file(name))
         config = parse_specs(payload["config"])
+        check_exportable(config)  # a decoder the original cannot express: before any write
         our_names = our_parameter_names(config)
         epoch = int(payload["epoch"])
         files = {
@@ -93,7 +96,31 @@ def export_original(experiment, *, out=None, checkpoints=None) -> list[Path]:
     _save(layout.logs, logs_to_original(payload.get("log") or {}, epoch, our_names, config))
     written.append(layout.logs)
     written += _write_specs(layout, config)
+    contract.write_json(layout.marker, {"exported_from": str(experiment.folder)})
     return written
+
+
+def _check_same_source(layout: OriginalLayout, experiment) -> None:
+    """Refuse a folder that holds another experiment's files: checkpoints with no export
+    record of this project (the original release's own run), or an export of another
+    experiment (mixing two runs' epochs in one folder)."""
+    import json
+
+    existing = [p for kind in layout.KINDS for p in sorted(
+        (layout.root / kind).glob("*.pth")) if (layout.root / kind).is_dir()]
+    source = None
+    if layout.marker.is_file():
+        try:
+            source = json.loads(layout.marker.read_text(encoding="utf-8")).get("exported_from")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            source = None
+    if source is not None and Path(source) != Path(experiment.folder):
+        raise ExportError(f"{layout.root} holds an export of another experiment ({source}); "
+                          "export into another folder with --out")
+    if existing and source is None:
+        raise ExportError(f"{layout.root} holds {existing[0].parent.name}/{existing[0].name} "
+                          "that no export of this experiment wrote (another run's?); export "
+                          "into another folder with --out")
 
 
 def _write_specs(layout: OriginalLayout, config: TrainConfig) -> list[Path]:

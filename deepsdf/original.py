@@ -163,6 +163,12 @@ class OriginalLayout:
         return self.tree.file("Logs.pth")
 
     @property
+    def marker(self) -> Path:
+        """``ROOT/.deepsdf-export``: which experiment an export was written from (this
+        project's record; the original release ignores it)."""
+        return self.tree.file(".deepsdf-export")
+
+    @property
     def specs(self) -> Path:
         return self.tree.file("specs.json")
 
@@ -360,6 +366,18 @@ def original_optimizer_to_ours(state: dict, our_names: list[str], config: TrainC
                              dict(groups[1], params=[len(our_names)])]}
 
 
+def check_exportable(config: TrainConfig) -> None:
+    """Raise :class:`ExportError` for a decoder the original release cannot express (no tanh
+    on the output, a Fourier encoding of xyz)."""
+    if not config.decoder.use_tanh:
+        raise ExportError("this decoder has no output tanh, which the original always applies;"
+                          " it cannot be exported to the original layout")
+    if config.decoder.fourier_frequencies:
+        raise ExportError("this decoder encodes xyz with Fourier features "
+                          "(fourier_frequencies), which the original's decoder has no input "
+                          "for; it cannot be exported to the original layout")
+
+
 def legacy_specs(config: TrainConfig) -> dict:
     """A legacy (original-release) ``specs.json`` that builds the same decoder.
 
@@ -371,13 +389,7 @@ def legacy_specs(config: TrainConfig) -> dict:
         For a decoder the original cannot express (no tanh on the output, a Fourier
         encoding of xyz).
     """
-    if not config.decoder.use_tanh:
-        raise ExportError("this decoder has no output tanh, which the original always applies;"
-                          " it cannot be exported to the original layout")
-    if config.decoder.fourier_frequencies:
-        raise ExportError("this decoder encodes xyz with Fourier features "
-                          "(fourier_frequencies), which the original's decoder has no input "
-                          "for; it cannot be exported to the original layout")
+    check_exportable(config)
     specs = config.to_specs()
     from .config import SPEC_KEYS
 

@@ -108,6 +108,15 @@ class ScanCompletionFolder:
         """``OUT/metrics.json``: the summary with metrics, when a true mesh was given."""
         return self.tree.file("metrics.json")
 
+    def start_run(self, *, with_metrics: bool) -> None:
+        """Check every path a run writes (links out, wrong kinds: one line before the fit)
+        and remove an earlier run's ``metrics.json`` when this run writes none (it would
+        describe another completion)."""
+        for path in (self.code, self.normalized_mesh, self.mesh, self.metrics):
+            self.tree.check(path)
+        if not with_metrics and self.metrics.is_file():
+            self.tree.remove(self.metrics, ours=r"metrics\.json")
+
 
 class InterpolationFolder:
     """The folder ``deepsdf interpolate`` (:func:`deepsdf.interpolate.interpolation_pictures`)

@@ -228,6 +228,9 @@ def _check_samples(data: Path, instances: list, what: str) -> None:
     """Every shape of ``instances`` has its SdfSamples under ``data``."""
     from deepsdf_preprocess.formats import DataTree
 
+    if Path(data).exists() and not Path(data).is_dir():
+        raise InputError(f"the data root {data} is a file; give the folder `deepsdf "
+                         "preprocess` wrote (it holds SdfSamples/)")
     if not Path(data).is_dir():
         raise InputError(f"the data root {data} does not exist (run deepsdf preprocess first)")
     tree = DataTree(data)

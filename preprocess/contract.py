@@ -29,15 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DiskFullError, InputError
-from .validate import unique_entries
+from .validate import printable, unique_entries
 
 __all__ = ["check_name", "split_key", "InstanceKey", "atomic_path", "remove_stale_temporaries",
-           "write_json", "read_split", "write_split"]
-
-
-def printable(text: str) -> str:
-    """``text`` for one line of output: escaped where it holds control characters."""
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+           "write_json", "read_split", "write_split", "printable"]
 
 
 def check_name(name, what: str = "name") -> str:

@@ -189,6 +189,11 @@ def depth_image(value, *, source, field: str = "depth",
     return depth
 
 
+def printable(text: str) -> str:
+    """``text`` for one line of output: escaped where it holds control characters."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def unique_entries(entries, *, source, what: str = "entries") -> list:
     """``entries`` as a list, refusing repeats (a shape listed twice would be fitted and
     counted twice)."""
@@ -200,7 +205,7 @@ def unique_entries(entries, *, source, what: str = "entries") -> list:
         seen.add(entry)
     if repeated:
         raise InputError(f"{source} lists {len(repeated)} {what} more than once: "
-                         f"{', '.join(map(str, repeated[:3]))}"
+                         f"{', '.join(printable(str(entry)) for entry in repeated[:3])}"
                          f"{' ...' if len(repeated) > 3 else ''}")
     return entries
 

@@ -84,3 +84,22 @@ def test_the_guides_own_meshes_path_runs_as_written(tmp_path, monkeypatch, capsy
     assert Path("a_file").read_text() == "mine"
     assert "reconstruction" in json.loads(
         Path("runs/cups/Evaluation/latest/summary.json").read_text())
+    # Foreign or stale inputs of a report are refused or left out, never published:
+    completion = Path("runs/cups/completion")
+    rows = (completion / "completion.csv").read_text().splitlines()
+    (completion / "completion.csv").write_text("\n".join(
+        [rows[0], rows[1].replace(rows[1].split(",")[4], "-5", 1)] + rows[2:]) + "\n")
+    assert main(["report", "runs/cups", "--completion", str(completion)]) == 2  # a metric < 0
+    (completion / "completion.csv").write_text("\n".join(rows) + "\n")
+    # an earlier run's mesh of a shape this run's table does not list is not shown
+    stray = completion / "Meshes" / "cups" / "cups" / "not_in_this_run.ply"
+    shutil.copy(next((completion / "Meshes" / "cups" / "cups").glob("*.ply")), stray)
+    assert main(["report", "runs/cups", "--completion", str(completion)]) == 0
+    assert "not_in_this_run" not in (report / "index.html").read_text()
+    # more training makes the evaluation another checkpoint's: the report says so
+    specs["NumEpochs"] += 1
+    Path("runs/cups/specs.json").write_text(json.dumps(specs))
+    assert main(["train", "runs/cups", "--resume", *SMALLER["train"]]) == 0
+    capsys.readouterr()
+    assert main(["report", "runs/cups"]) == 2
+    assert "not this model's evaluation" in capsys.readouterr().err

@@ -665,3 +665,84 @@ def test_an_interpolation_beyond_memory_is_refused_before_the_work(experiment, t
     code = main(["interpolate", str(experiment), "--from", first, "--to", second, "--out",
                  str(tmp_path / "out"), "--steps", "10000000", "--resolution", "16"])
     _one_line(capsys, code, "pictures", "fewer steps")
+
+
+def test_export_never_mixes_two_runs_nor_writes_before_refusing(experiment, tiny_data,
+                                                                 tmp_path, capsys):
+    import shutil
+
+    from conftest import TINY_SPECS
+
+    _train(experiment, epochs=2)
+    # A folder with another run's checkpoints (the original release's own, say): refused.
+    foreign = tmp_path / "foreign"
+    (foreign / "ModelParameters").mkdir(parents=True)
+    (foreign / "ModelParameters" / "10.pth").write_bytes(b"another run")
+    code = main(["export", str(experiment), "--original", "--out", str(foreign)])
+    _one_line(capsys, code, "no export of this experiment wrote")
+    assert not (foreign / "LatentCodes").exists()
+    # Its own export folder may be written again; another experiment's export is refused.
+    ours = tmp_path / "ours"
+    assert main(["export", str(experiment), "--original", "--out", str(ours)]) == 0
+    assert main(["export", str(experiment), "--original", "--out", str(ours)]) == 0
+    twin = tmp_path / "twin"
+    shutil.copytree(experiment, twin)
+    code = main(["export", str(twin), "--original", "--out", str(ours)])
+    _one_line(capsys, code, "an export of another experiment")
+    # A decoder the original cannot express is refused before any file is written.
+    data, split = tiny_data
+    fourier = make_experiment(tmp_path / "fourier", data, split, NumEpochs=1,
+                              SamplesPerScene=512,
+                              NetworkSpecs=dict(TINY_SPECS["NetworkSpecs"],
+                                                fourier_frequencies=2))
+    _train(fourier, epochs=1)
+    code = main(["export", str(fourier), "--original"])
+    _one_line(capsys, code, "Fourier")
+    assert not (fourier / "original").exists()
+
+
+def test_one_scan_completion_checks_its_outputs_and_truth_before_the_fit(tmp_path):
+    from deepsdf.completion import complete_scans
+    from deepsdf.frames import Similarity
+    from deepsdf.outputs import ScanCompletionFolder
+    from deepsdf.sensing import Observation
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"an earlier run": 1}')
+    folder = ScanCompletionFolder(out)
+    folder.start_run(with_metrics=True)
+    assert (out / "metrics.json").is_file()
+    folder.start_run(with_metrics=False)  # it would describe another completion
+    assert not (out / "metrics.json").exists()
+    outside = tmp_path / "outside.ply"
+    outside.write_text("mine")
+    os.symlink(outside, out / "completed.ply")
+    with pytest.raises(InputError, match="outside"):
+        folder.start_run(with_metrics=False)
+    seen = Observation(np.zeros((3, 3)), np.ones((3, 3)) / np.sqrt(3), np.full((3, 3), 2.0))
+    identity = Similarity.from_normalization(np.zeros(3), 1.0)
+    for truth in (tmp_path / "missing.obj", tmp_path):  # missing, a folder
+        with pytest.raises(InputError, match="the true mesh"):
+            complete_scans(tmp_path / "no-experiment", seen, identity,
+                           out_dir=tmp_path / "fresh", truth=truth)
+    assert not (tmp_path / "fresh").exists() and outside.read_text() == "mine"
+
+
+def test_an_eta_beyond_the_model_frame_is_refused(capsys):
+    from deepsdf.constraints import ConstraintConfig
+
+    for eta in (0.0, -1.0, 0.6, 1e9):
+        with pytest.raises(InputError, match="eta must lie"):
+            ConstraintConfig(eta=eta)
+    with pytest.raises(SystemExit) as exit_:  # argparse's usage error
+        main(["complete", "E", "--out", "O", "--points", "p.npy", "--sensor", "0", "0", "2",
+              "--eta", "1e9"])
+    assert exit_.value.code == 2 and "at most 0.5" in capsys.readouterr().err
+
+
+def test_new_names_a_data_root_that_is_a_file(tiny_data, tmp_path, capsys):
+    _, split = tiny_data
+    code = main(["new", str(tmp_path / "exp"), "--data", str(split), "--train", str(split),
+                 "--steps", "10"])
+    _one_line(capsys, code, "is a file")

@@ -266,7 +266,8 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
                        help="NormalizationParameters .npz of the world frame")
     parser.add_argument("--truth", type=Path, help="full ground-truth mesh (world frame)")
     defaults = ConstraintConfig()
-    parser.add_argument("--eta", type=number_in(positive=True), default=defaults.eta,
+    parser.add_argument("--eta", type=number_in(positive=True, high=ConstraintConfig.MAX_ETA),
+                        default=defaults.eta,
                         help="surface sample offset along the normal, model units")
     parser.add_argument("--free-space", type=int_at_least(0), default=defaults.free_space,
                         help="free-space samples on each observed point's ray (0 disables "
