@@ -7,5 +7,6 @@ Turns meshes into DeepSDF training data (``SdfSamples``, ``SurfaceSamples``,
 Modules, in pipeline order: :mod:`.mesh_io` (loading), :mod:`.normalize`, :mod:`.cameras`,
 :mod:`.render_gl` / :mod:`.raycast` (scanners), :mod:`.scan`, :mod:`.surface`,
 :mod:`.sampling`, :mod:`.sdf`, :mod:`.formats`, :mod:`.pipeline` (one mesh), :mod:`.driver`
-(a folder), :mod:`.splits`; and :mod:`.procedural`, the embedded example categories.
+(a folder), :mod:`.splits`; and :mod:`.procedural`, the embedded example categories
+(written by :mod:`.generated`, which never replaces a file it did not make).
 """

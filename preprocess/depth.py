@@ -63,7 +63,7 @@ def load_depth(path, *, depth_scale: float | None = None) -> np.ndarray:
         raise InputError(f"{path}: a PNG depth image needs depth_scale (units per metre, "
                          "e.g. 1000 for millimetres)")
     if depth_scale is not None:
-        depth_scale = validate.number(depth_scale, what="depth_scale", positive=True)
+        depth_scale = validate.depth_scale(depth_scale)
     if not path.is_file():
         raise InputError(f"depth image {path} does not exist")
     try:

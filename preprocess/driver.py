@@ -25,6 +25,7 @@ from .paths import Tree
 from .pipeline import PreprocessConfig, instance_seed, make_scanner, preprocess_instance
 from .progress import progress_bar
 from .provenance import file_identity, stale_reason
+from .splits import check_split_out
 
 __all__ = ["MeshJob", "discover_meshes", "preprocess_dataset", "merge_dataset",
            "DatasetReport", "read_manifest", "manifest_mesh", "WORKER_DIED"]
@@ -234,7 +235,8 @@ def _record(job: MeshJob, record: dict | None, error: str | None) -> dict:
 def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessConfig,
                        split: dict | None = None, workers: int = 1, seed: int = 0,
                        backend: str = "pyrender", split_out=None, progress: bool = True,
-                       shard: tuple[int, int] | None = None) -> DatasetReport:
+                       shard: tuple[int, int] | None = None,
+                       split_source=None) -> DatasetReport:
     """Preprocess every mesh of ``mesh_dir`` (or of ``split``) into ``data_dir``.
 
     Resumable: instances whose files all exist are skipped.  Every finished instance's record
@@ -254,7 +256,10 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
         output does not depend on the worker count, the order or the sharding.
     split_out : path, optional
         Where to write the split of the instances that succeeded (default
-        ``data_dir/splits/<dataset>.json``).
+        ``data_dir/splits/<dataset>.json``): an existing file there must be a split file, and
+        not ``split_source`` (:func:`.splits.check_split_out`, checked before any work).
+    split_source : path, optional
+        The file ``split`` was read from (``--split``).
     shard : (index, count), optional
         Process only the instances of shard ``index`` of ``count`` (:func:`.manifest.shard_of`:
         a hash of the key).  A shard writes its files and its journal only; the manifest and
@@ -275,6 +280,8 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
     _check_memory(config, workers)
     if split_out is None:  # fail on a link or a folder there now, not after the work
         formats.split_path(data_dir, dataset)
+    else:
+        check_split_out(split_out, source=split_source)
     jobs = _discover(mesh_dir, split, dataset)
     listed = {job.key for job in jobs}
     if shard is not None:
@@ -329,7 +336,7 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
                                  manifest_path=manifest_path(data_dir, dataset),
                                  split_path=None, journal=journal)
         report = merge_dataset(data_dir, dataset, listed, run_fields=run_fields,
-                               split_out=split_out)
+                               split_out=split_out, split_source=split_source)
     return DatasetReport(succeeded=report.succeeded, failed=failed, skipped=skipped,
                          manifest_path=report.manifest_path, split_path=report.split_path)
 
@@ -356,7 +363,8 @@ def _discover(mesh_dir, split, dataset):
 
 
 def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = None,
-                  split_out=None, forget_all: bool = False) -> DatasetReport:
+                  split_out=None, forget_all: bool = False,
+                  split_source=None) -> DatasetReport:
     """Merge the journals into the manifest and write the split of the listed instances that
     succeeded (what an unsharded run does at its end; ``deepsdf preprocess --merge`` after
     the shards of a job array).
@@ -368,8 +376,12 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
         and whose files still match it (:func:`~.provenance.stale_reason`).
     forget_all : bool
         Delete every journal after merging (all shards are done).
+    split_out, split_source : path, optional
+        As for :func:`preprocess_dataset` (checked before the journals are merged).
     """
     data_dir = Path(data_dir)
+    if split_out:
+        check_split_out(split_out, source=split_source)
     listed = set(listed)
     manifest = merge_journals(data_dir, dataset, update=run_fields, forget_all=forget_all)
     records = manifest.get("instances", {})

@@ -28,15 +28,14 @@ profile polygon (:class:`RevolvedProfile`); its mesh revolves that polygon with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import trimesh
 from .errors import InputError
 
 __all__ = ["OrientedBox", "RevolvedProfile", "ProceduralShape", "generate_chair",
-           "generate_table", "generate_vessel", "generate_shapes", "write_shapes", "CATEGORIES",
-           "VESSEL_SECTIONS"]
+           "generate_table", "generate_vessel", "generate_shapes", "generate_shape",
+           "write_shapes", "CATEGORIES", "VESSEL_SECTIONS"]
 
 #: Sections around the axis of a vessel's mesh.
 VESSEL_SECTIONS = 128
@@ -322,23 +321,49 @@ def generate_shapes(category: str, count: int, seed: int = 0) -> list:
         raise InputError(f"unknown category {category!r}; choose one of {sorted(CATEGORIES)}")
     if count < 1:
         raise InputError(f"count must be positive, got {count}")
-    return [CATEGORIES[category](np.random.default_rng([seed, index])) for index in range(count)]
+    return [generate_shape(category, index, seed) for index in range(count)]
+
+
+def generate_shape(category: str, index: int, seed: int = 0):
+    """Shape ``index`` of :func:`generate_shapes` (made from ``(seed, index)`` alone)."""
+    if category not in CATEGORIES:
+        raise InputError(f"unknown category {category!r}; choose one of {sorted(CATEGORIES)}")
+    return CATEGORIES[category](np.random.default_rng([seed, index]))
+
+
+def shape_files(category: str, index: int, seed: int, shape) -> dict:
+    """The files :func:`write_shapes` writes for ``shape`` (index ``index``): ``{relative
+    path: bytes}``."""
+    import json
+
+    stem = f"{category}/{category}_{index:04d}"
+    return {f"{stem}.obj": shape.mesh.export(file_type="obj").encode("utf-8"),
+            f"{stem}.json": (json.dumps({"seed": seed, "index": index, **shape.params},
+                                        indent=2) + "\n").encode("utf-8")}
 
 
 def write_shapes(out_dir, category: str, count: int, seed: int = 0) -> list:
     """Write ``out_dir/<category>/<category>_<i>.obj`` (+ a ``.json`` of its parameters).
 
-    Returns the mesh paths.  Existing files are overwritten (the output is deterministic).
+    Returns the mesh paths.  Every path is made by the output folder's
+    :class:`~.paths.Tree` (a link out of it is refused); a file already at one of the names
+    is kept when it holds exactly what this run would write (a rerun is idempotent) and
+    refused otherwise, before anything is written (:func:`.outputs.write_generated`).
     """
-    import json
+    from .generated import GeneratedItem, write_generated
+    from .paths import Tree
 
-    folder = Path(out_dir) / category
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, shape in enumerate(generate_shapes(category, count, seed)):
-        path = folder / f"{category}_{index:04d}.obj"
-        shape.mesh.export(path)
-        (folder / f"{category}_{index:04d}.json").write_text(
-            json.dumps({"seed": seed, "index": index, **shape.params}, indent=2) + "\n")
-        paths.append(path)
-    return paths
+    if category not in CATEGORIES:
+        raise InputError(f"unknown category {category!r}; choose one of {sorted(CATEGORIES)}")
+    if count < 1:
+        raise InputError(f"count must be positive, got {count}")
+    tree = Tree(out_dir, "output folder")
+    items = []
+    for index in range(count):
+        stem = f"{category}/{category}_{index:04d}"
+        items.append(GeneratedItem(
+            [f"{stem}.obj", f"{stem}.json"],
+            lambda index=index: shape_files(category, index, seed,
+                                            generate_shape(category, index, seed))))
+    paths = write_generated(tree, items)
+    return [path for path in paths if path.suffix == ".obj"]

@@ -35,6 +35,7 @@ from .provenance import fingerprint, fingerprints, stale_reason
 from .contract import printable
 from .scan_io import ScanJob, discover_scans, read_views
 from .scan_sdf import ScanSamplingConfig, sample_views
+from .splits import check_split_out
 
 __all__ = ["preprocess_scans", "scans_identity"]
 
@@ -86,8 +87,12 @@ def _outputs(data_dir: Path, dataset: str, job: ScanJob) -> dict:
 def preprocess_scans(scan_dir, data_dir, dataset: str, *,
                      config: ScanSamplingConfig = ScanSamplingConfig(),
                      split: dict | None = None, seed: int = 0, split_out=None,
-                     progress: bool = True) -> DatasetReport:
+                     progress: bool = True, split_source=None) -> DatasetReport:
     """Preprocess every scanned instance of ``scan_dir`` (or of ``split``) into ``data_dir``.
+
+    ``split_out`` (default ``data_dir/splits/<dataset>.json``) is checked before any work: an
+    existing file there must be a split file and not ``split_source``, the file ``split``
+    was read from (:func:`.splits.check_split_out`).
 
     Raises
     ------
@@ -98,6 +103,8 @@ def preprocess_scans(scan_dir, data_dir, dataset: str, *,
     data_dir = Tree(data_dir, "data root").root
     if split_out is None:
         formats.split_path(data_dir, dataset)
+    else:
+        check_split_out(split_out, source=split_source)
     scan_root = Path(scan_dir).resolve()
     if scan_root == data_dir.resolve() or scan_root in data_dir.resolve().parents:
         raise InputError(f"the data root {data_dir} lies inside the scan folder {scan_dir}: "
@@ -146,6 +153,7 @@ def preprocess_scans(scan_dir, data_dir, dataset: str, *,
             bar.update(1)
         bar.close()
         report = merge_dataset(data_dir, dataset, {job.key for job in jobs},
-                               run_fields=run_fields, split_out=split_out)
+                               run_fields=run_fields, split_out=split_out,
+                               split_source=split_source)
     return DatasetReport(succeeded=report.succeeded, failed=failed, skipped=skipped,
                          manifest_path=report.manifest_path, split_path=report.split_path)

@@ -17,15 +17,19 @@
 Depth is the distance along the optical axis (0 or NaN: no measurement), in metres, or in
 integer units divided by ``depth_scale`` (1000 for millimetres; required for PNGs).  A mask
 sets every pixel outside the object to "no measurement".  Hidden files and folders (names
-starting with ".") are skipped, and links to files outside are refused.  Every value passes the validators of
-:mod:`.validate` (a rigid pose, an invertible K with focal lengths in range, a finite depth
-image): a bad view fails its instance with a one-line reason naming the file.  Nothing in
-a scan folder is executed or unpickled.
+starting with ".") are skipped, and links are not followed in scan folders (a link there,
+an instance folder that is a link included, fails its instance).  Two views of one name
+(``view_00.npz`` beside ``view_00.png``) are ambiguous and fail the instance.  Every value
+passes the validators of :mod:`.validate` (a rigid pose, an invertible K with focal lengths
+in range, numbers and never true/false, a depth scale in range, a finite, non-empty depth
+image): a bad view fails its instance with a one-line reason naming the file.  Nothing in a
+scan folder is executed or unpickled.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +48,12 @@ VIEW_SUFFIXES = (".npz", ".png", ".ply", ".xyz")
 CLOUD_SUFFIXES = (".ply", ".xyz")
 #: Per-instance defaults file.
 CAMERAS_FILE = "cameras.json"
+#: A point cloud's sensor farther from the cloud's centre than this many times the cloud's
+#: radius is refused as implausible (a position in other units or another frame).
+MAX_SENSOR_DISTANCE = 1e4
+#: Why links are refused in scan folders.
+_NO_LINKS = ("links are not followed in scan folders (a link's target could change unseen "
+             "by the rerun check)")
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ def discover_scans(scan_dir, *, split: dict | None = None, dataset: str | None =
                              if p.is_dir() and not p.name.startswith(".")):
             problem = None
             if class_dir.is_symlink() or folder.is_symlink():
-                problem = "a symbolic link: scan folders are read only inside SCAN_DIR"
+                problem = f"a symbolic link: {_NO_LINKS}"
             else:
                 try:
                     check_name(class_dir.name, "class")
@@ -110,13 +120,42 @@ def discover_scans(scan_dir, *, split: dict | None = None, dataset: str | None =
     return jobs
 
 
-def _regular(path: Path) -> bool:
-    """Whether ``path`` is a regular file; a link there is refused (scan folders are read
-    only inside SCAN_DIR, and a link's target could change unseen by the rerun check)."""
+def _regular(path: Path, what: str = "a file") -> bool:
+    """Whether ``path`` is a regular file (``False``: nothing there); a link there is
+    refused (links are not followed in scan folders), and so is a folder where ``what``
+    goes."""
     if path.is_symlink():
-        raise InputError(f"{path} is a symbolic link: files of a scan folder are read only "
-                         "inside SCAN_DIR")
+        raise InputError(f"{path} is a symbolic link: {_NO_LINKS}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not {what}")
+    if os.path.lexists(path) and not path.is_file():
+        raise InputError(f"{path} is not a regular file ({what} is needed)")
     return path.is_file()
+
+
+def _defaults(folder: Path) -> dict:
+    """The instance's ``cameras.json`` (``{}`` when there is none); its values are validated
+    for each view that takes them (:func:`_checked_settings`)."""
+    path = folder / CAMERAS_FILE
+    if not _regular(path, f"a JSON file of camera defaults ({CAMERAS_FILE})"):
+        return {}
+    return _json(path)
+
+
+def _checked_settings(settings: dict, source) -> dict:
+    """``settings`` (read from ``source``, a JSON file) with K, pose, depth_scale and
+    convention validated where they stand, so an error names the file that holds them."""
+    settings = dict(settings)
+    if "K" in settings:
+        settings["K"] = validate.intrinsics(settings["K"], source=source)
+    if "pose" in settings:
+        settings["pose"] = validate.rigid_pose(settings["pose"], source=source)
+    if "depth_scale" in settings:
+        settings["depth_scale"] = validate.depth_scale(settings["depth_scale"],
+                                                       what=f"{source}: depth_scale")
+    if "convention" in settings:
+        settings["convention"] = _convention(settings["convention"], source)
+    return settings
 
 
 def _json(path: Path) -> dict:
@@ -172,8 +211,7 @@ def _npz_view(path: Path, defaults: dict) -> tuple:
             settings[name] = value.item() if value.ndim == 0 else value
     depth = arrays["depth"]
     if "depth_scale" in settings:  # integer or float depth in units of 1 / depth_scale m
-        scale = validate.number(settings["depth_scale"], what=f"{path}: depth_scale",
-                                positive=True)
+        scale = validate.depth_scale(settings["depth_scale"], what=f"{path}: depth_scale")
         if depth.dtype.kind in "iuf" and depth.dtype != bool:
             depth = depth.astype(np.float64) / scale
     elif depth.dtype.kind in "iu":
@@ -183,20 +221,19 @@ def _npz_view(path: Path, defaults: dict) -> tuple:
 
 def _png_view(path: Path, defaults: dict) -> tuple:
     sidecar = path.with_suffix(".json")
-    if not _regular(sidecar):
+    if not _regular(sidecar, "a JSON sidecar"):
         raise InputError(f"{path}: a PNG view needs {sidecar.name} beside it (its pose)")
-    settings = dict(defaults, **_json(sidecar))
+    settings = dict(defaults, **_checked_settings(_json(sidecar), sidecar))
     if "pose" not in settings:
         raise InputError(f"{sidecar}: no 'pose' (the 4x4 camera-to-world matrix)")
     if "depth_scale" not in settings:
         raise InputError(f"{path}: a PNG depth image needs depth_scale (units per metre, "
                          f"e.g. 1000 for millimetres) in {sidecar.name} or {CAMERAS_FILE}")
-    scale = validate.number(settings["depth_scale"], what=f"{sidecar}: depth_scale",
-                            positive=True)
+    scale = validate.depth_scale(settings["depth_scale"], what=f"{sidecar}: depth_scale")
     depth = load_depth(path, depth_scale=scale)
     mask = None
     mask_path = path.with_name(path.stem + ".mask.png")
-    if _regular(mask_path):
+    if _regular(mask_path, "a mask image"):
         from PIL import Image
 
         try:
@@ -208,7 +245,7 @@ def _png_view(path: Path, defaults: dict) -> tuple:
     return depth, settings["pose"], settings, mask
 
 
-def cloud_view(points, sensor, name: str, *, source) -> DepthView:
+def cloud_view(points, sensor, name: str, *, source, sensor_source=None) -> DepthView:
     """A point cloud seen from ``sensor`` (3,) as a depth view: a pinhole camera at the sensor
     looking at the cloud's centroid, its pixels a little coarser than the points' angular
     spacing, each pixel the nearest point on it.  Every rule for depth images (normals, free
@@ -218,8 +255,19 @@ def cloud_view(points, sensor, name: str, *, source) -> DepthView:
     from .pinhole import look_at_pose
 
     points = validate.points(points, source=source, minimum=10)
-    sensor = validate.numeric_array(sensor, source=source, field="sensor", shape=(3,))
-    pose = look_at_pose(sensor, points.mean(axis=0))
+    sensor_source = source if sensor_source is None else sensor_source
+    sensor = validate.numeric_array(sensor, source=sensor_source, field="sensor", shape=(3,))
+    centre = points.mean(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        radius = float(np.linalg.norm(points - centre, axis=1).max())
+        distance = float(np.linalg.norm(sensor - centre))
+    if radius > 0 and not distance <= MAX_SENSOR_DISTANCE * radius:
+        raise InputError(f"{sensor_source}: the sensor position lies {distance:.3g} from the "
+                         f"cloud's centre, {distance / radius:.3g} times the cloud's radius "
+                         f"({radius:.3g}): implausibly far (at most {MAX_SENSOR_DISTANCE:g} "
+                         "times; give the position the cloud was seen from, in its units and "
+                         "frame)")
+    pose = look_at_pose(sensor, centre)
     local = (points - sensor) @ pose[:3, :3]
     if np.any(local[:, 2] <= 0):
         raise InputError(f"{source}: some points lie behind the sensor {sensor.tolist()} "
@@ -229,6 +277,10 @@ def cloud_view(points, sensor, name: str, *, source) -> DepthView:
     if not spacing > 0:
         raise InputError(f"{source}: the points do not spread across the sensor's view")
     focal = 0.7 / spacing  # pixels per unit of tangent: slightly coarser than the points
+    if focal > validate.FOCAL_RANGE[1]:
+        raise InputError(f"{source}: neighbouring points lie {spacing:.3g} radians apart as "
+                         "seen from the sensor: the sensor position is implausibly far, or "
+                         "the points are duplicated")
     half = np.abs(plane).max(axis=0) * focal
     width, height = (2 * np.ceil(half) + 3).astype(int)
     if width * height > 4_000_000:
@@ -250,17 +302,23 @@ def read_views(folder) -> list:
         the folder holds no view.
     """
     folder = Path(folder)
-    defaults = _json(folder / CAMERAS_FILE) if _regular(folder / CAMERAS_FILE) else {}
+    defaults = _defaults(folder)
     paths = sorted(p for p in folder.iterdir()
                    if p.suffix.lower() in VIEW_SUFFIXES and not p.name.endswith(".mask.png")
                    and not p.name.startswith("."))  # hidden files (._x.npz) are not views
+    named: dict = {}
+    for path in paths:  # one view per name: view_00.npz beside view_00.png is ambiguous
+        other = named.setdefault(path.stem, path)
+        if other is not path:
+            raise InputError(f"{other} and {path.name} are both view {path.stem!r}: "
+                             "ambiguous (keep one of them)")
     views = []
     for path in paths:
-        if path.is_symlink() or not path.is_file():
-            raise InputError(f"{path}: not a regular file (links are not followed)")
+        if not _regular(path, "a view file"):
+            raise InputError(f"{path}: not a regular file")
         if path.suffix.lower() in CLOUD_SUFFIXES:
             sidecar = path.with_suffix(".json")
-            if not _regular(sidecar):
+            if not _regular(sidecar, "a JSON sidecar"):
                 raise InputError(f"{path}: a point-cloud view needs {sidecar.name} beside it "
                                  "with the sensor position ({\"sensor\": [x, y, z]})")
             settings = _json(sidecar)
@@ -268,10 +326,12 @@ def read_views(folder) -> list:
                 raise InputError(f"{sidecar}: no 'sensor' (the position the cloud was seen "
                                  "from)")
             views.append(cloud_view(read_point_cloud(path), settings["sensor"], path.stem,
-                                    source=path))
+                                    source=path, sensor_source=sidecar))
             continue
         reader = _npz_view if path.suffix.lower() == ".npz" else _png_view
-        depth, pose, settings, mask = reader(path, defaults)
+        view_defaults = _checked_settings(defaults, f"{folder / CAMERAS_FILE} (read for "
+                                                    f"{path.name})")
+        depth, pose, settings, mask = reader(path, view_defaults)
         depth = validate.depth_image(depth, source=path)
         if mask is not None:
             mask = _mask(mask, path)

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import trimesh
@@ -430,19 +429,39 @@ def _glb_scene(soup: SoupShape) -> trimesh.Scene:
 def write_soups(out_dir, category: str, count: int, seed: int = 0) -> list:
     """Write ``out_dir/<category>/<category>_<i>.obj`` (one group per part) or ``.glb`` (every
     third shape: parts as scene nodes with node transforms), each with a ``.json`` of its
-    parameters and defects.  Returns the mesh paths."""
-    folder = Path(out_dir) / category
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, soup in enumerate(generate_soups(category, count, seed)):
-        stem = folder / f"{category}_{index:04d}"
-        if index % 3 == 2:
-            path = stem.with_suffix(".glb")
-            path.write_bytes(_glb_scene(soup).export(file_type="glb"))
-        else:
-            path = stem.with_suffix(".obj")
-            path.write_text(_obj_text(soup))
-        stem.with_suffix(".json").write_text(json.dumps(
-            {"seed": seed, "index": index, **soup.metadata()}, indent=2) + "\n")
-        paths.append(path)
-    return paths
+    parameters and defects.  Returns the mesh paths.
+
+    Every path is made by the output folder's :class:`~.paths.Tree` (a link out of it is
+    refused); a file already at one of the names is kept when it holds exactly what this run
+    would write and refused otherwise, before anything is written
+    (:func:`.outputs.write_generated`)."""
+    from .generated import GeneratedItem, write_generated
+    from .paths import Tree
+    from .procedural import CATEGORIES, generate_shape
+
+    if category not in CATEGORIES:
+        raise InputError(f"unknown category {category!r}; choose one of {sorted(CATEGORIES)}")
+    if count < 1:
+        raise InputError(f"count must be positive, got {count}")
+    tree = Tree(out_dir, "output folder")
+
+    def files(index: int) -> dict:
+        soup = soup_shape(generate_shape(category, index, seed),
+                          np.random.default_rng([seed, index, 1]))
+        stem = f"{category}/{category}_{index:04d}"
+        mesh = (_glb_scene(soup).export(file_type="glb") if index % 3 == 2
+                else _obj_text(soup).encode("utf-8"))
+        return {f"{stem}{_soup_suffix(index)}": mesh,
+                f"{stem}.json": (json.dumps({"seed": seed, "index": index, **soup.metadata()},
+                                            indent=2) + "\n").encode("utf-8")}
+
+    items = [GeneratedItem([f"{category}/{category}_{index:04d}{_soup_suffix(index)}",
+                            f"{category}/{category}_{index:04d}.json"],
+                           lambda index=index: files(index))
+             for index in range(count)]
+    paths = write_generated(tree, items)
+    return [path for path in paths if path.suffix != ".json"]
+
+
+def _soup_suffix(index: int) -> str:
+    return ".glb" if index % 3 == 2 else ".obj"

@@ -70,6 +70,36 @@ def write_split_pair(train_path, test_path, train: dict, test: dict, *, source=N
     write_split(test_path, test)
 
 
+def check_split_out(path, *, source=None):
+    """``path`` as a Path if a split may be written there (``--split-out``); else
+    :class:`InputError`, before any work.
+
+    Refused: the split read as input (``source``, ``--split``: writing over it would lose
+    the entries that did not succeed), and an existing file that is not a split file (a
+    user's notes, a scan view, a folder).  An existing split file may be replaced: that is
+    what ``--split-out`` asks.
+    """
+    import os
+    from pathlib import Path
+
+    from .contract import read_split
+
+    path = Path(path)
+    if source is not None and _same_file(path, Path(source)):
+        raise InputError(f"the split output {path} is the split read as input; writing it "
+                         "would lose the entries that do not succeed (write the split to "
+                         "another file)")
+    if os.path.lexists(path):
+        if path.is_dir():
+            raise InputError(f"the split output {path} is a folder; a split is a .json file")
+        try:
+            read_split(path)
+        except InputError:
+            raise InputError(f"the split output {path} exists and is not a split file; "
+                             "refusing to replace it (choose another name)") from None
+    return path
+
+
 def _same_file(a, b) -> bool:
     import os
 

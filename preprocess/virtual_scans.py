@@ -29,12 +29,13 @@ import numpy as np
 import trimesh
 
 from .contract import atomic_path
+from .errors import InputError
 from .pinhole import PinholeCamera, intrinsics_from_fov, look_at_pose, spherical_direction
 from .raycast import first_hits
 from .scan import plane_depth
 
 __all__ = ["SensorNoise", "NOISELESS", "CaptureConfig", "capture_views", "write_views",
-           "object_scale", "write_scans"]
+           "object_scale", "write_scans", "MAX_VIEWS"]
 
 
 @dataclass(frozen=True)
@@ -133,22 +134,69 @@ def write_views(folder, views: list) -> list:
     return paths
 
 
+#: The most views ``write_scans`` takes per shape (``deepsdf generate --views``): a capture
+#: around an object needs tens; each view is a (height, width) depth image in memory and on
+#: disk.
+MAX_VIEWS = 1000
+
+
+def capture_memory(config: CaptureConfig) -> float:
+    """Bytes :func:`capture_views` needs at its peak: every view's float32 depth kept, its
+    compressed copy, and one view's rays, hits and noise (about 200 bytes a pixel)."""
+    pixels = config.width * config.height
+    return config.views * pixels * 8.0 + pixels * 200.0
+
+
 def write_scans(out_dir, category: str, count: int, seed: int,
                 config: CaptureConfig = CaptureConfig()) -> list:
     """Scan ``count`` seeded procedural shapes of ``category`` (the meshes ``deepsdf
     generate`` writes with the same seed) into ``out_dir/<category>/<name>/view_XX.npz``;
-    returns the instance folders."""
-    import tempfile
+    returns the instance folders.
 
-    from .procedural import write_shapes
+    Every path is made by the output folder's :class:`~.paths.Tree` (a link out of it is
+    refused); a view already at one of the names is kept when it holds exactly the arrays
+    this run would write and refused otherwise, before anything is written
+    (:func:`.outputs.write_generated`).  ``config.views`` above :data:`MAX_VIEWS`, or a
+    capture that would not fit in memory, is refused at once.
+    """
+    import io
 
-    out_dir = Path(out_dir)
-    folders = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for path in write_shapes(Path(scratch), category, count, seed):
-            mesh = trimesh.load(path, force="mesh", process=False)
-            rng = np.random.default_rng([seed, int(path.stem.rsplit("_", 1)[-1])])
-            folder = out_dir / category / path.stem
-            write_views(folder, capture_views(mesh, config, rng))
-            folders.append(folder)
-    return folders
+    from . import validate
+    from .generated import GeneratedItem, write_generated
+    from .paths import Tree
+    from .procedural import CATEGORIES, generate_shape, shape_files
+
+    if category not in CATEGORIES:
+        raise InputError(f"unknown category {category!r}; choose one of {sorted(CATEGORIES)}")
+    validate.integer(count, what="count", minimum=1)
+    validate.integer(config.views, what="views (--views, depth views per shape)", minimum=1,
+                     maximum=MAX_VIEWS)
+    validate.integer(config.width, what="width", minimum=1, maximum=16384)
+    validate.integer(config.height, what="height", minimum=1, maximum=16384)
+    validate.require_memory(capture_memory(config),
+                            what=f"scanning {config.views} views of {config.width} x "
+                                 f"{config.height} pixels per shape",
+                            hint="ask for fewer views")
+    tree = Tree(out_dir, "output folder")
+
+    def views(index: int) -> dict:
+        # The mesh goes through its OBJ text, as the meshes of ``deepsdf generate`` are read.
+        shape = generate_shape(category, index, seed)
+        obj = shape_files(category, index, seed, shape)[f"{category}/{category}_{index:04d}.obj"]
+        mesh = trimesh.load(io.BytesIO(obj), file_type="obj", force="mesh", process=False)
+        rng = np.random.default_rng([seed, index])
+        captured = capture_views(mesh, config, rng)
+        return {_view_name(category, index, number): {"depth": view["depth"], "K": view["K"],
+                                                      "pose": view["pose"]}
+                for number, view in enumerate(captured)}
+
+    items = [GeneratedItem([_view_name(category, index, number)
+                            for number in range(config.views)],
+                           lambda index=index: views(index))
+             for index in range(count)]
+    write_generated(tree, items)
+    return [tree.folder(category, f"{category}_{index:04d}") for index in range(count)]
+
+
+def _view_name(category: str, index: int, number: int) -> str:
+    return f"{category}/{category}_{index:04d}/view_{number:02d}.npz"

@@ -209,16 +209,36 @@ def test_a_full_disk_names_the_last_good_checkpoint(experiment, monkeypatch):
     assert not list((experiment / "Checkpoints").glob(".*.part"))
 
 
-def test_a_nan_loss_names_only_checkpoints_that_exist(tiny_data, tmp_path):
+@pytest.mark.parametrize("explodes_at", [1, 3])
+def test_a_nan_loss_names_only_checkpoints_that_exist(tiny_data, tmp_path, monkeypatch,
+                                                      explodes_at):
+    """A loss that turns NaN (at the first step, before any checkpoint, or later): the
+    message names a checkpoint only when it exists.  (A learning rate of 1e30, the old way to
+    provoke this, is now refused when the spec is read.)"""
+    import deepsdf.train as train_module
+    from deepsdf.config import ConfigError
+
     data, split = tiny_data
-    experiment = make_experiment(tmp_path / "exp", data, split, SamplesPerScene=512,
-                                 LearningRateSchedule=[{"Type": "Constant", "Value": 1e30}] * 2)
+    with pytest.raises(ConfigError, match="learning rate"):
+        _trainer(make_experiment(tmp_path / "absurd", data, split, LearningRateSchedule=[
+            {"Type": "Constant", "Value": 1e30}] * 2))
+    experiment = make_experiment(tmp_path / "exp", data, split, SamplesPerScene=512)
+    real_loss, calls = train_module.clamped_l1, []
+
+    def loss_that_explodes(predicted, target, delta, **options):
+        calls.append(1)
+        value = real_loss(predicted, target, delta, **options)
+        return value * float("nan") if len(calls) >= explodes_at else value
+
+    monkeypatch.setattr(train_module, "clamped_l1", loss_that_explodes)
     with pytest.raises(TrainingError) as error:
         _trainer(experiment).train(epochs=5)
     message = str(error.value)
     if "No checkpoint was written yet" not in message:
         named = message.split("The last good checkpoint is ")[1].split(" ")[0].rstrip(".")
         assert Path(named).is_file()
+    else:
+        assert explodes_at == 1
 
 
 def test_a_missing_data_root_names_the_path_and_the_rule(tiny_data, tmp_path):

@@ -169,14 +169,16 @@ def _run_preprocess(args) -> int:
             raise InputError("--merge runs after the shards; do not give --shard with it")
         jobs = discover_meshes(args.mesh_dir, split=split, dataset=args.dataset)
         report = merge_dataset(args.data_dir, args.dataset, {job.key for job in jobs},
-                               split_out=args.split_out, forget_all=True)
+                               split_out=args.split_out, forget_all=True,
+                               split_source=args.split)
         print(f"merged: {len(report.succeeded)} instance(s) ready, {len(report.failed)} failed;"
               f" manifest {report.manifest_path}; split {report.split_path}")
         return listed(report.failed, "failed")
     report = preprocess_dataset(args.mesh_dir, args.data_dir, args.dataset, config=config,
                                 split=split, workers=args.workers, seed=args.seed,
                                 backend=args.backend, split_out=args.split_out,
-                                progress=not args.no_progress, shard=args.shard)
+                                progress=not args.no_progress, shard=args.shard,
+                                split_source=args.split)
     if args.shard:
         print(f"shard {args.shard[0]}/{args.shard[1]}: {len(report.succeeded)} instance(s) "
               f"ready, {len(report.failed)} failed; records in {report.journal}; run "
@@ -242,7 +244,7 @@ def _run_preprocess_scans(args) -> int:
     report = preprocess_scans(args.scan_dir, args.data_dir, args.dataset, config=config,
                               split=read_split(args.split) if args.split else None,
                               seed=args.seed, split_out=args.split_out,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, split_source=args.split)
     print(f"{len(report.succeeded)} instance(s) ready ({len(report.skipped)} already done), "
           f"{len(report.failed)} failed; manifest {report.manifest_path}; "
           f"split {report.split_path}")
