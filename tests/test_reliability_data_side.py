@@ -160,7 +160,7 @@ def test_split_out_refuses_its_own_split_input(tmp_path, command, capsys):
     os.symlink(split, tmp_path / "alias.json")
     code = main([command, str(source), str(tmp_path / "data"), "--dataset", "d", "--split",
                  str(split), "--split-out", str(tmp_path / "alias.json"), "--no-progress"])
-    _one_line(capsys, code, "--split input")
+    _one_line(capsys, code, "split read as input")
 
 
 def test_split_out_may_replace_a_split_file(tmp_path):
@@ -170,7 +170,7 @@ def test_split_out_may_replace_a_split_file(tmp_path):
     old.write_text(json.dumps({"d": {"c": ["a"]}}))
     assert check_split_out(old) == old
     assert check_split_out(tmp_path / "new.json") == tmp_path / "new.json"
-    with pytest.raises(InputError, match="--split input"):
+    with pytest.raises(InputError, match="split read as input"):
         check_split_out(old, source=old)
 
 
