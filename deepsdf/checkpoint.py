@@ -102,9 +102,12 @@ def _check_dense(value, path, what: str, depth: int = 0) -> None:
     reader downstream assumes plain strided tensors (a sparse code would fail deep inside
     the decoder with a traceback)."""
     if isinstance(value, torch.Tensor):
-        if value.layout != torch.strided or value.is_quantized:
-            raise CheckpointError(f"{what} {path} holds a {value.layout} tensor; only dense "
-                                  "tensors are read (convert it with .to_dense())")
+        if value.layout != torch.strided or value.is_quantized or value.is_meta \
+                or getattr(value, "is_nested", False):
+            kind = ("meta" if value.is_meta else "nested" if getattr(value, "is_nested", False)
+                    else str(value.layout))
+            raise CheckpointError(f"{what} {path} holds a {kind} tensor; only dense tensors "
+                                  "with data are read")
     elif isinstance(value, dict) and depth < 8:
         for item in value.values():
             _check_dense(item, path, what, depth + 1)
@@ -120,4 +123,9 @@ def load_checkpoint(path, *, map_location="cpu") -> dict:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a deepsdf checkpoint (for the original "
                               "release's files use deepsdf.original)")
+    codes, ids = payload.get("codes"), payload.get("instance_ids")
+    if not (isinstance(codes, torch.Tensor) and codes.dim() == 2 and isinstance(ids, list)
+            and len(codes) == len(ids) and all(isinstance(i, str) for i in ids)):
+        raise CheckpointError(f"{path} is damaged: its code table and its instance names do "
+                              "not match (one code per training shape)")
     return payload

@@ -175,9 +175,9 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
     Returns a summary dict (paths, observed point count, metrics if any).
     """
     check_grid_memory(resolution)
+    reference = None if truth is None else _truth_mesh(truth)
     out = ScanCompletionFolder(out_dir)
     out.start_run(with_metrics=truth is not None)  # every output path checked before the fit
-    reference = None if truth is None else _truth_mesh(truth)
     experiment = Experiment.of(experiment, checkpoint=checkpoint, device=device)
     decoder, config = experiment.model.decoder, experiment.config
     if len(observation) == 0:
@@ -325,7 +325,8 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
     model, config = experiment.model, experiment.config
     decoder, device = model.decoder, experiment.device
     out, data = CompletionFolder(out_dir), experiment.data
-    out.tree.folder()
+    # files of a completion run it did not write are refused; the marker names the model
+    out.claim(checkpoint=experiment.checkpoint_identity, experiment=str(experiment.folder))
     keys = split_instances(split)
     if not keys:
         raise InputError("the split lists no instance")

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +97,10 @@ class PackedSamples:
     def rows(self) -> np.ndarray:
         """(total, 4) float32 memory map (opened lazily, once per process)."""
         if self._rows is None:
+            problem = _samples_problem(self.path, self.total_rows)
+            if problem is not None:  # replaced or truncated since it was packed
+                raise DataError(f"the packed cache {self.path} cannot be used: {problem}; "
+                                "delete the folder to rebuild it")
             self._rows = np.memmap(self.path / "samples.f32", dtype=np.float32, mode="r",
                                    shape=(self.total_rows, 4))
         return self._rows
@@ -180,13 +185,57 @@ def pack_split(data_dir, split: dict, *, cache_root=None, skip_unusable: bool = 
         except (OSError, json.JSONDecodeError):
             index = {}
         if index.get("format") == _CACHE_FORMAT and index.get("sources") == fingerprint:
-            return _open(folder, index, unusable)
-        logger.info("sources of %s changed; rebuilding the packed cache", folder)
+            stale = _stale_samples(folder, index)
+            if stale is None:
+                return _open(folder, index, unusable)
+            logger.warning("the packed cache %s is stale (%s); rebuilding it from the data",
+                           folder, stale)
+        else:
+            logger.info("sources of %s changed; rebuilding the packed cache", folder)
     index = _build(folder, present, fingerprint, unusable, skip_unusable)
     if not index["instances"]:
         raise DataError("no usable SdfSamples file in the split: "
                         + "; ".join(f"{k}: {r}" for k, r in list(unusable.items())[:20]))
     return _open(folder, index, unusable)
+
+
+#: Bytes per packed row (x, y, z, sdf as float32).
+_ROW_BYTES = 16
+
+
+def _samples_problem(folder: Path, rows: int, record: dict | None = None) -> str | None:
+    """Why ``folder/samples.f32`` cannot be mapped as ``rows`` packed rows (a link or any
+    non-regular file, another size, or another size or modification time than ``record``
+    says), or None when it can."""
+    path = folder / "samples.f32"
+    try:
+        status = os.lstat(path)
+    except OSError as error:
+        return f"samples.f32 cannot be read ({error.strerror or error})"
+    if stat.S_ISLNK(status.st_mode):
+        return "samples.f32 is a symbolic link"
+    if not stat.S_ISREG(status.st_mode):
+        return "samples.f32 is not a regular file"
+    if status.st_size != rows * _ROW_BYTES:
+        return (f"samples.f32 holds {status.st_size} bytes; the index needs "
+                f"{rows * _ROW_BYTES}")
+    if record is not None and (record.get("size") != status.st_size
+                               or record.get("mtime_ns") != status.st_mtime_ns):
+        return "samples.f32 was modified after packing (size or modification time differs)"
+    return None
+
+
+def _stale_samples(folder: Path, index: dict) -> str | None:
+    """Why a cache entry must be rebuilt rather than read, or None when it can be reused."""
+    record = index.get("samples")
+    if not isinstance(record, dict):
+        return "index.json records no size and modification time of samples.f32"
+    try:
+        rows = int(index["neg_start"][-1]) + int(index["neg_count"][-1]) \
+            if index.get("neg_start") else 0
+    except (KeyError, IndexError, TypeError, ValueError):
+        return "index.json is malformed"
+    return _samples_problem(folder, rows, record)
 
 
 def _usable_rows(array: np.ndarray) -> np.ndarray:
@@ -231,9 +280,11 @@ def _build(folder: Path, files, fingerprint, unusable: dict, skip_unusable: bool
                                 + "; ".join(f"{k}: {r}" for k, r in problems[:20])
                                 + (" ..." if len(problems) > 20 else ""))
     unusable.update(problems)
+    written = os.lstat(folder / "samples.f32")
     index = {"format": _CACHE_FORMAT, "instances": keys, "pos_start": pos_start,
              "pos_count": pos_count, "neg_start": neg_start, "neg_count": neg_count,
-             "sources": fingerprint if not problems else None}
+             "sources": fingerprint if not problems else None,
+             "samples": {"size": written.st_size, "mtime_ns": written.st_mtime_ns}}
     contract.write_json(folder / "index.json", index)
     logger.info("packed %d shapes (%d rows) into %s", len(keys), offset, folder)
     return index

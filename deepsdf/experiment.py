@@ -425,7 +425,8 @@ def read_code(path, latent_size: int) -> torch.Tensor:
     if not isinstance(code, torch.Tensor):
         raise CheckpointError(f"code file {path} holds a {type(code).__name__}, not a code "
                               "tensor")
-    if code.numel() != latent_size or not code.is_floating_point():
+    if (code.numel() != latent_size or not code.is_floating_point()
+            or code.shape[-1] != latent_size):  # (d,), (1, d), (1, 1, d): not (8, 8)
         raise CheckpointError(f"code file {path} holds a {code.dtype} tensor of shape "
                               f"{tuple(code.shape)}; this model's codes have {latent_size} "
                               "floating-point values (CodeLength)")
@@ -454,6 +455,15 @@ def write_mesh(path, mesh) -> None:
     their readers store vertices), is refused (never written as a shape)."""
     check_mesh_format(path)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    if len(vertices) and np.isfinite(vertices).all():
+        # float32 keeps ~7 digits: a shape far smaller than its distance from the origin
+        # collapses to a point in the file (an offset of 1e38 with a scale of 1, say)
+        extent = float(np.ptp(vertices, axis=0).max())
+        far = float(np.abs(vertices).max())
+        if far > 0 and extent < 1e-6 * far:
+            raise InputError(f"{path}: the mesh is {extent:.3g} across at {far:.3g} from the "
+                             "origin, beyond the precision of a mesh file (an absurd "
+                             "normalization or transform?); nothing written")
     if not (np.isfinite(vertices).all()
             and np.abs(vertices).max(initial=0.0) < np.finfo(np.float32).max):
         raise InputError(f"{path}: the mesh has NaN or infinite vertices (an absurd "

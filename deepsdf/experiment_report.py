@@ -57,13 +57,15 @@ def _rows(path) -> list:
     if rows and "instance" not in rows[0]:
         raise InputError(f"{path} has no 'instance' column: not a metrics table of this "
                          "project")
+    seen = set()
     for number, row in enumerate(rows, start=2):  # line 1 is the header
+        if row["instance"] in seen:
+            raise InputError(f"{path}, line {number}: {row['instance']} is listed twice")
+        seen.add(row["instance"])
         for column, value in row.items():
-            if _metric_of(column) is not None and value != "" and not (
-                    isinstance(value, float) and math.isfinite(value) and value >= 0):
-                raise InputError(f"{path}, line {number}: {column} is {value!r}; a metric is "
-                                 "a finite number >= 0 or empty (not a table this project "
-                                 "wrote, or an edited one)")
+            metric = _metric_of(column)
+            if metric is not None and value != "":
+                _check_value(value, metric, f"line {number}, {column}", path)
     return rows
 
 
@@ -76,19 +78,60 @@ def _metric_of(column) -> str | None:
     return None
 
 
+def _metric_maximum(name: str) -> float:
+    """The largest value metric ``name`` takes (the 0-1 ones of the metric table: 1)."""
+    return 1.0 if METRIC_TABLE[name].unit.endswith("0-1") else math.inf
+
+
+def _check_value(value, metric: str, where: str, source) -> None:
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and 0 <= value <= _metric_maximum(metric)):
+        raise InputError(f"{source}: {where} is {value!r}; {metric} is a finite number in "
+                         f"[0, {_metric_maximum(metric):g}] (not a file this project wrote, "
+                         "or an edited one: rerun the command)")
+
+
+def _check_block(block, source, where: str) -> None:
+    """A summary section: ``{metric: {"mean", "median"}}``."""
+    if not isinstance(block, dict):
+        raise InputError(f"{source}: {where} is not a section of metrics (rerun the command)")
+    for name, stats in block.items():
+        if name not in METRIC_TABLE or not isinstance(stats, dict):
+            raise InputError(f"{source}: {where}.{name} is not a metric's mean and median")
+        for key in ("mean", "median"):
+            _check_value(stats.get(key), name, f"{where}.{name}.{key}", source)
+
+
+def _check_verdict(entry, source, where: str) -> None:
+    """A ``versus_*`` block, as :meth:`deepsdf.metrics.Verdict.to_dict` writes it."""
+    try:
+        judged = Verdict.from_dict(entry)
+        valid = (judged.metric in METRIC_TABLE and isinstance(judged.shapes, int)
+                 and isinstance(judged.won, int) and 0 <= judged.won <= judged.shapes
+                 and len(judged.mean) == len(judged.median) == 2
+                 and isinstance(judged.word, str))
+        if valid:
+            for value in (*judged.mean, *judged.median):
+                _check_value(value, judged.metric, where, source)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        valid = False
+    if not valid:
+        raise InputError(f"{source}: {where} is not a verdict this project wrote (rerun the "
+                         "command)")
+
+
 def _check_completion_summary(payload, source) -> dict:
     """A completion run's summary as ``complete --virtual-scan`` writes it, else one line."""
-    sections = [payload.get(name) for name in ("completion", "retrieval") if name in payload]
-    if not (isinstance(payload, dict) and isinstance(payload.get("shapes"), int)
-            and not isinstance(payload.get("shapes"), bool)
-            and isinstance(payload.get("no_surface", []), list)
-            and all(isinstance(section, dict) and all(
-                isinstance(block, dict) and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                    for v in block.values()) for block in section.values())
-                    for section in sections)):
+    if not (isinstance(payload.get("shapes"), int) and not isinstance(payload["shapes"], bool)
+            and payload["shapes"] >= 0 and isinstance(payload.get("no_surface", []), list)
+            and all(isinstance(key, str) for key in payload.get("no_surface", []))):
         raise InputError(f"{source} is not a completion summary of `deepsdf complete "
                          "--virtual-scan` (rerun it)")
+    for section in ("completion", "retrieval"):
+        if section in payload:
+            _check_block(payload[section], source, section)
+    if "versus_retrieval" in payload:
+        _check_verdict(payload["versus_retrieval"], source, "versus_retrieval")
     return payload
 
 
@@ -132,20 +175,45 @@ def _report_folder(folder, replace: bool) -> ReportFolder:
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file, not a folder for the report")
     report = ReportFolder(folder)
-    if (folder.is_dir() and not replace and any(folder.iterdir())
-            and not report.marker.is_file()):
-        raise InputError(f"{folder} holds other files (it is not a report folder this "
-                         "command wrote); choose a new or empty folder")
+    if folder.is_dir() and not report.marker.is_file():
+        # with replace (the demo's folder, its interpolation inside): other files may stay,
+        # but the report's own names must not hold files it did not write
+        theirs = [p for p in report.own_paths() if os.path.lexists(p)] if replace else \
+            list(folder.iterdir())
+        if theirs:
+            raise InputError(f"{folder} holds {theirs[0].name} (it is not a report folder "
+                             "this command wrote); choose a new or empty folder")
     return report
 
 
 def _check_evaluation(evaluation, source) -> dict:
+    """An evaluation summary as ``deepsdf evaluate`` writes it, else one line."""
     if not (isinstance(evaluation, dict) and isinstance(evaluation.get("reconstruction"), dict)
             and "chamfer" in evaluation["reconstruction"]
-            and isinstance(evaluation.get("shapes"), int)):
+            and isinstance(evaluation.get("shapes"), int)
+            and not isinstance(evaluation["shapes"], bool) and evaluation["shapes"] >= 1):
         raise InputError(f"{source} is not an evaluation summary of `deepsdf evaluate` "
                          "(rerun it)")
+    for section in ("reconstruction", "retrieval_code", "retrieval_oracle"):
+        if section in evaluation:
+            _check_block(evaluation[section], source, section)
+    for name in ("versus_retrieval_code", "versus_retrieval_oracle"):
+        if name in evaluation:
+            _check_verdict(evaluation[name], source, name)
     return evaluation
+
+
+def _check_made_from(layout, trained, what: str) -> None:
+    """Refuse a completion or interpolation folder another model (or an earlier checkpoint of
+    this one) made: its marker records the checkpoint it was made from."""
+    made = layout.record().get("checkpoint")
+    if made != trained.checkpoint_identity:
+        raise InputError(f"{layout.root} is not {what} of this model's checkpoint "
+                         f"{trained.checkpoint}" + (f" (it was made from epoch "
+                                                    f"{made.get('epoch')})"
+                                                    if isinstance(made, dict) else
+                                                    " (it records no checkpoint)")
+                         + f"; rerun `deepsdf {layout.COMMAND}`")
 
 
 def write_report(folder, experiment, *, evaluation: dict | None = None, completion=None,
@@ -200,8 +268,12 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
     if not trained.evaluation_table.is_file():
         raise InputError(f"{trained.evaluation_table} is missing: run `deepsdf evaluate` first")
     shapes = _rows(trained.evaluation_table)
+    if len(shapes) != evaluation["shapes"]:
+        raise InputError(f"{trained.evaluation_table} lists {len(shapes)} shapes and its "
+                         f"summary {evaluation['shapes']}: rerun `deepsdf evaluate`")
     rows, completed = read_completion(completion) if completion else ([], {})
     if completion:
+        _check_made_from(CompletionFolder(completion), trained, "a completion")
         evaluated = {row["instance"] for row in shapes}
         rows = [row for row in rows if row.get("instance") in evaluated]
         if not rows:
@@ -210,6 +282,7 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
     path_pictures = []
     if interpolation:
         path = InterpolationFolder(interpolation)
+        _check_made_from(path, trained, "an interpolation")
         path_pictures = [(picture, caption) for picture, caption in (
             (path.strip, f"from {ends[0]} (left) to {ends[1]} (right)" if ends
              else "the path, left to right"),
@@ -262,8 +335,8 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
         summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
     summary["report"] = str(out.index)
     contract.write_json(out.summary, summary)
-    out.marker.write_text("written by deepsdf report; a rerun may replace this folder's "
-                          "files\n")
+    contract.write_json(out.marker, {"written_by": "deepsdf report"})  # atomic: never
+    # written through a hard link planted there
     return summary
 
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -69,6 +70,9 @@ def export_original(experiment, *, out=None, checkpoints=None) -> list[Path]:
     planned = [layout.file(kind, name) for name in checkpoints for kind in layout.KINDS]
     planned += [layout.logs, layout.specs, layout.marker]
     _check_same_source(layout, experiment)
+    # The spec there (if any) must describe this decoder: checked before any file is written.
+    _check_specs(layout, parse_specs(load_checkpoint(
+        experiment.checkpoint_file(checkpoints[-1]))["config"]))
     written, newest = [], None
     for name in checkpoints:
         payload = load_checkpoint(experiment.checkpoint_file(name))
@@ -108,6 +112,7 @@ def _check_same_source(layout: OriginalLayout, experiment) -> None:
 
     existing = [p for kind in layout.KINDS for p in sorted(
         (layout.root / kind).glob("*.pth")) if (layout.root / kind).is_dir()]
+    existing += [layout.logs] if os.path.lexists(layout.logs) else []
     source = None
     if layout.marker.is_file():
         try:
@@ -118,23 +123,30 @@ def _check_same_source(layout: OriginalLayout, experiment) -> None:
         raise ExportError(f"{layout.root} holds an export of another experiment ({source}); "
                           "export into another folder with --out")
     if existing and source is None:
-        raise ExportError(f"{layout.root} holds {existing[0].parent.name}/{existing[0].name} "
-                          "that no export of this experiment wrote (another run's?); export "
-                          "into another folder with --out")
+        raise ExportError(f"{layout.root} holds {existing[0].relative_to(layout.root)} that "
+                          "no export of this experiment wrote (another run's?); export into "
+                          "another folder with --out")
 
 
-def _write_specs(layout: OriginalLayout, config: TrainConfig) -> list[Path]:
-    specs = legacy_specs(config)
+def _check_specs(layout: OriginalLayout, config: TrainConfig) -> None:
+    """An existing ``specs.json`` in the layout must be readable and describe ``config``'s
+    decoder (as the original reads it)."""
+    check_exportable(config)
     path = layout.specs
-    if path.is_file():
+    if os.path.lexists(path):
         existing = read_specs(path)
-        if existing.decoder != parse_specs(specs).decoder:
+        if existing.decoder != parse_specs(legacy_specs(config)).decoder:
             raise ExportError(f"{path} describes another decoder than the checkpoints "
                               "(for the original, use_tanh adds a second tanh); export into "
                               "another folder with --out")
+
+
+def _write_specs(layout: OriginalLayout, config: TrainConfig) -> list[Path]:
+    _check_specs(layout, config)
+    if layout.specs.is_file():
         return []
-    contract.write_json(path, specs)
-    return [path]
+    contract.write_json(layout.specs, legacy_specs(config))
+    return [layout.specs]
 
 
 def _save(path: Path, content: dict) -> None:

@@ -9,6 +9,33 @@ from deepsdf_preprocess.errors import InputError
 __all__ = ["sdf"]
 
 
+def _dense_real(value, name: str):
+    """``value`` as a dense real tensor or array; a sparse tensor (torch cannot reshape it)
+    or matrix, complex values (casting would drop the imaginary part) and non-numbers are
+    refused."""
+    if torch.is_tensor(value):
+        if value.layout != torch.strided:
+            raise InputError(f"{name} is a sparse tensor ({value.layout}); pass a dense one "
+                             "(.to_dense())")
+        if value.is_complex():
+            raise InputError(f"{name} holds complex values ({value.dtype}); real numbers are "
+                             "needed")
+        return value
+    if hasattr(value, "toarray") and hasattr(value, "nnz"):  # scipy.sparse
+        raise InputError(f"{name} is a sparse matrix; pass a dense array (.toarray())")
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:  # ragged lists and the like
+        raise InputError(f"{name} is not a numeric array: {str(error).splitlines()[0]}"
+                         ) from None
+    if array.dtype.kind == "c":
+        raise InputError(f"{name} holds complex values ({array.dtype}); real numbers are "
+                         "needed")
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{name} holds {array.dtype} values; numbers are needed")
+    return array
+
+
 def sdf(decoder, code, points, *, chunk: int = 65536, grad: bool = False) -> torch.Tensor:
     """Signed distances of ``points`` to the shape of ``code``.
 
@@ -37,22 +64,23 @@ def sdf(decoder, code, points, *, chunk: int = 65536, grad: bool = False) -> tor
     ------
     InputError
         When the code's length is not the decoder's, the code or a point is not finite,
-        points do not end in 3 coordinates, or ``chunk`` is not a positive count.
+        points do not end in 3 coordinates, the points or the code are sparse, complex or
+        not numbers, or ``chunk`` is not a positive count.
     """
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk must be a positive number of points, got {chunk!r}")
     parameter = next(decoder.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     latent = decoder.config.latent_size
-    code = torch.as_tensor(np.asarray(code) if not torch.is_tensor(code) else code,
-                           dtype=torch.float32, device=device).reshape(-1)
+    code = torch.as_tensor(_dense_real(code, "code"), dtype=torch.float32,
+                           device=device).reshape(-1)
     if code.numel() != latent:
         raise InputError(f"the code has {code.numel()} values; this decoder's codes have "
                          f"{latent} (decoder.config.latent_size)")
     if not torch.isfinite(code).all():
         raise InputError("the code has NaN or infinite values")
-    points = torch.as_tensor(np.asarray(points) if not torch.is_tensor(points) else points,
-                             dtype=torch.float32, device=device)
+    points = torch.as_tensor(_dense_real(points, "points"), dtype=torch.float32,
+                             device=device)
     if points.shape[-1:] != (3,):
         raise InputError(f"points must have shape (..., 3), got {tuple(points.shape)}")
     flat = points.reshape(-1, 3)

@@ -87,9 +87,18 @@ def interpolation_pictures(experiment, out_dir, *, start=None, end=None,
     experiment = Experiment.of(experiment, checkpoint=checkpoint, device=device)
     model, config = experiment.model, experiment.config
     decoder, device, payload = model.decoder, experiment.device, model.payload
+    count = random if random is not None else steps
+    if random is not None and random < 1:
+        raise InputError(f"random needs a positive count of codes, got {random}")
+    # Pictures: each (size^2 * 3 bytes) held with its copy in the strip or grid and the GIF
+    # frames; meshes: about 100 bytes per grid cell of a face (resolution^2) each; the codes.
+    require_memory(count * (9 * size * size + 100 * resolution * resolution
+                            + 16 * model.codes.shape[1]),
+                   what=f"{count} meshes at {resolution}^3 and their {size} x {size} pictures",
+                   hint="ask for fewer steps or codes, or smaller pictures")
+    out = InterpolationFolder(out_dir)
+    out.tree.folder()  # a wrong kind of path: one line before the work
     if random is not None:
-        if random < 1:
-            raise InputError(f"random needs a positive count of codes, got {random}")
         codes, name = sample_codes(payload["codes"], random, seed=seed), "sample"
     else:
         if not start or not end:
@@ -98,16 +107,11 @@ def interpolation_pictures(experiment, out_dir, *, start=None, end=None,
             raise InputError(f"unknown interpolation {mode!r}; choose one of {INTERPOLATIONS}")
         a, b = resolve_code(start, payload), resolve_code(end, payload)
         codes, name = (slerp if mode == "slerp" else lerp)(a, b, steps), "step"
-    out = InterpolationFolder(out_dir)
-    out.tree.folder()  # a wrong kind of path: one line before the work
-    # Pictures: each (size^2 * 3 bytes) held with its copy in the strip or grid and the GIF
-    # frames; meshes: about 100 bytes per grid cell of a face (resolution^2) each.
-    require_memory(len(codes) * (9 * size * size + 100 * resolution * resolution),
-                   what=f"{len(codes)} meshes at {resolution}^3 and their {size} x {size} "
-                        "pictures", hint="ask for fewer steps or codes, or smaller pictures")
     meshes = code_meshes(decoder, codes, resolution=resolution, device=device,
                          clamp=config.trained_clamp)
-    out.start_run()  # an earlier run's steps go; another's files are refused
+    # an earlier run's meshes and pictures go; files this command did not write are refused
+    out.start_run(checkpoint=experiment.checkpoint_identity, experiment=str(experiment.folder),
+                  ends=None if random is not None else [start, end])
     written = []
     for index, mesh in enumerate(meshes):
         if mesh is not None:

@@ -22,6 +22,7 @@ import itertools
 import numpy as np
 import torch
 from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess import validate
 from deepsdf_preprocess.validate import available_memory, require_memory
 
 from .device import module_device
@@ -234,6 +235,12 @@ def extract_mesh(values: np.ndarray, *, level: float = 0.0, offset=None, scale=N
     import trimesh
     from skimage.measure import marching_cubes
 
+    if offset is not None or scale is not None:
+        if offset is None or scale is None:
+            raise InputError("extract_mesh: give both offset and scale (NormalizationParameters)"
+                             " or neither")
+        # A negative scale mirrors the mesh, 0 or NaN collapses or poisons it: refuse them.
+        validate.normalization(offset, scale, source="extract_mesh")
     values = np.asarray(values, dtype=np.float32)
     if np.isnan(values).any():
         raise InputError("the grid has unfilled (NaN) values")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from deepsdf_preprocess import validate
 from deepsdf_preprocess.errors import InputError
 
 __all__ = ["surface_metrics", "chamfer", "chamfer_unseen", "chamfer_l1", "f_score",
@@ -128,7 +129,9 @@ def surface_metrics(points, truth, *, f_fraction: float = F_SCORE_FRACTION) -> d
     ``chamfer`` (:func:`chamfer`), ``chamfer_l1`` (:func:`chamfer_l1`) and ``f_score`` at
     ``f_fraction`` of the truth's bounding-box side (:func:`f_score`), from one nearest-point
     query each way."""
-    points, truth = np.asarray(points), np.asarray(truth)
+    points = _point_set(points, "surface_metrics", "points")
+    truth = _point_set(truth, "surface_metrics", "truth")
+    f_fraction = validate.number(f_fraction, what="surface_metrics: f_fraction", minimum=0)
     side = float(np.max(truth.max(axis=0) - truth.min(axis=0)))
     forward, backward = _nearest(points, truth)[0], _nearest(truth, points)[0]
     threshold = f_fraction * side
@@ -150,6 +153,28 @@ def surface_points(mesh, count: int = CHAMFER_POINTS, *, seed: int = 0):
     return np.asarray(points), np.asarray(mesh.face_normals[faces])
 
 
+def _point_set(value, where: str, name: str, *, minimum: int = 1) -> np.ndarray:
+    """The one door of every public metric's point sets: (n, 3) finite float64, at least
+    ``minimum`` points (an (n, 2) set, an empty one or a NaN coordinate is refused, never
+    turned into a meaningless number)."""
+    return validate.points(value, source=where, field=name, minimum=minimum)
+
+
+def _unit_normals(value, count: int, where: str, name: str) -> np.ndarray:
+    """(count, 3) unit normals: rows that are not unit (to 1e-6) are normalized; a zero, NaN
+    or infinite normal is refused."""
+    normals = validate.numeric_array(value, source=where, field=name, shape=(count, 3))
+    length = np.linalg.norm(normals, axis=1)
+    if not np.all(length > 0):
+        raise InputError(f"{where}: {name} holds {int(np.sum(~(length > 0)))} zero-length "
+                         "normals; unit normals are needed")
+    off = np.abs(length - 1.0) > 1e-6  # already unit normals are used exactly as given
+    if off.any():
+        normals = normals.copy()
+        normals[off] /= length[off, None]
+    return normals
+
+
 def _nearest(source, target):
     """(distances, indices) of each ``source`` point's nearest ``target`` point; both sets
     must be non-empty and finite (a metric of an empty or NaN set is refused, never NaN)."""
@@ -163,6 +188,7 @@ def _nearest(source, target):
 
 def chamfer(a, b) -> float:
     """``mean_a min_b |a - b|^2 + mean_b min_a |a - b|^2`` of two (n, 3) point sets."""
+    a, b = _point_set(a, "chamfer", "a"), _point_set(b, "chamfer", "b")
     return float((_nearest(a, b)[0] ** 2).mean() + (_nearest(b, a)[0] ** 2).mean())
 
 
@@ -174,6 +200,10 @@ def chamfer_unseen(points, truth, observed, radius: float) -> float:
     the nearest of all ``truth`` points, and each unseen truth point its squared distance to
     the nearest of all ``points``; the two means are summed (0 for an empty part).
     """
+    points = _point_set(points, "chamfer_unseen", "points")
+    truth = _point_set(truth, "chamfer_unseen", "truth")
+    observed = _point_set(observed, "chamfer_unseen", "observed", minimum=0)
+    radius = validate.number(radius, what="chamfer_unseen: radius", minimum=0)
     seen = cKDTree(observed)
     total = 0.0
     for source, target in ((points, truth), (truth, points)):
@@ -185,6 +215,7 @@ def chamfer_unseen(points, truth, observed, radius: float) -> float:
 
 def chamfer_l1(a, b) -> float:
     """``(mean_a min_b |a - b| + mean_b min_a |a - b|) / 2`` (unsquared, halved)."""
+    a, b = _point_set(a, "chamfer_l1", "a"), _point_set(b, "chamfer_l1", "b")
     return float(0.5 * (_nearest(a, b)[0].mean() + _nearest(b, a)[0].mean()))
 
 
@@ -192,6 +223,8 @@ def f_score(a, b, threshold: float) -> float:
     """Harmonic mean of precision (points of ``a`` within ``threshold`` of ``b``) and recall
     (points of ``b`` within ``threshold`` of ``a``); Tatarchenko et al. 2019 recommend a
     threshold of 1% of the bounding-box side."""
+    a, b = _point_set(a, "f_score", "a"), _point_set(b, "f_score", "b")
+    threshold = validate.number(threshold, what="f_score: threshold", minimum=0)
     precision = float((_nearest(a, b)[0] <= threshold).mean())
     recall = float((_nearest(b, a)[0] <= threshold).mean())
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
@@ -199,7 +232,14 @@ def f_score(a, b, threshold: float) -> float:
 
 def normal_consistency(points, normals, reference_points, reference_normals) -> float:
     """Mean ``|n . n_ref|`` of each point's normal with its nearest reference point's, both
-    ways, averaged (1 = aligned, orientation ignored)."""
+    ways, averaged (1 = aligned, orientation ignored).  Normals are normalized; a zero or
+    NaN normal is refused."""
+    where = "normal_consistency"
+    points = _point_set(points, where, "points")
+    reference_points = _point_set(reference_points, where, "reference_points")
+    normals = _unit_normals(normals, len(points), where, "normals")
+    reference_normals = _unit_normals(reference_normals, len(reference_points), where,
+                                      "reference_normals")
     _, forward = _nearest(points, reference_points)
     _, backward = _nearest(reference_points, points)
     one = np.abs(np.einsum("ij,ij->i", normals, reference_normals[forward])).mean()
@@ -212,6 +252,9 @@ def earth_movers(a, b, *, count: int = 1000, seed: int = 0) -> float:
     matching between ``count`` points drawn from each set (exact assignment, scipy)."""
     from scipy.optimize import linear_sum_assignment
 
+    count = validate.integer(count, what="earth_movers: count", minimum=1)
+    # Checked here; the distances are computed in the sets' own float dtype, as before.
+    _point_set(a, "earth_movers", "a"), _point_set(b, "earth_movers", "b")
     rng = np.random.default_rng(seed)
     count = min(count, len(a), len(b))
     a = np.asarray(a)[rng.choice(len(a), count, replace=False)]
@@ -227,7 +270,19 @@ def volumetric_iou(mesh, points, occupied) -> float:
     generalized winding number above 1/2 (libigl)."""
     import igl
 
-    inside = igl.fast_winding_number(np.asarray(mesh.vertices, np.float64),
+    if len(mesh.faces) == 0:
+        raise InputError("volumetric_iou: the mesh has no faces: it encloses no volume")
+    vertices = validate.numeric_array(mesh.vertices, source="volumetric_iou",
+                                      field="mesh vertices", shape=(None, 3))
+    points = _point_set(points, "volumetric_iou", "points")
+    occupied = np.asarray(occupied)
+    if occupied.shape != (len(points),):
+        raise InputError(f"volumetric_iou: occupied has shape {occupied.shape}; one value per "
+                         f"point ({len(points)},) is needed")
+    if occupied.dtype.kind not in "biuf" or (occupied.dtype.kind == "f"
+                                            and not np.isfinite(occupied).all()):
+        raise InputError("volumetric_iou: occupied must hold finite numbers or booleans")
+    inside = igl.fast_winding_number(vertices,
                                      np.asarray(mesh.faces, np.int64),
                                      np.asarray(points, np.float64)) > 0.5
     occupied = np.asarray(occupied, bool)

@@ -53,14 +53,76 @@ def fit_outputs(root, key: str, *, under=()) -> dict:
             "original": path("MeshesOriginalFrame", ".ply")}
 
 
-class CompletionFolder:
-    """The folder ``deepsdf complete --virtual-scan`` (:func:`deepsdf.completion.complete_split`)
-    writes: a table with one row per shape, a summary, and each shape's code and completed
-    mesh (original frame) by :func:`fit_outputs`."""
+class _OwnedFolder:
+    """An output folder one command writes: a marker file says that command wrote it (and
+    records what it was made from), so a rerun may replace the command's own files while a
+    folder holding files of those names that it did not write is refused, never
+    overwritten or deleted.  The marker is replaced atomically (a hard link planted there
+    is never written through)."""
+
+    MARKER = ""
+    COMMAND = ""
 
     def __init__(self, folder):
         self.tree = _tree(folder)
         self.root = self.tree.root
+
+    @property
+    def marker(self) -> Path:
+        return self.tree.file(self.MARKER)
+
+    def _owned(self) -> list:
+        """The paths of this command's files (or folders) that exist now."""
+        raise NotImplementedError
+
+    def record(self) -> dict:
+        """What the marker says (``{}`` without one, or an unreadable one)."""
+        import json
+
+        try:
+            value = json.loads(self.marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def claim(self, **made_from) -> list:
+        """Check the folder (kinds, links) and that files of this command's names in it are
+        this command's; write the marker with ``made_from``.  Returns the earlier run's
+        files (present, and this command's).
+
+        Raises
+        ------
+        InputError
+            When the folder holds such files without the marker (a user's, or another
+            command's).
+        """
+        import os
+
+        from deepsdf_preprocess.errors import InputError
+
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(f"{self.root} is a file, not an output folder")
+        earlier = [path for path in self._owned() if os.path.lexists(path)]
+        if earlier and not self.marker.is_file():
+            raise InputError(f"{self.root} holds {earlier[0].name} (and {len(earlier)} such "
+                             f"file(s) in all) that `deepsdf {self.COMMAND}` did not write "
+                             "there; choose a new or empty folder")
+        self.tree.folder(create=True)
+        contract.write_json(self.marker, {"written_by": f"deepsdf {self.COMMAND}",
+                                          **made_from})
+        return earlier
+
+
+class CompletionFolder(_OwnedFolder):
+    """The folder ``deepsdf complete --virtual-scan`` (:func:`deepsdf.completion.complete_split`)
+    writes: a table with one row per shape, a summary, and each shape's code and completed
+    mesh (original frame) by :func:`fit_outputs`."""
+
+    MARKER = ".deepsdf-completion"
+    COMMAND = "complete --virtual-scan"
+
+    def _owned(self) -> list:
+        return [self.table, self.summary, self.tree.folder("Codes"), self.tree.folder("Meshes")]
 
     @property
     def table(self) -> Path:
@@ -80,13 +142,15 @@ class CompletionFolder:
         return self.table.is_file() and self.summary.is_file()
 
 
-class ScanCompletionFolder:
+class ScanCompletionFolder(_OwnedFolder):
     """The folder ``deepsdf complete`` writes for one world-frame scan
     (:func:`deepsdf.completion.complete_scans`)."""
 
-    def __init__(self, folder):
-        self.tree = _tree(folder)
-        self.root = self.tree.root
+    MARKER = ".deepsdf-completion"
+    COMMAND = "complete"
+
+    def _owned(self) -> list:
+        return [self.code, self.normalized_mesh, self.mesh, self.metrics]
 
     @property
     def code(self) -> Path:
@@ -108,28 +172,31 @@ class ScanCompletionFolder:
         """``OUT/metrics.json``: the summary with metrics, when a true mesh was given."""
         return self.tree.file("metrics.json")
 
-    def start_run(self, *, with_metrics: bool) -> None:
-        """Check every path a run writes (links out, wrong kinds: one line before the fit)
-        and remove an earlier run's ``metrics.json`` when this run writes none (it would
-        describe another completion)."""
-        for path in (self.code, self.normalized_mesh, self.mesh, self.metrics):
+    def start_run(self, *, with_metrics: bool, **made_from) -> None:
+        """Check every path a run writes (links out, wrong kinds, files this command did not
+        write: one line before the fit) and remove an earlier run's ``metrics.json`` when
+        this run writes none (it would describe another completion)."""
+        for path in self._owned():
             self.tree.check(path)
+        self.claim(**made_from)
         if not with_metrics and self.metrics.is_file():
             self.tree.remove(self.metrics, ours=r"metrics\.json")
 
 
-class InterpolationFolder:
+class InterpolationFolder(_OwnedFolder):
     """The folder ``deepsdf interpolate`` (:func:`deepsdf.interpolate.interpolation_pictures`)
     writes: ``step_XX.ply`` along a path with ``strip.png`` and ``interpolation.gif``, or
     ``sample_XX.ply`` of random codes with ``grid.png`` (meshes in the normalized frame)."""
 
     KINDS = ("step", "sample")
     MARKER = ".deepsdf-interpolation"
+    COMMAND = "interpolate"
     _MESH = re.compile(r"(step|sample)_\d{2,}\.ply")
 
-    def __init__(self, folder):
-        self.tree = _tree(folder)
-        self.root = self.tree.root
+    def _owned(self) -> list:
+        folder = self.tree.folder()
+        meshes = sorted(p for p in folder.glob("*_*.ply") if self._MESH.fullmatch(p.name))
+        return meshes + [self.strip, self.animation, self.grid]
 
     def mesh(self, kind: str, index: int) -> Path:
         """``OUT/<kind>_<index:02d>.ply`` for a kind of :attr:`KINDS`."""
@@ -137,24 +204,13 @@ class InterpolationFolder:
             raise ValueError(f"unknown kind {kind!r}")
         return self.tree.file(f"{kind}_{index:02d}.ply")
 
-    def start_run(self) -> None:
-        """Make the folder ready for a run: an earlier run's step and sample meshes are
-        removed (only files of those names, and only where the marker says this command
-        wrote them); step or sample meshes it did not write are refused, never deleted."""
-        from deepsdf_preprocess.errors import InputError
-
-        folder = self.tree.folder()
-        earlier = [p for p in folder.glob("*_*.ply") if self._MESH.fullmatch(p.name)]
-        marker = self.tree.file(self.MARKER)
-        if earlier and not marker.is_file():
-            raise InputError(f"{folder} holds {earlier[0].name} (and {len(earlier)} such "
-                             "files in all) that `deepsdf interpolate` did not write there; "
-                             "choose a new or empty folder")
-        for old in earlier:
-            self.tree.remove(old, ours=self._MESH.pattern)
-        self.tree.folder(create=True)
-        marker.write_text("written by deepsdf interpolate; a rerun replaces its step_XX.ply "
-                          "and sample_XX.ply files\n")
+    def start_run(self, **made_from) -> None:
+        """Make the folder ready for a run: an earlier run's meshes and pictures are removed
+        (only files of those names, only where the marker says this command wrote them);
+        files of those names it did not write are refused, never deleted."""
+        for old in self.claim(**made_from):
+            self.tree.remove(old, ours=r"(step|sample)_\d{2,}\.ply|strip\.png|grid\.png|"
+                                       r"interpolation\.gif")
 
     @property
     def strip(self) -> Path:
@@ -195,6 +251,11 @@ class ReportFolder:
     @property
     def marker(self) -> Path:
         return self.tree.file(self.MARKER)
+
+    def own_paths(self) -> list:
+        """The files and folders a report writes (the viewer's scripts included)."""
+        return [self.index, self.summary, self.training_curve, self.tree.file("meshes.js"),
+                self.tree.file("viewer.js"), self.tree.folder("shapes")]
 
     def shape_picture(self, class_name: str, instance: str) -> Path:
         """``REPORT/shapes/<class>/<instance>.png`` (instance names repeat across classes)."""

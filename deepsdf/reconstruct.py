@@ -95,6 +95,22 @@ def _objective(decoder, codes, samples, count: int, clamp: float, prior: float):
     return data + prior * codes.pow(2).mean(dim=1), predicted
 
 
+#: Constraint-row coordinates beyond this (normalized frame: the model's domain is the unit
+#: sphere) cannot belong to the shape; such rows are refused rather than fitted.
+COORDINATE_LIMIT = 1e3
+
+
+def _check_clamp(clamp) -> None:
+    """Refuse a clamping distance that is not a finite positive number (NaN or 0 would make
+    every residual 0 or NaN and the fit return its initial code as if it had converged)."""
+    try:
+        value = float(clamp)
+    except (TypeError, ValueError):
+        raise InputError(f"clamp must be a finite positive number, got {clamp!r}") from None
+    if isinstance(clamp, bool) or not (np.isfinite(value) and value > 0):
+        raise InputError(f"clamp must be a finite positive number, got {clamp!r}")
+
+
 def _check_source(source, scenes) -> None:
     if isinstance(source, PackedSamples):
         return
@@ -105,6 +121,17 @@ def _check_source(source, scenes) -> None:
         if rows.ndim != 2 or rows.shape[1] != 5 or len(rows) == 0:
             raise InputError(f"shape {scene}: constraint rows must be a non-empty (n, 5) array "
                              f"[x, y, z, target, one_sided], got shape {rows.shape}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = np.asarray(rows, dtype=np.float32)
+        finite = np.isfinite(values).all(axis=1)
+        if not finite.all():
+            raise InputError(f"shape {scene}: {int((~finite).sum())} of {len(values)} "
+                             "constraint rows hold NaN or infinite values")
+        reach = float(np.abs(values[:, :3]).max())
+        if reach > COORDINATE_LIMIT:
+            raise InputError(f"shape {scene}: constraint rows reach {reach:g} from the origin; "
+                             f"the model frame is the unit sphere (at most "
+                             f"{COORDINATE_LIMIT:g} is accepted): check the normalization")
 
 
 def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
@@ -135,6 +162,7 @@ def reconstruct_codes(decoder, source, scenes, config: SolverConfig, *,
         Each shape's initial code, instead of its random draw (shape completion's multiple
         starts, :mod:`deepsdf.completion`).
     """
+    _check_clamp(clamp)
     _check_source(source, scenes)
     known = getattr(getattr(decoder, "config", None), "latent_size", None)
     if latent_size is None:
@@ -191,6 +219,7 @@ def candidate_values(decoder, source, scenes, candidates, *, count: int, clamp: 
     ``candidates`` is (k, d), the same codes for every shape (training codes), or (b, k, d),
     each shape's own (its fits from several starts).  Cost ``b * k * count`` point-passes, in
     blocks of about 1 M points."""
+    _check_clamp(clamp)
     _check_source(source, scenes)
     device = module_device(decoder, device)
     b = len(scenes)

@@ -12,6 +12,7 @@ import numpy as np
 from deepsdf_preprocess.depth import (cloud_surface, depth_surface, load_depth,
                                      read_point_cloud)
 from deepsdf_preprocess.pinhole import PinholeCamera
+from deepsdf_preprocess import validate
 from deepsdf_preprocess.errors import InputError
 
 from .frames import Similarity
@@ -45,6 +46,21 @@ class Observation:
     sensors: np.ndarray
     empty_origins: np.ndarray = field(default_factory=_no_rays)
     empty_directions: np.ndarray = field(default_factory=_no_rays)
+
+    def __post_init__(self):
+        # A NaN or infinite point, normal or sensor would poison every loss term while the
+        # optimizer still returns a finite code: refuse it when the observation is built.
+        for name in ("points", "normals", "sensors", "empty_origins", "empty_directions"):
+            setattr(self, name, validate.points(getattr(self, name), source="Observation",
+                                                field=name, minimum=0))
+        if not len(self.points) == len(self.normals) == len(self.sensors):
+            raise InputError(f"Observation: points, normals and sensors hold {len(self.points)}"
+                             f", {len(self.normals)} and {len(self.sensors)} rows; one row "
+                             "each per observed point is needed")
+        if len(self.empty_origins) != len(self.empty_directions):
+            raise InputError(f"Observation: empty_origins and empty_directions hold "
+                             f"{len(self.empty_origins)} and {len(self.empty_directions)} "
+                             "rows; one each per empty ray is needed")
 
     def __len__(self):
         return len(self.points)

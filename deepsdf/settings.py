@@ -28,6 +28,11 @@ COMPLETE_BATCH = 64
 SOLVERS = ("adam", "gauss-newton")
 
 
+#: The most solver steps and samples per shape a fit may ask for.
+MAX_STEPS = 100_000
+MAX_SAMPLES = 10_000_000
+
+
 @dataclass(frozen=True)
 class SolverConfig:
     """Latent-only fitting settings (defaults: the reference solver)."""
@@ -50,6 +55,13 @@ class SolverConfig:
             raise InputError(f"unknown solver {self.method!r}; choose one of {SOLVERS}")
         if self.steps < 1 or self.samples < 2 or self.samples % 2:
             raise InputError("steps must be >= 1 and samples a positive even number")
+        # Beyond these a fit is a typo, not a setting (the presets use 45-800 steps and
+        # 4000-12000 samples): refused before a step schedule or a sample set is allocated.
+        if self.steps > MAX_STEPS or self.samples > MAX_SAMPLES or not (
+                0 <= self.screen <= MAX_SAMPLES):
+            raise InputError(f"steps must be at most {MAX_STEPS:,} and samples and screen at "
+                             f"most {MAX_SAMPLES:,} per shape (got {self.steps:,}, "
+                             f"{self.samples:,}, {self.screen:,})")
 
 
 #: Gauss-Newton preset: 45 iterations on a fixed set of 12000 samples per shape, IRLS floor

@@ -413,8 +413,8 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
     for key in succeeded:
         class_name, instance = key.split("/", 1)
         split_result[dataset].setdefault(class_name, []).append(instance)
-    if not split_out:
-        split_path = _split_keeping_earlier(data_dir, dataset, split_path, split_result)
+    split_path = _split_keeping_earlier(data_dir, dataset, split_path, split_result,
+                                        in_tree=not split_out)
     contract.write_split(split_path, split_result)
     _warn_quality(records, listed)
     return DatasetReport(succeeded=succeeded,
@@ -424,12 +424,14 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
                          split_path=split_path)
 
 
-def _split_keeping_earlier(data_dir, dataset: str, path: Path, split: dict) -> Path:
-    """Where this run's default split goes without losing an earlier run's: ``path`` when
-    there is none there, or when this split holds every instance of the one there (a resumed
-    or extended run); else the first free ``<dataset>-<n>.json`` beside it, with a line
-    saying so (a second run into the same tree, the test shapes, say, must not shrink the
-    split the training shapes were listed in)."""
+def _split_keeping_earlier(data_dir, dataset: str, path: Path, split: dict, *,
+                           in_tree: bool = True) -> Path:
+    """Where this run's split goes without losing an earlier one: ``path`` when there is
+    none there, or when this split holds every instance of the one there (a resumed or
+    extended run); else the first free ``<name>-<n>.json`` beside it, with a line saying so
+    (a second run into the same tree, the test shapes, say, must not shrink the split the
+    training shapes were listed in; a ``split_out`` that names a train split must not gain
+    the test shapes).  ``in_tree``: ``path`` is the data root's default split."""
     if not path.is_file():
         return path
     try:
@@ -439,11 +441,16 @@ def _split_keeping_earlier(data_dir, dataset: str, path: Path, split: dict) -> P
     ours = {(c, i) for c, items in split.get(dataset, {}).items() for i in items}
     theirs = None if earlier is None else {
         (c, i) for c, items in earlier.get(dataset, {}).items() for i in items}
-    if theirs is not None and theirs <= ours and set(earlier) <= {dataset}:
+    # The default split may grow (a resumed or extended run); a split file the user named
+    # is replaced only by the same list (it may be a train split the test shapes must not
+    # join).
+    if theirs is not None and set(earlier) <= {dataset} and (
+            theirs <= ours if in_tree else theirs == ours):
         return path
     number = 2
     while True:
-        candidate = formats.split_path(data_dir, f"{dataset}-{number}")
+        candidate = (formats.split_path(data_dir, f"{dataset}-{number}") if in_tree
+                     else path.with_name(f"{path.stem}-{number}{path.suffix}"))
         if not candidate.exists():
             break
         number += 1

@@ -632,7 +632,7 @@ def test_metrics_of_empty_or_nan_point_sets_are_refused_not_nan():
     from deepsdf.metrics import chamfer, surface_metrics
 
     points = np.random.default_rng(0).random((10, 3))
-    with pytest.raises(InputError, match="empty"):
+    with pytest.raises(InputError, match="0 points"):
         chamfer(points, np.zeros((0, 3)))
     nan = points.copy()
     nan[0, 0] = np.nan
@@ -708,9 +708,9 @@ def test_one_scan_completion_checks_its_outputs_and_truth_before_the_fit(tmp_pat
     from deepsdf.sensing import Observation
 
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "metrics.json").write_text('{"an earlier run": 1}')
     folder = ScanCompletionFolder(out)
+    folder.start_run(with_metrics=True)  # a first run: the folder becomes complete's
+    (out / "metrics.json").write_text('{"an earlier run": 1}')
     folder.start_run(with_metrics=True)
     assert (out / "metrics.json").is_file()
     folder.start_run(with_metrics=False)  # it would describe another completion
@@ -746,3 +746,178 @@ def test_new_names_a_data_root_that_is_a_file(tiny_data, tmp_path, capsys):
     code = main(["new", str(tmp_path / "exp"), "--data", str(split), "--train", str(split),
                  "--steps", "10"])
     _one_line(capsys, code, "is a file")
+
+
+# ------------------------------------------------------------------ the fourth probe's finds
+
+def test_output_folders_never_replace_files_their_command_did_not_write(tmp_path):
+    """Every output layout's own names are refused without its marker (a user's files, or
+    another command's), and its marker is replaced atomically (a hard link planted there is
+    never written through)."""
+    from deepsdf.outputs import CompletionFolder, InterpolationFolder, ScanCompletionFolder
+
+    cases = [(ScanCompletionFolder, "completed.ply"), (ScanCompletionFolder, "code.pth"),
+             (InterpolationFolder, "strip.png"), (InterpolationFolder, "interpolation.gif"),
+             (InterpolationFolder, "step_07.ply"), (CompletionFolder, "completion.csv"),
+             (CompletionFolder, "Meshes")]
+    for index, (layout, name) in enumerate(cases):
+        folder = tmp_path / f"case{index}"
+        folder.mkdir()
+        if name == "Meshes":
+            (folder / name).mkdir()
+        else:
+            (folder / name).write_text("mine")
+        with pytest.raises(InputError, match="did not write"):
+            if layout is ScanCompletionFolder:
+                layout(folder).start_run(with_metrics=False)
+            else:
+                layout(folder).claim()
+        assert not (folder / layout.MARKER).exists()
+        if name != "Meshes":
+            assert (folder / name).read_text() == "mine"
+    # A rerun replaces its own files; a hard-linked marker is replaced, not written through.
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine")
+    own = tmp_path / "own"
+    InterpolationFolder(own).start_run(checkpoint={"epoch": 1})
+    (own / "strip.png").write_text("an earlier run's")
+    (own / InterpolationFolder.MARKER).unlink()
+    os.link(outside, own / InterpolationFolder.MARKER)
+    InterpolationFolder(own).start_run(checkpoint={"epoch": 2})
+    assert outside.read_text() == "mine" and not (own / "strip.png").exists()
+    assert InterpolationFolder(own).record()["checkpoint"] == {"epoch": 2}
+
+
+def test_a_report_refuses_its_own_names_held_by_a_user_even_when_replacing(tmp_path):
+    from deepsdf.experiment_report import _report_folder
+
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "strip.png").write_text("the demo's interpolation")
+    _report_folder(folder, replace=True)  # other files may stay beside the report
+    (folder / "index.html").write_text("my page")
+    with pytest.raises(InputError, match="index.html"):
+        _report_folder(folder, replace=True)
+
+
+def test_report_inputs_edited_or_made_by_another_model_are_refused(tmp_path):
+    from deepsdf.experiment_report import (_check_completion_summary, _check_evaluation,
+                                           _check_made_from, _rows)
+    from deepsdf.outputs import CompletionFolder
+
+    good = {"shapes": 2, "reconstruction": {"chamfer": {"mean": 1e-3, "median": 1e-3}},
+            "versus_retrieval_code": {"metric": "chamfer", "shapes": 2, "won": 1,
+                                      "mean": [1e-3, 2e-3], "median": [1e-3, 2e-3],
+                                      "verdict": "mixed"}}
+    assert _check_evaluation(good, "s.json") is good
+    bad = [dict(good, reconstruction={"chamfer": {"mean": "abc", "median": 1}}),
+           dict(good, reconstruction={"chamfer": {"mean": -5, "median": float("nan")}}),
+           dict(good, reconstruction={"f_score": {"mean": [1, 2], "median": 1}}),
+           dict(good, versus_retrieval_code={"metric": "chamfer"}),
+           dict(good, versus_retrieval_code="yes"), dict(good, retrieval_code=5),
+           dict(good, shapes=0)]
+    for summary in bad:
+        with pytest.raises(InputError):
+            _check_evaluation(summary, "s.json")
+    for summary in ({"shapes": 1, "versus_retrieval": {"metric": 1}},
+                    {"shapes": 1, "completion": {"chamfer": {"mean": -1, "median": -1}}},
+                    {"shapes": 1, "no_surface": [{"a": 1}]}):
+        with pytest.raises(InputError):
+            _check_completion_summary(summary, "c.json")
+    table = tmp_path / "metrics.csv"
+    for body in ("a,0.001,5\n", "a,0.001,0.5\na,0.001,0.5\n"):  # F-score 5; a row twice
+        table.write_text("instance,chamfer,f_score\n" + body)
+        with pytest.raises(InputError):
+            _rows(table)
+
+    class Trained:
+        checkpoint, checkpoint_identity = "latest", {"epoch": 305, "size": 1, "mtime_ns": 2}
+
+    run = CompletionFolder(tmp_path / "completion")
+    run.claim(checkpoint={"epoch": 300, "size": 1, "mtime_ns": 1})
+    with pytest.raises(InputError, match="made from epoch 300"):
+        _check_made_from(run, Trained(), "a completion")
+    run.claim(checkpoint=Trained.checkpoint_identity)
+    _check_made_from(run, Trained(), "a completion")
+
+
+def test_export_refuses_a_users_logs_and_a_bad_spec_before_writing(experiment, tmp_path,
+                                                                   capsys):
+    _train(experiment, epochs=1)
+    for name, content in (("Logs.pth", "mine"), ("specs.json", "mine"),
+                          ("specs.json", '{"my": "own specs"}')):
+        out = tmp_path / f"out-{name}-{len(content)}"
+        out.mkdir()
+        (out / name).write_text(content)
+        code = main(["export", str(experiment), "--original", "--out", str(out)])
+        assert code == 2 and "Traceback" not in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == [name]
+        assert (out / name).read_text() == content
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"Seed": 2 ** 70}, "Seed must be <="),
+    ({"ClampingDistance": 1e300}, "ClampingDistance must be <"),
+    ({"DataLoaderThreads": 100000}, "DataLoaderThreads must be <="),
+])
+def test_spec_numbers_beyond_reason_are_refused(change, words):
+    from deepsdf.config import ConfigError, parse_specs
+    from conftest import TINY_SPECS
+
+    with pytest.raises(ConfigError, match=words):
+        parse_specs(dict(TINY_SPECS, **change))
+
+
+def test_solver_settings_beyond_reason_are_refused_before_allocating():
+    from deepsdf.settings import GAUSS_NEWTON
+
+    for change in ({"steps": 10 ** 12}, {"screen": 10 ** 12}, {"samples": 10 ** 12}):
+        with pytest.raises(InputError, match="at most"):
+            replace_config(GAUSS_NEWTON, **change)
+
+
+def replace_config(config, **change):
+    from dataclasses import replace
+
+    return replace(config, **change)
+
+
+def test_tensors_without_data_and_mismatched_tables_are_refused(tmp_path):
+    from deepsdf.checkpoint import CheckpointError, load_checkpoint, safe_load
+    from deepsdf.experiment import read_code
+
+    torch.save(torch.empty(64, device="meta"), tmp_path / "meta.pth")
+    with pytest.raises(CheckpointError, match="meta"):
+        safe_load(tmp_path / "meta.pth")
+    torch.save(torch.randn(8, 8), tmp_path / "square.pth")
+    with pytest.raises(CheckpointError, match="64 floating-point values"):
+        read_code(tmp_path / "square.pth", 64)
+    torch.save(torch.randn(1, 64), tmp_path / "row.pth")
+    assert read_code(tmp_path / "row.pth", 64).shape == (64,)
+    from deepsdf.checkpoint import CHECKPOINT_FORMAT
+
+    torch.save({"format": CHECKPOINT_FORMAT, "codes": torch.zeros(3, 4),
+                "instance_ids": ["a", "b", "c", "d", "e", "f"]}, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_a_mesh_beyond_the_precision_of_a_mesh_file_is_never_written(tmp_path):
+    import trimesh
+
+    from deepsdf.experiment import write_mesh
+
+    box = trimesh.creation.box()
+    far = box.copy()
+    far.vertices = far.vertices + 1e38  # collapses to one point in float32
+    with pytest.raises(InputError, match="precision"):
+        write_mesh(tmp_path / "far.ply", far)
+    moved = box.copy()
+    moved.vertices = moved.vertices + 1e5  # a big offset, still representable
+    write_mesh(tmp_path / "moved.ply", moved)
+
+
+def test_generate_counts_are_bounded(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", "out", "--count", "1000000000"])
+    assert exit_.value.code == 2 and "at most 100,000" in capsys.readouterr().err

@@ -174,14 +174,21 @@ def test_split_out_may_replace_a_split_file(tmp_path):
         check_split_out(old, source=old)
 
 
-def test_preprocess_scans_writes_split_out_over_an_earlier_split(tmp_path):
+def test_split_out_keeps_a_split_that_lists_other_instances(tmp_path):
+    """A named split file holding another list (a train split, say) is never replaced: this
+    run's split goes beside it as <name>-2.json; the same list is replaced in place."""
     scans = _scan_dir(tmp_path)
     out = tmp_path / "out.json"
     out.write_text(json.dumps({"d": {"boxes": ["old"]}}))
     report = preprocess_scans(scans, tmp_path / "data", "d", split_out=out, progress=False)
-    # the box of 2 views may fail for coverage; the split is written either way
-    written = json.loads(out.read_text())
-    assert written["d"].get("boxes", []) == report.succeeded and "old" not in str(written)
+    assert json.loads(out.read_text()) == {"d": {"boxes": ["old"]}}
+    assert report.split_path == tmp_path / "out-2.json"
+    written = json.loads(report.split_path.read_text())
+    listed = [f"{c}/{i}" for c, items in written["d"].items() for i in items]
+    assert listed == report.succeeded
+    again = preprocess_scans(scans, tmp_path / "data", "d", split_out=report.split_path,
+                             progress=False)
+    assert again.split_path == report.split_path  # the same list: replaced in place
 
 
 # ------------------------------------------------------------------ preprocess-scans doors

@@ -31,7 +31,8 @@ def add_generate(commands):
     parser.add_argument("--category", choices=tuple(CATEGORIES), default=tuple(CATEGORIES)[0],
                         help="which procedural category (vessels: vases, bottles and cups, "
                              "surfaces of revolution)")
-    parser.add_argument("--count", type=int_at_least(1), default=16, help="number of shapes")
+    parser.add_argument("--count", type=int_at_least(1, 100_000), default=16,
+                        help="number of shapes (at most 100 000)")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="generator seed")
     parser.add_argument("--style", choices=("closed", "soup", "scans"), default="closed",
                         help="closed manifolds, ShapeNet-style triangle soups of the same "

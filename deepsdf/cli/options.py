@@ -29,8 +29,9 @@ class StepFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return argparse.HelpFormatter._fill_text(self, text, width, indent)
 
 
-def int_at_least(least: int):
-    """An argparse type: an integer >= ``least`` (a one-line usage error otherwise)."""
+def int_at_least(least: int, most: int | None = None):
+    """An argparse type: an integer >= ``least`` (and <= ``most``; a one-line usage error
+    otherwise)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -38,6 +39,8 @@ def int_at_least(least: int):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < least:
             raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:,}, got {value:,}")
         return value
     parse.__name__ = f"integer >= {least}"
     return parse
