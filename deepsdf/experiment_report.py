@@ -216,6 +216,60 @@ def _check_made_from(layout, trained, what: str) -> None:
                          + f"; rerun `deepsdf {layout.COMMAND}`")
 
 
+def _evaluation(trained, evaluation: dict | None) -> tuple[dict, list]:
+    """(summary, per-shape rows) of the experiment's evaluation, checked: this model's
+    checkpoint's, every number in its metric's range, the table and summary agreeing."""
+    import json
+
+    if evaluation is None:
+        if not trained.evaluation_summary.is_file():
+            raise InputError(f"{trained.folder} has no evaluation ({trained.evaluation_summary}"
+                             "): run `deepsdf reconstruct` and `deepsdf evaluate` first")
+        try:
+            evaluation = json.loads(trained.evaluation_summary.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            evaluation = None
+        evaluation = _check_evaluation(evaluation, trained.evaluation_summary)
+        stale = trained.evaluation_stale(evaluation)
+        if stale is not None:
+            raise InputError(f"{trained.evaluation_summary} is not this model's evaluation: "
+                             f"{stale}; rerun `deepsdf reconstruct --skip` and `deepsdf "
+                             "evaluate`")
+    if not trained.evaluation_table.is_file():
+        raise InputError(f"{trained.evaluation_table} is missing: run `deepsdf evaluate` first")
+    shapes = _rows(trained.evaluation_table)
+    if len(shapes) != evaluation["shapes"]:
+        raise InputError(f"{trained.evaluation_table} lists {len(shapes)} shapes and its "
+                         f"summary {evaluation['shapes']}: rerun `deepsdf evaluate`")
+    return evaluation, shapes
+
+
+def _completion(trained, completion, shapes: list) -> tuple[list, dict]:
+    """(rows of the evaluated shapes, summary) of a completion run this model made."""
+    rows, completed = read_completion(completion)
+    _check_made_from(CompletionFolder(completion), trained, "a completion")
+    evaluated = {row["instance"] for row in shapes}
+    rows = [row for row in rows if row.get("instance") in evaluated]
+    if not rows:
+        raise InputError(f"{completion} holds no completion of this experiment's evaluated "
+                         "shapes (another experiment's, or an empty run?)")
+    return rows, completed
+
+
+def _path_pictures(trained, interpolation, ends) -> list:
+    """[(picture, caption)] of an interpolation this model made."""
+    path = InterpolationFolder(interpolation)
+    _check_made_from(path, trained, "an interpolation")
+    pictures = [(picture, caption) for picture, caption in (
+        (path.strip, f"from {ends[0]} (left) to {ends[1]} (right)" if ends
+         else "the path, left to right"),
+        (path.animation, "the same path, animated")) if picture.is_file()]
+    if not pictures:
+        raise InputError(f"{interpolation} holds no {path.strip.name} or "
+                         f"{path.animation.name} of `deepsdf interpolate`")
+    return pictures
+
+
 def write_report(folder, experiment, *, evaluation: dict | None = None, completion=None,
                  interpolation=None, title: str | None = None, timings: dict | None = None,
                  picture_size: int = 256, replace: bool = False,
@@ -243,53 +297,15 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
         Write into ``folder`` although it holds other files (the demo's, whose interpolation
         is already there); otherwise only a new, empty or earlier report folder is written.
     """
-    import json
-
     from deepsdf.experiment import Experiment
     from deepsdf.report import Html, Report, link
     from deepsdf_preprocess import contract
 
     out = _report_folder(folder, replace)
     trained = Experiment.of(experiment)
-    if evaluation is None:
-        if not trained.evaluation_summary.is_file():
-            raise InputError(f"{trained.folder} has no evaluation ({trained.evaluation_summary}"
-                             "): run `deepsdf reconstruct` and `deepsdf evaluate` first")
-        try:
-            evaluation = json.loads(trained.evaluation_summary.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            evaluation = None
-        evaluation = _check_evaluation(evaluation, trained.evaluation_summary)
-        stale = trained.evaluation_stale(evaluation)
-        if stale is not None:
-            raise InputError(f"{trained.evaluation_summary} is not this model's evaluation: "
-                             f"{stale}; rerun `deepsdf reconstruct --skip` and `deepsdf "
-                             "evaluate`")
-    if not trained.evaluation_table.is_file():
-        raise InputError(f"{trained.evaluation_table} is missing: run `deepsdf evaluate` first")
-    shapes = _rows(trained.evaluation_table)
-    if len(shapes) != evaluation["shapes"]:
-        raise InputError(f"{trained.evaluation_table} lists {len(shapes)} shapes and its "
-                         f"summary {evaluation['shapes']}: rerun `deepsdf evaluate`")
-    rows, completed = read_completion(completion) if completion else ([], {})
-    if completion:
-        _check_made_from(CompletionFolder(completion), trained, "a completion")
-        evaluated = {row["instance"] for row in shapes}
-        rows = [row for row in rows if row.get("instance") in evaluated]
-        if not rows:
-            raise InputError(f"{completion} holds no completion of this experiment's evaluated "
-                             "shapes (another experiment's, or an empty run?)")
-    path_pictures = []
-    if interpolation:
-        path = InterpolationFolder(interpolation)
-        _check_made_from(path, trained, "an interpolation")
-        path_pictures = [(picture, caption) for picture, caption in (
-            (path.strip, f"from {ends[0]} (left) to {ends[1]} (right)" if ends
-             else "the path, left to right"),
-            (path.animation, "the same path, animated")) if picture.is_file()]
-        if not path_pictures:
-            raise InputError(f"{interpolation} holds no {path.strip.name} or "
-                             f"{path.animation.name} of `deepsdf interpolate`")
+    evaluation, shapes = _evaluation(trained, evaluation)
+    rows, completed = _completion(trained, completion, shapes) if completion else ([], {})
+    path_pictures = _path_pictures(trained, interpolation, ends) if interpolation else []
     out.tree.folder(create=True)
     relative = out.link
     reconstruction_verdict = evaluation.get("versus_retrieval_code")
