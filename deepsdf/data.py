@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepsdf_preprocess import contract, formats
+from deepsdf_preprocess import contract, formats, provenance
 
 from .latents import split_hash, split_instances
 
@@ -219,8 +219,7 @@ def _samples_problem(folder: Path, rows: int, record: dict | None = None) -> str
     if status.st_size != rows * _ROW_BYTES:
         return (f"samples.f32 holds {status.st_size} bytes; the index needs "
                 f"{rows * _ROW_BYTES}")
-    if record is not None and (record.get("size") != status.st_size
-                               or record.get("mtime_ns") != status.st_mtime_ns):
+    if record is not None and record != provenance.fingerprint(path):
         return "samples.f32 was modified after packing (size or modification time differs)"
     return None
 
@@ -280,11 +279,10 @@ def _build(folder: Path, files, fingerprint, unusable: dict, skip_unusable: bool
                                 + "; ".join(f"{k}: {r}" for k, r in problems[:20])
                                 + (" ..." if len(problems) > 20 else ""))
     unusable.update(problems)
-    written = os.lstat(folder / "samples.f32")
     index = {"format": _CACHE_FORMAT, "instances": keys, "pos_start": pos_start,
              "pos_count": pos_count, "neg_start": neg_start, "neg_count": neg_count,
              "sources": fingerprint if not problems else None,
-             "samples": {"size": written.st_size, "mtime_ns": written.st_mtime_ns}}
+             "samples": provenance.fingerprint(folder / "samples.f32")}
     contract.write_json(folder / "index.json", index)
     logger.info("packed %d shapes (%d rows) into %s", len(keys), offset, folder)
     return index
