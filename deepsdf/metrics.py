@@ -176,13 +176,8 @@ def _unit_normals(value, count: int, where: str, name: str) -> np.ndarray:
 
 
 def _nearest(source, target):
-    """(distances, indices) of each ``source`` point's nearest ``target`` point; both sets
-    must be non-empty and finite (a metric of an empty or NaN set is refused, never NaN)."""
-    for name, points in (("the first", source), ("the second", target)):
-        if len(points) == 0:
-            raise InputError(f"{name} point set is empty: a surface metric needs points")
-        if not np.isfinite(points).all():
-            raise InputError(f"{name} point set has NaN or infinite coordinates")
+    """(distances, indices) of each ``source`` point's nearest ``target`` point (sets that
+    passed :func:`_point_set`)."""
     return cKDTree(target).query(source, workers=-1)
 
 
