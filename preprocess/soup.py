@@ -434,7 +434,7 @@ def write_soups(out_dir, category: str, count: int, seed: int = 0) -> list:
     Every path is made by the output folder's :class:`~.paths.Tree` (a link out of it is
     refused); a file already at one of the names is kept when it holds exactly what this run
     would write and refused otherwise, before anything is written
-    (:func:`.outputs.write_generated`)."""
+    (:func:`.generated.write_generated`)."""
     from .generated import GeneratedItem, write_generated
     from .paths import Tree
     from .procedural import CATEGORIES, generate_shape

@@ -156,7 +156,7 @@ def write_scans(out_dir, category: str, count: int, seed: int,
     Every path is made by the output folder's :class:`~.paths.Tree` (a link out of it is
     refused); a view already at one of the names is kept when it holds exactly the arrays
     this run would write and refused otherwise, before anything is written
-    (:func:`.outputs.write_generated`).  ``config.views`` above :data:`MAX_VIEWS`, or a
+    (:func:`.generated.write_generated`).  ``config.views`` above :data:`MAX_VIEWS`, or a
     capture that would not fit in memory, is refused at once.
     """
     import io
