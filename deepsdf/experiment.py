@@ -236,6 +236,13 @@ class Experiment:
             config = parse_specs(payload["config"])
             decoder = Decoder(config.decoder).to(self.device)
             decoder.load_state_dict(payload["decoder"])
+        tensors = {**decoder.state_dict(), "codes": payload["codes"]}
+        broken = [name for name, value in tensors.items()
+                  if value.is_floating_point() and not torch.isfinite(value).all()]
+        if broken:
+            raise CheckpointError(f"{self.model_file} holds NaN or infinite values in "
+                                  f"{broken[0]} ({len(broken)} tensor(s)): the run diverged "
+                                  "there; use an earlier snapshot (--checkpoint N)")
         return TrainedModel(decoder.eval(), config, payload["codes"].detach().cpu(),
                             list(payload["instance_ids"]), payload)
 

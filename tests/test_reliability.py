@@ -921,3 +921,15 @@ def test_generate_counts_are_bounded(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["generate", "out", "--count", "1000000000"])
     assert exit_.value.code == 2 and "at most 100,000" in capsys.readouterr().err
+
+
+def test_a_checkpoint_with_nan_weights_is_named_not_the_grid(experiment, tmp_path, capsys):
+    _train(experiment, epochs=1)
+    path = checkpoint_path(experiment)
+    payload = torch.load(path, weights_only=True)
+    first = next(iter(payload["decoder"]))
+    payload["decoder"][first] = payload["decoder"][first] * float("nan")
+    torch.save(payload, path)
+    code = main(["mesh", str(experiment), str(tmp_path / "m.ply"), "--instance",
+                 _instances(experiment)[0], "--resolution", "16"])
+    _one_line(capsys, code, "NaN or infinite values", "earlier snapshot")
