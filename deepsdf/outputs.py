@@ -225,16 +225,17 @@ class InterpolationFolder(_OwnedFolder):
         return self.tree.file("grid.png")
 
 
-class ReportFolder:
+class ReportFolder(_OwnedFolder):
     """The folder ``deepsdf report`` (:func:`deepsdf.experiment_report.write_report`) writes,
     by default ``EXP/Report/<checkpoint>``; its marker file says this project wrote it, so a
-    rerun may replace its files."""
+    rerun may replace its files (the report decides, before writing, which other files a
+    folder may hold: ``_report_folder``)."""
 
     MARKER = ".deepsdf-report"
+    COMMAND = "report"
 
     def __init__(self, folder):
-        self.tree = _tree(folder, "report folder")
-        self.root = self.tree.root
+        super().__init__(_tree(folder, "report folder"))
 
     @property
     def index(self) -> Path:
@@ -248,14 +249,12 @@ class ReportFolder:
     def training_curve(self) -> Path:
         return self.tree.file("training_curve.png")
 
-    @property
-    def marker(self) -> Path:
-        return self.tree.file(self.MARKER)
-
     def own_paths(self) -> list:
         """The files and folders a report writes (the viewer's scripts included)."""
         return [self.index, self.summary, self.training_curve, self.tree.file("meshes.js"),
                 self.tree.file("viewer.js"), self.tree.folder("shapes")]
+
+    _owned = own_paths
 
     def shape_picture(self, class_name: str, instance: str) -> Path:
         """``REPORT/shapes/<class>/<instance>.png`` (instance names repeat across classes)."""
