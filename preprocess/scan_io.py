@@ -63,6 +63,9 @@ class DepthView:
     name: str
     depth: np.ndarray  # (h, w) float64, 0 where nothing was measured
     camera: PinholeCamera  # OpenCV convention, camera-to-world
+    #: (h, w) bool, True where the object is (its segmentation), or None when the view has no
+    #: mask.  An unmeasured pixel the mask calls object is unknown, never free space.
+    mask: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -349,7 +352,7 @@ def read_views(folder) -> list:
         K = validate.intrinsics(settings["K"], source=path)
         camera = PinholeCamera.create(K, pose, depth.shape[1], depth.shape[0],
                                       convention=convention)
-        views.append(DepthView(path.stem, depth, camera))
+        views.append(DepthView(path.stem, depth, camera, mask))
     if not views:
         raise InputError(f"{folder} holds no view ({', '.join(VIEW_SUFFIXES)} files)")
     return views

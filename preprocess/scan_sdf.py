@@ -153,33 +153,40 @@ def _check_agreement(views) -> None:
 
 
 def normalized_views(views, offset, scale) -> list:
-    """[(depth (h, w), camera)] of ``views`` in the normalized frame ``(x + offset) * scale``:
-    the same pixels, depths times ``scale``, camera centres mapped."""
+    """[(depth (h, w), camera, mask (h, w) or None)] of ``views`` in the normalized frame
+    ``(x + offset) * scale``: the same pixels, depths times ``scale``, camera centres mapped."""
     result = []
     for view in views:
         pose = view.camera.pose.copy()
         pose[:3, 3] = (pose[:3, 3] + offset) * scale
         camera = PinholeCamera(K=view.camera.K, pose=pose, width=view.camera.width,
                                height=view.camera.height)
-        result.append((view.depth * scale, camera))
+        result.append((view.depth * scale, camera, view.mask))
     return result
 
 
-def _neighbourhood_depths(depth):
+def _neighbourhood_depths(depth, mask=None):
     """(nearest, farthest, background, noise): per pixel the nearest measured depth over its
     3x3 neighbourhood where the pixel itself measured one (else inf), the farthest (0 where
-    none), whether it belongs to the background (unmeasured, 3 pixels or more from any
-    measurement and joined to the image's border: a hole inside the silhouette or a band lost
-    at a grazing edge is a dropout, not free space), and the image's noise estimate."""
+    none), whether it belongs to the background, and the image's noise estimate.
+
+    The background is what the view saw as empty space along the whole ray.  With the view's
+    object ``mask`` (h, w): the pixels more than one pixel away from the mask and from every
+    measurement (an unmeasured pixel the mask calls object, a grazing band across a table top,
+    a shadow band, is unknown: never free space).  Without a mask: unmeasured pixels 3 pixels
+    or more from any measurement and joined to the image's border (a hole inside the
+    silhouette, or a narrow band lost at a grazing edge, is a dropout, not free space; a wide
+    band that opens onto the border cannot be told from the background without a mask)."""
     measured = depth > 0
     nearest = ndimage.minimum_filter(np.where(measured, depth, np.inf), size=3,
                                      mode="constant", cval=np.inf)
     farthest = ndimage.maximum_filter(np.where(measured, depth, 0.0), size=3,
                                       mode="constant", cval=0.0)
-    # Background: unmeasured, 3 pixels or more from any measurement (grazing surfaces at the
-    # silhouette lose bands of pixels, which are not free space), and joined to the border.
-    near_object = ndimage.binary_dilation(measured, iterations=3)
-    background = ~ndimage.binary_fill_holes(near_object)
+    if mask is not None:
+        background = ~ndimage.binary_dilation(np.asarray(mask, bool) | measured, iterations=1)
+    else:
+        near_object = ndimage.binary_dilation(measured, iterations=3)
+        background = ~ndimage.binary_fill_holes(near_object)
     nearest = np.where(measured, nearest, np.inf)  # a dropout's neighbours say nothing of it
     return nearest, farthest, background, depth_noise(depth)
 
@@ -321,8 +328,8 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
                               "scale wrong?")
     offset, scale = normalization_parameters(cloud_world)
     cloud = to_normalized(cloud_world, offset, scale)
-    normalized = [(depth, camera, _neighbourhood_depths(depth))
-                  for depth, camera in normalized_views(views, offset, scale)]
+    normalized = [(depth, camera, _neighbourhood_depths(depth, mask))
+                  for depth, camera, mask in normalized_views(views, offset, scale)]
     tree = cKDTree(cloud)  # one tree for the coverage and the signs
     coverage, unseen = surface_coverage(cloud, normalized, config, tree)
     if coverage < config.min_coverage:
