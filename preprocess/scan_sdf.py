@@ -52,7 +52,7 @@ from .pinhole import PinholeCamera
 from .sdf import vote_signs
 
 __all__ = ["ScanSamplingConfig", "ScanSamples", "normalized_views", "view_evidence",
-           "sign_samples", "surface_coverage", "sample_views", "fused_surface", "depth_noise"]
+           "sign_samples", "surface_coverage", "CarvedGrid", "carve_grid", "sample_views", "fused_surface", "depth_noise"]
 
 
 #: A sample not seen free is dropped when an unmeasured part of the hull's surface lies within
@@ -166,7 +166,7 @@ def normalized_views(views, offset, scale) -> list:
 
 
 def _neighbourhood_depths(depth, mask=None):
-    """(nearest, farthest, background, noise): per pixel the nearest measured depth over its
+    """(nearest, farthest, background, noise, masked): per pixel the nearest measured depth over its
     3x3 neighbourhood where the pixel itself measured one (else inf), the farthest (0 where
     none), whether it belongs to the background, and the image's noise estimate.
 
@@ -188,7 +188,7 @@ def _neighbourhood_depths(depth, mask=None):
         near_object = ndimage.binary_dilation(measured, iterations=3)
         background = ~ndimage.binary_fill_holes(near_object)
     nearest = np.where(measured, nearest, np.inf)  # a dropout's neighbours say nothing of it
-    return nearest, farthest, background, depth_noise(depth)
+    return nearest, farthest, background, depth_noise(depth), mask is not None
 
 
 def depth_noise(depth) -> float:
@@ -207,9 +207,11 @@ def depth_noise(depth) -> float:
 
 def view_evidence(points, depth, camera: PinholeCamera, *, margin: float,
                   background: bool = True, neighbourhood=None):
-    """(free (n,), behind (n,)) booleans of ``points`` (n, 3) for one view (depth and camera
-    in the points' frame): see the module's docstring."""
-    nearest, farthest, background_pixels, noise = neighbourhood or _neighbourhood_depths(depth)
+    """(free (n,), behind (n,), through_background (n,)) booleans of ``points`` (n, 3) for one
+    view (depth and camera in the points' frame): see the module's docstring.
+    ``through_background``: free only because the pixel is background (no measurement)."""
+    nearest, farthest, background_pixels, noise, _ = (neighbourhood
+                                                      or _neighbourhood_depths(depth))
     margin = max(margin, 3 * noise)  # never free or behind within the sensor's noise
     uv, z = camera.project(points)
     with np.errstate(invalid="ignore"):
@@ -218,6 +220,7 @@ def view_evidence(points, depth, camera: PinholeCamera, *, margin: float,
                 & (rows < camera.height))
     free = np.zeros(len(points), bool)
     behind = np.zeros(len(points), bool)
+    through = np.zeros(len(points), bool)
     index = np.nonzero(seen)[0]
     r, c = rows[index].astype(np.int64), cols[index].astype(np.int64)
     near, far, depth_here = nearest[r, c], farthest[r, c], z[index]
@@ -225,31 +228,44 @@ def view_evidence(points, depth, camera: PinholeCamera, *, margin: float,
     free[index] = np.where(empty, background & background_pixels[r, c],
                            depth_here < near - margin)
     behind[index] = ~empty & (depth_here > far + margin)
-    return free, behind
+    through[index] = empty & free[index]
+    return free, behind, through
 
 
 def _evidence(points, views, config: ScanSamplingConfig):
+    """(free (n,), behind (n,) view counts, conflicting (n,)): ``conflicting`` are samples seen
+    free only through unmasked background pixels while at least one view sees them behind its
+    measurement: without a mask, a wide band lost at grazing incidence (a table top seen from
+    its height) looks like background, and such a sample is dropped rather than carved."""
     free = np.zeros(len(points), bool)
+    measured_free = np.zeros(len(points), bool)
+    unmasked_background = np.zeros(len(points), bool)
     behind = np.zeros(len(points), np.int32)
     for depth, camera, neighbourhood in views:
-        f, b = view_evidence(points, depth, camera, margin=config.margin,
-                             background=config.background, neighbourhood=neighbourhood)
+        f, b, through = view_evidence(points, depth, camera, margin=config.margin,
+                                      background=config.background,
+                                      neighbourhood=neighbourhood)
         free |= f
+        measured_free |= f & ~through
+        if not neighbourhood[4]:  # no mask: its background is a guess
+            unmasked_background |= through
         behind += b
-    return free, behind
+    conflicting = free & ~measured_free & unmasked_background & (behind > 0)
+    return free & ~conflicting, behind, conflicting
 
 
 def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unseen=None,
-                 tree: cKDTree | None = None):
+                 tree: cKDTree | None = None, grid: CarvedGrid | None = None):
     """(sdf (n,), keep (n,), counts) of normalized-frame ``points`` against the fused
     ``cloud`` (m, 3) with sensor-facing ``normals`` and the normalized ``views``
     ([(depth, camera, neighbourhood depths)]); see the module's docstring.  ``unseen``
     (k, 3): centres of hull-surface cells no view measured (:func:`surface_coverage`); a
     sample nearer to one of them than to any measured point is dropped, not voted.
-    ``tree``: a cKDTree of ``cloud``, when the caller has one."""
+    ``tree``: a cKDTree of ``cloud``, when the caller has one.  ``grid``: the views'
+    :func:`carve_grid`; a sample it finds in an unsealed region is never labelled inside."""
     tree = cKDTree(cloud) if tree is None else tree
     spacing = float(np.median(tree.query(cloud[:: max(1, len(cloud) // 5000)], k=2)[0][:, 1]))
-    free, behind = _evidence(points, views, config)
+    free, behind, conflicting = _evidence(points, views, config)
     nearest_distance, nearest = tree.query(points, workers=-1)
     plane = np.abs(np.einsum("ij,ij->i", points - cloud[nearest], normals[nearest]))
     distance = np.where(nearest_distance < 2 * spacing, plane, nearest_distance)
@@ -268,20 +284,58 @@ def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unse
     sign[free] = 1
     sign[~free & near] = vote[~free & near]
     sign[hull_inside] = -1
+    unsealed = np.zeros(len(points), bool)
+    if grid is not None:
+        inside = np.nonzero(sign < 0)[0]
+        unsealed[inside] = grid.is_unsealed(points[inside])
+        sign[unsealed] = 0
+    sign[conflicting] = 0
     keep = sign != 0
-    counts = {"free_space": int(free.sum()), "voted": int(len(candidates)),
+    counts = {"free_space": int(free.sum()), "background_conflict": int(conflicting.sum()), "voted": int(len(candidates)),
               "vote_split": int(np.count_nonzero(vote[candidates] == 0)),
               "hull_inside": int(hull_inside.sum()), "unseen_nearby": int(blind.sum()),
+              "unsealed_inside": int(unsealed.sum()),
               "unconstrained": int(np.count_nonzero(~near & ~free & ~blind & ~hull_inside)),
               "point_spacing": spacing}
     return np.where(keep, sign * distance, 0.0), keep, counts
 
 
-def surface_coverage(cloud, views, config: ScanSamplingConfig,
-                     tree: cKDTree | None = None) -> tuple[float, np.ndarray]:
-    """(share, unseen (k, 3)): the share of the carved hull's surface cells (a grid over the
-    unit ball) with a measured point within 1.5 cells, and the centres of those without.
-    ``tree``: a cKDTree of ``cloud``, when the caller has one."""
+@dataclass(frozen=True)
+class CarvedGrid:
+    """What the views say of the cells of a grid over the unit cube (normalized frame).
+
+    ``free``: seen free by some view at the cell's centre (or outside the unit ball);
+    ``walls``: within :attr:`wall_radius` of a measured point (the measured surface, thick
+    enough that no 6-connected path crosses it between two measured points);
+    ``unsealed``: neither, and joined to a free cell by a path of such cells: a region that no
+    view saw into and that no measured surface closes off from free space (the lower inside of
+    a deep cup, the space under a seat whose underside nobody measured).  What fills it is
+    unknown: a sample there may be labelled outside by the vote, never inside."""
+
+    size: int
+    free: np.ndarray  # (size, size, size) bool
+    walls: np.ndarray  # (size, size, size) bool
+    unsealed: np.ndarray  # (size, size, size) bool
+    wall_radius: float
+
+    def cells(self, points) -> tuple:
+        """(i, j, k) index arrays of the cells holding (n, 3) points (clipped to the grid)."""
+        index = np.clip(np.floor((np.asarray(points) + 1.0) / 2.0 * self.size), 0,
+                        self.size - 1).astype(np.int64)
+        return index[:, 0], index[:, 1], index[:, 2]
+
+    def is_unsealed(self, points) -> np.ndarray:
+        """(n,) bool: the points lie in :attr:`unsealed` cells."""
+        return self.unsealed[self.cells(points)]
+
+
+def carve_grid(cloud, views, config: ScanSamplingConfig, tree: cKDTree | None = None,
+               spacing: float | None = None) -> CarvedGrid:
+    """The :class:`CarvedGrid` of the fused ``cloud`` (m, 3) and the normalized ``views``
+    ([(depth, camera, neighbourhood depths)]) on ``config.coverage_grid`` cells across the unit
+    cube.  ``spacing``: the measured points' typical spacing (their 90th percentile nearest-
+    neighbour distance when None); the walls reach ``hypot(spacing / sqrt(2), cell)``, so that
+    a square lattice of points at that spacing closes a slab at least two cells thick."""
     size = config.coverage_grid
     axis = (np.arange(size) + 0.5) / size * 2 - 1
     grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
@@ -289,12 +343,36 @@ def surface_coverage(cloud, views, config: ScanSamplingConfig,
     free = ~ball
     inner = np.nonzero(ball)[0]
     for depth, camera, neighbourhood in views:
-        f, _ = view_evidence(grid[inner], depth, camera, margin=0.0,
+        f, _, _ = view_evidence(grid[inner], depth, camera, margin=0.0,
                              background=config.background, neighbourhood=neighbourhood)
         free[inner[f]] = True
-    hull = ~free.reshape(size, size, size)
+    tree = cKDTree(cloud) if tree is None else tree
+    if spacing is None:
+        subset = cloud[:: max(1, len(cloud) // 5000)]
+        spacing = float(np.percentile(tree.query(subset, k=2)[0][:, 1], 90))
+    cell = 2.0 / size
+    radius = float(np.hypot(spacing / np.sqrt(2.0), cell))
+    walls = np.zeros(len(grid), bool)
+    walls[inner] = tree.query(grid[inner], distance_upper_bound=radius, workers=-1)[0] < radius
+    free, walls = free.reshape((size,) * 3), walls.reshape((size,) * 3)
+    labels, _ = ndimage.label(~walls)  # 6-connected: a path between cells shares a face
+    leaking = np.unique(labels[free & ~walls])
+    unsealed = np.isin(labels, leaking[leaking > 0]) & ~free & ~walls
+    return CarvedGrid(size=size, free=free, walls=walls, unsealed=unsealed, wall_radius=radius)
+
+
+def surface_coverage(cloud, views, config: ScanSamplingConfig, tree: cKDTree | None = None,
+                     grid: CarvedGrid | None = None) -> tuple[float, np.ndarray]:
+    """(share, unseen (k, 3)): the share of the carved hull's surface cells (a grid over the
+    unit ball) with a measured point within 1.5 cells, and the centres of those without.
+    ``tree``: a cKDTree of ``cloud``, when the caller has one; ``grid``: the
+    :func:`carve_grid` of the views, when the caller has it."""
+    grid = carve_grid(cloud, views, config, tree) if grid is None else grid
+    size = grid.size
+    hull = ~grid.free
     boundary = hull & ndimage.binary_dilation(~hull)
-    cells = grid[boundary.reshape(-1)]
+    axis = (np.arange(size) + 0.5) / size * 2 - 1
+    cells = np.stack([axis[i] for i in np.nonzero(boundary)], axis=1)
     if len(cells) == 0:
         return 0.0, np.zeros((0, 3))
     distance, _ = (cKDTree(cloud) if tree is None else tree).query(cells, workers=-1)
@@ -331,7 +409,8 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
     normalized = [(depth, camera, _neighbourhood_depths(depth, mask))
                   for depth, camera, mask in normalized_views(views, offset, scale)]
     tree = cKDTree(cloud)  # one tree for the coverage and the signs
-    coverage, unseen = surface_coverage(cloud, normalized, config, tree)
+    grid = carve_grid(cloud, normalized, config, tree)
+    coverage, unseen = surface_coverage(cloud, normalized, config, tree, grid)
     if coverage < config.min_coverage:
         raise PreprocessError(f"the {len(views)} view(s) covered {coverage:.0%} of the "
                               f"surface (at least {config.min_coverage:.0%} needed): add "
@@ -344,7 +423,7 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
     uniform = rng.uniform(-1.0, 1.0, size=(config.count - near_count, 3))
     points = np.concatenate([near, uniform])
     sdf, keep, counts = sign_samples(points, cloud, normals, normalized, config, unseen,
-                                     tree)
+                                     tree, grid)
     inside, outside = int(np.count_nonzero(sdf[keep] < 0)), int(np.count_nonzero(sdf[keep] > 0))
     if inside < 0.01 * keep.sum() or outside < 0.01 * keep.sum():
         raise PreprocessError(f"too few samples on one side ({inside} inside, {outside} "
