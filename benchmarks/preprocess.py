@@ -293,7 +293,8 @@ def soup_signs(args) -> int:
             dropped.append(result.stats["dropped_fraction"])
             check = result.stats["sign_check"]
             print(f"| {category} {index} | {100 * wrong[-1]:.3f}% | {100 * dropped[-1]:.2f}% | "
-                  f"{check['disagree']}/{check['checked']} |", flush=True)
+                  f"{check['disagree']}/{check['checked']} (limit {check['limit']}"
+                  f"{', FAILED' if check['failed'] else ''}) |", flush=True)
     print(f"wrong: mean {100 * np.mean(wrong):.3f}%, max {100 * np.max(wrong):.3f}%, "
           f"{sum(w > 0.005 for w in wrong)} above 0.5%; dropped: mean {100 * np.mean(dropped):.2f}%, "
           f"max {100 * np.max(dropped):.2f}%, {sum(d > 0.05 for d in dropped)} above 5%; "

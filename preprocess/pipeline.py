@@ -12,7 +12,7 @@ import trimesh
 
 from . import formats
 from .cameras import CameraRig
-from .checks import SIGN_CHECK_THRESHOLD, sample_count_problem, sign_disagreement
+from .checks import sample_count_problem, sign_disagreement
 from .errors import InputError, PreprocessError
 from .mesh_io import closed_orientation, distinct_triangles, load_mesh, validate_mesh
 from .normalize import normalization_parameters, to_normalized, to_original
@@ -231,11 +231,12 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
         raise PreprocessError(problem)
     check = sign_disagreement(normalized, faces, points[result.keep], kept_sdf)
     stats["sign_check"] = check
-    if check["fraction"] > SIGN_CHECK_THRESHOLD:
+    if check["failed"]:
         raise PreprocessError(
             f"sign check failed: {check['disagree']} of {check['checked']} samples far from "
             "the surface are labelled otherwise than rays cast from them say (enclosed by the "
-            "mesh, or in open space): inside-out or broken signs; nothing was written")
+            f"mesh, or in open space; at most {check['limit']} may be, for 0.2% wrong): "
+            "inside-out or broken signs; nothing was written")
     stats["warnings"] = _quality_warnings(stats)
     stats["seconds"] = {k: round(v, 4) for k, v in timings.items()}
     uniform = np.zeros(len(points), dtype=bool)
