@@ -5,10 +5,10 @@ All in the **normalized frame** of the fused cloud (:func:`normalized_views`), S
 Evidence, per sample and view (:func:`view_evidence`): the sample projects onto a pixel of the
 view's image; it is **free** when that pixel measured something and the sample lies in front of the
 nearest measurement of the pixel and its 8 neighbours by more than the margin (``margin``, or three times the view's
-noise estimated from the image itself, :func:`depth_noise`, when that is larger), or the pixel and its neighbours
-measured nothing (with ``background``: the object was segmented, empty pixels are free space
-along their whole ray); it is **behind** when it lies beyond the farthest of those
-measurements by more than ``margin``.
+noise estimated from the image itself, :func:`depth_noise`, when that is larger), or the pixel
+is background (with ``background``: off the view's object mask, or without a mask unmeasured
+and joined to the border, :func:`_neighbourhood_depths`); it is **behind** when it lies beyond
+the farthest of those measurements by more than ``margin``.
 
 Signs (:func:`sign_samples`):
 
@@ -22,7 +22,9 @@ Signs (:func:`sign_samples`):
 - and a sample not seen free with a part of the hull's surface that no view measured (a
   chair seat's underside, for a camera that never looks up) within :data:`BLIND_FACTOR`
   times its distance to the nearest measured point is dropped too: the vote of the far
-  side's normals would guess it.
+  side's normals would guess it;
+- and a sample not seen free in a region of the :func:`carve_grid` that no view saw into and
+  no measured surface closes off (the lower inside of a deep cup) is dropped: unknown.
 
 Before any of this, stray points far from the object (beyond :data:`OUTLIER_FACTOR` times
 the 99th percentile distance from the cloud's median) are dropped, and views that do not see
