@@ -1,6 +1,5 @@
-"""Virtual depth captures of meshes with a documented sensor-noise model: the scans
-``deepsdf generate --style scans`` writes, and the truth the scan preprocessor is measured
-against (tests, ``benchmarks/scans.py``).
+"""Virtual depth captures of meshes: the scans ``deepsdf generate --style scans`` writes, and
+the truth the scan preprocessor is measured against (tests, ``benchmarks/scans.py``).
 
 The object (a mesh, scaled so that its bounding sphere's diameter is ``object_size`` metres)
 sits at the world origin; ``views`` cameras stand on a sphere of radius ``distance`` metres
@@ -9,15 +8,25 @@ around it, at evenly spaced azimuths and elevations cycling through ``elevations
 (15, 45) never sees the underside, and what no view sees is dropped or guessed wrong), each
 looking at the origin.
 
-:class:`SensorNoise` (a structured-light / time-of-flight sensor, after Khoshelham and
-Elberink 2012):
+Two sensor models:
 
-- depth noise: Gaussian with standard deviation ``base + quadratic * z^2`` (metres, z the
-  depth), independent per pixel;
-- grazing dropouts: a pixel whose surface meets the ray at ``cos < grazing`` is lost with
-  probability ``1 - cos / grazing``;
-- random dropouts: each pixel lost with probability ``dropout``;
-- quantisation: depths rounded to ``quantum`` metres (16-bit millimetre PNGs: 0.001).
+- ``CaptureConfig.sensor`` a :class:`~.sensor_model.DepthSensor` (:data:`KINECT` and
+  :func:`write_scans`, hence ``deepsdf generate --style scans``, use
+  :data:`~.sensor_model.KINECT_V1`): the physically based model of :mod:`.sensor_model`,
+  from the published Kinect measurements (axial and lateral noise after Nguyen, Izadi &
+  Lovell 2012, no return beyond 75 degrees of incidence, projector shadows, flying pixels,
+  1/8-pixel disparity steps; or a time-of-flight variant).  Each view also carries the exact
+  object ``mask``.
+- ``sensor=None`` (``CaptureConfig()``'s default, for the tests that measure the scan
+  preprocessor on it): the earlier toy model :class:`SensorNoise` (``CaptureConfig.noise``):
+
+  - depth noise: Gaussian with standard deviation ``base + quadratic * z^2`` (metres, z the
+    depth), independent per pixel;
+  - grazing dropouts: a pixel whose surface meets the ray at ``cos < grazing`` is lost with
+    probability ``1 - cos / grazing`` (at random: real sensors lose such pixels
+    deterministically, see :mod:`.sensor_model`);
+  - random dropouts: each pixel lost with probability ``dropout``;
+  - quantisation: depths rounded to ``quantum`` metres (16-bit millimetre PNGs: 0.001).
 """
 
 from __future__ import annotations
@@ -33,14 +42,16 @@ from .errors import InputError
 from .pinhole import PinholeCamera, intrinsics_from_fov, look_at_pose, spherical_direction
 from .raycast import first_hits
 from .scan import plane_depth
+from .sensor_model import KINECT_V1, DepthSensor, SensorScene, simulate_view
 
-__all__ = ["SensorNoise", "NOISELESS", "CaptureConfig", "capture_views", "write_views",
-           "object_scale", "write_scans", "MAX_VIEWS"]
+__all__ = ["SensorNoise", "NOISELESS", "CaptureConfig", "KINECT", "capture_views",
+           "write_views", "object_scale", "write_scans", "MAX_VIEWS"]
 
 
 @dataclass(frozen=True)
 class SensorNoise:
-    """The noise model of the module's docstring (metres)."""
+    """The toy noise model of the module's docstring (metres); used when
+    ``CaptureConfig.sensor`` is ``None``."""
 
     base: float = 0.0005
     quadratic: float = 0.0015
@@ -61,7 +72,13 @@ class CaptureConfig:
     height: int = 240
     fov: float = 45.0  # vertical, degrees
     elevations: tuple = (-30.0, 10.0, 45.0)  # degrees above the horizon, cycled over views
-    noise: SensorNoise = SensorNoise()
+    noise: SensorNoise = SensorNoise()  # the toy model, used when sensor is None
+    sensor: DepthSensor | None = None  # the physical model (:mod:`.sensor_model`)
+
+
+#: Captures through the physical Kinect v1 model: what ``deepsdf generate --style scans``
+#: writes (with its ``--views``).
+KINECT = CaptureConfig(sensor=KINECT_V1)
 
 
 def object_scale(mesh: trimesh.Trimesh, config: CaptureConfig) -> tuple[np.ndarray, float]:
@@ -92,18 +109,26 @@ def capture_views(mesh: trimesh.Trimesh, config: CaptureConfig,
                   rng: np.random.Generator) -> list:
     """``config.views`` noisy depth views of ``mesh``: dicts with ``depth`` (h, w) metres (0:
     no measurement), ``K`` (3, 3), ``pose`` (4, 4) OpenCV camera-to-world, in the world frame
-    of :func:`object_scale`."""
+    of :func:`object_scale`; with ``config.sensor`` (the physical model) also ``mask`` (h, w)
+    bool, the pixels whose ray hits the object."""
     centre, scale = object_scale(mesh, config)
     vertices = (np.asarray(mesh.vertices, dtype=np.float64) - centre) * scale
     faces = np.asarray(mesh.faces, dtype=np.int64)
     K = intrinsics_from_fov(config.width, config.height, config.fov)
     noise = config.noise
+    scene = None if config.sensor is None else SensorScene(
+        trimesh.Trimesh(vertices=vertices, faces=faces, process=False))
     views = []
     for index in range(config.views):
         azimuth = 2 * np.pi * index / config.views
         elevation = np.radians(config.elevations[index % len(config.elevations)])
         pose = look_at_pose(config.distance * spherical_direction(azimuth, elevation))
         camera = PinholeCamera.create(K, pose, config.width, config.height)
+        if scene is not None:
+            view = simulate_view(scene, camera, config.sensor, rng)
+            views.append({"depth": view.depth, "mask": view.mask, "K": K,
+                          "pose": camera.pose})
+            continue
         depth, cosine = _depth_and_cosine(vertices, faces, camera)
         seen = depth > 0
         depth = depth + seen * rng.normal(size=depth.shape) * (noise.base
@@ -120,7 +145,8 @@ def capture_views(mesh: trimesh.Trimesh, config: CaptureConfig,
 
 
 def write_views(folder, views: list) -> list:
-    """Write ``views`` as ``folder/view_XX.npz`` (the scan layout of :mod:`.scan_io`)."""
+    """Write ``views`` as ``folder/view_XX.npz`` (the scan layout of :mod:`.scan_io`; a view's
+    ``mask`` too when it has one)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -128,10 +154,14 @@ def write_views(folder, views: list) -> list:
         path = folder / f"view_{index:02d}.npz"
         with atomic_path(path) as temporary:
             with open(temporary, "wb") as stream:
-                np.savez_compressed(stream, depth=view["depth"], K=view["K"],
-                                    pose=view["pose"])
+                np.savez_compressed(stream, **_arrays(view))
         paths.append(path)
     return paths
+
+
+def _arrays(view: dict) -> dict:
+    """The arrays of a view file: depth, K, pose, and mask when the capture has one."""
+    return {name: view[name] for name in ("depth", "K", "pose", "mask") if name in view}
 
 
 #: The most views ``write_scans`` takes per shape (``deepsdf generate --views``): a capture
@@ -141,14 +171,15 @@ MAX_VIEWS = 1000
 
 
 def capture_memory(config: CaptureConfig) -> float:
-    """Bytes :func:`capture_views` needs at its peak: every view's float32 depth kept, its
-    compressed copy, and one view's rays, hits and noise (about 200 bytes a pixel)."""
+    """Bytes :func:`capture_views` needs at its peak: every view's float32 depth and mask
+    kept, their compressed copy, and one view's rays, hits and noise (about 200 bytes a
+    pixel for the toy model, 800 for the physical one's several casts)."""
     pixels = config.width * config.height
-    return config.views * pixels * 8.0 + pixels * 200.0
+    return config.views * pixels * 10.0 + pixels * (200.0 if config.sensor is None else 800.0)
 
 
 def write_scans(out_dir, category: str, count: int, seed: int,
-                config: CaptureConfig = CaptureConfig()) -> list:
+                config: CaptureConfig = KINECT) -> list:
     """Scan ``count`` seeded procedural shapes of ``category`` (the meshes ``deepsdf
     generate`` writes with the same seed) into ``out_dir/<category>/<name>/view_XX.npz``;
     returns the instance folders.
@@ -186,8 +217,7 @@ def write_scans(out_dir, category: str, count: int, seed: int,
         mesh = trimesh.load(io.BytesIO(obj), file_type="obj", force="mesh", process=False)
         rng = np.random.default_rng([seed, index])
         captured = capture_views(mesh, config, rng)
-        return {_view_name(category, index, number): {"depth": view["depth"], "K": view["K"],
-                                                      "pose": view["pose"]}
+        return {_view_name(category, index, number): _arrays(view)
                 for number, view in enumerate(captured)}
 
     items = [GeneratedItem([_view_name(category, index, number)

@@ -40,7 +40,13 @@ def add_generate(commands):
                              "layout `deepsdf preprocess-scans` reads (default: closed)")
     parser.add_argument("--views", type=int_at_least(1), default=CaptureConfig.views,
                         help="with --style scans: depth views per shape (around it, from "
-                             "-30, 10 and 45 degrees elevation; docs/scans.md's noise model)")
+                             "-30, 10 and 45 degrees elevation)")
+    parser.add_argument("--sensor", choices=("structured-light", "tof", "toy"),
+                        default="structured-light",
+                        help="with --style scans: the depth sensor (docs/scans.md, 'The "
+                             "sensor model of the virtual captures'): a Kinect-v1-like "
+                             "structured-light sensor, a time-of-flight one, or the earlier "
+                             "toy noise model")
     parser.set_defaults(run=_run_generate)
 
 
@@ -49,10 +55,12 @@ def _run_generate(args) -> int:
     from deepsdf_preprocess.soup import write_soups
 
     if args.style == "scans":
+        from deepsdf_preprocess.sensor_model import KINECT_V1, KINECT_V2
         from deepsdf_preprocess.virtual_scans import CaptureConfig, write_scans
 
+        sensor = {"structured-light": KINECT_V1, "tof": KINECT_V2, "toy": None}[args.sensor]
         folders = write_scans(args.out_dir, args.category, args.count, args.seed,
-                              CaptureConfig(views=args.views))
+                              CaptureConfig(views=args.views, sensor=sensor))
         print(f"wrote {len(folders)} scanned {args.category} ({args.views} depth views each) "
               f"to {args.out_dir / args.category}")
         return 0
