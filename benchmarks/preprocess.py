@@ -25,7 +25,8 @@ Usage::
     python benchmarks/preprocess.py --no-baseline     # ours only
     python benchmarks/preprocess.py --samples 500000 --meshes chair-40k soup-chair-0
     python benchmarks/preprocess.py --whole-command   # process start to exit, both tools
-    python benchmarks/preprocess.py --soup-signs 10   # signs and drops on 30 soups, ours only
+    python benchmarks/preprocess.py --soup-signs 10   # signs and drops on 30 soups, ours only:
+                                                      # per soup (with its defects), per defect
 
 ``--whole-command`` times what a user waits for: ``deepsdf preprocess`` on a folder holding the
 one mesh (500 000 samples by default in this mode, one worker: it runs in the calling
@@ -269,36 +270,51 @@ def soup_signs(args) -> int:
     from deepsdf_preprocess.errors import PreprocessError
     from deepsdf_preprocess.pipeline import PreprocessConfig, make_scanner, sample_mesh
     from deepsdf_preprocess.sampling import PRESETS
-    from deepsdf_preprocess.soup import generate_soups
+    from deepsdf_preprocess.soup import DEFECTS, generate_soups
 
     samples = args.samples if args.samples_given else 50_000
     config = PreprocessConfig(sampling=PRESETS["train"].overridden(count=samples))
     scanner = make_scanner("pyrender", config.rig)
     print(f"# {time.strftime('%Y-%m-%d')} on {platform.node()}: the first {args.soup_signs} "
           f"soups of each category, {samples} samples, pyrender scanner")
-    print("| soup | wrong > 1e-2 | dropped | sign check |")
-    print("|---|---|---|---|")
+    print("| soup | wrong > 1e-2 | dropped | sign check | defects |")
+    print("|---|---|---|---|---|")
     wrong, dropped, failed = [], [], 0
+    by_defect = {}  # defect -> wrong-sign rates of the soups that have it (None: failed)
     for category in ("chairs", "tables", "vessels"):
         for index, soup in enumerate(generate_soups(category, args.soup_signs)):
+            defects = ", ".join(sorted(soup.defects))
             try:
                 result = sample_mesh(soup.mesh, config, scanner, np.random.default_rng(index))
             except PreprocessError as error:
                 failed += 1
-                print(f"| {category} {index} | failed: {error} | | |", flush=True)
+                for name in soup.defects:
+                    by_defect.setdefault(name, []).append(None)
+                print(f"| {category} {index} | failed: {error} | | | {defects} |", flush=True)
                 continue
             truth = soup.sdf(result.points / result.scale - result.offset) * result.scale
             far = np.abs(truth) > 1e-2
             wrong.append(float(np.mean(np.sign(result.sdf[far]) != np.sign(truth[far]))))
             dropped.append(result.stats["dropped_fraction"])
+            for name in soup.defects:
+                by_defect.setdefault(name, []).append(wrong[-1])
             check = result.stats["sign_check"]
             print(f"| {category} {index} | {100 * wrong[-1]:.3f}% | {100 * dropped[-1]:.2f}% | "
                   f"{check['disagree']}/{check['checked']} (limit {check['limit']}"
-                  f"{', FAILED' if check['failed'] else ''}) |", flush=True)
+                  f"{', FAILED' if check['failed'] else ''}) | {defects} |", flush=True)
     print(f"wrong: mean {100 * np.mean(wrong):.3f}%, max {100 * np.max(wrong):.3f}%, "
           f"{sum(w > 0.005 for w in wrong)} above 0.5%; dropped: mean {100 * np.mean(dropped):.2f}%, "
           f"max {100 * np.max(dropped):.2f}%, {sum(d > 0.05 for d in dropped)} above 5%; "
           f"{failed} failed")
+    print()
+    print("| defect | soups | wrong > 1e-2: mean | max | failed |")
+    print("|---|---|---|---|---|")
+    for name in DEFECTS:  # the corpus's order: the CAD-export defects last
+        rates = by_defect.get(name, [])
+        kept = [rate for rate in rates if rate is not None]
+        mean = f"{100 * np.mean(kept):.3f}%" if kept else "-"
+        worst = f"{100 * np.max(kept):.3f}%" if kept else "-"
+        print(f"| {name} | {len(rates)} | {mean} | {worst} | {len(rates) - len(kept)} |")
     scanner.close()
     return 0
 

@@ -10,8 +10,8 @@ import trimesh
 
 from .errors import MeshError
 
-__all__ = ["load_mesh", "validate_mesh", "closed_orientation", "distinct_triangles",
-           "MESH_SUFFIXES"]
+__all__ = ["load_mesh", "validate_mesh", "closed_orientation", "two_manifold", "position_ids",
+           "distinct_triangles", "MESH_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,10 @@ def closed_orientation(vertices, faces) -> int:
     Closed and consistently wound means: every directed edge ``(a, b)`` of the triangles
     occurs exactly once, and so does its reverse ``(b, a)`` (judged on vertex indices as
     stored: unwelded meshes count as open; non-manifold edges make a mesh open).  The sign of
-    the enclosed volume then tells outward from inward.
+    the enclosed volume then tells outward from inward.  Several closed parts are closed too,
+    also when they touch with their own vertices at the same positions (an edge then has
+    more than two faces by position, not by index): whether the mesh is one 2-manifold
+    surface is :func:`two_manifold` and :func:`~.surface.one_closed_surface`.
 
     Parameters
     ----------
@@ -101,13 +104,7 @@ def closed_orientation(vertices, faces) -> int:
     faces : (f, 3) int
     """
     faces = np.asarray(faces, dtype=np.int64)
-    if len(faces) == 0:
-        return 0
-    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    count = int(faces.max()) + 1
-    forward = np.sort(directed[:, 0] * count + directed[:, 1])
-    backward = np.sort(directed[:, 1] * count + directed[:, 0])
-    if np.any(forward[1:] == forward[:-1]) or not np.array_equal(forward, backward):
+    if len(faces) == 0 or not _each_edge_once_each_way(faces):
         return 0
     # The volume is translation-invariant in exact arithmetic, not in floating point: far from
     # the origin (a 1 cm sphere at 10^4) the triple products cancel catastrophically and the
@@ -118,6 +115,116 @@ def closed_orientation(vertices, faces) -> int:
     volume = np.einsum("ij,ij->i", corners[:, 0],
                        np.cross(corners[:, 1], corners[:, 2])).sum() / 6.0
     return 1 if volume > 0 else (-1 if volume < 0 else 0)
+
+
+def two_manifold(vertices, faces, *, pinched_edges: bool = False) -> bool:
+    """Whether the triangles form a closed, consistently wound 2-manifold: every edge used by
+    exactly one triangle in each direction, judged both on the vertex indices as stored and on
+    the corner positions (:func:`position_ids`, compared exactly).
+
+    The positions catch what the indices cannot see: closed parts that touch face to face or
+    along an edge with their own vertices at the same positions (an exporter's coinciding or
+    welded vertices; a contact edge then has three or four faces), and faces of one part
+    lying back to back on another's.  Parts that share positions only at T-junctions (a
+    vertex on another part's edge) or at single corners pass; they are not one connected
+    surface (:func:`~.surface.one_closed_surface`).
+
+    ``pinched_edges``: also accept an edge of more than two faces by position where a surface
+    closed by its indices only touches itself: no two of the faces lie at the same angle
+    about the edge, so every wedge between them, solid or empty, has some width (what a mesh
+    boolean such as manifold3d writes where two parts of a union touch along an edge, the
+    touching vertices kept apart).  Faces back to back or overlapping (a wedge of no width:
+    the contact of parts touching face to face, a doubled sheet) are never accepted;
+    triangles of no width across the edge (a third corner on its line, within
+    ``1e-6`` of its length: a boolean's slivers) are passed over there.
+
+    Parameters
+    ----------
+    vertices : (v, 3) float
+    faces : (f, 3) int
+    """
+    faces = np.asarray(faces, dtype=np.int64)
+    if len(faces) == 0 or not _each_edge_once_each_way(faces):
+        return False
+    corners = position_ids(vertices, faces)
+    if _each_edge_once_each_way(corners):
+        return True
+    return pinched_edges and _only_pinched(vertices, faces, corners)
+
+
+def _each_edge_once_each_way(faces) -> bool:
+    """Every directed edge of the (f, 3) corner ids occurs once, and so does its reverse."""
+    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    count = int(faces.max()) + 1
+    forward = np.sort(directed[:, 0] * count + directed[:, 1])
+    backward = np.sort(directed[:, 1] * count + directed[:, 0])
+    return not np.any(forward[1:] == forward[:-1]) and np.array_equal(forward, backward)
+
+
+def _only_pinched(vertices, faces, corners) -> bool:
+    """Whether, about every edge of more than two faces by position (``corners``), no two
+    faces of some width across it lie at the same angle (see :func:`two_manifold`).  The
+    faces are closed by index, so the edge is used as often in each direction."""
+    count = int(corners.max()) + 1
+    position = np.empty((count, 3))
+    position[corners.ravel()] = np.asarray(vertices, dtype=np.float64)[faces.ravel()]
+    tail, head = corners.ravel(), corners[:, [1, 2, 0]].ravel()
+    third = corners[:, [2, 0, 1]].ravel()
+    low, high = np.minimum(tail, head), np.maximum(tail, head)
+    real = tail != head  # two corners at one position: no edge
+    _, edge, uses = np.unique((low * count + high)[real], return_inverse=True,
+                              return_counts=True)
+    edge = edge.reshape(-1)
+    many = uses[edge] > 2
+    rows = np.nonzero(real)[0][many]
+    edge = edge[many]
+    # each face's wing: the direction from the edge to its third corner, as an angle in a
+    # frame about the edge (low -> high: one frame for all faces of an edge)
+    start = position[low[rows]]
+    axis = position[high[rows]] - start
+    length = np.linalg.norm(axis, axis=1)
+    axis /= length[:, None]
+    helper = np.eye(3)[np.argmin(np.abs(axis), axis=1)]
+    first = np.cross(axis, helper)
+    first /= np.linalg.norm(first, axis=1, keepdims=True)
+    second = np.cross(axis, first)
+    wing = position[third[rows]] - start
+    wing -= np.einsum("ij,ij->i", wing, axis)[:, None] * axis
+    wide = np.linalg.norm(wing, axis=1) > _PINCH_TOLERANCE * length
+    edge, wing, first, second = edge[wide], wing[wide], first[wide], second[wide]
+    if len(edge) == 0:  # only zero-length edges and slivers: no surface touches itself
+        return True
+    angle = np.arctan2(np.einsum("ij,ij->i", wing, second), np.einsum("ij,ij->i", wing, first))
+    order = np.lexsort((angle, edge))
+    edge, angle = edge[order], angle[order]
+    same = edge[1:] == edge[:-1]
+    if np.any(same & (np.diff(angle) < _PINCH_TOLERANCE)):
+        return False
+    # the gap that closes each edge's circle, from its last face round to its first
+    opening, closing = np.r_[True, ~same], np.r_[~same, True]
+    several = opening != closing
+    gap = angle[opening] + 2 * np.pi - angle[closing]
+    return not np.any(several[opening] & (gap < _PINCH_TOLERANCE))
+
+
+#: Faces about an edge closer in angle than this (radians) lie back to back; a triangle
+#: narrower across an edge than this fraction of the edge's length has no width there.
+_PINCH_TOLERANCE = 1e-6
+
+
+def position_ids(vertices, faces) -> np.ndarray:
+    """(f, 3) int64 corner ids of ``faces`` in which corners at the same position (compared
+    exactly) share one id, numbered 0.. over the positions the faces use."""
+    faces = np.asarray(faces, dtype=np.int64)
+    if faces.size == 0:
+        return faces.reshape(-1, 3)
+    points = np.asarray(vertices, dtype=np.float64)[faces.ravel()]
+    order = np.lexsort(points.T[::-1])
+    ordered = points[order]
+    new = np.r_[True, np.any(ordered[1:] != ordered[:-1], axis=1)]
+    ids = np.empty(len(points), dtype=np.int64)
+    ids[order] = np.cumsum(new) - 1
+    return ids.reshape(faces.shape)
 
 
 def distinct_triangles(vertices, faces) -> np.ndarray:

@@ -28,7 +28,21 @@ Every defect, and what it imitates (:data:`DEFECTS`):
 ``degenerate_faces``   zero-area triangles (a repeated vertex, three collinear vertices)
 ``t_junctions``        part of a face subdivided and its neighbours not (vertices on edges)
 ``unwelded_triangles`` every triangle of a vessel with its own three vertices (STL-like)
+``welded_touching``    a part as two or four closed boxes that tile it, touching face to face (and,
+                       four of them, along an edge), written as one part with the coincident
+                       vertices merged (a CAD assembly's export): the contact faces kept once,
+                       or twice with both windings, the contact's edges have three to eight faces
+``coplanar_faces``     a flush inset: a closed box inside a part, one of its faces in the plane of
+                       the part's face and overlapping it (a separate part, same outward side)
+``t_junction_parts``   a part as two closed boxes touching face to face, one tessellated twice
+                       as finely across the contact, coincident vertices merged: the fine box's
+                       vertices lie on the coarse box's edges (contact faces kept, or removed)
 =====================  ===========================================================================
+
+The last three (CAD exports) are drawn from a second random stream, after every draw of the
+others, and replace or add parts: a soup without them is the soup this module wrote before they
+existed, part for part.  None of them changes the truth: the boxes tile the part they replace,
+and an inset lies inside its part.
 
 Files (:func:`write_soups`): an OBJ with one group (``g``) per part, or a GLB whose parts are
 scene nodes with their own (rigid) node transforms, the vertices stored in each node's frame.
@@ -50,7 +64,8 @@ __all__ = ["DEFECTS", "SoupPart", "SoupShape", "RevolvedSheet", "Cylinder", "sou
 
 DEFECTS = ("unwelded_parts", "flipped_faces", "flipped_part", "sheet", "doubled_faces",
            "touching_parts", "internal_wall", "open_bottom", "missing_faces", "duplicate_faces",
-           "degenerate_faces", "t_junctions", "unwelded_triangles")
+           "degenerate_faces", "t_junctions", "unwelded_triangles", "welded_touching",
+           "coplanar_faces", "t_junction_parts")
 
 #: Thin parts (smallest half extent below this, in the shapes' metre-like units) may become
 #: sheets.
@@ -351,6 +366,116 @@ def _box_soup(shape, rng, defects):
     return parts, solids, sheets
 
 
+def _cad_parts(shape, parts, rng, defects):
+    """The CAD-export defects (``welded_touching``, ``coplanar_faces``, ``t_junction_parts``),
+    each on its own plain solid box part (one not cut, not a sheet) with probability 0.25, in
+    place in ``parts``; ``rng`` is their own stream.  Replaced parts' defects are uncounted."""
+    names = [part.name for part in parts]
+    plain = [index for index in range(len(shape.parts))
+             if f"part{index:02d}_0" in names and f"part{index:02d}_1" not in names]
+    for defect in ("welded_touching", "coplanar_faces", "t_junction_parts"):
+        if not plain or rng.random() >= 0.25:
+            continue
+        index = int(plain.pop(int(rng.integers(len(plain)))))
+        box = shape.parts[index]
+        row = names.index(f"part{index:02d}_0")
+        if defect == "coplanar_faces":
+            vertices, faces = _subdivide(*_box_mesh(_flush_inset(box, rng)))
+            parts.append(SoupPart(f"part{index:02d}_inset", np.asarray(vertices, np.float64),
+                                  np.asarray(faces, np.int64)[rng.permutation(len(faces))],
+                                  _random_rigid(rng), (defect,)))
+            names.append(parts[-1].name)
+        else:
+            for name in parts[row].defects:
+                defects[name] -= 1
+            if defect == "welded_touching":
+                vertices, faces = _tiled_box(box, int(rng.integers(1, 3)), fine=False,
+                                             contact=("once", "twice")[int(rng.integers(2))])
+            else:
+                vertices, faces = _tiled_box(box, 1, fine=True,
+                                             contact=("twice", "removed")[int(rng.integers(2))])
+            parts[row] = SoupPart(f"part{index:02d}_{defect}", vertices,
+                                  faces[rng.permutation(len(faces))], _random_rigid(rng),
+                                  (defect,))
+        defects[defect] += 1
+
+
+def _flush_inset(box: OrientedBox, rng) -> OrientedBox:
+    """A box inside ``box`` with one face in the plane of one of ``box``'s two largest faces
+    (which one drawn by ``rng``), covering the middle 60% of it and half its depth."""
+    axis = int(np.argmin(box.half))
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    half = 0.6 * box.half
+    half[axis] = 0.5 * box.half[axis]
+    local = np.zeros(3)
+    local[axis] = side * (box.half[axis] - half[axis])
+    return OrientedBox(box.center + box.rotation @ local, half, box.rotation)
+
+
+def _tiled_box(box: OrientedBox, cuts: int, *, fine: bool, contact: str):
+    """``box`` cut in closed boxes across its ``cuts`` (1 or 2) longest axes, at the middle,
+    written as one part with one vertex per position (world frame).
+
+    Every box face is a grid of rectangles about :data:`_EDGE` wide, two triangles each.
+    ``fine``: the second box's grid twice as fine across the contact (its vertices on the
+    first box's edges: T-junctions).  ``contact``: the rectangles on a contact are kept
+    ``"once"`` (the first box's), ``"twice"`` (each box's own, both windings) or
+    ``"removed"``.
+
+    Returns
+    -------
+    vertices : (v, 3) float64, faces : (f, 3) int64
+    """
+    axes = list(np.argsort(box.half)[::-1][:cuts])
+    pieces = [(-box.half.copy(), box.half.copy())]
+    for axis in axes:
+        split = []
+        for low, high in pieces:
+            upper, lower = low.copy(), high.copy()
+            upper[axis], lower[axis] = 0.0, 0.0
+            split += [(low, lower), (upper, high)]
+        pieces = split
+    index, vertices, faces, emitted = {}, [], [], set()
+    for owner, (low, high) in enumerate(pieces):
+        steps = np.maximum(1, np.ceil((high - low) / _EDGE)).astype(int)
+        if fine and owner == 1:
+            steps = steps * np.where(np.arange(3) == axes[0], 1, 2)
+        for quad in _grid_faces(low, high, steps):
+            key = tuple(sorted(map(tuple, quad)))
+            if any(np.all(quad[:, axis] == 0.0) for axis in axes):  # on a contact
+                if contact == "removed" or (contact == "once" and key in emitted):
+                    continue
+            emitted.add(key)
+            ids = []
+            for corner in map(tuple, quad):
+                if corner not in index:
+                    index[corner] = len(vertices)
+                    vertices.append(corner)
+                ids.append(index[corner])
+            faces += [[ids[0], ids[1], ids[2]], [ids[0], ids[2], ids[3]]]
+    local = np.asarray(vertices, dtype=np.float64)
+    return box.center + local @ box.rotation.T, np.asarray(faces, dtype=np.int64)
+
+
+def _grid_faces(low, high, steps):
+    """The outer faces of the box ``[low, high]`` (3,) as rectangles of a ``steps`` (3,) grid:
+    a list of (4, 3) corner arrays, counter-clockwise seen from outside."""
+    quads = []
+    for axis in range(3):
+        u, v = (axis + 1) % 3, (axis + 2) % 3
+        grid_u = np.linspace(low[u], high[u], steps[u] + 1)
+        grid_v = np.linspace(low[v], high[v], steps[v] + 1)
+        for side, value in ((-1, low[axis]), (1, high[axis])):
+            for i in range(steps[u]):
+                for j in range(steps[v]):
+                    quad = np.zeros((4, 3))
+                    quad[:, axis] = value
+                    quad[:, u] = grid_u[[i, i + 1, i + 1, i]]
+                    quad[:, v] = grid_v[[j, j, j + 1, j + 1]]
+                    quads.append(quad if side > 0 else quad[::-1])
+    return quads
+
+
 def _vessel_soup(shape, rng, defects):
     body = shape.parts[0]
     mesh = body.mesh()
@@ -387,6 +512,8 @@ def soup_shape(shape, rng: np.random.Generator) -> SoupShape:
     defects = {name: 0 for name in DEFECTS}
     if all(isinstance(p, OrientedBox) for p in shape.parts):
         parts, solids, sheets = _box_soup(shape, rng, defects)
+        # drawn after every other draw, so that the other defects stay as they were
+        _cad_parts(shape, parts, np.random.default_rng(rng.integers(2 ** 63)), defects)
         defects["unwelded_parts"] = len(parts)
     elif len(shape.parts) == 1 and isinstance(shape.parts[0], RevolvedProfile):
         parts, solids, sheets = _vessel_soup(shape, rng, defects)

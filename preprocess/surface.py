@@ -23,7 +23,7 @@ import numpy as np
 
 from .scan import MINORITY, SHEET_BALANCE, TriangleSides, face_normals
 from .errors import InputError
-from .mesh_io import closed_orientation
+from .mesh_io import closed_orientation, position_ids, two_manifold
 
 __all__ = ["VisibleSurface", "surface_pieces", "welded_corners", "one_closed_surface"]
 
@@ -169,10 +169,16 @@ def surface_pieces(vertices, faces) -> np.ndarray:
     """(f,) int64 label of the connected piece of surface each triangle belongs to: triangles
     sharing an edge (its end positions compared exactly, so unwelded copies join) are one
     piece; triangles touching at a single corner are not."""
+    return _pieces(welded_corners(vertices, faces))
+
+
+def _pieces(corners) -> np.ndarray:
+    """(f,) int64 piece labels of triangles given as (f, 3) corner ids: triangles sharing an
+    edge (both corner ids) are one piece."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    corners = welded_corners(vertices, faces)
+    corners = np.asarray(corners, dtype=np.int64)
     if len(corners) == 0:
         return np.zeros(0, dtype=np.int64)
     count = int(corners.max()) + 1
@@ -190,25 +196,33 @@ def surface_pieces(vertices, faces) -> np.ndarray:
 
 def welded_corners(vertices, faces) -> np.ndarray:
     """(f, 3) int64 corner ids of ``faces`` in which corners at the same position (compared
-    exactly) share one id, numbered 0.. over the positions the faces use."""
-    faces = np.asarray(faces, dtype=np.int64)
-    if faces.size == 0:
-        return faces.reshape(-1, 3)
-    points = np.asarray(vertices, dtype=np.float64)[faces.ravel()]
-    order = np.lexsort(points.T[::-1])
-    ordered = points[order]
-    new = np.r_[True, np.any(ordered[1:] != ordered[:-1], axis=1)]
-    ids = np.empty(len(points), dtype=np.int64)
-    ids[order] = np.cumsum(new) - 1
-    return ids.reshape(faces.shape)
+    exactly) share one id, numbered 0.. over the positions the faces use
+    (:func:`~.mesh_io.position_ids`)."""
+    return position_ids(vertices, faces)
 
 
 def one_closed_surface(vertices, faces, *, orientation: int | None = None) -> bool:
-    """Whether the mesh is one connected, closed, consistently wound surface
-    (:func:`~.mesh_io.closed_orientation` non-zero, one :func:`surface_pieces` piece): then no
-    triangle can be partly hidden inside another part.  Several closed parts that overlap
-    (ShapeNet's usual construction) are closed too, but not one surface.  ``orientation``:
-    the closed orientation if already known."""
+    """Whether the mesh is one connected, closed, consistently wound surface: then no triangle
+    can be partly hidden inside another part, and culling the far side is safe.
+
+    That is: one 2-manifold (:func:`~.mesh_io.two_manifold`: every edge used by exactly one
+    triangle in each direction, by vertex index and by position), connected through its
+    edges.  Several closed parts that overlap (ShapeNet's usual construction) are closed
+    (:func:`~.mesh_io.closed_orientation`) but not one surface; neither are closed parts
+    that touch with welded or coinciding vertices at the contact (a CAD export: the
+    contact's edges have more than two faces), nor parts meeting at T-junctions (not joined
+    through edges).  One surface, connected through the edges of its stored indices, that
+    touches itself only along an edge, no two of its faces there at the same angle about it
+    (``pinched_edges``: a mesh boolean's union of parts that touch along an edge), is one
+    closed surface: nothing of it is hidden.
+
+    ``orientation``: :func:`~.mesh_io.closed_orientation` of the same vertices and faces, if
+    already known.
+    """
     if orientation is None:
         orientation = closed_orientation(vertices, faces)
-    return bool(orientation) and int(surface_pieces(vertices, faces).max()) == 0
+    if not orientation or not two_manifold(vertices, faces, pinched_edges=True):
+        return False
+    # connected through edges of the stored indices: with pinches allowed, parts that only
+    # touch along an edge would be one piece by position
+    return int(_pieces(faces).max()) == 0
