@@ -292,6 +292,12 @@ def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unse
     if grid is not None:  # no view saw into it and no measured surface closes it: unknown
         guessed = np.nonzero((sign != 0) & ~free)[0]
         unsealed[guessed] = grid.is_unsealed(points[guessed])
+        # Behind a measured wall whose far side nobody measured (a cup's lower wall), the vote
+        # says inside to any depth: an unsealed region nearer than the claimed depth (to half a
+        # cell) may begin right behind the wall.
+        deep = np.nonzero((sign < 0) & ~free & ~unsealed & (distance > config.margin))[0]
+        reach = grid.unsealed_distance(points[deep])
+        unsealed[deep[reach < distance[deep] + 0.5 * 2.0 / grid.size]] = True
         sign[unsealed] = 0
     sign[conflicting] = 0
     keep = sign != 0
@@ -331,6 +337,14 @@ class CarvedGrid:
     def is_unsealed(self, points) -> np.ndarray:
         """(n,) bool: the points lie in :attr:`unsealed` cells."""
         return self.unsealed[self.cells(points)]
+
+    def unsealed_distance(self, points) -> np.ndarray:
+        """(n,) float: from the centre of each point's cell to the nearest unsealed cell's
+        centre (normalized units; inf when there is none)."""
+        if not self.unsealed.any():
+            return np.full(len(points), np.inf)
+        field = ndimage.distance_transform_edt(~self.unsealed) * (2.0 / self.size)
+        return field[self.cells(points)]
 
 
 def carve_grid(cloud, views, config: ScanSamplingConfig, tree: cKDTree | None = None,
