@@ -174,7 +174,7 @@ def _neighbourhood_depths(depth, mask=None):
     none), whether it belongs to the background, and the image's noise estimate.
 
     The background is what the view saw as empty space along the whole ray.  With the view's
-    object ``mask`` (h, w): the pixels more than one pixel away from the mask and from every
+    object ``mask`` (h, w): the pixels more than two pixels away from the mask and from every
     measurement (an unmeasured pixel the mask calls object, a grazing band across a table top,
     a shadow band, is unknown: never free space).  Without a mask: unmeasured pixels 3 pixels
     or more from any measurement and joined to the image's border (a hole inside the
@@ -186,7 +186,7 @@ def _neighbourhood_depths(depth, mask=None):
     farthest = ndimage.maximum_filter(np.where(measured, depth, 0.0), size=3,
                                       mode="constant", cval=0.0)
     if mask is not None:
-        background = ~ndimage.binary_dilation(np.asarray(mask, bool) | measured, iterations=1)
+        background = ~ndimage.binary_dilation(np.asarray(mask, bool) | measured, iterations=2)
     else:
         near_object = ndimage.binary_dilation(measured, iterations=3)
         background = ~ndimage.binary_fill_holes(near_object)
@@ -236,10 +236,13 @@ def view_evidence(points, depth, camera: PinholeCamera, *, margin: float,
 
 
 def _evidence(points, views, config: ScanSamplingConfig):
-    """(free (n,), behind (n,) view counts, conflicting (n,)): ``conflicting`` are samples seen
-    free only through unmasked background pixels while at least one view sees them behind its
-    measurement: without a mask, a wide band lost at grazing incidence (a table top seen from
-    its height) looks like background, and such a sample is dropped rather than carved."""
+    """(free (n,), through_background (n,), behind (n,) view counts, conflicting (n,)).
+
+    ``through_background``: free only because some view's pixel is background (no view saw
+    the sample in front of a measurement).  ``conflicting``: such samples that a view without
+    a mask makes free while another view sees them behind its measurement (without a mask, a
+    wide band lost at grazing incidence, a table top seen from its height, looks like
+    background): dropped rather than carved."""
     free = np.zeros(len(points), bool)
     measured_free = np.zeros(len(points), bool)
     unmasked_background = np.zeros(len(points), bool)
@@ -253,8 +256,9 @@ def _evidence(points, views, config: ScanSamplingConfig):
         if not neighbourhood[4]:  # no mask: its background is a guess
             unmasked_background |= through
         behind += b
-    conflicting = free & ~measured_free & unmasked_background & (behind > 0)
-    return free & ~conflicting, behind, conflicting
+    through_background = free & ~measured_free
+    conflicting = through_background & unmasked_background & (behind > 0)
+    return free & ~conflicting, through_background & ~conflicting, behind, conflicting
 
 
 def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unseen=None,
@@ -269,7 +273,7 @@ def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unse
     it free."""
     tree = cKDTree(cloud) if tree is None else tree
     spacing = float(np.median(tree.query(cloud[:: max(1, len(cloud) // 5000)], k=2)[0][:, 1]))
-    free, behind, conflicting = _evidence(points, views, config)
+    free, weak, behind, conflicting = _evidence(points, views, config)
     nearest_distance, nearest = tree.query(points, workers=-1)
     plane = np.abs(np.einsum("ij,ij->i", points - cloud[nearest], normals[nearest]))
     distance = np.where(nearest_distance < 2 * spacing, plane, nearest_distance)
@@ -279,7 +283,7 @@ def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unse
         blind[~free] = cKDTree(unseen).query(points[~free], workers=-1)[0] < \
             BLIND_FACTOR * nearest_distance[~free]
     vote = np.zeros(len(points), np.int8)
-    candidates = np.nonzero(near & ~free & ~blind)[0]
+    candidates = np.nonzero(near & ((~free & ~blind) | weak))[0]
     if len(candidates):
         vote[candidates] = vote_signs(tree, normals, points[candidates],
                                       neighbours=config.neighbours)[0]
@@ -287,6 +291,11 @@ def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unse
     sign = np.zeros(len(points), np.int8)
     sign[free] = 1
     sign[~free & near] = vote[~free & near]
+    # Free only through a background pixel while every nearby measured normal says inside: a
+    # segmentation a pixel or two short of the object (the inside of a slat or a leg), not
+    # free space.  Dropped.
+    contested = weak & near & (vote < 0)
+    sign[contested] = 0
     sign[hull_inside] = -1
     unsealed = np.zeros(len(points), bool)
     if grid is not None:  # no view saw into it and no measured surface closes it: unknown
@@ -301,7 +310,9 @@ def sign_samples(points, cloud, normals, views, config: ScanSamplingConfig, unse
         sign[unsealed] = 0
     sign[conflicting] = 0
     keep = sign != 0
-    counts = {"free_space": int(free.sum()), "background_conflict": int(conflicting.sum()), "voted": int(len(candidates)),
+    counts = {"free_space": int(free.sum()),
+              "background_conflict": int(conflicting.sum() + contested.sum()),
+              "voted": int(len(candidates)),
               "vote_split": int(np.count_nonzero(vote[candidates] == 0)),
               "hull_inside": int(hull_inside.sum()), "unseen_nearby": int(blind.sum()),
               "unsealed": int(unsealed.sum()),

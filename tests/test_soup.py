@@ -183,8 +183,11 @@ def test_soups_are_kept_with_right_signs(reference_gl_scanner, category, index):
     samples = sample_mesh(soup.mesh, CONFIG, reference_gl_scanner, np.random.default_rng(0))
     wrong, dropped = signs_against_truth(samples, soup.sdf)
     assert wrong <= MAX_WRONG and dropped <= MAX_DROPPED, (wrong, dropped, soup.defects)
-    assert samples.stats["sign_check"]["method"] == "rays"
-    assert samples.stats["sign_check"]["disagree"] == 0
+    check = samples.stats["sign_check"]
+    assert check["method"] == "rays" and check["checked"] >= 2000
+    # The check judges samples from 0.01 of the surface on, where a good soup's few wrong
+    # signs lie: it may see some, never enough to fail the instance.
+    assert not check["failed"] and check["fraction"] <= 0.005, check
 
 
 def test_soup_with_the_ray_casting_scanner():
