@@ -45,13 +45,21 @@ def main() -> int:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--batch", type=int, default=12)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--solvers", nargs="+", metavar="WORD",
+                        help="only the solvers whose names hold one of these words (and the "
+                             "reference)")
+    parser.add_argument("--reference-dense", action="store_true",
+                        help="mesh the reference's codes on the dense grid (the original's "
+                             "protocol: its wall-clock then includes the dense grid)")
+    parser.add_argument("--per-shape", action="store_true", help="print every shape's Chamfer")
     args = parser.parse_args()
 
     from deepsdf.data import pack_split
     from deepsdf.inference import load_trained
-    from deepsdf.mesh import coarse_to_fine_grid, decoder_field, extract_mesh
+    from deepsdf.mesh import coarse_to_fine_grid, decoder_field, dense_grid, extract_mesh
     from deepsdf.metrics import CHAMFER_POINTS, chamfer, surface_points
-    from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig, reconstruct_codes
+    from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig, fit_codes, reconstruct_codes
+    from deepsdf.settings import RECONSTRUCT_STARTS, StartedFit
     from deepsdf_preprocess import formats
 
     decoder, config, payload = load_trained(args.experiment, device=args.device)
@@ -74,41 +82,63 @@ def main() -> int:
     gauss_newton = replace(GAUSS_NEWTON, steps=args.gn_steps or GAUSS_NEWTON.steps)
     solvers = {"adam (reference)": replace(SolverConfig(), steps=args.adam_steps),
                "gauss-newton": gauss_newton,
-               "gauss-newton, screened start": replace(gauss_newton, screen=500)}
-    rows = {}
+               "gauss-newton, several starts": RECONSTRUCT_STARTS}
+    if args.solvers:
+        solvers = {name: solvers[name] for name in solvers
+                   if name == "adam (reference)" or any(w in name for w in args.solvers)}
+    rows, per_shape = {}, {}
     for name, solver in solvers.items():
         start, passes, codes = time.perf_counter(), 0, []
         for first in range(0, len(scenes), args.batch):
-            result = reconstruct_codes(decoder, packed, scenes[first:first + args.batch],
-                                       solver, clamp=config.clamp, device=args.device,
-                                       candidates=payload["codes"])
+            batch = scenes[first:first + args.batch]
+            if isinstance(solver, StartedFit):
+                result = fit_codes(decoder, packed, batch, solver, clamp=config.clamp,
+                                   train_codes=payload["codes"], device=args.device)
+            else:
+                result = reconstruct_codes(decoder, packed, batch, solver, clamp=config.clamp,
+                                           device=args.device)
             passes += result.point_passes
             codes.append(result.codes)
-        seconds = time.perf_counter() - start
+        fitting = time.perf_counter() - start
         codes = torch.cat(codes)
         distances = []
+        start = time.perf_counter()
         for scene, key in enumerate(packed.instance_ids):
             points, offset, scale = truth[key]
-            grid = coarse_to_fine_grid(decoder_field(decoder, codes[scene]), args.resolution)
+            field = decoder_field(decoder, codes[scene])
+            grid = (dense_grid(field, args.resolution) if name == "adam (reference)"
+                    and args.reference_dense else coarse_to_fine_grid(field, args.resolution))
             mesh = extract_mesh(grid, offset=offset, scale=scale)
             ours, _ = surface_points(mesh, CHAMFER_POINTS)
             distances.append(chamfer(ours, points))
-        rows[name] = (passes / len(scenes), seconds, float(np.mean(distances)),
+        meshing = time.perf_counter() - start
+        per_shape[name] = np.asarray(distances)
+        rows[name] = (passes / len(scenes), fitting, meshing, float(np.mean(distances)),
                       float(np.median(distances)))
 
     print(f"# {time.strftime('%Y-%m-%d')} {platform.node()}, {os.cpu_count()} cores, device "
           f"{args.device}, torch {torch.__version__}; {len(scenes)} shapes; experiment "
-          f"{args.experiment}; meshes at {args.resolution}^3")
-    print("| solver | point-passes per shape | seconds (all shapes) | Chamfer mean | median |")
-    print("|---|---|---|---|---|")
-    for name, (passes, seconds, mean, median) in rows.items():
-        print(f"| {name} | {passes:,.0f} | {seconds:.1f} | {mean:.3e} | {median:.3e} |")
+          f"{args.experiment}; meshes at {args.resolution}^3"
+          + (" (the reference's dense, ours coarse-to-fine)" if args.reference_dense else ""))
+    print("| solver | point-passes per shape | fit s | mesh s | Chamfer mean | median | "
+          "worst / reference | shapes > 1.02x reference |")
+    print("|---|---|---|---|---|---|---|---|")
+    reference_shapes = per_shape["adam (reference)"]
+    for name, (passes, fitting, meshing, mean, median) in rows.items():
+        ratio = per_shape[name] / np.maximum(reference_shapes, 1e-12)
+        print(f"| {name} | {passes:,.0f} | {fitting:.1f} | {meshing:.1f} | {mean:.3e} | "
+              f"{median:.3e} | {ratio.max():.3f} | {int(np.sum(ratio > 1.02))}/{len(ratio)} |")
     reference = rows["adam (reference)"]
     for name, fast in rows.items():
         if name != "adam (reference)":
             print(f"{name} / reference: point-passes {fast[0] / reference[0]:.3f}, wall-clock "
-                  f"{fast[1] / reference[1]:.3f}, Chamfer mean {fast[2] / reference[2]:.3f}, "
-                  f"median {fast[3] / reference[3]:.3f}")
+                  f"(fit + mesh) {(reference[1] + reference[2]) / (fast[1] + fast[2]):.1f}x "
+                  f"faster, Chamfer mean {fast[3] / reference[3]:.3f}, "
+                  f"median {fast[4] / reference[4]:.3f}")
+    if args.per_shape:
+        print("| shape | " + " | ".join(rows) + " |")
+        for scene, key in enumerate(packed.instance_ids):
+            print(f"| {key} | " + " | ".join(f"{per_shape[n][scene]:.3e}" for n in rows) + " |")
     return 0
 
 

@@ -36,7 +36,7 @@ from .metrics import (CHAMFER_POINTS, COMPLETION_METRICS, chamfer_unseen, surfac
 from .outputs import CompletionFolder, ScanCompletionFolder
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
-from .reconstruct import GAUSS_NEWTON, SolverConfig, candidate_values, reconstruct_codes
+from .reconstruct import GAUSS_NEWTON, RankedFits, SolverConfig, fit_from_starts
 from .settings import COMPLETE_BATCH, MESH_RESOLUTION, SINGLE_START, MultiStart
 
 __all__ = ["complete_observations", "complete_scans", "complete_split", "scan_observation",
@@ -51,33 +51,9 @@ logger = logging.getLogger(__name__)
 UNSEEN_RADIUS = 0.03
 
 
-@dataclass
-class Completion:
-    """Fitted codes of b observations from k starts each.
-
-    Attributes
-    ----------
-    ranked : (b, k, d) tensor, each shape's fitted codes, lowest data term first
-    data : (b, k) array, their data terms ``mean |clamp(f) - clamp(target)|``, ascending
-    start_kind : (b, k) list of str, where each ranked fit started ("nearest", "mean",
-        "random")
-    point_passes : int
-    """
-
-    ranked: torch.Tensor
-    data: np.ndarray
-    start_kind: list
-    point_passes: int
-
-    @property
-    def codes(self) -> torch.Tensor:
-        """(b, d) the winning code of each shape."""
-        return self.ranked[:, 0]
-
-    @property
-    def loss(self) -> np.ndarray:
-        """(b,) the winning fits' data terms."""
-        return self.data[:, 0]
+#: Completion's fits from several starts (the class was born here; it is the reconstruction's
+#: :class:`~deepsdf.reconstruct.RankedFits`).
+Completion = RankedFits
 
 
 def complete_observations(decoder, observations, *, clamp: float,
@@ -96,42 +72,10 @@ def complete_observations(decoder, observations, *, clamp: float,
     seeds = list(range(len(observations)) if seeds is None else seeds)
     rows = [sdf_constraints(o, constraints, rng=np.random.default_rng([solver.seed, s]))
             for o, s in zip(observations, seeds)]
-    latent_size = latent_size or decoder.config.latent_size
-    b = len(rows)
-    train_codes = (torch.zeros(0, latent_size) if train_codes is None
-                   else torch.as_tensor(train_codes, dtype=torch.float32).cpu())
-    kinds = starts.kinds(len(train_codes))
-    initial, passes = [[] for _ in range(b)], 0
-    nearest = kinds.count("nearest")
-    if nearest:
-        values = candidate_values(decoder, rows, range(b), train_codes, count=starts.screen,
-                                  clamp=clamp, seed=solver.seed, device=device)
-        passes += b * len(train_codes) * starts.screen
-        chosen = values.topk(nearest, dim=1, largest=False).indices.cpu()
-        for i in range(b):
-            initial[i] += [train_codes[j] for j in chosen[i]]
-    if "mean" in kinds:
-        for i in range(b):
-            initial[i].append(train_codes.mean(dim=0))
-    for i in range(b):
-        for j in range(kinds.count("random")):
-            initial[i].append(torch.from_numpy(np.random.default_rng(
-                [solver.seed, seeds[i], j]).normal(0.0, solver.init_std, latent_size)
-                .astype(np.float32)))
-    k = len(kinds)
-    starting = torch.stack([code for codes in initial for code in codes])  # (b * k, d)
-    fitted = reconstruct_codes(decoder, [rows[i] for i in range(b) for _ in range(k)],
-                               range(b * k), solver, clamp=clamp, latent_size=latent_size,
-                               device=device, initial=starting)
-    fits = fitted.codes.view(b, k, -1)
-    data = candidate_values(decoder, rows, range(b), fits, count=starts.screen, clamp=clamp,
-                            seed=solver.seed + 1, device=device)
-    order = data.argsort(dim=1)
-    ranked = torch.stack([fits[i, order[i]] for i in range(b)])
-    return Completion(ranked=ranked.cpu(),
-                      data=torch.gather(data, 1, order).cpu().numpy(),
-                      start_kind=[[kinds[j] for j in order[i].tolist()] for i in range(b)],
-                      point_passes=passes + fitted.point_passes + b * k * starts.screen)
+    return fit_from_starts(decoder, rows, range(len(rows)), solver, clamp=clamp,
+                           starts=starts, train_codes=train_codes,
+                           latent_size=latent_size or decoder.config.latent_size, seeds=seeds,
+                           device=device)
 
 
 def first_surface(decoder, completion: Completion, index: int, resolution: int, *,

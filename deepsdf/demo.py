@@ -108,11 +108,12 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, workers: int
     from deepsdf.evaluate import evaluate_split
     from deepsdf.experiment import Experiment
     from deepsdf.inference import reconstruct_split
-    from deepsdf.reconstruct import GAUSS_NEWTON, SHORT_GAUSS_NEWTON
+    from deepsdf.reconstruct import SHORT_GAUSS_NEWTON
+    from deepsdf.settings import QUALITIES
 
     experiment = Experiment(out / "experiment", data=data, device=trainer.device)
     test_split = read_split(test_path)
-    reconstruct_split(experiment, test_split, solver=GAUSS_NEWTON,
+    reconstruct_split(experiment, test_split, solver=QUALITIES["fast"].reconstruct,
                       resolution=settings.resolution, skip=True)
     evaluation = evaluate_split(experiment, test_split)
     from deepsdf.metrics import Verdict

@@ -22,8 +22,8 @@ from deepsdf_preprocess.progress import progress_bar
 from .data import cache_folder, pack_split
 from .experiment import Experiment, write_code, write_mesh
 from .mesh import NoSurfaceError, check_grid_memory, code_mesh
-from .reconstruct import SolverConfig, reconstruct_codes
-from .settings import MESH_RESOLUTION, RECONSTRUCT_BATCH
+from .reconstruct import fit_codes
+from .settings import MESH_RESOLUTION, RECONSTRUCT_BATCH, RECONSTRUCT_STARTS
 
 __all__ = ["load_trained", "reconstruct_split", "ReconstructionReport"]
 
@@ -52,7 +52,7 @@ class ReconstructionReport:
     point_passes: int = 0
 
 
-def reconstruct_split(experiment, split: dict, *, solver: SolverConfig, data_dir=None,
+def reconstruct_split(experiment, split: dict, *, solver=RECONSTRUCT_STARTS, data_dir=None,
                       checkpoint=None, resolution: int = MESH_RESOLUTION,
                       batch: int = RECONSTRUCT_BATCH,
                       skip: bool = False, device=None, progress: bool = True, cache=None
@@ -61,6 +61,9 @@ def reconstruct_split(experiment, split: dict, *, solver: SolverConfig, data_dir
 
     ``experiment`` is an :class:`~deepsdf.experiment.Experiment` or a folder (opened at
     ``checkpoint`` on ``device``, its data at ``data_dir`` or the spec's ``DataSource``).
+    ``solver``: a :class:`~deepsdf.settings.SolverConfig` (one start; ``adam`` is the
+    reference's) or a :class:`~deepsdf.settings.StartedFit` (several starts from the training
+    codes, the default; :func:`~deepsdf.reconstruct.fit_codes`).
     Shapes are fitted ``batch`` at a time.  With ``skip``, instances whose outputs are
     recorded as made from this very checkpoint file with these settings, and unchanged since,
     are left alone, so a long run resumes; any other is redone (the log says why).  A code
@@ -95,9 +98,8 @@ def reconstruct_split(experiment, split: dict, *, solver: SolverConfig, data_dir
                        log=logger)
     for start in range(0, len(todo), batch):
         scenes = todo[start:start + batch]
-        result = reconstruct_codes(model.decoder, packed, scenes, solver,
-                                   clamp=config.clamp, device=experiment.device,
-                                   candidates=model.codes if solver.screen else None)
+        result = fit_codes(model.decoder, packed, scenes, solver, clamp=config.clamp,
+                           train_codes=model.codes, device=experiment.device)
         report.point_passes += result.point_passes
         for row, scene in enumerate(scenes):
             key = packed.instance_ids[scene]

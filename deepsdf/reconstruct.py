@@ -42,10 +42,11 @@ from deepsdf_preprocess.errors import InputError
 
 from .data import PackedSamples, scene_samples
 from .device import module_device
-from .settings import GAUSS_NEWTON, SHORT_GAUSS_NEWTON, SOLVERS, SolverConfig  # noqa: F401
+from .settings import (GAUSS_NEWTON, SHORT_GAUSS_NEWTON, SOLVERS, MultiStart,  # noqa: F401
+                       SolverConfig)
 
 __all__ = ["SolverConfig", "Reconstruction", "reconstruct_codes", "candidate_values",
-           "GAUSS_NEWTON", "SHORT_GAUSS_NEWTON", "SOLVERS"]
+           "RankedFits", "fit_from_starts", "fit_codes", "GAUSS_NEWTON", "SHORT_GAUSS_NEWTON", "SOLVERS"]
 
 @dataclass
 class Reconstruction:
@@ -327,3 +328,106 @@ def _gauss_newton(decoder, source, scenes, codes, config: SolverConfig, clamp: f
         damping = torch.where(better, damping / 3, damping * 4).clamp(1e-6, 1e6)
         history.append((passes, float(current.mean())))
     return Reconstruction(codes.detach(), current.cpu().numpy(), passes, history)
+
+
+@dataclass
+class RankedFits:
+    """Fitted codes of b shapes from k starts each (:func:`fit_from_starts`).
+
+    Attributes
+    ----------
+    ranked : (b, k, d) tensor, each shape's fitted codes, lowest data term first
+    data : (b, k) array, their data terms ``mean |clamp(f) - clamp(target)|``, ascending
+    start_kind : (b, k) list of str, where each ranked fit started ("nearest", "mean",
+        "random")
+    point_passes : int
+    """
+
+    ranked: torch.Tensor
+    data: np.ndarray
+    start_kind: list
+    point_passes: int
+
+    @property
+    def codes(self) -> torch.Tensor:
+        """(b, d) the winning code of each shape."""
+        return self.ranked[:, 0]
+
+    @property
+    def loss(self) -> np.ndarray:
+        """(b,) the winning fits' data terms."""
+        return self.data[:, 0]
+
+
+def fit_from_starts(decoder, source, scenes, solver: SolverConfig, *, clamp: float,
+                    starts: MultiStart, train_codes=None, latent_size: int | None = None,
+                    seeds=None, device=None) -> RankedFits:
+    """Fit each shape ``scenes`` of ``source`` (as :func:`reconstruct_codes`) from several
+    starts (:class:`~deepsdf.settings.MultiStart`: its nearest training codes by data term on
+    ``starts.screen`` samples, the mean training code, random draws), all in one batch, and
+    rank each shape's fits by their data term on ``starts.screen`` fresh samples.
+
+    A single random start from N(0, 0.01^2) can settle in a poor minimum (a thin part never
+    grown, the mean shape's blob): the nearest training codes start inside the right basin.
+    ``seeds`` (one int per shape; default the scene index) key the random starts.
+    ``train_codes`` (n, d): the trained code table (without it, the random draws only).
+    """
+    scenes = list(scenes)
+    seeds = scenes if seeds is None else list(seeds)
+    if latent_size is None:
+        latent_size = decoder.config.latent_size
+    b = len(scenes)
+    train_codes = (torch.zeros(0, latent_size) if train_codes is None
+                   else torch.as_tensor(train_codes, dtype=torch.float32).cpu())
+    kinds = starts.kinds(len(train_codes))
+    initial, passes = [[] for _ in range(b)], 0
+    nearest = kinds.count("nearest")
+    if nearest:
+        values = candidate_values(decoder, source, scenes, train_codes, count=starts.screen,
+                                  clamp=clamp, seed=solver.seed, device=device)
+        passes += b * len(train_codes) * starts.screen
+        chosen = values.topk(nearest, dim=1, largest=False).indices.cpu()
+        for i in range(b):
+            initial[i] += [train_codes[j] for j in chosen[i]]
+    if "mean" in kinds:
+        for i in range(b):
+            initial[i].append(train_codes.mean(dim=0))
+    for i in range(b):
+        for j in range(kinds.count("random")):
+            initial[i].append(torch.from_numpy(np.random.default_rng(
+                [solver.seed, seeds[i], j]).normal(0.0, solver.init_std, latent_size)
+                .astype(np.float32)))
+    k = len(kinds)
+    starting = torch.stack([code for codes in initial for code in codes])  # (b * k, d)
+    fitted = reconstruct_codes(decoder, source, [s for s in scenes for _ in range(k)], solver,
+                               clamp=clamp, latent_size=latent_size, device=device,
+                               initial=starting)
+    fits = fitted.codes.view(b, k, -1)
+    data = candidate_values(decoder, source, scenes, fits, count=starts.screen, clamp=clamp,
+                            seed=solver.seed + 1, device=device)
+    order = data.argsort(dim=1)
+    ranked = torch.stack([fits[i, order[i]] for i in range(b)])
+    return RankedFits(ranked=ranked.cpu(), data=torch.gather(data, 1, order).cpu().numpy(),
+                      start_kind=[[kinds[j] for j in order[i].tolist()] for i in range(b)],
+                      point_passes=passes + fitted.point_passes + b * k * starts.screen)
+
+
+def fit_codes(decoder, source, scenes, fit, *, clamp: float, train_codes=None,
+              latent_size: int | None = None, device=None) -> Reconstruction:
+    """One code per shape ``scenes`` of ``source``: :func:`reconstruct_codes` for a
+    :class:`~deepsdf.settings.SolverConfig` (its ``screen`` ranking ``train_codes``), or for a
+    :class:`~deepsdf.settings.StartedFit` the best of its starts' fits
+    (:func:`fit_from_starts`) continued with its ``finish`` solver."""
+    if isinstance(fit, SolverConfig):
+        return reconstruct_codes(decoder, source, scenes, fit, clamp=clamp,
+                                 latent_size=latent_size, device=device,
+                                 candidates=train_codes if fit.screen else None)
+    ranked = fit_from_starts(decoder, source, scenes, fit.solver, clamp=clamp,
+                             starts=fit.starts, train_codes=train_codes,
+                             latent_size=latent_size, device=device)
+    if fit.finish is None:
+        return Reconstruction(ranked.codes, ranked.loss, ranked.point_passes)
+    finished = reconstruct_codes(decoder, source, scenes, fit.finish, clamp=clamp,
+                                 latent_size=latent_size, device=device, initial=ranked.codes)
+    finished.point_passes += ranked.point_passes
+    return finished

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from deepsdf_preprocess.errors import InputError
 
-__all__ = ["SOLVERS", "SolverConfig", "GAUSS_NEWTON", "SHORT_GAUSS_NEWTON", "ADAM",
+__all__ = ["StartedFit", "RECONSTRUCT_STARTS", "RECONSTRUCT_STARTS_FULL", "describe_solver",
+           "SOLVERS", "SolverConfig", "GAUSS_NEWTON", "SHORT_GAUSS_NEWTON", "ADAM",
            "SOLVER_PRESETS", "MultiStart", "SINGLE_START", "MESH_RESOLUTION",
            "INTERPOLATION_RESOLUTION", "INTERPOLATION_STEPS", "PICTURE_SIZE",
            "RECONSTRUCT_BATCH", "COMPLETE_BATCH", "Quality", "QUALITIES"]
@@ -120,13 +121,70 @@ SINGLE_START = MultiStart(nearest=0, mean=False, random=1)
 
 
 @dataclass(frozen=True)
+class StartedFit:
+    """A latent fit from several starts (:func:`deepsdf.reconstruct.fit_codes`): every start
+    of :attr:`starts` fitted with :attr:`solver` in one batch, the lowest data term kept, then
+    continued with :attr:`finish` (None: kept as it is)."""
+
+    starts: MultiStart
+    solver: SolverConfig
+    finish: SolverConfig | None = None
+
+
+    def __post_init__(self):
+        if not isinstance(self.starts, MultiStart) or not isinstance(self.solver, SolverConfig) \
+                or not (self.finish is None or isinstance(self.finish, SolverConfig)):
+            raise InputError("a StartedFit is a MultiStart, a SolverConfig and an optional "
+                             "SolverConfig finish")
+
+    def seeded(self, seed: int) -> "StartedFit":
+        """The same fit with every solver's ``seed``."""
+        from dataclasses import replace
+
+        return replace(self, solver=replace(self.solver, seed=seed),
+                       finish=None if self.finish is None else replace(self.finish, seed=seed))
+
+    def describe(self) -> str:
+        """One line: the starts, each one's fit and the finish."""
+        kinds = self.starts.kinds(self.starts.nearest or 1)
+        text = (f"{len(kinds)} starts ({self.starts.nearest} nearest, "
+                f"{'the mean, ' if self.starts.mean else ''}{self.starts.random} random) x "
+                f"{describe_solver(self.solver)}")
+        return text + (f", the best then {describe_solver(self.finish)}" if self.finish else "")
+
+
+def describe_solver(fit) -> str:
+    """One line naming a :class:`SolverConfig` or a :class:`StartedFit`."""
+    if isinstance(fit, StartedFit):
+        return fit.describe()
+    unit = "steps" if fit.method == "adam" else "iterations"
+    return f"{fit.method} {fit.steps} {unit} on {fit.samples} samples"
+
+
+#: Reconstruction's default (both qualities' ``reconstruct``): 15 short Gauss-Newton
+#: iterations from each shape's 2 nearest training codes (by data term), the mean code and one
+#: random draw, the lowest data term continued by 20 full Gauss-Newton iterations: 2.06 M
+#: point-passes per shape, less than the single start's 2.17 M, and on held-out shapes a mean
+#: Chamfer 0.77-0.81x the reference Adam fit's where the single start gave 0.95x, its worst
+#: shape 1.2-1.3x the reference's where the single start's was 2-3x (docs/benchmarks.md).
+RECONSTRUCT_STARTS = StartedFit(MultiStart(nearest=2, mean=True, random=1, screen=2000),
+                                SolverConfig(method="gauss-newton", steps=15, samples=4000,
+                                             irls_floor=5e-3),
+                                SolverConfig(method="gauss-newton", steps=20, samples=12000,
+                                             irls_floor=5e-3))
+#: The reference quality's: the same starts, the full fit after them.
+RECONSTRUCT_STARTS_FULL = StartedFit(RECONSTRUCT_STARTS.starts, RECONSTRUCT_STARTS.solver,
+                                     GAUSS_NEWTON)
+
+
+@dataclass(frozen=True)
 class Quality:
     """A preset of ``reconstruct`` and ``complete``: the mesh grid and each command's solver.
     ``--resolution``, ``--solver`` and ``--steps`` given on the command line override it."""
 
     name: str
     resolution: int
-    reconstruct: SolverConfig
+    reconstruct: "SolverConfig | StartedFit"
     complete: SolverConfig
     description: str
 
@@ -137,11 +195,14 @@ INTERPOLATIONS = ("slerp", "linear")
 #: ``fast`` is what the demo runs (a few seconds a shape on two CPU cores); ``reference`` is
 #: the full Gauss-Newton fit on the 256^3 grid (docs/benchmarks.md has both's figures).
 QUALITIES = {
-    "fast": Quality("fast", 128, GAUSS_NEWTON, SHORT_GAUSS_NEWTON,
-                    "128^3 meshes; the short Gauss-Newton fit for completion's several starts "
-                    "(what the demo runs)"),
-    "reference": Quality("reference", MESH_RESOLUTION, GAUSS_NEWTON, GAUSS_NEWTON,
-                         f"{MESH_RESOLUTION}^3 meshes; the full Gauss-Newton fit everywhere"),
+    "fast": Quality("fast", 128, RECONSTRUCT_STARTS, SHORT_GAUSS_NEWTON,
+                    "128^3 meshes; reconstruction from 4 starts (2 nearest training codes, "
+                    "the mean, 1 random), the best continued by 20 Gauss-Newton iterations; "
+                    "the short Gauss-Newton fit for completion's several starts (what the "
+                    "demo runs)"),
+    "reference": Quality("reference", MESH_RESOLUTION, RECONSTRUCT_STARTS_FULL, GAUSS_NEWTON,
+                         f"{MESH_RESOLUTION}^3 meshes; the full Gauss-Newton fit after the "
+                         "starts, and for every completion start"),
 }
 #: The quality the fitting commands use unless told.
 DEFAULT_QUALITY = "fast"

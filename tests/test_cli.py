@@ -228,16 +228,23 @@ class _Fixed:
 def test_quality_presets_choose_grid_and_solver_and_flags_override_them(tmp_path):
     from deepsdf.cli import build_parser
     from deepsdf.cli.fitting_steps import _experiment_and_solver
-    from deepsdf.settings import GAUSS_NEWTON, QUALITIES, SHORT_GAUSS_NEWTON
+    from deepsdf.settings import (GAUSS_NEWTON, QUALITIES, RECONSTRUCT_STARTS,
+                                  SHORT_GAUSS_NEWTON, StartedFit)
 
     def resolved(*argv):
         args = build_parser().parse_args(list(argv))
         _, solver = _experiment_and_solver(args)
+        if isinstance(solver, StartedFit):  # the several starts: its finishing fit
+            assert solver.solver.seed == args.seed
+            solver = solver.finish
         return args.resolution, solver.method, solver.steps, solver.samples
 
     exp = str(tmp_path)
-    assert resolved("reconstruct", exp) == (128, "gauss-newton", GAUSS_NEWTON.steps,
-                                            GAUSS_NEWTON.samples)
+    finish = RECONSTRUCT_STARTS.finish
+    assert resolved("reconstruct", exp) == (128, "gauss-newton", finish.steps, finish.samples)
+    assert resolved("reconstruct", exp, "--steps", "9", "--seed", "3")[2] == 9
+    assert resolved("reconstruct", exp, "--solver", "gauss-newton") == (
+        128, "gauss-newton", GAUSS_NEWTON.steps, GAUSS_NEWTON.samples)
     assert resolved("complete", exp, "--out", "o", "--virtual-scan") == (
         128, "gauss-newton", SHORT_GAUSS_NEWTON.steps, SHORT_GAUSS_NEWTON.samples)
     assert resolved("complete", exp, "--out", "o", "--quality", "reference")[:3] == (

@@ -13,7 +13,8 @@ from deepsdf.constraints import ConstraintConfig
 from deepsdf.pictures import RENDERERS
 from deepsdf.settings import (DEFAULT_QUALITY, GAUSS_NEWTON, INTERPOLATION_RESOLUTION,
                               INTERPOLATION_STEPS, INTERPOLATIONS, MESH_RESOLUTION, PICTURE_SIZE,
-                              QUALITIES, RECONSTRUCT_BATCH, SOLVER_PRESETS, MultiStart)
+                              QUALITIES, RECONSTRUCT_BATCH, RECONSTRUCT_STARTS, SOLVER_PRESETS,
+                              MultiStart, StartedFit, describe_solver)
 from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.pinhole import CONVENTIONS
 
@@ -28,20 +29,25 @@ and write, in the original release's layout:
   EXP_DIR/Reconstructions/<checkpoint>/Codes/<dataset>/<class>/<instance>.pth
   EXP_DIR/Reconstructions/<checkpoint>/Meshes/<dataset>/<class>/<instance>.ply  (normalized)
   EXP_DIR/Reconstructions/<checkpoint>/MeshesOriginalFrame/...                   (original)
-Solvers: gauss-newton (the default: Levenberg-Marquardt with per-shape damping, {gn.steps}
-iterations on {gn.samples} samples; 0.11 of the reference's decoder work, and lower Chamfer on
-held-out shapes) and adam (the paper's protocol: {adam.steps} steps, lr {adam.lr:g} / 10 at
-half-way, {adam.samples} samples per step).""".format(gn=GAUSS_NEWTON, adam=SOLVER_PRESETS["adam"]))
+The default fit (the qualities'): {starts}. Each shape starts from its
+nearest training codes (those whose shapes best explain its samples), the mean code and the
+reference's random draw, so that a thin part or an unusual shape is not lost in the basin of a
+single start; 0.11 of the reference's decoder work.
+--solver picks one start instead: gauss-newton (Levenberg-Marquardt with per-shape damping,
+{gn.steps} iterations on {gn.samples} samples) or adam (the paper's protocol: {adam.steps}
+steps, lr {adam.lr:g} / 10 at half-way, {adam.samples} samples per
+step).""".format(starts=describe_solver(RECONSTRUCT_STARTS), gn=GAUSS_NEWTON,
+                 adam=SOLVER_PRESETS["adam"]))
     parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("--split", type=Path, help="split file (default: the spec's TestSplit)")
     parser.add_argument("--data", type=Path, help="data root (default: the spec's DataSource)")
-    _add_fit_options(parser, solver_help="gauss-newton (about a ninth of the reference's "
-                     "decoder work, lower Chamfer on held-out shapes) or adam (the paper's "
-                     "protocol)")
+    _add_fit_options(parser, solver_help="one start instead of the default several: "
+                     "gauss-newton or adam (the paper's protocol)")
     parser.add_argument("--screen", type=int_at_least(0), metavar="N",
-                        help="start each shape from the best of its random code and the "
-                             "training codes, judged on N of its samples (costs (codes + 1) x N "
-                             "point-passes per shape; default: the solver's, 0 for adam)")
+                        help="with --solver: start each shape from the best of its random code "
+                             "and the training codes, judged on N of its samples (costs (codes "
+                             "+ 1) x N point-passes per shape; default: the solver's, 0 for "
+                             "adam); the default fit's several starts need no screening")
     parser.add_argument("--batch", type=int_at_least(1), default=RECONSTRUCT_BATCH,
                         help="shapes fitted together")
     parser.add_argument("--skip", action="store_true",
@@ -65,10 +71,10 @@ def _add_fit_options(parser, *, solver_help: str) -> None:
                              + "; --resolution, --solver and --steps override it (default: "
                              "fast)")
     parser.add_argument("--solver", choices=SOLVERS,
-                        help=solver_help + "; every quality uses gauss-newton, in its length "
-                        "(default: gauss-newton)")
+                        help=solver_help + "; every quality uses gauss-newton, in its length")
     parser.add_argument("--steps", type=int_at_least(1),
-                        help="steps (adam) or iterations (gauss-newton) (default: the solver's)")
+                        help="steps (adam) or iterations (gauss-newton) (default: the solver's; "
+                             "for reconstruct's several starts, the finishing fit's)")
     parser.add_argument("--resolution", type=int_at_least(2),
                         help="mesh grid points per axis (default: the quality's, "
                              + ", ".join(f"{q.resolution} {q.name}" for q in QUALITIES.values())
@@ -95,6 +101,11 @@ def _experiment_and_solver(args, **changes):
         args.resolution = quality.resolution
     if args.steps:
         changes["steps"] = args.steps
+    if isinstance(solver, StartedFit):  # the several-starts fit: --steps is its finish's
+        changes.pop("screen", None)
+        solver = solver.seeded(args.seed)
+        return experiment, (replace(solver, finish=replace(solver.finish, **changes))
+                            if changes and solver.finish else solver)
     return experiment, replace(solver, seed=args.seed, **changes)
 
 
@@ -109,8 +120,8 @@ def _run_reconstruct(args) -> int:
                                progress=not args.no_progress, cache=args.cache)
     print(f"reconstructed {len(report.written)} shapes ({len(report.skipped)} skipped, "
           f"{len(report.no_surface)} without a surface); {report.point_passes:,} point-passes; "
-          f"{time.perf_counter() - started:.0f} s ({args.quality} quality, {solver.method} "
-          f"{solver.steps} steps, {args.resolution}^3)")
+          f"{time.perf_counter() - started:.0f} s ({args.quality} quality, "
+          f"{describe_solver(solver)}, {args.resolution}^3)")
     return listed(report.unusable, "not reconstructed")
 
 
