@@ -161,7 +161,9 @@ def test_every_option_with_a_default_shows_it_in_help():
                 missing.append(f"{name} {action.option_strings[0]}")
     assert missing == []
     reconstruct = " ".join(commands.choices["reconstruct"].format_help().split())
-    assert "--solver {gauss-newton,adam}" in reconstruct and "(default: gauss-newton)" in reconstruct
+    assert "--solver {gauss-newton,adam}" in reconstruct and "(default: several starts" in reconstruct
+    complete = re.sub(r"-\s+", "-", " ".join(commands.choices["complete"].format_help().split()))
+    assert "(default: gauss-newton)" in complete
     assert "%%" not in " ".join(p.format_help() for p in commands.choices.values())
 
 

@@ -41,8 +41,9 @@ step).""".format(starts=describe_solver(RECONSTRUCT_STARTS), gn=GAUSS_NEWTON,
     parser.add_argument("experiment_dir", type=Path, help="the experiment folder")
     parser.add_argument("--split", type=Path, help="split file (default: the spec's TestSplit)")
     parser.add_argument("--data", type=Path, help="data root (default: the spec's DataSource)")
-    _add_fit_options(parser, solver_help="one start instead of the default several: "
-                     "gauss-newton or adam (the paper's protocol)")
+    _add_fit_options(parser, solver_help="one start instead of the default several "
+                     "(default: several starts, each fitted with gauss-newton): gauss-newton or "
+                     "adam (the paper's protocol)")
     parser.add_argument("--screen", type=int_at_least(0), metavar="N",
                         help="with --solver: start each shape from the best of its random code "
                              "and the training codes, judged on N of its samples (costs (codes "
@@ -71,7 +72,7 @@ def _add_fit_options(parser, *, solver_help: str) -> None:
                              + "; --resolution, --solver and --steps override it (default: "
                              "fast)")
     parser.add_argument("--solver", choices=SOLVERS,
-                        help=solver_help + "; every quality uses gauss-newton, in its length")
+                        help=solver_help)
     parser.add_argument("--steps", type=int_at_least(1),
                         help="steps (adam) or iterations (gauss-newton) (default: the solver's; "
                              "for reconstruct's several starts, the finishing fit's)")
@@ -295,7 +296,8 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
                              "(default: several starts fitted together, the best kept: the "
                              f"{MultiStart().nearest} training codes that best explain the "
                              "scan, the mean code and a random one)")
-    _add_fit_options(parser, solver_help="gauss-newton or adam (the reference)")
+    _add_fit_options(parser, solver_help="gauss-newton or adam (the reference); every "
+                     "quality uses gauss-newton, in its length (default: gauss-newton)")
     parser.set_defaults(run=_run_complete)
 
 
