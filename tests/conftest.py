@@ -151,3 +151,20 @@ def trained(trained_data, tmp_path_factory):
     trainer = Trainer(experiment, load_specs(experiment), device="cpu", progress=False)
     result = trainer.train()
     return experiment, result.model
+
+
+@pytest.fixture(scope="module")
+def reference_gl_scanner():
+    """The OpenGL scanner of the reference camera rig (EGL); skipped without an OpenGL
+    context, except on CI, which must provide one."""
+    from deepsdf_preprocess.errors import PreprocessError
+    from deepsdf_preprocess.pipeline import make_scanner
+
+    try:
+        scanner = make_scanner("pyrender", PreprocessConfig().rig)
+    except PreprocessError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide EGL: {error}")
+        pytest.skip(f"no OpenGL context: {error}")
+    yield scanner
+    scanner.close()

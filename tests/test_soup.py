@@ -1,7 +1,6 @@
 """ShapeNet-style triangle soups: the corpus, and signs on it against the clean truth."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -22,18 +21,6 @@ CONFIG = PreprocessConfig(sampling=SamplingConfig(count=40_000), surface_samples
 #: The issue's bounds: wrong signs among kept samples beyond 0.01, share of samples dropped.
 MAX_WRONG = 0.005
 MAX_DROPPED = 0.05
-
-
-@pytest.fixture(scope="module")
-def reference_gl_scanner():
-    try:
-        scanner = make_scanner("pyrender", CONFIG.rig)
-    except PreprocessError as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide EGL: {error}")
-        pytest.skip(f"no OpenGL context: {error}")
-    yield scanner
-    scanner.close()
 
 
 def signs_against_truth(samples, truth_sdf):

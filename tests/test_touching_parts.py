@@ -8,15 +8,12 @@ kept once, twice (both windings) or removed.  The truth is the union of the boxe
 everywhere.
 """
 
-import os
-
 import numpy as np
 import pytest
 import trimesh
 
-from deepsdf_preprocess.errors import PreprocessError
 from deepsdf_preprocess.mesh_io import closed_orientation, distinct_triangles, two_manifold
-from deepsdf_preprocess.pipeline import PreprocessConfig, make_scanner, sample_mesh
+from deepsdf_preprocess.pipeline import PreprocessConfig, sample_mesh
 from deepsdf_preprocess.procedural import generate_shapes
 from deepsdf_preprocess.sampling import SamplingConfig
 from deepsdf_preprocess.surface import one_closed_surface
@@ -196,18 +193,6 @@ def test_pinched_edges_of_one_surface_stay_one_closed_surface():
 
 
 # --------------------------------------------------------------------------- signs
-
-@pytest.fixture(scope="module")
-def reference_gl_scanner():
-    try:
-        scanner = make_scanner("pyrender", CONFIG.rig)
-    except PreprocessError as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide EGL: {error}")
-        pytest.skip(f"no OpenGL context: {error}")
-    yield scanner
-    scanner.close()
-
 
 @pytest.mark.egl
 @pytest.mark.parametrize("name", ["face, coinciding vertices", "face, welded, contact once",
