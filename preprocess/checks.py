@@ -184,7 +184,7 @@ NOISE_TOLERANCE = 3.0
 
 
 def view_consistency(points, sdf, views, *, margin: float = CHECK_MARGIN,
-                     count: int = CHECK_COUNT) -> dict:
+                     count: int = CHECK_COUNT, mask_margin: int = 1) -> dict:
     """How many far-from-surface scan samples the raw views contradict.
 
     The scan preprocessor's sign rules read each pixel's 3x3 neighbourhood, a noise-scaled
@@ -196,11 +196,11 @@ def view_consistency(points, sdf, views, *, margin: float = CHECK_MARGIN,
       tolerance: :data:`VIEW_TOLERANCE`, or
       :data:`NOISE_TOLERANCE` times the view's noise, estimated from the image's own pixel
       differences), and must lie on the object in every view with a mask (the mask grown by
-      two pixels: a segmentation's edge is uncertain by that much);
+      ``mask_margin`` and one more pixel: a segmentation's edge is uncertain);
     - a sample labelled **outside** must be seen in front of a measurement (by more than the
-      smaller of that tolerance and half its own distance) or off the object's mask in at
-      least one view; without masks, an unmeasured pixel 3 pixels or more from any
-      measurement counts as off the object.
+      smaller of that tolerance and half its own distance) or more than ``mask_margin``
+      pixels off the object's mask in at least one view; without masks, an unmeasured pixel 3 pixels or more
+      from any measurement counts as off the object.
 
     Parameters
     ----------
@@ -212,6 +212,8 @@ def view_consistency(points, sdf, views, *, margin: float = CHECK_MARGIN,
     margin, count : keyword-only
         Only samples with ``|sdf| >= margin`` are judged, at most ``count`` of them evenly
         spaced.
+    mask_margin : int, keyword-only
+        The pixels around a mask that the signing took for the object (never free space).
 
     Returns
     -------
@@ -237,10 +239,11 @@ def view_consistency(points, sdf, views, *, margin: float = CHECK_MARGIN,
                  * np.sqrt(np.pi / 2) if full.any() else 0.0)
         tolerance = max(VIEW_TOLERANCE, NOISE_TOLERANCE * noise)
         if mask is not None:
-            on_object = ndimage.binary_dilation(np.asarray(mask, bool) | measured,
-                                                iterations=2)
+            near_object = ndimage.binary_dilation(np.asarray(mask, bool) | measured,
+                                                  iterations=mask_margin)
+            on_object = ndimage.binary_dilation(near_object)  # lenient for contradictions
         else:
-            on_object = ndimage.binary_dilation(measured, iterations=3)
+            near_object = on_object = ndimage.binary_dilation(measured, iterations=3)
         uv, z = camera.project(points)
         with np.errstate(invalid="ignore"):
             cols, rows = np.rint(uv[:, 0]), np.rint(uv[:, 1])
@@ -252,7 +255,7 @@ def view_consistency(points, sdf, views, *, margin: float = CHECK_MARGIN,
         nearest = ndimage.minimum_filter(np.where(measured, depth, np.inf), size=3)[r, c]
         off_object = ~on_object[r, c]
         supported[index] |= (measured[r, c] & (gap > np.minimum(tolerance, 0.5 * distance[index]))
-                             ) | off_object
+                             ) | ~near_object[r, c]
         # In front of every measurement around its pixel (a sample half a pixel off the ray
         # of a depth edge, or a flying pixel's depth, says nothing against it).
         contradicted[index] |= (measured[r, c] & (z[index] < nearest - tolerance)) | (

@@ -87,12 +87,14 @@ class ScanSamplingConfig:
     max_jump: float = 0.05  # depth edges: neighbours farther than this share of the depth
     min_cosine: float = 0.1  # grazing normals dropped
     background: bool = True  # pixels without a measurement are free space (a segmented object)
+    mask_margin: int = 1  # pixels around a view's mask that are never free space
 
     def __post_init__(self):
         if not (self.count >= 2 and 0 <= self.near_fraction <= 1 and self.band > 0
                 and self.margin >= 0 and self.min_views_inside >= 1
                 and 0 <= self.min_coverage <= 1 and self.coverage_grid >= 8
-                and self.surface_samples >= 1):
+                and self.surface_samples >= 1 and isinstance(self.mask_margin, int)
+                and not isinstance(self.mask_margin, bool) and 1 <= self.mask_margin <= 64):
             raise InputError(f"invalid scan sampling settings: {self}")
 
     def to_dict(self) -> dict:
@@ -168,13 +170,14 @@ def normalized_views(views, offset, scale) -> list:
     return result
 
 
-def _neighbourhood_depths(depth, mask=None):
+def _neighbourhood_depths(depth, mask=None, mask_margin: int = 1):
     """(nearest, farthest, background, noise, masked): per pixel the nearest measured depth over its
     3x3 neighbourhood where the pixel itself measured one (else inf), the farthest (0 where
     none), whether it belongs to the background, and the image's noise estimate.
 
     The background is what the view saw as empty space along the whole ray.  With the view's
-    object ``mask`` (h, w): the pixels more than two pixels away from the mask and from every
+    object ``mask`` (h, w): the pixels more than ``mask_margin`` pixels away from the mask and
+    from every
     measurement (an unmeasured pixel the mask calls object, a grazing band across a table top,
     a shadow band, is unknown: never free space).  Without a mask: unmeasured pixels 3 pixels
     or more from any measurement and joined to the image's border (a hole inside the
@@ -186,7 +189,8 @@ def _neighbourhood_depths(depth, mask=None):
     farthest = ndimage.maximum_filter(np.where(measured, depth, 0.0), size=3,
                                       mode="constant", cval=0.0)
     if mask is not None:
-        background = ~ndimage.binary_dilation(np.asarray(mask, bool) | measured, iterations=2)
+        background = ~ndimage.binary_dilation(np.asarray(mask, bool) | measured,
+                                              iterations=mask_margin)
     else:
         near_object = ndimage.binary_dilation(measured, iterations=3)
         background = ~ndimage.binary_fill_holes(near_object)
@@ -435,7 +439,7 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
                               "scale wrong?")
     offset, scale = normalization_parameters(cloud_world)
     cloud = to_normalized(cloud_world, offset, scale)
-    normalized = [(depth, camera, _neighbourhood_depths(depth, mask))
+    normalized = [(depth, camera, _neighbourhood_depths(depth, mask, config.mask_margin))
                   for depth, camera, mask in normalized_views(views, offset, scale)]
     tree = cKDTree(cloud)  # one tree for the coverage and the signs
     grid = carve_grid(cloud, normalized, config, tree)
@@ -458,7 +462,8 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
         raise PreprocessError(f"too few samples on one side ({inside} inside, {outside} "
                               "outside): the views do not enclose the object (a scan of one "
                               "side has no inside)")
-    check = view_consistency(points[keep], sdf[keep], normalized_views(views, offset, scale))
+    check = view_consistency(points[keep], sdf[keep], normalized_views(views, offset, scale),
+                             mask_margin=config.mask_margin)
     if check["failed"]:
         raise PreprocessError(
             f"sign check failed: the views contradict {check['disagree']} of "

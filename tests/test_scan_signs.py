@@ -105,14 +105,15 @@ def slatted_chair():
     return trimesh.boolean.union(boxes, engine="manifold")
 
 
-@pytest.mark.parametrize("mask, erode", [(True, 2), (False, 0)],
+@pytest.mark.parametrize("mask, erode, margin", [(True, 2, 2), (False, 0, 1)],
                          ids=["segmentation-2px-short", "no-mask"])
-def test_thin_slats_with_a_short_segmentation_or_none(mask, erode):
-    """The inside of a slat or a leg that the mask or a grazing band leaves out is not free
-    space: the vote of the measured normals around it says inside, and the sample is dropped."""
+def test_thin_slats_with_a_short_segmentation_or_none(mask, erode, margin):
+    """The inside of a slat or a leg that the mask (with ``mask_margin`` for a segmentation
+    that falls short) or a grazing band leaves out is not free space: the vote of the measured
+    normals around it says inside, and the sample is dropped."""
     mesh = slatted_chair()
     depth_views, centre, metres = capture(mesh, mask=mask, erode=erode, size=0.6)
-    samples = sample_views(depth_views, ScanSamplingConfig(count=60_000),
+    samples = sample_views(depth_views, ScanSamplingConfig(count=60_000, mask_margin=margin),
                            np.random.default_rng(0))
     assert wrong_share(mesh, samples, centre, metres) <= 0.01
 

@@ -237,6 +237,11 @@ surface fails with a reason. The layout and the rules: docs/scans.md.""")
     parser.add_argument("--no-background", action="store_true",
                         help="pixels without a measurement are sensor dropouts, not free "
                              "space (for depth images that were not segmented)")
+    parser.add_argument("--mask-margin", type=int_at_least(1),
+                        default=ScanSamplingConfig.mask_margin, metavar="PIXELS",
+                        help="pixels around a view's object mask that are never free space "
+                             "(raise it to 2 or 3 for a segmentation that may fall short of "
+                             "the object's edge; larger costs coverage at low resolution)")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="run seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=_run_preprocess_scans)
@@ -249,7 +254,8 @@ def _run_preprocess_scans(args) -> int:
 
     config = ScanSamplingConfig(count=args.samples, near_fraction=args.near_fraction,
                                 margin=args.margin, min_coverage=args.min_coverage,
-                                background=not args.no_background)
+                                background=not args.no_background,
+                                mask_margin=args.mask_margin)
     report = preprocess_scans(args.scan_dir, args.data_dir, args.dataset, config=config,
                               split=read_split(args.split) if args.split else None,
                               seed=args.seed, split_out=args.split_out,
