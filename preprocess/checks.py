@@ -223,6 +223,8 @@ def view_consistency(points, sdf, views, *, margin: float = CHECK_MARGIN,
     """
     from scipy import ndimage
 
+    from .depth import depth_noise
+
     sdf = np.asarray(sdf, dtype=np.float64)
     candidates = np.nonzero(np.abs(sdf) >= margin)[0]
     if len(candidates) > count:
@@ -234,10 +236,7 @@ def view_consistency(points, sdf, views, *, margin: float = CHECK_MARGIN,
     distance = np.abs(sdf[candidates])
     for depth, camera, mask in views:
         measured = depth > 0
-        full = ndimage.minimum_filter(measured.astype(np.uint8), size=3, mode="constant") > 0
-        noise = (float(np.mean(np.abs(depth - ndimage.median_filter(depth, size=3))[full]))
-                 * np.sqrt(np.pi / 2) if full.any() else 0.0)
-        tolerance = max(VIEW_TOLERANCE, NOISE_TOLERANCE * noise)
+        tolerance = max(VIEW_TOLERANCE, NOISE_TOLERANCE * depth_noise(depth))
         if mask is not None:
             near_object = ndimage.binary_dilation(np.asarray(mask, bool) | measured,
                                                   iterations=mask_margin)

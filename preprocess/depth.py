@@ -21,7 +21,8 @@ from . import validate
 from .errors import InputError
 from .pinhole import PinholeCamera
 
-__all__ = ["SurfacePoints", "load_depth", "read_point_cloud", "depth_surface", "cloud_surface"]
+__all__ = ["SurfacePoints", "load_depth", "read_point_cloud", "depth_surface", "cloud_surface",
+           "depth_noise"]
 
 
 def _no_rays() -> np.ndarray:
@@ -207,3 +208,19 @@ def _oriented(points, normals, sensors, min_cosine: float) -> SurfacePoints:
     normals = np.where(cosine[:, None] < 0, -normals, normals)
     return SurfacePoints(points[keep], normals[keep], np.array(sensors[keep]), _no_rays(),
                          _no_rays())
+
+
+def depth_noise(depth) -> float:
+    """An estimate of a depth image's noise (its units): from the mean absolute difference
+    between each measured pixel and the median of its 3x3 neighbourhood, over pixels whose
+    neighbourhood is fully measured (surface slope and curvature add to it: it errs high)."""
+    from scipy import ndimage
+
+    measured = depth > 0
+    full = ndimage.minimum_filter(measured.astype(np.uint8), size=3, mode="constant") > 0
+    if not full.any():
+        return 0.0
+    local = ndimage.median_filter(depth, size=3, mode="nearest")
+    # The mean absolute deviation (sigma * sqrt(2 / pi) for Gaussian noise): the median would
+    # read 0 on quantised depths, where most pixels equal their neighbourhood's median.
+    return float(np.sqrt(np.pi / 2) * np.mean(np.abs(depth - local)[full]))

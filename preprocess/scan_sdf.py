@@ -48,14 +48,15 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .checks import view_consistency
-from .depth import depth_surface
+from .depth import depth_noise, depth_surface
 from .errors import InputError, PreprocessError
 from .normalize import normalization_parameters, to_normalized
 from .pinhole import PinholeCamera
 from .sdf import vote_signs
 
 __all__ = ["ScanSamplingConfig", "ScanSamples", "normalized_views", "view_evidence",
-           "sign_samples", "surface_coverage", "CarvedGrid", "carve_grid", "sample_views", "fused_surface", "depth_noise"]
+           "sign_samples", "surface_coverage", "CarvedGrid", "carve_grid", "sample_views",
+           "fused_surface", "depth_noise"]
 
 
 #: A sample not seen free is dropped when an unmeasured part of the hull's surface lies within
@@ -196,20 +197,6 @@ def _neighbourhood_depths(depth, mask=None, mask_margin: int = 1):
         background = ~ndimage.binary_fill_holes(near_object)
     nearest = np.where(measured, nearest, np.inf)  # a dropout's neighbours say nothing of it
     return nearest, farthest, background, depth_noise(depth), mask is not None
-
-
-def depth_noise(depth) -> float:
-    """An estimate of a depth image's noise (its units): from the mean absolute difference
-    between each measured pixel and the median of its 3x3 neighbourhood, over pixels whose
-    neighbourhood is fully measured (surface slope and curvature add to it: it errs high)."""
-    measured = depth > 0
-    full = ndimage.minimum_filter(measured.astype(np.uint8), size=3, mode="constant") > 0
-    if not full.any():
-        return 0.0
-    local = ndimage.median_filter(depth, size=3, mode="nearest")
-    # The mean absolute deviation (sigma * sqrt(2 / pi) for Gaussian noise): the median would
-    # read 0 on quantised depths, where most pixels equal their neighbourhood's median.
-    return float(np.sqrt(np.pi / 2) * np.mean(np.abs(depth - local)[full]))
 
 
 def view_evidence(points, depth, camera: PinholeCamera, *, margin: float,
