@@ -232,6 +232,7 @@ def test_quality_presets_choose_grid_and_solver_and_flags_override_them(tmp_path
     from deepsdf.cli.fitting_steps import _experiment_and_solver
     from deepsdf.settings import (GAUSS_NEWTON, QUALITIES, RECONSTRUCT_STARTS,
                                   SHORT_GAUSS_NEWTON, StartedFit)
+    from deepsdf_preprocess.errors import InputError
 
     def resolved(*argv):
         args = build_parser().parse_args(list(argv))
@@ -245,6 +246,10 @@ def test_quality_presets_choose_grid_and_solver_and_flags_override_them(tmp_path
     finish = RECONSTRUCT_STARTS.finish
     assert resolved("reconstruct", exp) == (128, "gauss-newton", finish.steps, finish.samples)
     assert resolved("reconstruct", exp, "--steps", "9", "--seed", "3")[2] == 9
+    with pytest.raises(InputError, match="--screen"):
+        resolved("reconstruct", exp, "--screen", "500")
+    assert resolved("reconstruct", exp, "--screen", "500", "--solver", "gauss-newton")[1] == \
+        "gauss-newton"
     assert resolved("reconstruct", exp, "--solver", "gauss-newton") == (
         128, "gauss-newton", GAUSS_NEWTON.steps, GAUSS_NEWTON.samples)
     assert resolved("complete", exp, "--out", "o", "--virtual-scan") == (

@@ -85,10 +85,10 @@ def _add_fit_options(parser, *, solver_help: str) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _experiment_and_solver(args, **changes):
-    """The Experiment and the SolverConfig of a fitting command's options (the --quality
-    preset's, unless --solver or --steps say otherwise); sets ``args.resolution`` from the
-    preset when not given."""
+def _experiment_and_solver(args):
+    """The Experiment and the fit of a fitting command's options (the --quality preset's
+    SolverConfig or StartedFit, unless --solver, --steps or reconstruct's --screen say
+    otherwise); sets ``args.resolution`` from the preset when not given."""
     from dataclasses import replace
 
     from deepsdf.device import resolve_device
@@ -100,10 +100,16 @@ def _experiment_and_solver(args, **changes):
               else getattr(quality, args.command))
     if args.resolution is None:
         args.resolution = quality.resolution
+    changes = {}
     if args.steps:
         changes["steps"] = args.steps
+    if getattr(args, "screen", None) is not None:  # reconstruct's
+        changes["screen"] = args.screen
     if isinstance(solver, StartedFit):  # the several-starts fit: --steps is its finish's
-        changes.pop("screen", None)
+        if "screen" in changes:
+            raise InputError("--screen ranks the training codes for one start: give --solver "
+                             "gauss-newton or adam with it (the default several starts "
+                             "already start from the nearest training codes)")
         solver = solver.seeded(args.seed)
         return experiment, (replace(solver, finish=replace(solver.finish, **changes))
                             if changes and solver.finish else solver)
@@ -114,8 +120,7 @@ def _run_reconstruct(args) -> int:
     from deepsdf.inference import reconstruct_split
 
     started = time.perf_counter()
-    experiment, solver = _experiment_and_solver(
-        args, **({"screen": args.screen} if args.screen is not None else {}))
+    experiment, solver = _experiment_and_solver(args)
     report = reconstruct_split(experiment, experiment.split(args.split), solver=solver,
                                resolution=args.resolution, batch=args.batch, skip=args.skip,
                                progress=not args.no_progress, cache=args.cache)
