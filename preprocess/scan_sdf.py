@@ -426,8 +426,9 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
                               "scale wrong?")
     offset, scale = normalization_parameters(cloud_world)
     cloud = to_normalized(cloud_world, offset, scale)
+    scaled = normalized_views(views, offset, scale)  # raw pixels: the view check reads these
     normalized = [(depth, camera, _neighbourhood_depths(depth, mask, config.mask_margin))
-                  for depth, camera, mask in normalized_views(views, offset, scale)]
+                  for depth, camera, mask in scaled]
     tree = cKDTree(cloud)  # one tree for the coverage and the signs
     grid = carve_grid(cloud, normalized, config, tree)
     coverage, unseen = surface_coverage(cloud, normalized, config, tree, grid)
@@ -449,8 +450,7 @@ def sample_views(views, config: ScanSamplingConfig, rng: np.random.Generator) ->
         raise PreprocessError(f"too few samples on one side ({inside} inside, {outside} "
                               "outside): the views do not enclose the object (a scan of one "
                               "side has no inside)")
-    check = view_consistency(points[keep], sdf[keep], normalized_views(views, offset, scale),
-                             mask_margin=config.mask_margin)
+    check = view_consistency(points[keep], sdf[keep], scaled, mask_margin=config.mask_margin)
     if check["failed"]:
         raise PreprocessError(
             f"sign check failed: the views contradict {check['disagree']} of "
