@@ -27,124 +27,18 @@ profile polygon (:class:`RevolvedProfile`); its mesh revolves that polygon with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import trimesh
 from .errors import InputError
+from .procedural_hard import HARD_CATEGORIES
+from .shape_parts import (VESSEL_SECTIONS, OrientedBox, ProceduralShape, RevolvedProfile,
+                          box as _box, rotation_x as _rotation_x, rotation_y as _rotation_y,
+                          union_shape as _finish)
 
 __all__ = ["OrientedBox", "RevolvedProfile", "ProceduralShape", "generate_chair",
            "generate_table", "generate_vessel", "generate_shapes", "generate_shape",
            "write_shapes", "CATEGORIES", "VESSEL_SECTIONS"]
 
-#: Sections around the axis of a vessel's mesh.
-VESSEL_SECTIONS = 128
-
-
-@dataclass(frozen=True)
-class OrientedBox:
-    """A box with centre ``center`` (3,), half extents ``half`` (3,) and rotation ``rotation``
-    (3, 3) whose columns are the box axes in the world frame."""
-
-    center: np.ndarray
-    half: np.ndarray
-    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
-
-    def sdf(self, points) -> np.ndarray:
-        """(n,) exact signed distance of (n, 3) points to the box (> 0 outside)."""
-        local = (np.asarray(points, dtype=np.float64) - self.center) @ self.rotation
-        q = np.abs(local) - self.half
-        outside = np.linalg.norm(np.maximum(q, 0.0), axis=1)
-        inside = np.minimum(q.max(axis=1), 0.0)
-        return outside + inside
-
-    def mesh(self) -> trimesh.Trimesh:
-        transform = np.eye(4)
-        transform[:3, :3] = self.rotation
-        transform[:3, 3] = self.center
-        return trimesh.creation.box(extents=2 * np.asarray(self.half), transform=transform)
-
-
-@dataclass(frozen=True)
-class RevolvedProfile:
-    """A solid of revolution about the y axis: the region between the axis and the profile
-    ``(radius, height)`` points (m, 2), radius > 0, heights increasing from the foot to the lip.
-    """
-
-    profile: np.ndarray
-
-    def polygon(self) -> np.ndarray:
-        """(m + 2, 2) closed region in the meridian half-plane, counter-clockwise: the foot's
-        centre, the profile, the lip's centre."""
-        profile = np.asarray(self.profile, dtype=np.float64)
-        return np.vstack([[0.0, profile[0, 1]], profile, [0.0, profile[-1, 1]]])
-
-    def sdf(self, points) -> np.ndarray:
-        """(n,) exact signed distance of (n, 3) points to the solid (> 0 outside)."""
-        points = np.asarray(points, dtype=np.float64)
-        q = np.stack([np.hypot(points[:, 0], points[:, 2]), points[:, 1]], axis=1)
-        polygon = self.polygon()
-        a, b = polygon, np.roll(polygon, -1, axis=0)  # closed: the last edge returns home
-        edge = b - a
-        t = np.clip(np.einsum("nij,ij->ni", q[:, None, :] - a[None], edge)
-                    / np.einsum("ij,ij->i", edge, edge), 0.0, 1.0)
-        nearest = a[None] + t[..., None] * edge[None]
-        # the last edge runs along the axis, inside the solid: it is no surface
-        distance = np.linalg.norm(q[:, None, :] - nearest[:, :-1], axis=2).min(axis=1)
-        # even-odd rule with a ray towards +radius
-        crosses = ((a[None, :, 1] > q[:, None, 1]) != (b[None, :, 1] > q[:, None, 1]))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            at = a[None, :, 0] + (q[:, None, 1] - a[None, :, 1]) * edge[None, :, 0] / edge[
-                None, :, 1]
-        inside = (np.count_nonzero(crosses & (q[:, None, 0] < at), axis=1) % 2) == 1
-        return np.where(inside, -distance, distance)
-
-    def mesh(self) -> trimesh.Trimesh:
-        """The polygon revolved with :data:`VESSEL_SECTIONS` sections, y up."""
-        revolved = trimesh.creation.revolve(self.polygon(), sections=VESSEL_SECTIONS)
-        # revolve() turns the 2D (radius, height) plane about its y axis into 3D with the
-        # height along +z: rotate it to +y.
-        revolved.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2,
-                                                                         [1, 0, 0]))
-        return revolved
-
-
-@dataclass
-class ProceduralShape:
-    """A generated shape: its parameters, its parts and its merged mesh."""
-
-    category: str
-    params: dict
-    parts: list
-    mesh: trimesh.Trimesh
-
-    def sdf(self, points) -> np.ndarray:
-        """(n,) SDF of the union of the parts, in the shape's own frame.
-
-        The sign is exact everywhere and the value is exact outside; inside, its magnitude is
-        a lower bound of the true depth (the minimum over parts).
-        """
-        return np.min([part.sdf(points) for part in self.parts], axis=0)
-
-
-def _box(center, size, rotation=None) -> OrientedBox:
-    return OrientedBox(np.asarray(center, float), 0.5 * np.asarray(size, float),
-                       np.eye(3) if rotation is None else rotation)
-
-
-def _rotation_x(angle):
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def _rotation_z(angle):
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-
-
-def _rotation_y(angle):
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
 def _leg(top, bottom, thickness) -> OrientedBox:
@@ -304,15 +198,10 @@ def generate_vessel(rng: np.random.Generator) -> ProceduralShape:
     return ProceduralShape("vessels", clean, [part], mesh)
 
 
-CATEGORIES = {"chairs": generate_chair, "tables": generate_table, "vessels": generate_vessel}
-
-
-def _finish(category, params, parts) -> ProceduralShape:
-    mesh = trimesh.boolean.union([part.mesh() for part in parts], engine="manifold")
-    if not (mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0):
-        raise RuntimeError(f"generated {category} mesh is not a closed, outward-wound manifold")
-    clean = {k: (round(float(v), 5) if isinstance(v, float) else v) for k, v in params.items()}
-    return ProceduralShape(category, clean, parts, mesh)
+#: Every category ``generate`` makes: the easy ones of this module, then the hard ones
+#: (:mod:`.procedural_hard`: thin parts, articulation, holes).
+CATEGORIES = {"chairs": generate_chair, "tables": generate_table, "vessels": generate_vessel,
+              **HARD_CATEGORIES}
 
 
 def generate_shapes(category: str, count: int, seed: int = 0) -> list:

@@ -19,8 +19,12 @@ from deepsdf_preprocess.virtual_scans import CaptureConfig
 def add_generate(commands):
     parser = commands.add_parser(
         "generate", help="write procedural example meshes",
-        description="Write seeded procedural meshes (chairs and tables built from boxes, "
-                    "vessels revolved from a profile) to OUT_DIR/<category>/<category>_<i>.obj, "
+        description="Write seeded procedural meshes to OUT_DIR/<category>/<category>_<i>.obj: "
+                    "the easy categories (chairs and tables built from boxes, vessels revolved "
+                    "from a profile) and the hard ones (airplanes with thin wings, lamps with "
+                    "thin stems and open shades, capsule humans and quadrupeds in varied "
+                    "poses, mugs with handles and frames with holes: docs/preprocessing.md, "
+                    "'The procedural categories'), "
                     "each with a .json of its parameters.  --style closed (default) writes "
                     "closed manifolds; --style soup writes the same shapes the way ShapeNet "
                     "ships meshes (un-welded overlapping parts, faces wound at random, "
@@ -30,7 +34,8 @@ def add_generate(commands):
     parser.add_argument("out_dir", type=Path, help="folder to write the meshes into")
     parser.add_argument("--category", choices=tuple(CATEGORIES), default=tuple(CATEGORIES)[0],
                         help="which procedural category (vessels: vases, bottles and cups, "
-                             "surfaces of revolution)")
+                             "surfaces of revolution; --style soup: chairs, tables and vessels "
+                             "only)")
     parser.add_argument("--count", type=int_at_least(1, 100_000), default=16,
                         help="number of shapes (at most 100 000)")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="generator seed")
