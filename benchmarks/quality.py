@@ -20,11 +20,23 @@ the first of those is also completed with one random start (``single-start``), w
 and without free-space rows, and with the shorter Gauss-Newton preset: the gain of each part
 of completion, and what the shorter solver costs.
 
+``--shapes`` picks the data: ``easy`` (the above), ``hard`` (the hard generated categories:
+airplanes, lamps, humans, quadrupeds, mugs, frames) or ``real-dev`` (the real meshes in
+``../shared/real-dev``, read in place, never copied).  For ``hard`` and ``real-dev``,
+``--per-category`` shapes per category (default 20) are split 16 / 4 per category, each
+recipe also gets a table per category against **oracle retrieval** (the training shape nearest
+to the truth by Chamfer): mean and median Chamfer in each true shape's unit-sphere frame, F@1%,
+and shapes won, for reconstruction and for one-view completion (the preprocessor's view).
+The recipe ``new`` is what ``deepsdf new --budget MINUTES`` writes for the data (``--minutes``,
+timed on this machine).  Reconstruction uses the default fit (several starts), or
+``--solver gauss-newton`` (one start, the figures before several starts became the default).
+
 Every stage resumes from what ``--work`` holds.  Usage::
 
     python benchmarks/quality.py                          # every recipe (about 40 min, 2 cores)
     python benchmarks/quality.py --recipes demo,fourier   # some of them
     python benchmarks/quality.py --list                   # the recipes and what they change
+    python benchmarks/quality.py --shapes hard --recipes new --minutes 30 --work W
 
 Prints one block per recipe and a final table; writes ``WORK/results.json``.
 """
@@ -39,8 +51,15 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 CATEGORIES = ("chairs", "tables", "vessels")
+HARD = ("airplanes", "lamps", "humans", "quadrupeds", "mugs", "frames")
+#: Where the real development meshes are read from (never copied into the project).
+REAL_DEV = ROOT.parent / "shared" / "real-dev"
+#: Held-out share per category of each shape set.
+HELD_OUT = {"easy": 0.5, "hard": 0.2, "real-dev": 0.2}
 
 
 #: The recipes' common base, pinned here (not read from experiments/demo, which took the
@@ -131,6 +150,8 @@ RECIPES = {
     "deep6x128": ("6 x 128 hidden layers (latent_in at the 4th)",
                   _network(dims=[128] * 6, latent_in=[3])),
     "codes32": ("32-d codes instead of 64", lambda s, e: {**s, "CodeLength": 32}),
+    "new": ("what `deepsdf new --budget MINUTES` writes for the data (--minutes; its steps "
+            "timed on this machine, --steps ignored)", None),
 }
 
 
@@ -139,8 +160,10 @@ def say(message: str) -> None:
 
 
 def prepare_data(work: Path, per_category: int, samples: int, seed: int,
-                 near_fraction: float | None = None, variances: tuple | None = None):
-    """Generate and preprocess the shapes once; (data dir, train split, test split).
+                 near_fraction: float | None = None, variances: tuple | None = None,
+                 shapes: str = "easy", real_dev: Path = REAL_DEV):
+    """Generate (or, for ``real-dev``, read in place) and preprocess the shapes once; (data
+    dir, train split, test split).
 
     ``near_fraction`` and ``variances`` override the sampling preset's (the reference's 47/50
     and 0.005 / 0.0005); a work folder whose data was drawn otherwise is refused (use another
@@ -167,24 +190,49 @@ def prepare_data(work: Path, per_category: int, samples: int, seed: int,
             raise SystemExit(f"{data} was drawn with {drawn}, not {wanted}: give another "
                              "--work")
         return data, train_path, test_path
-    for category in CATEGORIES:
-        write_shapes(work / "meshes", category, per_category, seed)
+    if shapes == "real-dev":
+        if not real_dev.is_dir():
+            raise SystemExit(f"{real_dev} is missing: --shapes real-dev reads the real "
+                             "development meshes there (give --real-dev)")
+        meshes = real_dev
+    else:
+        meshes = work / "meshes"
+        for category in (CATEGORIES if shapes == "easy" else HARD):
+            write_shapes(meshes, category, per_category, seed)
     started = time.perf_counter()
-    report = preprocess_dataset(work / "meshes", data, "procedural", config=config,
+    report = preprocess_dataset(meshes, data, "procedural", config=config,
                                 workers=os.cpu_count() or 1, seed=seed, backend="pyrender")
     if report.failed:
         raise SystemExit(f"{len(report.failed)} shapes failed; see {report.manifest_path}")
-    train, test = make_split(read_split(report.split_path), test_fraction=0.5, seed=seed)
+    everything = read_split(report.split_path)
+    if shapes == "real-dev":  # the first --per-category of each class, by name
+        everything = {dataset: {name: sorted(items)[:per_category]
+                                for name, items in classes.items()}
+                      for dataset, classes in everything.items()}
+    train, test = make_split(everything, test_fraction=HELD_OUT[shapes], seed=seed)
     write_split(train_path, train)
     write_split(test_path, test)
     say(f"preprocessed {len(report.succeeded)} shapes in {time.perf_counter() - started:.0f} s")
     return data, train_path, test_path
 
 
-def recipe_specs(name: str, data: Path, train: Path, test: Path, steps: int) -> dict:
+def recipe_specs(name: str, data: Path, train: Path, test: Path, steps_or_minutes) -> dict:
+    """The spec of recipe ``name``; ``steps_or_minutes``: (optimizer steps, budget minutes
+    for ``new``)."""
     from deepsdf.latents import split_instances
     from deepsdf_preprocess.formats import read_split
 
+    if name == "new":
+        from deepsdf.recipe import plan_recipe
+
+        recipe = plan_recipe(data=data, train=train, test=test, kind="cpu",
+                             budget_minutes=steps_or_minutes[1])
+        specs = dict(recipe.specs, DataSource=str(data), TrainSplit=str(train),
+                     TestSplit=str(test))
+        specs["Description"] = (f"benchmarks/quality.py recipe new ({steps_or_minutes[1]:g} "
+                                f"min): {specs.get('Description', '')}")
+        return specs
+    steps = steps_or_minutes[0]
     specs = _demo_specs()
     shapes = len(split_instances(read_split(train)))
     specs = RECIPES[name][1](specs, 1)  # to learn the batch shape
@@ -261,12 +309,17 @@ def run_recipe(name: str, work: Path, data: Path, train: Path, test: Path, args,
     from deepsdf_preprocess.formats import read_split
 
     folder = work / "recipes" / name
-    specs = recipe_specs(name, data, train, test, args.steps)
+    written = folder / "specs.json"
+    if name == "new" and written.is_file():  # timed once: a resumed run keeps its steps
+        specs = json.loads(written.read_text())
+    else:
+        specs = recipe_specs(name, data, train, test, (args.steps, args.minutes))
     seconds = train_recipe(folder, specs)
     test_split = read_split(test)
     started = time.perf_counter()
-    reconstruct_split(folder, test_split, data_dir=data, solver=GAUSS_NEWTON,
-                      resolution=args.resolution, skip=True, progress=False)
+    fit = {"solver": GAUSS_NEWTON} if args.solver == "gauss-newton" else {}
+    reconstruct_split(folder, test_split, data_dir=data, resolution=args.resolution,
+                      skip=True, progress=False, **fit)
     try:
         evaluation = evaluate_split(folder, test_split, data_dir=data)
     except ValueError:  # not one mesh: every held-out shape failed
@@ -287,16 +340,117 @@ def run_recipe(name: str, work: Path, data: Path, train: Path, test: Path, args,
         folder_name = "completion-" + "".join(c if c.isalnum() else "-" for c in variant)
         completion[variant] = complete_views(folder, data, test_split, args.views,
                                              args.resolution, folder_name, **options)
+    steps = specs["NumEpochs"] * _steps_per_epoch(specs, train)
     result = {"recipe": name, "changes": RECIPES[name][0], "epochs": specs["NumEpochs"],
-              "steps": args.steps, "samples_per_step": specs["ScenesPerBatch"]
+              "steps": steps, "samples_per_step": specs["ScenesPerBatch"]
               * specs["SamplesPerScene"], "train_seconds": seconds,
               "reconstruct_seconds": reconstruct_seconds,
               "complete_seconds": time.perf_counter() - started,
               "held_out": evaluation["shapes"], "no_surface": len(evaluation["missing"]),
               "reconstruction": evaluation["reconstruction"],
               "retrieval_code": evaluation["retrieval_code"], "completion": completion}
+    if args.shapes != "easy":
+        result["categories"] = against_oracle(folder, data, completion.get("multi-start"))
     (folder / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _steps_per_epoch(specs: dict, train: Path) -> int:
+    from deepsdf.latents import split_instances
+    from deepsdf_preprocess.formats import read_split
+
+    shapes = len(split_instances(read_split(train)))
+    whole, rest = divmod(shapes, specs["ScenesPerBatch"])
+    return whole + (1 if rest and specs.get("FillLastBatch", False) else 0)
+
+
+def _table_rows(path: Path) -> list:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def against_oracle(folder: Path, data: Path, completion: dict | None) -> dict:
+    """Per category and overall: reconstruction and completion against oracle retrieval.
+
+    Chamfer (squared distances, both ways) is taken to each true shape's unit-sphere frame
+    (times its normalization scale squared), so that categories of other units weigh alike;
+    F@1% is frame-free.  ``won``: shapes whose Chamfer is below the oracle's."""
+    from deepsdf_preprocess.formats import DataTree
+    from deepsdf.experiment import Experiment
+
+    tree = DataTree(data)
+    evaluation = {row["instance"]: row for row in _table_rows(
+        Experiment(folder).evaluation_table)}
+    completed = {}
+    for view in sorted((folder / "completion-multi-start").glob("view*/rows.json")) \
+            if completion else []:
+        if view.parent.name == "view0":
+            completed = {row["instance"]: row for row in json.loads(view.read_text())["rows"]}
+
+    def number(row, key):
+        value = (row or {}).get(key)
+        return None if value in (None, "") else float(value)
+
+    per = {}
+    for key, row in evaluation.items():
+        category = key.split("/")[1]
+        scale = float(tree.instance(key).normalization()[1])
+        unit = scale ** 2
+        oracle = number(row, "retrieval_oracle_chamfer")
+        entry = {"instance": key, "oracle": None if oracle is None else oracle * unit,
+                 "oracle_f": number(row, "retrieval_oracle_f_score"),
+                 "reconstruction": None if number(row, "chamfer") is None
+                 else number(row, "chamfer") * unit,
+                 "reconstruction_f": number(row, "f_score")}
+        done = completed.get(key)
+        entry["completion"] = (None if number(done, "chamfer") is None
+                               else number(done, "chamfer") * unit)
+        entry["completion_f"] = number(done, "f_score")
+        per.setdefault(category, []).append(entry)
+    per["all"] = [entry for entries in list(per.values()) for entry in entries]
+    table = {}
+    for category, entries in per.items():
+        block = {"shapes": len(entries)}
+        for what in ("oracle", "reconstruction", "completion"):
+            values = [e[what] for e in entries if e[what] is not None]
+            fs = [e[what + "_f"] for e in entries if e[what + "_f"] is not None]
+            block[what] = {"mean": float(np.mean(values)) if values else None,
+                           "median": float(np.median(values)) if values else None,
+                           "f_score": float(np.mean(fs)) if fs else None,
+                           "fits": len(values)}
+            if what != "oracle":
+                block[what]["won"] = sum(1 for e in entries if e[what] is not None
+                                         and e["oracle"] is not None and e[what] < e["oracle"])
+        table[category] = block
+    return table
+
+
+def print_oracle_table(result: dict) -> None:
+    """The per-category table of :func:`against_oracle`."""
+    table = result.get("categories")
+    if not table:
+        return
+    print(f"\n{result['recipe']}: against oracle retrieval (Chamfer x1e3 in each shape's unit "
+          "frame, mean / median; F@1%; shapes won)")
+    print("| category | shapes | reconstruction | F@1% | won | completion | F@1% | won | "
+          "oracle | F@1% |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+    def pair(block):
+        if block["mean"] is None:
+            return "-"
+        return f"{1e3 * block['mean']:.2f} / {1e3 * block['median']:.2f}"
+
+    def f(block):
+        return "-" if block["f_score"] is None else f"{block['f_score']:.2f}"
+
+    for category, block in table.items():
+        rec, done, oracle = block["reconstruction"], block["completion"], block["oracle"]
+        print(f"| {category} | {block['shapes']} | {pair(rec)} | {f(rec)} | "
+              f"{rec['won']}/{block['shapes']} | {pair(done)} | {f(done)} | "
+              f"{done['won']}/{done['fits']} | {pair(oracle)} | {f(oracle)} |")
 
 
 def _cell(section: dict, metric: str, which: str = "mean") -> str:
@@ -355,8 +509,9 @@ def main(argv=None) -> None:
     parser.add_argument("--complete", default=None,
                         help="comma-separated recipes to run completion for (default: the "
                              "first recipe; the first of these also gets the ablation)")
-    parser.add_argument("--per-category", type=int, default=16,
-                        help="shapes per category (half are held out)")
+    parser.add_argument("--per-category", type=int, default=None,
+                        help="shapes per category (easy: 16, half held out; hard and real-dev: "
+                             "20, a fifth held out)")
     parser.add_argument("--samples", type=int, default=250_000, help="SDF samples per shape")
     parser.add_argument("--near-fraction", type=float, default=None,
                         help="share of the samples near the surface (default: the reference's "
@@ -365,8 +520,21 @@ def main(argv=None) -> None:
                         help="near-surface noise variances, comma-separated (default: the "
                              "reference's 0.005,0.0005; others need their own --work)")
     parser.add_argument("--steps", type=int, default=1200, help="optimizer steps per recipe")
-    parser.add_argument("--views", type=int, default=2, help="completion views per shape")
+    parser.add_argument("--minutes", type=float, default=30.0,
+                        help="the training budget of recipe `new` (deepsdf new --budget)")
+    parser.add_argument("--shapes", choices=("easy", "hard", "real-dev"), default="easy",
+                        help="the shape set (see above); each needs its own --work")
+    parser.add_argument("--real-dev", type=Path, default=REAL_DEV,
+                        help="where --shapes real-dev reads its meshes")
+    parser.add_argument("--solver", choices=("default", "gauss-newton"), default="default",
+                        help="the reconstruction fit: the default (several starts) or one "
+                             "Gauss-Newton start")
+    parser.add_argument("--views", type=int, default=None,
+                        help="completion views per shape (default: 2 for easy, 1 otherwise)")
     parser.add_argument("--resolution", type=int, default=128, help="mesh grid")
+    parser.add_argument("--no-ablation", action="store_true",
+                        help="complete with several starts only (no single-start, "
+                             "surface-only or short-solver variants)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
@@ -389,16 +557,23 @@ def main(argv=None) -> None:
         f"{torch.__version__}, {torch.get_num_threads()} threads")
     work = args.work.resolve()  # the specs name their data by absolute paths
     work.mkdir(parents=True, exist_ok=True)
+    if args.per_category is None:
+        args.per_category = 16 if args.shapes == "easy" else 20
+    if args.views is None:
+        args.views = 2 if args.shapes == "easy" else 1
     data, train, test = prepare_data(work, args.per_category, args.samples, args.seed,
-                                     args.near_fraction, args.variances)
+                                     args.near_fraction, args.variances, args.shapes,
+                                     args.real_dev)
     completed = names[:1] if args.complete is None else [
         n for n in args.complete.split(",") if n]
     results = []
     for name in names:
         result = run_recipe(name, work, data, train, test, args,
                             complete=name in completed,
-                            ablation=bool(completed) and name == completed[0])
+                            ablation=bool(completed) and name == completed[0]
+                            and not args.no_ablation)
         print_recipe(result)
+        print_oracle_table(result)
         results.append(result)
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print_table(results)
