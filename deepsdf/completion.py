@@ -28,6 +28,7 @@ from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.pinhole import PinholeCamera
 from deepsdf_preprocess.errors import InputError
 
+from .device import module_device
 from .experiment import Experiment, summarize, write_code, write_mesh, write_table
 from .latents import split_instances
 from .mesh import NoSurfaceError, check_grid_memory, code_mesh
@@ -56,6 +57,33 @@ UNSEEN_RADIUS = 0.03
 Completion = RankedFits
 
 
+def constraint_rows(observations, constraints: ConstraintConfig, seed: int, seeds) -> list:
+    """Each observation's constraint rows (n, 5), drawn from a generator keyed (``seed``,
+    its entry of ``seeds``; default its position): what its fit, and its refinement, read."""
+    seeds = list(range(len(observations)) if seeds is None else seeds)
+    return [sdf_constraints(o, constraints, rng=np.random.default_rng([seed, s]))
+            for o, s in zip(observations, seeds)]
+
+
+def _refined(decoder, rows, code, refine, config, resolution: int, paths: dict):
+    """Refine ``decoder`` and ``code`` on one shape's constraint ``rows``; write its code and
+    decoder to ``paths``; its normalized-frame mesh, or None (with a warning) when the refined
+    field has no surface."""
+    from .refine import refine_shape
+
+    refined = refine_shape(decoder, [np.asarray(rows, dtype=np.float32)], 0,
+                           code.to(module_device(decoder)), refine, clamp=config.clamp)
+    write_code(paths["code"], refined.code)
+    with contract.atomic_path(paths["decoder"]) as temporary:
+        torch.save({k: v.cpu() for k, v in refined.decoder.state_dict().items()}, temporary)
+    try:
+        return code_mesh(refined.decoder, refined.code, resolution, clamp=config.trained_clamp)
+    except NoSurfaceError as error:
+        logger.warning("the refined field has no surface (%s): only the latent result is "
+                       "written", error)
+        return None
+
+
 def complete_observations(decoder, observations, *, clamp: float,
                           latent_size: int | None = None,
                           solver: SolverConfig = GAUSS_NEWTON,
@@ -70,8 +98,7 @@ def complete_observations(decoder, observations, *, clamp: float,
     ``train_codes`` (n, d): the trained code table, for the nearest and mean starts.
     """
     seeds = list(range(len(observations)) if seeds is None else seeds)
-    rows = [sdf_constraints(o, constraints, rng=np.random.default_rng([solver.seed, s]))
-            for o, s in zip(observations, seeds)]
+    rows = constraint_rows(observations, constraints, solver.seed, seeds)
     return fit_from_starts(decoder, rows, range(len(rows)), solver, clamp=clamp,
                            starts=starts, train_codes=train_codes,
                            latent_size=latent_size or decoder.config.latent_size, seeds=seeds,
@@ -109,12 +136,17 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
                    out_dir, solver: SolverConfig = GAUSS_NEWTON,
                    constraints: ConstraintConfig = ConstraintConfig(),
                    starts: MultiStart = MultiStart(), checkpoint=None,
-                   resolution: int = MESH_RESOLUTION, truth=None, device=None) -> dict:
+                   resolution: int = MESH_RESOLUTION, truth=None, device=None,
+                   refine=None) -> dict:
     """Complete one shape from a world-frame observation (real depth images, a point cloud).
 
     ``similarity`` maps the world frame to the model frame.  Writes ``OUT/code.pth``,
     ``OUT/completed_normalized.ply`` (model frame), ``OUT/completed.ply`` (world frame) and,
     when ``truth`` (a mesh file in the world frame) is given, ``OUT/metrics.json``.
+
+    With ``refine`` (a :class:`~deepsdf.settings.RefineConfig`), the refined result
+    (:mod:`deepsdf.refine`) is written beside, under ``OUT/Refined/``, and its metrics are
+    ``refined_metrics``.
 
     Returns a summary dict (paths, observed point count, metrics if any).
     """
@@ -143,10 +175,24 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
     summary = {"mesh": str(out.mesh), "observed_points": len(observation),
                "loss": float(result.data[0, rank]), "start": result.start_kind[0][rank],
                "fallback_rank": rank}
+    refined = None
+    if refine is not None:
+        rows = constraint_rows([model], constraints, solver.seed, None)[0]
+        refined = _refined(decoder, rows, code, refine, config, resolution, out.refined)
+        if refined is not None:
+            write_mesh(out.refined["normalized_mesh"], refined)
+            refined.vertices = similarity.inverse_points(refined.vertices)
+            write_mesh(out.refined["mesh"], refined)
+            summary["refined_mesh"] = str(out.refined["mesh"])
     if reference is not None:
+        truth_points = surface_points(reference, CHAMFER_POINTS)[0]
         summary["metrics"] = completion_metrics(surface_points(mesh, CHAMFER_POINTS)[0],
-                                                surface_points(reference, CHAMFER_POINTS)[0],
-                                                observation.points, similarity.scale)
+                                                truth_points, observation.points,
+                                                similarity.scale)
+        if refined is not None:
+            summary["refined_metrics"] = completion_metrics(
+                surface_points(refined, CHAMFER_POINTS)[0], truth_points, observation.points,
+                similarity.scale)
         contract.write_json(out.metrics, summary)
     return summary
 
@@ -215,6 +261,8 @@ class _Run:
     clamp: float
     train_clouds: list | None
     train_ids: list
+    refine: object = None  # a RefineConfig, or None
+    config: object = None  # the experiment's ModelConfig (clamps), for refinement
 
 
 @dataclass
@@ -250,7 +298,8 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
                    starts: MultiStart = MultiStart(), checkpoint=None,
                    resolution: int = MESH_RESOLUTION, batch: int = COMPLETE_BATCH,
                    retrieval: bool = True,
-                   view: int = 0, device=None, progress: bool = True) -> CompletionReport:
+                   view: int = 0, device=None, progress: bool = True,
+                   refine=None) -> CompletionReport:
     """Complete every shape of ``split`` from its single-view scan and evaluate.
 
     Each shape's scan is mapped to the model frame with its ``NormalizationParameters``; the
@@ -276,7 +325,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
         raise InputError("the split lists no instance")
     run = _Run(decoder, out, resolution, config.trained_clamp,
                _training_clouds(data, model.instance_ids) if retrieval else None,
-               model.instance_ids)
+               model.instance_ids, refine, config)
     source = _ScanSource(data, meshes_dir, view)
     report = CompletionReport()
     from deepsdf_preprocess.progress import progress_bar
@@ -285,12 +334,15 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
     per_chunk = max(1, batch // len(starts.kinds(len(model.codes))))
     for start in range(0, len(keys), per_chunk):
         shapes = [_shape(key, data, source) for key in keys[start:start + per_chunk]]
+        seeds = [instance_seed(shape.key, solver.seed) for shape in shapes]
         result = complete_observations(
             decoder, [shape.observed for shape in shapes], clamp=config.clamp, solver=solver,
-            constraints=constraints, starts=starts, train_codes=model.codes,
-            seeds=[instance_seed(shape.key, solver.seed) for shape in shapes], device=device)
+            constraints=constraints, starts=starts, train_codes=model.codes, seeds=seeds,
+            device=device)
+        rows = (constraint_rows([shape.observed for shape in shapes], constraints, solver.seed,
+                                seeds) if refine is not None else [None] * len(shapes))
         for index, shape in enumerate(shapes):
-            row = _complete_one(shape, result, index, run, report)
+            row = _complete_one(shape, result, index, run, report, rows[index])
             if row is not None:
                 report.rows.append(row)
             bar.update(1)
@@ -309,7 +361,7 @@ def _shape(key: str, data: DataTree, source: _ScanSource) -> _Shape:
 
 
 def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
-                  report: CompletionReport):
+                  report: CompletionReport, constraint_rows=None):
     paths = run.out.shape(shape.key)
     try:
         mesh, rank = first_surface(run.decoder, result, index, run.resolution, clamp=run.clamp)
@@ -329,6 +381,15 @@ def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
     row = {"instance": shape.key, "observed_points": len(shape.observed),
            "start": result.start_kind[index][rank], "fallback_rank": rank,
            **completion_metrics(points, truth, seen, shape.scale)}
+    if run.refine is not None:
+        refined_paths = run.out.refined(shape.key)
+        refined = _refined(run.decoder, constraint_rows, result.ranked[index, rank], run.refine,
+                           run.config, run.resolution, refined_paths)
+        if refined is not None:
+            refined.vertices = to_original(refined.vertices, shape.offset, shape.scale)
+            write_mesh(refined_paths["mesh"], refined)
+            row.update({f"refined_{k}": v for k, v in completion_metrics(
+                surface_points(refined, CHAMFER_POINTS)[0], truth, seen, shape.scale).items()})
     if run.train_clouds is not None:
         from .retrieval import nearest_by_observation
 
@@ -342,12 +403,15 @@ def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
 
 def _write_report(out: CompletionFolder, report: CompletionReport, retrieval: bool) -> dict:
     columns = ["instance", "observed_points", "start", "fallback_rank", *COMPLETION_METRICS]
+    refined = any("refined_chamfer" in row for row in report.rows)
+    if refined:
+        columns += [f"refined_{k}" for k in COMPLETION_METRICS]
     if retrieval:
         columns += ["retrieval_instance"] + [f"retrieval_{k}" for k in COMPLETION_METRICS]
     write_table(out.table, report.rows, columns)
     summary = {"shapes": len(report.rows), "no_surface": report.no_surface}
-    for prefix, section in [("", "completion")] + ([("retrieval_", "retrieval")]
-                                                   if retrieval else []):
+    for prefix, section in ([("", "completion")] + ([("refined_", "refined")] if refined else [])
+                            + ([("retrieval_", "retrieval")] if retrieval else [])):
         summary[section] = summarize(report.rows, COMPLETION_METRICS, prefix)
     judged = verdict([row.get("chamfer") for row in report.rows],
                      [row.get("retrieval_chamfer") for row in report.rows]) if retrieval else None

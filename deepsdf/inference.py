@@ -8,7 +8,9 @@
 
 ``Meshes`` are in the normalized frame, as the original writes them (its evaluation maps them
 back); ``MeshesOriginalFrame`` holds copies mapped back with the shape's
-``NormalizationParameters``.
+``NormalizationParameters``.  With ``refine`` (test-time refinement, :mod:`deepsdf.refine`),
+each shape's refined result is written beside, under ``Refined/``: the same three folders, and
+``Refined/Decoders/<dataset>/<class>/<instance>.pt``, that shape's own decoder weights.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from deepsdf_preprocess.normalize import to_original
 from deepsdf_preprocess.progress import progress_bar
 
 from .data import cache_folder, pack_split
-from .experiment import Experiment, write_code, write_mesh
+from .experiment import Experiment, read_code, write_code, write_mesh
 from .mesh import NoSurfaceError, check_grid_memory, code_mesh
+from .outputs import fit_outputs
 from .reconstruct import fit_codes
 from .settings import MESH_RESOLUTION, RECONSTRUCT_BATCH, RECONSTRUCT_STARTS
 
@@ -50,13 +53,15 @@ class ReconstructionReport:
     no_surface: list = field(default_factory=list)
     unusable: dict = field(default_factory=dict)  # instance -> why it was not reconstructed
     point_passes: int = 0
+    refined: list = field(default_factory=list)  # instances refined (written under Refined/)
+    refined_no_surface: list = field(default_factory=list)  # ... whose refined field has none
 
 
 def reconstruct_split(experiment, split: dict, *, solver=RECONSTRUCT_STARTS, data_dir=None,
                       checkpoint=None, resolution: int = MESH_RESOLUTION,
                       batch: int = RECONSTRUCT_BATCH,
-                      skip: bool = False, device=None, progress: bool = True, cache=None
-                      ) -> ReconstructionReport:
+                      skip: bool = False, device=None, progress: bool = True, cache=None,
+                      refine=None) -> ReconstructionReport:
     """Fit codes for every instance of ``split`` and write codes and meshes.
 
     ``experiment`` is an :class:`~deepsdf.experiment.Experiment` or a folder (opened at
@@ -71,6 +76,11 @@ def reconstruct_split(experiment, split: dict, *, solver=RECONSTRUCT_STARTS, dat
     written without meshes and reported (a warning, not a failure).  Instances whose
     SdfSamples are missing or unusable are left out and named in ``report.unusable``; the
     rest are reconstructed.
+
+    ``refine`` (a :class:`~deepsdf.refine.RefineConfig`): after the latent fit, refine each
+    shape's decoder and code (:func:`~deepsdf.refine.refine_shape`) and write the result under
+    ``Refined/`` beside the latent-only one, which stays as it is.  A shape skipped with
+    ``skip`` whose refined mesh is missing is refined from its written code.
     """
     check_grid_memory(resolution)
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir, device=device)
@@ -81,11 +91,14 @@ def reconstruct_split(experiment, split: dict, *, solver=RECONSTRUCT_STARTS, dat
     for key, reason in packed.unusable.items():
         logger.warning("%s: not reconstructed: %s", key, reason)
     settings = {"solver": _plain(solver), "resolution": resolution}
-    todo, redone = [], {}
+    todo, redone, unrefined = [], {}, []
     for scene, key in enumerate(packed.instance_ids):
         stale = experiment.reconstruction_stale(key, settings) if skip else "no --skip"
         if stale is None:
             report.skipped.append(key)
+            code_file = experiment.reconstruction(key)["code"]
+            if refine is not None and not refined_outputs(experiment, key)["decoder"].is_file():
+                unrefined.append((scene, read_code(code_file, model.codes.shape[1])))
         else:
             todo.append(scene)
             if skip and any(p.exists() for p in experiment.reconstruction(key).values()):
@@ -105,9 +118,45 @@ def reconstruct_split(experiment, split: dict, *, solver=RECONSTRUCT_STARTS, dat
             key = packed.instance_ids[scene]
             _write(experiment, key, result.codes[row], resolution, report)
             experiment.record_reconstruction(key, settings)
+            if refine is not None:
+                _refine(experiment, packed, scene, result.codes[row], refine, resolution,
+                        report)
             bar.update(1)
     bar.close()
+    for scene, code in unrefined:
+        _refine(experiment, packed, scene, code.to(experiment.device), refine, resolution,
+                report)
     return report
+
+
+def refined_outputs(experiment: Experiment, key: str) -> dict:
+    """``{"code", "mesh", "original", "decoder"}`` paths of instance ``key``'s refined result
+    under ``EXP/Reconstructions/<checkpoint>/Refined``."""
+    under = ("Reconstructions", experiment.checkpoint, "Refined")
+    paths = fit_outputs(experiment.tree, key, under=under)
+    code = paths["code"]
+    paths["decoder"] = experiment.tree.file(*under, "Decoders", *code.relative_to(
+        experiment.tree.folder(*under, "Codes")).with_suffix(".pt").parts)
+    return paths
+
+
+def _refine(experiment: Experiment, packed, scene: int, code, refine, resolution, report):
+    """Refine one shape and write it under ``Refined/`` (the latent result is left alone)."""
+    import torch
+
+    from deepsdf_preprocess import contract
+
+    from .refine import refine_shape
+
+    key = packed.instance_ids[scene]
+    refined = refine_shape(experiment.model.decoder, packed, scene, code, refine,
+                           clamp=experiment.config.clamp)
+    paths = refined_outputs(experiment, key)
+    with contract.atomic_path(paths["decoder"]) as temporary:
+        torch.save({k: v.cpu() for k, v in refined.decoder.state_dict().items()}, temporary)
+    report.refined.append(key)
+    _write(experiment, key, refined.code, resolution, report, paths=paths,
+           decoder=refined.decoder, written=[], no_surface=report.refined_no_surface)
 
 
 def _plain(settings) -> dict:
@@ -118,22 +167,23 @@ def _plain(settings) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(settings), default=str))
 
 
-def _write(experiment: Experiment, key, code, resolution, report):
-    paths = experiment.reconstruction(key)
+def _write(experiment: Experiment, key, code, resolution, report, *, paths=None, decoder=None,
+           written=None, no_surface=None):
+    paths = experiment.reconstruction(key) if paths is None else paths
     write_code(paths["code"], code)
     try:
-        mesh = code_mesh(experiment.model.decoder, code, resolution,
-                         clamp=experiment.config.trained_clamp)
+        mesh = code_mesh(experiment.model.decoder if decoder is None else decoder, code,
+                         resolution, clamp=experiment.config.trained_clamp)
     except NoSurfaceError as error:
         logger.warning("%s: no surface (%s); code written, no mesh", key, error)
         for stale in (paths["mesh"], paths["original"]):  # an earlier run's, not this code's
             if stale.is_file() and not stale.is_symlink():
                 stale.unlink()
-        report.no_surface.append(key)
+        (report.no_surface if no_surface is None else no_surface).append(key)
         return
     offset, scale = experiment.data.instance(key).normalization()
     write_mesh(paths["mesh"], mesh)
     original = mesh.copy()
     original.vertices = to_original(mesh.vertices, offset, scale)
     write_mesh(paths["original"], original)
-    report.written.append(key)
+    (report.written if written is None else written).append(key)

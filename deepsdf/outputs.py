@@ -122,7 +122,8 @@ class CompletionFolder(_OwnedFolder):
     COMMAND = "complete --virtual-scan"
 
     def _owned(self) -> list:
-        return [self.table, self.summary, self.tree.folder("Codes"), self.tree.folder("Meshes")]
+        return [self.table, self.summary, self.tree.folder("Codes"), self.tree.folder("Meshes"),
+                self.tree.folder("Refined")]
 
     @property
     def table(self) -> Path:
@@ -138,6 +139,13 @@ class CompletionFolder(_OwnedFolder):
         """:func:`fit_outputs` of shape ``key``; its ``"mesh"`` is in the original frame."""
         return fit_outputs(self.tree, key)
 
+    def refined(self, key: str) -> dict:
+        """The refined result of shape ``key`` (``complete --refine``): :func:`fit_outputs`
+        under ``OUT/Refined`` and ``"decoder"``, its own decoder weights (``.pt``)."""
+        paths = fit_outputs(self.tree, key, under=("Refined",))
+        paths["decoder"] = paths["code"].with_suffix(".pt")
+        return paths
+
     def holds_a_run(self) -> bool:
         return self.table.is_file() and self.summary.is_file()
 
@@ -150,7 +158,17 @@ class ScanCompletionFolder(_OwnedFolder):
     COMMAND = "complete"
 
     def _owned(self) -> list:
-        return [self.code, self.normalized_mesh, self.mesh, self.metrics]
+        return [self.code, self.normalized_mesh, self.mesh, self.metrics,
+                *self.refined.values()]
+
+    @property
+    def refined(self) -> dict:
+        """``OUT/Refined/``: ``code.pth``, ``decoder.pt``, ``completed_normalized.ply`` and
+        ``completed.ply`` of ``complete --refine`` (the latent-only result stays beside)."""
+        return {"code": self.tree.file("Refined", "code.pth"),
+                "decoder": self.tree.file("Refined", "decoder.pt"),
+                "normalized_mesh": self.tree.file("Refined", "completed_normalized.ply"),
+                "mesh": self.tree.file("Refined", "completed.ply")}
 
     @property
     def code(self) -> Path:

@@ -5,11 +5,12 @@ written once).  Torch-free, so that ``deepsdf --help`` stays light.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from deepsdf_preprocess.errors import InputError
 
-__all__ = ["StartedFit", "RECONSTRUCT_STARTS", "RECONSTRUCT_STARTS_FULL", "describe_solver",
+__all__ = ["RefineConfig", "REFINE", "StartedFit", "RECONSTRUCT_STARTS", "RECONSTRUCT_STARTS_FULL", "describe_solver",
            "SOLVERS", "SolverConfig", "GAUSS_NEWTON", "SHORT_GAUSS_NEWTON", "ADAM",
            "SOLVER_PRESETS", "MultiStart", "SINGLE_START", "MESH_RESOLUTION",
            "INTERPOLATION_RESOLUTION", "INTERPOLATION_STEPS", "PICTURE_SIZE",
@@ -206,3 +207,29 @@ QUALITIES = {
 }
 #: The quality the fitting commands use unless told.
 DEFAULT_QUALITY = "fast"
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Test-time refinement settings (:mod:`deepsdf.refine`: the loss, and what it writes)."""
+
+    steps: int = 200
+    samples: int = 8000
+    lr: float = 3e-4
+    code_lr: float = 1e-3
+    prior: float = 1e-4
+    weight_prior: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (1 <= self.steps <= 100_000) or not (2 <= self.samples <= 1_000_000):
+            raise InputError(f"refinement steps must lie in 1..100000 and samples in "
+                             f"2..1000000 (got {self.steps}, {self.samples})")
+        for name in ("lr", "code_lr", "prior", "weight_prior"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise InputError(f"refinement {name} must be a finite number >= 0, got {value}")
+
+
+#: The default refinement.
+REFINE = RefineConfig()

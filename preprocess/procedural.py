@@ -28,7 +28,6 @@ profile polygon (:class:`RevolvedProfile`); its mesh revolves that polygon with
 from __future__ import annotations
 
 import numpy as np
-import trimesh
 from .errors import InputError
 from .procedural_hard import HARD_CATEGORIES
 from .shape_parts import (VESSEL_SECTIONS, OrientedBox, ProceduralShape, RevolvedProfile,

@@ -13,7 +13,8 @@ from deepsdf.constraints import ConstraintConfig
 from deepsdf.pictures import RENDERERS
 from deepsdf.settings import (DEFAULT_QUALITY, GAUSS_NEWTON, INTERPOLATION_RESOLUTION,
                               INTERPOLATION_STEPS, INTERPOLATIONS, MESH_RESOLUTION, PICTURE_SIZE,
-                              QUALITIES, RECONSTRUCT_BATCH, RECONSTRUCT_STARTS, SOLVER_PRESETS,
+                              QUALITIES, RECONSTRUCT_BATCH, RECONSTRUCT_STARTS, REFINE,
+                              SOLVER_PRESETS,
                               MultiStart, StartedFit, describe_solver)
 from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.pinhole import CONVENTIONS
@@ -81,8 +82,27 @@ def _add_fit_options(parser, *, solver_help: str) -> None:
                              + ", ".join(f"{q.resolution} {q.name}" for q in QUALITIES.values())
                              + ")")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="random seed of the fit")
+    parser.add_argument("--refine", action="store_true",
+                        help="after the latent fit, also fine-tune a copy of the decoder with "
+                             "the code on each shape, held near the category model (Deep "
+                             "Optimized Priors, Yang et al. 2021; docs/inference.md): written "
+                             "beside the latent-only result, under Refined/ (never instead of "
+                             f"it); about {REFINE.steps} Adam steps per shape")
+    parser.add_argument("--refine-steps", type=int_at_least(1, 100_000), default=REFINE.steps,
+                        help="Adam steps of --refine")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _refine_from_args(args):
+    """The RefineConfig of --refine (None without it)."""
+    from dataclasses import replace
+
+    if not args.refine:
+        if args.refine_steps != REFINE.steps:
+            raise InputError("--refine-steps needs --refine")
+        return None
+    return replace(REFINE, steps=args.refine_steps, seed=args.seed)
 
 
 def _experiment_and_solver(args):
@@ -121,11 +141,17 @@ def _run_reconstruct(args) -> int:
 
     started = time.perf_counter()
     experiment, solver = _experiment_and_solver(args)
+    refine = _refine_from_args(args)
     report = reconstruct_split(experiment, experiment.split(args.split), solver=solver,
                                resolution=args.resolution, batch=args.batch, skip=args.skip,
-                               progress=not args.no_progress, cache=args.cache)
+                               progress=not args.no_progress, cache=args.cache, refine=refine)
+    refined = (f", {len(report.refined)} refined under "
+               f"{experiment.reconstructions / 'Refined'}"
+               + (f" ({len(report.refined_no_surface)} of them without a surface)"
+                  if report.refined_no_surface else "") if refine else "")
     print(f"reconstructed {len(report.written)} shapes ({len(report.skipped)} skipped, "
-          f"{len(report.no_surface)} without a surface); {report.point_passes:,} point-passes; "
+          f"{len(report.no_surface)} without a surface{refined}); "
+          f"{report.point_passes:,} point-passes; "
           f"{time.perf_counter() - started:.0f} s ({args.quality} quality, "
           f"{describe_solver(solver)}, {args.resolution}^3)")
     return listed(report.unusable, "not reconstructed")
@@ -326,7 +352,8 @@ def _run_complete(args) -> int:
                                 meshes_dir=args.meshes, solver=solver, starts=starts,
                                 constraints=constraints, resolution=args.resolution,
                                 retrieval=not args.no_retrieval,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress,
+                                refine=_refine_from_args(args))
         summary = report.summary
         from deepsdf.metrics import Verdict
 
@@ -344,7 +371,8 @@ def _run_complete(args) -> int:
     summary = complete_scans(experiment, _observation_from_args(args),
                              _similarity_from_args(args), out_dir=args.out, solver=solver,
                              starts=starts, constraints=constraints,
-                             resolution=args.resolution, truth=args.truth)
+                             resolution=args.resolution, truth=args.truth,
+                             refine=_refine_from_args(args))
     print(f"wrote {summary['mesh']} ({summary['observed_points']} observed points); "
           f"{time.perf_counter() - started:.0f} s ({settings})")
     return 0
