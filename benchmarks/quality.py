@@ -28,7 +28,10 @@ recipe also gets a table per category against **oracle retrieval** (the training
 to the truth by Chamfer): mean and median Chamfer in each true shape's unit-sphere frame, F@1%,
 and shapes won, for reconstruction and for one-view completion (the preprocessor's view).
 The recipe ``new`` is what ``deepsdf new --budget MINUTES`` writes for the data (``--minutes``,
-timed on this machine).  Reconstruction uses the default fit (several starts), or
+timed on this machine).  ``--refine`` also refines every held-out reconstruction and
+completes view 0 again with refinement (``reconstruct``/``complete --refine``), and prints what
+it buys, the unseen side of completion included.  Reconstruction uses the default fit (several
+starts), or
 ``--solver gauss-newton`` (one start, the figures before several starts became the default).
 
 Every stage resumes from what ``--work`` holds.  Usage::
@@ -349,10 +352,29 @@ def run_recipe(name: str, work: Path, data: Path, train: Path, test: Path, args,
               "held_out": evaluation["shapes"], "no_surface": len(evaluation["missing"]),
               "reconstruction": evaluation["reconstruction"],
               "retrieval_code": evaluation["retrieval_code"], "completion": completion}
+    if args.refine:
+        result["refine"] = measure_refinement(folder, data, test_split, args, fit)
     if args.shapes != "easy":
-        result["categories"] = against_oracle(folder, data, completion.get("multi-start"))
+        result["categories"] = against_oracle(folder, data, completion.get("multi-start"),
+                                              refined=args.refine)
     (folder / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def measure_refinement(folder: Path, data: Path, test_split: dict, args, fit: dict) -> dict:
+    """Refine every held-out reconstruction (the latent fits kept) and complete view 0 again
+    with refinement; the seconds each took."""
+    from deepsdf.inference import reconstruct_split
+    from deepsdf.settings import REFINE
+
+    started = time.perf_counter()
+    reconstruct_split(folder, test_split, data_dir=data, resolution=args.resolution, skip=True,
+                      progress=False, refine=REFINE, **fit)
+    seconds = time.perf_counter() - started
+    completion = complete_views(folder, data, test_split, 1, args.resolution,
+                                "completion-refined", refine=REFINE)
+    return {"reconstruct_refine_seconds": seconds, "completion_seconds": completion["seconds"],
+            "settings": {k: getattr(REFINE, k) for k in REFINE.__dataclass_fields__}}
 
 
 def _steps_per_epoch(specs: dict, train: Path) -> int:
@@ -371,7 +393,26 @@ def _table_rows(path: Path) -> list:
         return list(csv.DictReader(stream))
 
 
-def against_oracle(folder: Path, data: Path, completion: dict | None) -> dict:
+def _refined_reconstruction(folder: Path, data: Path, key: str):
+    """(Chamfer in the original frame, F@1%) of a shape's refined reconstruction, or None."""
+    import trimesh
+
+    from deepsdf.evaluate import evaluate_shape
+    from deepsdf.experiment import Experiment
+    from deepsdf.inference import refined_outputs
+    from deepsdf_preprocess.formats import DataTree
+
+    path = refined_outputs(Experiment(folder), key)["original"]
+    if not path.is_file():
+        return None
+    truth = DataTree(data).instance(key).surface()
+    metrics = evaluate_shape(trimesh.load(path, force="mesh", process=False), truth["points"],
+                             truth.get("normals"))
+    return metrics["chamfer"], metrics["f_score"]
+
+
+def against_oracle(folder: Path, data: Path, completion: dict | None,
+                   refined: bool = False) -> dict:
     """Per category and overall: reconstruction and completion against oracle retrieval.
 
     Chamfer (squared distances, both ways) is taken to each true shape's unit-sphere frame
@@ -383,11 +424,13 @@ def against_oracle(folder: Path, data: Path, completion: dict | None) -> dict:
     tree = DataTree(data)
     evaluation = {row["instance"]: row for row in _table_rows(
         Experiment(folder).evaluation_table)}
-    completed = {}
-    for view in sorted((folder / "completion-multi-start").glob("view*/rows.json")) \
-            if completion else []:
-        if view.parent.name == "view0":
-            completed = {row["instance"]: row for row in json.loads(view.read_text())["rows"]}
+    def view0(name):
+        path = folder / name / "view0" / "rows.json"
+        return ({row["instance"]: row for row in json.loads(path.read_text())["rows"]}
+                if path.is_file() else {})
+
+    completed = view0("completion-multi-start") if completion else {}
+    completed_refined = view0("completion-refined") if refined else {}
 
     def number(row, key):
         value = (row or {}).get(key)
@@ -408,19 +451,34 @@ def against_oracle(folder: Path, data: Path, completion: dict | None) -> dict:
         entry["completion"] = (None if number(done, "chamfer") is None
                                else number(done, "chamfer") * unit)
         entry["completion_f"] = number(done, "f_score")
+        if refined:
+            again = _refined_reconstruction(folder, data, key)
+            entry["refined"] = None if again is None else again[0] * unit
+            entry["refined_f"] = None if again is None else again[1]
+            done = completed_refined.get(key)
+            entry["completion_refined"] = (None if number(done, "refined_chamfer") is None
+                                           else number(done, "refined_chamfer") * unit)
+            entry["completion_refined_f"] = number(done, "refined_f_score")
+            entry["unseen"] = number(done, "chamfer_unseen")
+            entry["unseen_refined"] = number(done, "refined_chamfer_unseen")
+            for name in ("unseen", "unseen_refined"):
+                entry[name] = None if entry[name] is None else entry[name] * unit
+                entry[name + "_f"] = None
         per.setdefault(category, []).append(entry)
     per["all"] = [entry for entries in list(per.values()) for entry in entries]
     table = {}
     for category, entries in per.items():
         block = {"shapes": len(entries)}
-        for what in ("oracle", "reconstruction", "completion"):
+        kinds = ("oracle", "reconstruction", "completion") + (
+            ("refined", "completion_refined", "unseen", "unseen_refined") if refined else ())
+        for what in kinds:
             values = [e[what] for e in entries if e[what] is not None]
             fs = [e[what + "_f"] for e in entries if e[what + "_f"] is not None]
             block[what] = {"mean": float(np.mean(values)) if values else None,
                            "median": float(np.median(values)) if values else None,
                            "f_score": float(np.mean(fs)) if fs else None,
                            "fits": len(values)}
-            if what != "oracle":
+            if what not in ("oracle", "unseen", "unseen_refined"):
                 block[what]["won"] = sum(1 for e in entries if e[what] is not None
                                          and e["oracle"] is not None and e[what] < e["oracle"])
         table[category] = block
@@ -451,6 +509,19 @@ def print_oracle_table(result: dict) -> None:
         print(f"| {category} | {block['shapes']} | {pair(rec)} | {f(rec)} | "
               f"{rec['won']}/{block['shapes']} | {pair(done)} | {f(done)} | "
               f"{done['won']}/{done['fits']} | {pair(oracle)} | {f(oracle)} |")
+    if "refined" not in table.get("all", {}):
+        return
+    print(f"\n{result['recipe']}: what --refine buys (same units; completion on view 0, its "
+          "latent fit redone with the refinement)")
+    print("| category | reconstruction | refined | F@1% | won | completion refined | F@1% | "
+          "won | unseen: latent | refined |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for category, block in table.items():
+        rec, ref, done = block["reconstruction"], block["refined"], block["completion_refined"]
+        print(f"| {category} | {pair(rec)} | {pair(ref)} | {f(ref)} | "
+              f"{ref['won']}/{ref['fits']} | {pair(done)} | {f(done)} | "
+              f"{done['won']}/{done['fits']} | {pair(block['unseen'])} | "
+              f"{pair(block['unseen_refined'])} |")
 
 
 def _cell(section: dict, metric: str, which: str = "mean") -> str:
@@ -532,6 +603,9 @@ def main(argv=None) -> None:
     parser.add_argument("--views", type=int, default=None,
                         help="completion views per shape (default: 2 for easy, 1 otherwise)")
     parser.add_argument("--resolution", type=int, default=128, help="mesh grid")
+    parser.add_argument("--refine", action="store_true",
+                        help="also measure test-time refinement (reconstruct/complete "
+                             "--refine) on every held-out shape")
     parser.add_argument("--no-ablation", action="store_true",
                         help="complete with several starts only (no single-start, "
                              "surface-only or short-solver variants)")
