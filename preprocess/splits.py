@@ -44,9 +44,10 @@ def write_split_pair(train_path, test_path, train: dict, test: dict, *, source=N
     """Write a train and a test split without losing a file.
 
     Refused, before anything is written: the two paths being one file, either being the
-    ``source`` split the pair was drawn from, and (without ``overwrite``) an existing file
-    that holds another split (a rerun with the same seed writes the same files, which is
-    allowed).
+    ``source`` split the pair was drawn from, an existing file that is not a split file (a
+    manifest, a user's notes, a folder: ``overwrite`` or not), and (without ``overwrite``) an
+    existing split file that holds another split (a rerun with the same seed writes the same
+    files, which is allowed).
     """
     from pathlib import Path
 
@@ -61,11 +62,18 @@ def write_split_pair(train_path, test_path, train: dict, test: dict, *, source=N
             if _same_file(path, Path(source)):
                 raise InputError(f"{path} is the source split; writing it would lose it "
                                  "(write the new splits to other files)")
-    if not overwrite:
-        for path, split in ((train_path, train), (test_path, test)):
-            if path.exists() and _sorted(read_split(path)) != _sorted(split):
-                raise InputError(f"{path} exists and holds another split; pass overwrite "
-                                 "(--overwrite) to replace it, or write elsewhere")
+    for path, split in ((train_path, train), (test_path, test)):
+        if not (path.exists() or path.is_symlink()):
+            continue
+        try:
+            held = read_split(path)
+        except InputError as error:  # a manifest, a user's notes, a folder: never replaced
+            raise InputError(f"{path} exists and is not a split file ({error}); overwrite "
+                             "(--overwrite) replaces only split files: write the split "
+                             "elsewhere") from None
+        if not overwrite and _sorted(held) != _sorted(split):
+            raise InputError(f"{path} exists and holds another split; pass overwrite "
+                             "(--overwrite) to replace it, or write elsewhere")
     write_split(train_path, train)
     write_split(test_path, test)
 

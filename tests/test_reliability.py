@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import make_experiment
 from deepsdf.experiment import checkpoint_path, load_specs
@@ -232,6 +234,65 @@ def test_split_refuses_train_and_test_in_one_file(tmp_path, capsys):
     assert main(argv + ["--test-fraction", "0.5"]) == 2
     assert main(["split", str(train), "--dataset", "gen", "--train", str(train), "--test",
                  str(tmp_path / "t2.json")]) == 2
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(
+    st.text(max_size=200),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                 lambda inner: st.lists(inner, max_size=3)
+                 | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                 max_leaves=8).map(json.dumps)))
+def test_split_overwrite_replaces_only_split_files(tmp_path, content, capsys):
+    """`split --overwrite` pointed at any file that is not a split file (a manifest, notes,
+    any JSON that is not {dataset: {class: [names]}}) refuses it and leaves it as it was."""
+    from deepsdf_preprocess.contract import read_split
+
+    try:
+        read_split(_write(tmp_path / "probe.json", content))
+    except InputError:
+        pass
+    else:
+        return  # a split file (an empty one too): --overwrite may replace it
+    meshes = _split_meshes(tmp_path)
+    target = _write(tmp_path / "notes.json", content)
+    code = main(["split", str(meshes), "--dataset", "gen", "--train", str(target), "--test",
+                 str(tmp_path / "test.json"), "--overwrite"])
+    _one_line(capsys, code, "not a split file")
+    assert target.read_text() == content and not (tmp_path / "test.json").exists()
+
+
+def test_split_overwrite_spares_the_manifest_and_folders_and_replaces_a_split(tmp_path, capsys):
+    from deepsdf_preprocess.procedural import write_shapes
+
+    write_shapes(tmp_path / "meshes", "chairs", 4, seed=1)
+    manifest = tmp_path / "manifest.json"
+    record = json.dumps({"dataset": "gen", "instances": {"chairs/chairs_0000": {"ok": True}}})
+    manifest.write_text(record)
+    (tmp_path / "folder.json").mkdir()
+    base = ["split", str(tmp_path / "meshes"), "--dataset", "gen", "--overwrite"]
+    for target in (manifest, tmp_path / "folder.json"):
+        code = main(base + ["--train", str(target), "--test", str(tmp_path / "t.json")])
+        _one_line(capsys, code, "not a split file")
+    assert manifest.read_text() == record and (tmp_path / "folder.json").is_dir()
+    train, test = tmp_path / "train.json", tmp_path / "test.json"
+    assert main(base + ["--train", str(train), "--test", str(test)]) == 0
+    assert main(base + ["--train", str(train), "--test", str(test), "--test-fraction",
+                        "0.5"]) == 0  # another split over a split file: what --overwrite asks
+
+
+def _write(path, content):
+    path.write_text(content)
+    return path
+
+
+def _split_meshes(tmp_path):
+    meshes = tmp_path / "meshes"
+    if not meshes.is_dir():
+        for name in ("a", "b", "c"):
+            (meshes / "cls").mkdir(parents=True, exist_ok=True)
+            (meshes / "cls" / f"{name}.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    return meshes
 
 
 # ------------------------------------------------------------------ everyday mistakes
