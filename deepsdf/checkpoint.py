@@ -4,7 +4,9 @@
 ``format``, ``epoch`` (epochs completed), ``decoder`` (state dict), ``codes`` (tensor, one row
 per training shape), ``instance_ids`` and ``split_hash`` (the row map), ``optimizer``,
 ``rng`` (torch generator states, for bitwise resumption), ``config`` (the resolved specs),
-``library_version`` and ``git_hash``.
+``library_version``, ``git_hash`` and ``checksum``: the SHA-256 of everything else, by content
+(:func:`content_digest`), verified on load, so a flipped bit in a weight or a code is refused
+("damaged") instead of loading a different model without a word.
 
 Only tensors and plain Python values (dicts, lists, strings, numbers) are stored, and every
 file is read with ``torch.load(weights_only=True)`` (:func:`safe_load`): a checkpoint, code or
@@ -13,6 +15,7 @@ original-release file shared by someone else can never run code when it is loade
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -22,12 +25,16 @@ from pathlib import Path
 import torch
 
 from deepsdf import __version__
+from deepsdf.config import MAX_EPOCHS
 from deepsdf_preprocess.contract import atomic_path, remove_stale_temporaries
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint",
-           "git_hash", "CheckpointError", "safe_load"]
+           "git_hash", "CheckpointError", "safe_load", "content_digest"]
 
-CHECKPOINT_FORMAT = "deepsdf-checkpoint-1"
+#: The format written: version 2 carries a ``checksum``, which its reader requires.
+CHECKPOINT_FORMAT = "deepsdf-checkpoint-2"
+#: Formats read: version 1 (written before checksums) is read without one.
+READ_FORMATS = ("deepsdf-checkpoint-1", CHECKPOINT_FORMAT)
 
 
 class CheckpointError(RuntimeError):
@@ -47,6 +54,37 @@ def git_hash() -> str | None:
     return result.stdout.strip() or None
 
 
+def content_digest(value) -> str:
+    """SHA-256 hex digest of a tree of dicts, lists, tensors and plain values, by content:
+    tensors by dtype, shape and bytes (wherever they live), dicts in key order, so the same
+    contents give the same digest after a save and a load."""
+    digest = hashlib.sha256()
+    _feed(digest, value)
+    return digest.hexdigest()
+
+
+def _feed(digest, value) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{tensor.dtype}{tuple(value.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=lambda k: (type(k).__name__, str(k))):
+            _feed(digest, key)
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"V{type(value).__name__}:{value!r}".encode())
+
+
+def _checksum(payload: dict) -> str:
+    return content_digest({k: v for k, v in payload.items() if k != "checksum"})
+
+
 def save_checkpoint(path, payload: dict) -> None:
     """Write ``payload`` (plus format, version and git hash) atomically to ``path``.
 
@@ -56,6 +94,7 @@ def save_checkpoint(path, payload: dict) -> None:
     """
     payload = dict(payload, format=CHECKPOINT_FORMAT, library_version=__version__)
     payload.setdefault("git_hash", git_hash())
+    payload["checksum"] = _checksum(payload)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     path = Path(path)
@@ -120,7 +159,7 @@ def load_checkpoint(path, *, map_location="cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`, onto ``map_location``."""
     path = Path(path)
     payload = safe_load(path, map_location=map_location, what="checkpoint")
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in READ_FORMATS:
         raise CheckpointError(f"{path} is not a deepsdf checkpoint (for the original "
                               "release's files use deepsdf.original)")
     codes, ids = payload.get("codes"), payload.get("instance_ids")
@@ -128,4 +167,12 @@ def load_checkpoint(path, *, map_location="cpu") -> dict:
             and len(codes) == len(ids) and all(isinstance(i, str) for i in ids)):
         raise CheckpointError(f"{path} is damaged: its code table and its instance names do "
                               "not match (one code per training shape)")
+    epoch = payload.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCHS:
+        raise CheckpointError(f"{path} is damaged: its epoch is {epoch!r}, not a count of "
+                              f"epochs (0 to {MAX_EPOCHS:,})")
+    if payload["format"] != READ_FORMATS[0] and payload.get("checksum") != _checksum(payload):
+        raise CheckpointError(f"{path} is damaged: its contents no longer match the checksum "
+                              "written with them (a changed bit, a partial copy); load another "
+                              "snapshot (EXP/Checkpoints/<epoch>.pt)")
     return payload

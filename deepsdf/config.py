@@ -110,7 +110,7 @@ class DecoderConfig:
         return 3 + 6 * self.fourier_frequencies
 
     def __post_init__(self):
-        _integer(self.latent_size, "CodeLength", least=0)
+        _integer(self.latent_size, "CodeLength", least=1)
         _check_fields(self, NETWORK_KEYS, "NetworkSpecs.")
         if not self.dims:
             raise ConfigError("NetworkSpecs.dims must list at least one width")
@@ -567,7 +567,7 @@ def parse_specs(specs: dict, *, base=None) -> TrainConfig:
     _check_keys(network, {k.name for k in NETWORK_KEYS if not (legacy and k.ours)},
                 "NetworkSpecs", warn=legacy)
     decoder_values = {"latent_size": _integer(specs.get("CodeLength", DecoderConfig.latent_size),
-                                              "CodeLength", least=0)}
+                                              "CodeLength", least=1)}
     for key in NETWORK_KEYS:
         if legacy and key.ours:
             continue
@@ -621,8 +621,12 @@ def read_specs(path) -> TrainConfig:
     if not path.is_file():
         raise ConfigError(f"{path} does not exist: an experiment folder needs a specs.json "
                           "(see experiments/ for examples)")
+    from deepsdf_preprocess.contract import loads_strict
+
     try:
-        specs = json.loads(path.read_text())
+        specs = loads_strict(path.read_text(), path)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path} is not valid JSON: {error}") from error
+    except InputError as error:  # a key given twice: JSON would keep the last silently
+        raise ConfigError(str(error)) from None
     return parse_specs(specs, base=path.parent)

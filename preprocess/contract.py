@@ -32,7 +32,7 @@ from .errors import DiskFullError, InputError
 from .validate import printable, unique_entries
 
 __all__ = ["check_name", "split_key", "InstanceKey", "atomic_path", "remove_stale_temporaries",
-           "write_json", "read_split", "write_split", "printable"]
+           "write_json", "read_split", "write_split", "printable", "loads_strict"]
 
 
 def check_name(name, what: str = "name") -> str:
@@ -220,14 +220,21 @@ def read_split(path) -> dict:
     return payload
 
 
-def _unique_keys(path):
+def _unique_keys(path, what: str = "split file"):
     """A JSON ``object_pairs_hook`` refusing a key given twice (JSON keeps the last silently,
-    so a split's class listed twice would lose its first list)."""
+    so a split's class listed twice would lose its first list, and a spec's ``NumEpochs``
+    given twice would train with the last)."""
     def hook(pairs):
         keys = [key for key, _ in pairs]
-        unique_entries(keys, source=f"split file {path}", what="key(s)")
+        unique_entries(keys, source=f"{what} {path}", what="key(s)")
         return dict(pairs)
     return hook
+
+
+def loads_strict(text: str, source) -> object:
+    """``json.loads`` refusing an object that names a key twice (:class:`InputError` naming
+    ``source`` and the key); JSON syntax errors are ``json.JSONDecodeError`` as usual."""
+    return json.loads(text, object_pairs_hook=_unique_keys(source, "JSON file"))
 
 
 def write_split(path, split: dict) -> None:

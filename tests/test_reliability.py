@@ -15,7 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_experiment
+from conftest import TINY_SPECS, make_experiment
 from deepsdf.experiment import checkpoint_path, load_specs
 from deepsdf.checkpoint import load_checkpoint
 from deepsdf.cli import main
@@ -994,3 +994,64 @@ def test_a_checkpoint_with_nan_weights_is_named_not_the_grid(experiment, tmp_pat
     code = main(["mesh", str(experiment), str(tmp_path / "m.ply"), "--instance",
                  _instances(experiment)[0], "--resolution", "16"])
     _one_line(capsys, code, "NaN or infinite values", "earlier snapshot")
+
+
+# ------------------------------------------------------------------ damage
+
+def _small_checkpoint(path):
+    from deepsdf.checkpoint import save_checkpoint
+
+    generator = torch.Generator().manual_seed(0)
+    save_checkpoint(path, {"epoch": 4, "decoder": {"w": torch.randn(8, 8, generator=generator),
+                                                   "b": torch.randn(8, generator=generator)},
+                           "codes": torch.randn(3, 4, generator=generator),
+                           "instance_ids": ["d/c/a", "d/c/b", "d/c/e"], "config": {"x": 1.5},
+                           "git_hash": None})
+    return path
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+def test_a_flipped_bit_anywhere_in_a_checkpoint_is_refused_or_harmless(tmp_path, position, bit):
+    """Flip one bit of the file: either loading refuses it (one CheckpointError) or what loads
+    is, by content, exactly what was saved (a bit in zip padding or metadata)."""
+    from deepsdf.checkpoint import CheckpointError, content_digest, load_checkpoint
+
+    path = _small_checkpoint(tmp_path / "c.pt")
+    saved = content_digest(load_checkpoint(path))
+    data = bytearray(path.read_bytes())
+    data[int(position * len(data))] ^= 1 << bit
+    path.write_bytes(bytes(data))
+    try:
+        loaded = load_checkpoint(path)
+    except CheckpointError:
+        return
+    assert content_digest(loaded) == saved
+
+
+def test_a_changed_weight_or_a_bad_epoch_is_damage_named_in_one_line(tmp_path):
+    from deepsdf.checkpoint import CheckpointError, load_checkpoint
+
+    path = _small_checkpoint(tmp_path / "c.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["decoder"]["w"].view(torch.int32)[3, 5] ^= 1 << 12  # one bit of one weight
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="damaged.*checksum"):
+        load_checkpoint(path)
+    for epoch in (-5, 10 ** 12, 2.5, True, "4"):
+        payload = torch.load(_small_checkpoint(tmp_path / "d.pt"), weights_only=True)
+        payload["epoch"] = epoch
+        torch.save(payload, tmp_path / "d.pt")
+        with pytest.raises(CheckpointError, match="epoch"):
+            load_checkpoint(tmp_path / "d.pt")
+
+
+def test_a_spec_naming_a_key_twice_or_a_code_of_length_zero_is_refused(tmp_path):
+    from deepsdf.config import ConfigError, parse_specs, read_specs
+
+    text = json.dumps(TINY_SPECS)[:-1] + ', "NumEpochs": 7}'
+    (tmp_path / "specs.json").write_text(text)
+    with pytest.raises(ConfigError, match="NumEpochs"):
+        read_specs(tmp_path / "specs.json")
+    with pytest.raises(ConfigError, match="CodeLength"):
+        parse_specs(dict(TINY_SPECS, CodeLength=0), base=tmp_path)
