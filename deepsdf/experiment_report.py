@@ -13,6 +13,7 @@ configuration, stage wall-times and machine.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import platform
@@ -51,9 +52,19 @@ def _rows(path) -> list:
     """The rows of a metrics CSV this project wrote, numbers as floats."""
     try:
         with open(path, newline="", encoding="utf-8") as stream:
-            rows = [{k: _cell(v) for k, v in row.items()} for row in csv.DictReader(stream)]
+            text = stream.read()
+        raw = list(csv.DictReader(io.StringIO(text)))
     except (UnicodeDecodeError, csv.Error) as error:
         raise InputError(f"{path} is not a metrics table this project wrote: {error}") from None
+    if text and not text.endswith("\n"):  # this project ends every row with a newline
+        raise InputError(f"{path} ends inside a row (a table cut short); rerun the command "
+                         "that wrote it")
+    for number, row in enumerate(raw, start=2):  # line 1 is the header
+        if None in row or None in row.values():  # more or fewer cells than the header
+            raise InputError(f"{path}, line {number}: {'more' if None in row else 'fewer'} "
+                             "cells than the header (a table cut short or edited); rerun the "
+                             "command that wrote it")
+    rows = [{k: _cell(v) for k, v in row.items()} for row in raw]
     if rows and "instance" not in rows[0]:
         raise InputError(f"{path} has no 'instance' column: not a metrics table of this "
                          "project")

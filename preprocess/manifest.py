@@ -119,9 +119,11 @@ def read_journals(data_dir, dataset: str) -> tuple[dict, list[Path]]:
             try:
                 entry = json.loads(line)
                 key, record = entry["key"], entry["record"]
+                if not (isinstance(key, str) and isinstance(record, dict)):
+                    raise TypeError("not a record")
             except (json.JSONDecodeError, KeyError, TypeError):
-                logger.warning("%s line %d is unreadable (cut by a kill?); ignored", journal,
-                               number)
+                logger.warning("%s line %d is unreadable (cut by a kill?, or not a record); "
+                               "ignored", journal, number)
                 continue
             if _newer(record, records.get(key)):
                 records[key] = record

@@ -1055,3 +1055,47 @@ def test_a_spec_naming_a_key_twice_or_a_code_of_length_zero_is_refused(tmp_path)
         read_specs(tmp_path / "specs.json")
     with pytest.raises(ConfigError, match="CodeLength"):
         parse_specs(dict(TINY_SPECS, CodeLength=0), base=tmp_path)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                     | st.text(max_size=6),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.sampled_from(["key", "record", "finished", "x"]),
+                                       inner, max_size=3), max_leaves=6)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_JSON, max_size=5))
+def test_journal_lines_of_any_json_are_read_or_skipped_never_a_traceback(tmp_path, lines):
+    from deepsdf_preprocess.manifest import append_record, journal_path, read_journals
+
+    journal = journal_path(tmp_path, "gen")
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text("")
+    append_record(journal, "cls/good", {"status": "ok", "finished": 1.0})
+    with open(journal, "a") as stream:
+        stream.write("".join(json.dumps(line) + "\n" for line in lines))
+    records, _ = read_journals(tmp_path, "gen")
+    assert records["cls/good"]["status"] == "ok" or any(
+        isinstance(line, dict) and line.get("key") == "cls/good" for line in lines)
+    assert all(isinstance(k, str) and isinstance(v, dict) for k, v in records.items())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.floats(0, 1))
+def test_a_metrics_table_cut_anywhere_is_refused_or_read_as_its_whole_rows(tmp_path, cut):
+    from deepsdf.experiment_report import _rows
+
+    full = tmp_path / "full.csv"
+    full.write_text("instance,chamfer,f_score\nd/c/a,0.001,0.9\nd/c/b,0.002,0.8\n"
+                    "d/c/e,0.003,0.7\n")
+    whole = _rows(full)
+    text = full.read_text()
+    cut_path = tmp_path / "cut.csv"
+    cut_path.write_text(text[:int(cut * len(text))])
+    try:
+        rows = _rows(cut_path)
+    except InputError as error:
+        assert "cut.csv" in str(error)
+        return
+    assert rows == whole[:len(rows)]  # whole rows only, never a shortened one
