@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from deepsdf_preprocess import contract, formats, provenance
+from deepsdf_preprocess.errors import InputError
 
 from .latents import split_hash, split_instances
 
@@ -47,13 +48,21 @@ def cache_folder(cache=None, *, experiment=None) -> Path:
     ``~/.cache/...`` by default).  Never the data root.
     """
     if cache is not None:
-        return Path(cache)
+        return _a_folder(Path(cache), "--cache")
     if os.environ.get(CACHE_VARIABLE):
-        return Path(os.environ[CACHE_VARIABLE])
+        return _a_folder(Path(os.environ[CACHE_VARIABLE]), f"${CACHE_VARIABLE}")
     if experiment is not None:
         return experiment.packed_cache
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "deepsdf" / "PackedSamples"
+
+
+def _a_folder(path: Path, what: str) -> Path:
+    """``path`` when it is a folder or nothing yet; else one line naming it."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {path} is a file, not a folder: give the folder the packed "
+                         "sample caches go in")
+    return path
 
 
 logger = logging.getLogger(__name__)

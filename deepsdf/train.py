@@ -216,6 +216,9 @@ class Trainer:
         if not self.config.train_split or not path.is_file():
             raise TrainingError(f"TrainSplit {self.config.train_split!r} is not a file "
                                 f"({self._path_rule()})")
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise TrainingError(f"the data root {str(self.data_dir)!r} is a file; give the "
+                                "folder `deepsdf preprocess` wrote (it holds SdfSamples/)")
         if not self.data_dir.is_dir():
             raise TrainingError(f"the data root {str(self.data_dir)!r} does not exist (give "
                                 f"--data, or fix DataSource: {self._path_rule()})")

@@ -1099,3 +1099,14 @@ def test_a_metrics_table_cut_anywhere_is_refused_or_read_as_its_whole_rows(tmp_p
         assert "cut.csv" in str(error)
         return
     assert rows == whole[:len(rows)]  # whole rows only, never a shortened one
+
+
+def test_a_file_given_where_a_folder_belongs_is_named_as_such(experiment, tmp_path, capsys):
+    """train --data FILE and --cache FILE: one line saying it is a file (not "does not
+    exist", not a NotADirectoryError traceback); nothing trained."""
+    afile = tmp_path / "afile"
+    afile.write_text("notes")
+    for option in ("--data", "--cache"):
+        code = main(["train", str(experiment), option, str(afile), "--epochs", "1"])
+        _one_line(capsys, code, "is a file")
+    assert afile.read_text() == "notes" and not (experiment / "Checkpoints").exists()
