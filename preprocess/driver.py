@@ -95,7 +95,9 @@ def discover_meshes(mesh_dir, *, split: dict | None = None, dataset: str | None 
         raise InputError(f"mesh folder {root} does not exist")
     found: dict[tuple[str, str], Path] = {}
     problems: dict[tuple[str, str], str] = {}
-    loose = [p.name for p in root.iterdir() if p.suffix.lower() in MESH_SUFFIXES]
+    # files (a folder named like a mesh, `tables.obj/`, is a class folder, processed below)
+    loose = [p.name for p in root.iterdir() if p.suffix.lower() in MESH_SUFFIXES
+             and not p.is_dir()]
     if loose:
         logger.warning("%d mesh file(s) at the top of %s are ignored (%s): meshes go in "
                        "class folders, <class>/<instance>.<ext>", len(loose), root,

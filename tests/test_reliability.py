@@ -1110,3 +1110,17 @@ def test_a_file_given_where_a_folder_belongs_is_named_as_such(experiment, tmp_pa
         code = main(["train", str(experiment), option, str(afile), "--epochs", "1"])
         _one_line(capsys, code, "is a file")
     assert afile.read_text() == "notes" and not (experiment / "Checkpoints").exists()
+
+
+def test_a_class_folder_named_like_a_mesh_is_a_class_folder_not_an_ignored_file(tmp_path,
+                                                                               caplog):
+    from deepsdf_preprocess.driver import discover_meshes
+
+    (tmp_path / "tables.obj").mkdir()
+    (tmp_path / "tables.obj" / "a.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    (tmp_path / "loose.obj").write_text("v 0 0 0\n")
+    with caplog.at_level("WARNING"):
+        jobs = discover_meshes(tmp_path)
+    assert [(job.class_name, job.instance) for job in jobs] == [("tables.obj", "a")]
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert "loose.obj" in warned and "tables.obj" not in warned
