@@ -122,8 +122,9 @@ def atomic_path(path):
         raise InputError(f"{path} is a folder; a file is needed there")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_PART_SUFFIX,
-                                             dir=path.parent)
+        # the name is cut so that a final name near the 255-byte limit still has a temporary
+        handle, temporary = tempfile.mkstemp(prefix=f".{_cut_name(path.name)}.",
+                                             suffix=_PART_SUFFIX, dir=path.parent)
         os.close(handle)
     except OSError as error:
         _raise_if_disk_full(error, path)
@@ -140,6 +141,11 @@ def atomic_path(path):
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _cut_name(name: str, limit: int = 180) -> str:
+    """``name`` cut to at most ``limit`` bytes in UTF-8 (whole characters)."""
+    return name.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
 
 
 def _raise_if_disk_full(error: OSError, path: Path) -> None:

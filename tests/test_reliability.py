@@ -1124,3 +1124,14 @@ def test_a_class_folder_named_like_a_mesh_is_a_class_folder_not_an_ignored_file(
     assert [(job.class_name, job.instance) for job in jobs] == [("tables.obj", "a")]
     warned = " ".join(record.getMessage() for record in caplog.records)
     assert "loose.obj" in warned and "tables.obj" not in warned
+
+
+@pytest.mark.parametrize("name", ["a" * 250 + ".npz", "é" * 124 + ".ply"])
+def test_a_final_name_near_the_limit_still_gets_its_temporary(tmp_path, name):
+    from deepsdf_preprocess.contract import atomic_path, remove_stale_temporaries
+
+    target = tmp_path / name
+    with atomic_path(target) as temporary:
+        assert len(temporary.name.encode()) <= 255
+        temporary.write_bytes(b"x")
+    assert target.read_bytes() == b"x" and remove_stale_temporaries(tmp_path) == []
