@@ -83,6 +83,10 @@ class PreprocessConfig:
         return cls(**values)
 
 
+#: The camera count of the reference rig (the sign vote is sized for it).
+REFERENCE_VIEWS = 100
+
+
 @dataclass
 class MeshSamples:
     """What :func:`sample_mesh` computes for one mesh.
@@ -232,11 +236,15 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
     check = sign_disagreement(normalized, faces, points[result.keep], kept_sdf)
     stats["sign_check"] = check
     if check["failed"]:
+        views = config.rig.count
+        cause = ("inside-out or broken signs" if views >= REFERENCE_VIEWS else
+                 f"with {views} camera view(s) (the reference uses {REFERENCE_VIEWS}) much of "
+                 "the surface is never seen and its signs go undecided: use more --views")
         raise PreprocessError(
             f"sign check failed: {check['disagree']} of {check['checked']} samples far from "
             "the surface are labelled otherwise than rays cast from them say (enclosed by the "
             f"mesh, or in open space; at most {check['limit']} may be, for 0.2% wrong): "
-            "inside-out or broken signs; nothing was written")
+            f"{cause}; nothing was written")
     stats["warnings"] = _quality_warnings(stats)
     stats["seconds"] = {k: round(v, 4) for k, v in timings.items()}
     uniform = np.zeros(len(points), dtype=bool)

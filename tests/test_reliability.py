@@ -1135,3 +1135,15 @@ def test_a_final_name_near_the_limit_still_gets_its_temporary(tmp_path, name):
         assert len(temporary.name.encode()) <= 255
         temporary.write_bytes(b"x")
     assert target.read_bytes() == b"x" and remove_stale_temporaries(tmp_path) == []
+
+
+def test_too_few_views_are_named_as_the_cause_of_a_failed_sign_check(tmp_path, capsys):
+    import trimesh
+
+    (tmp_path / "m" / "cls").mkdir(parents=True)
+    trimesh.creation.box().export(tmp_path / "m" / "cls" / "box.obj")
+    code = main(["preprocess", str(tmp_path / "m"), str(tmp_path / "d"), "--dataset", "x",
+                 "--test", "--workers", "1", "--views", "1", "--no-progress"])
+    out = capsys.readouterr()
+    assert code == 1 and "use more --views" in out.out + out.err
+    assert "inside-out" not in out.out + out.err
