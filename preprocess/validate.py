@@ -31,9 +31,18 @@ FOCAL_RANGE = (1e-3, 1e9)
 #: metres overflow or collapse.
 DEPTH_SCALE_RANGE = (1e-6, 1e6)
 
-#: How far ``R R^T`` may stand from the identity for a rotation read from a file (text files
-#: hold 6 to 9 digits).
-ROTATION_TOLERANCE = 1e-5
+#: How far ``R R^T`` may stand from the identity for a rotation read from a file: text with 4
+#: decimals stands up to about 2e-4 off (a real shear or scale is far beyond); what is
+#: accepted is then replaced by the nearest rotation (:func:`nearest_rotation`).
+ROTATION_TOLERANCE = 1e-3
+
+
+def nearest_rotation(matrix) -> np.ndarray:
+    """The proper rotation nearest (Frobenius) to a (3, 3) matrix close to one (SVD)."""
+    u, _, vt = np.linalg.svd(matrix)
+    if np.linalg.det(u @ vt) < 0:
+        u[:, -1] *= -1
+    return u @ vt
 
 
 def _where(source, field: str | None = None) -> str:
@@ -144,6 +153,8 @@ def rigid_pose(value, *, source, field: str = "pose") -> np.ndarray:
             and np.linalg.det(rotation) > 0):
         raise InputError(f"{_where(source, field)}: the upper-left 3x3 block is not a proper "
                          "rotation (a camera pose must be rigid: no scale, shear or mirror)")
+    pose = pose.copy()
+    pose[:3, :3] = nearest_rotation(rotation)  # the digits a text file lost, restored
     return pose
 
 
@@ -165,7 +176,7 @@ def similarity_matrix(value, *, source, field: str = "transform") -> tuple:
     if not np.allclose(rotation @ rotation.T, np.eye(3), atol=ROTATION_TOLERANCE):
         raise InputError(f"{_where(source, field)}: the 3x3 block is not a uniform scale "
                          "times a rotation (shear or unequal scales)")
-    return rotation, matrix[:3, 3].copy(), scale
+    return nearest_rotation(rotation), matrix[:3, 3].copy(), scale
 
 
 def depth_image(value, *, source, field: str = "depth",

@@ -97,8 +97,8 @@ def poses(draw):
     pose = np.eye(4)
     pose[:3, :3] = _rotation(draw(st.tuples(*[st.floats(-np.pi, np.pi)] * 3)))
     pose[:3, 3] = draw(st.tuples(*[st.floats(-1e3, 1e3)] * 3))
-    spoil = draw(st.sampled_from(["none", "last row", "scale", "mirror", "shear", "nan",
-                                  "any"]))
+    spoil = draw(st.sampled_from(["none", "rounded", "last row", "scale", "mirror", "shear",
+                                  "nan", "any"]))
     if spoil == "last row":
         pose[3] = draw(st.sampled_from([[0, 0, 0, 2], [0, 0, 1, 1], [1e-3, 0, 0, 1]]))
     elif spoil == "scale":
@@ -109,6 +109,8 @@ def poses(draw):
         pose[0, 1] += 0.3
     elif spoil == "nan":
         pose[draw(st.integers(0, 3)), draw(st.integers(0, 3))] = np.nan
+    elif spoil == "rounded":  # a pose written as text with 4 decimals: rigid, not exactly
+        pose = np.round(pose, 4)
     elif spoil == "any":
         pose = draw(arrays(near((4, 4))))
     return spoil, pose
@@ -121,12 +123,13 @@ def test_a_pose_is_rigid_or_refused(case):
     result = one_line_error(lambda: validate.rigid_pose(pose, source="pose.txt"))
     if spoil in ("last row", "scale", "mirror", "shear", "nan"):
         assert result is None
-    if spoil == "none":
+    if spoil in ("none", "rounded"):
         assert result is not None
+        assert np.allclose(result, pose, atol=1e-3)  # the pose given, its digits restored
     if result is not None:
         rotation = result[:3, :3]
         assert np.array_equal(result[3], [0, 0, 0, 1])
-        assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-5)
+        assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-9)
         assert np.linalg.det(rotation) > 0
 
 
