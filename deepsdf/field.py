@@ -20,6 +20,8 @@ def _dense_real(value, name: str):
         if value.is_complex():
             raise InputError(f"{name} holds complex values ({value.dtype}); real numbers are "
                              "needed")
+        if value.dtype == torch.bool:
+            raise InputError(f"{name} holds booleans (a mask?); numbers are needed")
         return value
     if hasattr(value, "toarray") and hasattr(value, "nnz"):  # scipy.sparse
         raise InputError(f"{name} is a sparse matrix; pass a dense array (.toarray())")
@@ -31,9 +33,32 @@ def _dense_real(value, name: str):
     if array.dtype.kind == "c":
         raise InputError(f"{name} holds complex values ({array.dtype}); real numbers are "
                          "needed")
-    if array.dtype.kind not in "biuf":
+    if array.dtype.kind == "b":
+        raise InputError(f"{name} holds booleans (a mask?); numbers are needed")
+    if array.dtype.kind not in "iuf":
         raise InputError(f"{name} holds {array.dtype} values; numbers are needed")
     return array
+
+
+def _require_graph_memory(decoder, count: int, device) -> None:
+    """Refuse, before any pass, a ``grad=True`` call whose autograd graph (every layer's
+    input and output for every point, float32) would not fit the device's free memory."""
+    config = decoder.config
+    features = (sum(getattr(config, "dims", ())) + config.latent_size
+                + getattr(config, "point_features", 3))
+    needed = 2.0 * 4 * features * count
+    hint = ("pass fewer points per call (the graph of every point is kept until backward), "
+            "or grad=False")
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+        if needed > 0.9 * free:
+            raise InputError(f"sdf(grad=True) on {count:,} points needs about "
+                             f"{needed / 2 ** 30:.1f} GiB of GPU memory and "
+                             f"{free / 2 ** 30:.1f} GiB are free; {hint}")
+        return
+    from deepsdf_preprocess.validate import require_memory
+
+    require_memory(needed, what=f"sdf(grad=True) on {count:,} points", hint=hint)
 
 
 def sdf(decoder, code, points, *, chunk: int = 65536, grad: bool = False) -> torch.Tensor:
@@ -64,8 +89,9 @@ def sdf(decoder, code, points, *, chunk: int = 65536, grad: bool = False) -> tor
     ------
     InputError
         When the code's length is not the decoder's, the code or a point is not finite,
-        points do not end in 3 coordinates, the points or the code are sparse, complex or
-        not numbers, or ``chunk`` is not a positive count.
+        points do not end in 3 coordinates, the points or the code are sparse, complex,
+        booleans or not numbers, ``chunk`` is not a positive count, or (``grad``) the graph
+        of all the points would not fit in memory (sized before any pass).
     """
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk must be a positive number of points, got {chunk!r}")
@@ -87,6 +113,8 @@ def sdf(decoder, code, points, *, chunk: int = 65536, grad: bool = False) -> tor
     if not torch.isfinite(flat).all():
         bad = int((~torch.isfinite(flat).all(dim=1)).sum())
         raise InputError(f"{bad} of {len(flat)} points have NaN or infinite coordinates")
+    if grad:
+        _require_graph_memory(decoder, len(flat), device)
     with torch.set_grad_enabled(grad):
         values = [decoder(code.expand(len(part), -1), part).squeeze(1)
                   for part in flat.split(chunk)] if len(flat) else [flat.new_zeros(0)]

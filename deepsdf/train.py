@@ -133,6 +133,13 @@ class Trainer:
         self.experiment = Experiment.of(experiment)
         self.experiment_dir = self.experiment.folder  # for messages
         self.cache = cache_folder(cache, experiment=self.experiment)
+        if isinstance(config, dict):  # a spec as a dict: read as specs.json would be
+            from .config import parse_specs
+
+            config = parse_specs(config, base=self.experiment.folder)
+        elif not isinstance(config, TrainConfig):
+            raise InputError(f"config must be a TrainConfig (load_specs(folder)) or a specs "
+                             f"dict, got {type(config).__name__}")
         self.config = config
         chosen_data = given.data_chosen if given is not None else None
         if chosen_data is not None and data_dir is not None and (

@@ -161,7 +161,7 @@ def make_scanner(backend: str, rig: CameraRig) -> Scanner:
 
 
 def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner: Scanner,
-                rng: np.random.Generator) -> MeshSamples:
+                rng: np.random.Generator | int) -> MeshSamples:
     """Validate (:func:`~.mesh_io.validate_mesh`), normalize, scan, sample and sign one mesh
     (nothing is written).
 
@@ -173,6 +173,13 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner: Scanne
         check (rays cast from far-from-surface samples) contradicts the signs, and
         when the original frame's surface points are not finite.
     """
+    if not isinstance(config, PreprocessConfig):
+        raise InputError(f"config must be a PreprocessConfig, got {type(config).__name__}")
+    if not isinstance(rng, np.random.Generator):  # a seed: the generator it names
+        if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)) or rng < 0:
+            raise InputError(f"rng must be a numpy Generator or a non-negative int seed, got "
+                             f"{rng!r}")
+        rng = np.random.default_rng(int(rng))
     return _sample_valid_mesh(validate_mesh(mesh), config, scanner, rng)
 
 

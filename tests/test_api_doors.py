@@ -242,6 +242,24 @@ def test_field_refuses_sparse_and_complex_points_and_codes():
         sdf(Ball(), np.array([0.3 + 2j]), points)
 
 
+def test_field_refuses_booleans_and_sizes_a_graph_before_building_it(monkeypatch):
+    from deepsdf.field import sdf
+    from deepsdf_preprocess import validate
+
+    points = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.1, 0.0]])
+    with pytest.raises(InputError, match="booleans"):
+        sdf(Ball(), torch.tensor([0.3]), points > 0)
+    with pytest.raises(InputError, match="booleans"):
+        sdf(Ball(), np.array([True]), points)
+    values = sdf(Ball(), torch.tensor([0.3]), points.requires_grad_(True), grad=True)
+    values.sum().backward()  # a small graph is built as before
+    monkeypatch.setattr(validate, "available_memory", lambda: 2 ** 20)
+    many = torch.zeros(100_000, 3)
+    with pytest.raises(InputError, match="grad=True.*100,000 points"):
+        sdf(Ball(), torch.tensor([0.3]), many, grad=True)
+    assert sdf(Ball(), torch.tensor([0.3]), many).shape == (100_000,)  # no graph: no sizing
+
+
 def _rows(n=64):
     points = _cloud(n) * 0.5
     return np.concatenate([points, (np.linalg.norm(points, axis=1) - 0.3)[:, None],
@@ -322,3 +340,37 @@ def test_completion_of_an_all_nan_observation_is_refused():
     nan = np.full((20, 3), np.nan)
     with pytest.raises(InputError, match="NaN"):
         complete_observations(Ball(), [Observation(nan, nan, nan)], clamp=1.0, latent_size=1)
+
+
+def test_sample_mesh_takes_a_seed_and_refuses_what_is_not_a_config():
+    import trimesh
+
+    from deepsdf_preprocess import pipeline
+
+    from conftest import SMALL_CONFIG
+
+    scanner = pipeline.make_scanner("raycast", SMALL_CONFIG.rig)
+    box = trimesh.creation.box()
+    by_seed = pipeline.sample_mesh(box, SMALL_CONFIG, scanner, 3)
+    by_generator = pipeline.sample_mesh(box, SMALL_CONFIG, scanner, np.random.default_rng(3))
+    np.testing.assert_array_equal(by_seed.points, by_generator.points)
+    for rng in (-1, 2.5, True, "3"):
+        with pytest.raises(InputError, match="rng"):
+            pipeline.sample_mesh(box, SMALL_CONFIG, scanner, rng)
+    with pytest.raises(InputError, match="PreprocessConfig"):
+        pipeline.sample_mesh(box, {"views": 10}, scanner, 0)
+
+
+def test_a_trainer_takes_a_specs_dict_as_specs_json_would_be_read(tiny_data, tmp_path):
+    from deepsdf.experiment import load_specs
+    from deepsdf.train import Trainer
+
+    from conftest import TINY_SPECS, make_experiment
+
+    data, split = tiny_data
+    folder = make_experiment(tmp_path / "exp", data, split)
+    specs = dict(TINY_SPECS, DataSource=str(data), TrainSplit=str(split))
+    assert Trainer(folder, specs, device="cpu", progress=False).config == load_specs(folder)
+    for config in (None, 5, [specs]):
+        with pytest.raises(InputError, match="TrainConfig"):
+            Trainer(folder, config, device="cpu", progress=False)
