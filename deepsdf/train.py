@@ -372,13 +372,14 @@ class Trainer:
                 kept = config.is_snapshot(done)
                 if latest or kept:
                     state = keeper.state(model, optimizer, done, loss_value, log)
+                if kept:  # before latest.pt: a kill between the two redoes this epoch and
+                    # writes the snapshot again, never leaves it owed
+                    keeper.save(self.experiment.checkpoint_file(done), state)
                 if latest:
                     keeper.save(self.experiment.checkpoint_file(), state)
                     saved_epoch, unsaved = done, None
                 else:
                     unsaved = keeper.snapshot(model, optimizer, done, loss_value, log)
-                if kept:
-                    keeper.save(self.experiment.checkpoint_file(done), state)
                 if done % config.log_frequency == 0 or done in (1, stop):
                     log.curves(model, optimizer, done, loss_value)
                 if bar is not None:
