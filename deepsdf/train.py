@@ -296,7 +296,22 @@ class Trainer:
             ``overwrite``.
         DataError, ConfigError
             Before the first step, for unusable data or settings.
+        FolderInUseError
+            When another live process trains in the same experiment folder (its writer
+            lock, :mod:`deepsdf_preprocess.locks`, names it).
         """
+        if self.rank != 0:  # the main process holds the experiment's writer lock
+            return self._train_checked(resume=resume, epochs=epochs, overwrite=overwrite,
+                                       resume_from=resume_from)
+        from deepsdf_preprocess.locks import writer_lock
+
+        with writer_lock(self.experiment.folder, "deepsdf train", what="experiment folder"):
+            return self._train_checked(resume=resume, epochs=epochs, overwrite=overwrite,
+                                       resume_from=resume_from)
+
+    def _train_checked(self, *, resume: bool, epochs: int | None, overwrite: bool,
+                       resume_from: int | None) -> TrainResult:
+        """:meth:`train` once its lock is held."""
         existing = [p.name for p in self.experiment.checkpoint_files()]
         if existing and not (resume or overwrite or resume_from is not None):
             raise TrainingError(

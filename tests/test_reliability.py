@@ -1147,3 +1147,36 @@ def test_too_few_views_are_named_as_the_cause_of_a_failed_sign_check(tmp_path, c
     out = capsys.readouterr()
     assert code == 1 and "use more --views" in out.out + out.err
     assert "inside-out" not in out.out + out.err
+
+
+def test_a_second_trainer_is_refused_naming_the_first_and_a_dead_ones_lock_is_taken_over(
+        experiment, capsys, caplog):
+    """Another live process holding the experiment (a second `train --resume` or
+    `train --overwrite` during a run): one line naming it, nothing written; a lock left by a
+    killed process: taken over with a line saying so."""
+    import subprocess
+    import sys
+
+    from deepsdf_preprocess.locks import LOCK_NAME
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from deepsdf_preprocess.locks import writer_lock\n"
+         f"with writer_lock({str(experiment)!r}, 'deepsdf train'):\n"
+         "    print('held', flush=True); time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for extra in ([], ["--overwrite"], ["--resume"]):
+            code = main(["train", str(experiment), "--epochs", "1", "--device", "cpu"] + extra)
+            err = _one_line(capsys, code, f"process {holder.pid}", "deepsdf train")
+            assert "in use" in err
+        assert not (experiment / "Checkpoints").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the killed holder's record is still in the lock file; the kernel released its lock
+    assert str(holder.pid) in (experiment / LOCK_NAME).read_text()
+    with caplog.at_level("WARNING"):
+        assert main(["train", str(experiment), "--epochs", "1", "--device", "cpu"]) == 0
+    assert f"took over the lock of process {holder.pid}" in caplog.text
+    assert (experiment / LOCK_NAME).read_text() == ""  # released at the end
