@@ -279,7 +279,10 @@ class ReportFolder(_OwnedFolder):
         return self.tree.file("shapes", class_name, f"{instance}.png")
 
     def link(self, path) -> str:
-        """``path`` relative to the report folder, as the page links it."""
+        """``path`` relative to the report folder, as the page links it: a relative URL,
+        percent-encoded (a shape named ``chair#1`` or ``a?b`` is a file name, not a fragment
+        or a query)."""
         import os
+        from urllib.parse import quote
 
-        return os.path.relpath(path, self.root)
+        return quote(os.path.relpath(path, self.root).replace(os.sep, "/"))

@@ -1182,3 +1182,18 @@ def test_a_second_trainer_is_refused_naming_the_first_and_a_dead_ones_lock_is_ta
         assert main(["train", str(experiment), "--epochs", "1", "--device", "cpu"]) == 0
     assert f"took over the lock of process {holder.pid}" in caplog.text
     assert (experiment / LOCK_NAME).read_text() == ""  # released at the end
+
+
+@pytest.mark.parametrize("name", ["chair#1", "a?b", "50% off", "x y"])
+def test_report_links_to_a_shape_named_with_url_characters_reach_its_file(tmp_path, name):
+    """A link is a relative URL: the browser must resolve it to the file itself."""
+    from urllib.parse import unquote, urljoin, urlparse
+
+    from deepsdf.outputs import ReportFolder
+
+    out = ReportFolder(tmp_path / "report")
+    picture = out.shape_picture("chairs", name)
+    href = out.link(picture)
+    resolved = urlparse(urljoin((tmp_path / "report").as_uri() + "/index.html", href))
+    assert not resolved.fragment and not resolved.query
+    assert unquote(resolved.path) == str(picture)
