@@ -318,6 +318,10 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
     rows, completed = _completion(trained, completion, shapes) if completion else ([], {})
     path_pictures = _path_pictures(trained, interpolation, ends) if interpolation else []
     out.tree.folder(create=True)
+    # claimed before anything is written: a report stopped part-way (a kill, a full disk)
+    # is this command's to replace on its rerun, never "another's" (atomic: never written
+    # through a hard link planted there)
+    contract.write_json(out.marker, {"written_by": "deepsdf report"})
     relative = out.link
     reconstruction_verdict = evaluation.get("versus_retrieval_code")
     completion_verdict = completed.get("versus_retrieval")
@@ -362,8 +366,6 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
         summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
     summary["report"] = str(out.index)
     contract.write_json(out.summary, summary)
-    contract.write_json(out.marker, {"written_by": "deepsdf report"})  # atomic: never
-    # written through a hard link planted there
     return summary
 
 

@@ -73,6 +73,12 @@ def export_original(experiment, *, out=None, checkpoints=None) -> list[Path]:
     # The spec there (if any) must describe this decoder: checked before any file is written.
     _check_specs(layout, parse_specs(load_checkpoint(
         experiment.checkpoint_file(checkpoints[-1]))["config"]))
+    for name in checkpoints:  # a decoder the original cannot express: before any write
+        check_exportable(parse_specs(load_checkpoint(
+            experiment.checkpoint_file(name))["config"]))
+    # claimed before the first file: an export stopped part-way (a kill, a full disk) is
+    # this experiment's to finish on its rerun, never "another run's"
+    contract.write_json(layout.marker, {"exported_from": str(experiment.folder)})
     written, newest = [], None
     for name in checkpoints:
         payload = load_checkpoint(experiment.checkpoint_file(name))
@@ -100,7 +106,6 @@ def export_original(experiment, *, out=None, checkpoints=None) -> list[Path]:
     _save(layout.logs, logs_to_original(payload.get("log") or {}, epoch, our_names, config))
     written.append(layout.logs)
     written += _write_specs(layout, config)
-    contract.write_json(layout.marker, {"exported_from": str(experiment.folder)})
     return written
 
 
@@ -150,5 +155,12 @@ def _write_specs(layout: OriginalLayout, config: TrainConfig) -> list[Path]:
 
 
 def _save(path: Path, content: dict) -> None:
+    """``torch.save`` into memory, then one plain write: a full disk is an OSError the
+    atomic write names (a DiskFullError), not torch's "unexpected pos" RuntimeError."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
     with contract.atomic_path(path) as temporary:
-        torch.save(content, temporary)
+        with open(temporary, "wb") as stream:
+            stream.write(buffer.getbuffer())

@@ -1197,3 +1197,54 @@ def test_report_links_to_a_shape_named_with_url_characters_reach_its_file(tmp_pa
     resolved = urlparse(urljoin((tmp_path / "report").as_uri() + "/index.html", href))
     assert not resolved.fragment and not resolved.query
     assert unquote(resolved.path) == str(picture)
+
+
+class _Killed(BaseException):
+    """A process death: nothing more runs."""
+
+
+@pytest.mark.parametrize("dies_after", [0, 1, 4])
+def test_an_export_stopped_part_way_is_finished_by_its_rerun(experiment, tmp_path, capsys,
+                                                             monkeypatch, dies_after):
+    from deepsdf import export
+
+    _train(experiment, epochs=2)
+    out = tmp_path / "original"
+    real_save, saved = export._save, []
+
+    def dying_save(path, content):
+        if len(saved) == dies_after:
+            raise _Killed
+        saved.append(path)
+        real_save(path, content)
+
+    monkeypatch.setattr(export, "_save", dying_save)
+    with pytest.raises(_Killed):
+        main(["export", str(experiment), "--original", "--out", str(out)])
+    monkeypatch.setattr(export, "_save", real_save)
+    assert main(["export", str(experiment), "--original", "--out", str(out)]) == 0
+    assert (out / "specs.json").is_file() and (out / "Logs.pth").is_file()
+
+
+def test_an_export_on_a_full_disk_is_one_line_and_leaves_no_partial_file(experiment, tmp_path,
+                                                                        capsys, monkeypatch):
+    import builtins
+    import errno
+
+    from deepsdf import export
+
+    _train(experiment, epochs=2)
+    real_open = builtins.open
+
+    def full_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and "b" in mode and str(file).endswith(".part"):
+            def write(data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            handle.write = write
+        return handle
+
+    monkeypatch.setattr(export, "open", full_open, raising=False)
+    code = main(["export", str(experiment), "--original", "--out", str(tmp_path / "o")])
+    _one_line(capsys, code, "no space left on device")
+    assert not list((tmp_path / "o").rglob("*.part")) and not list((tmp_path / "o").rglob("*.pth"))
