@@ -1248,3 +1248,45 @@ def test_an_export_on_a_full_disk_is_one_line_and_leaves_no_partial_file(experim
     code = main(["export", str(experiment), "--original", "--out", str(tmp_path / "o")])
     _one_line(capsys, code, "no space left on device")
     assert not list((tmp_path / "o").rglob("*.part")) and not list((tmp_path / "o").rglob("*.pth"))
+
+
+@pytest.mark.parametrize("where", ["experiment", "data"])
+def test_a_folder_this_user_may_not_write_or_read_is_one_line(experiment, tmp_path, capsys,
+                                                             monkeypatch, where):
+    """Read-only experiment folders, data roots and unreadable class folders (as a user who
+    is not root meets them): one line naming the path, for training, reconstruction and
+    preprocessing."""
+    import errno
+    import pathlib
+
+    from deepsdf_preprocess.procedural import write_shapes
+
+    _train(experiment, epochs=1)
+    write_shapes(tmp_path / "meshes", "chairs", 2, seed=1)
+    guarded = {"experiment": experiment, "data": tmp_path / "data"}[where]
+    real_mkdir, real_iterdir = pathlib.Path.mkdir, pathlib.Path.iterdir
+
+    def refuse(path):
+        if str(path).startswith(str(guarded)) or (where == "data" and path.name == "chairs"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    def mkdir(self, *args, **kwargs):
+        refuse(self)
+        return real_mkdir(self, *args, **kwargs)
+
+    def iterdir(self):
+        refuse(self) if where == "data" and self.name == "chairs" else None
+        return real_iterdir(self)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    monkeypatch.setattr(pathlib.Path, "iterdir", iterdir)
+    if where == "experiment":
+        commands = [["train", str(experiment), "--resume", "--epochs", "1"],
+                    ["reconstruct", str(experiment), "--split", str(load_specs(
+                        experiment).train_split), "--steps", "1", "--resolution", "8"]]
+    else:
+        commands = [["preprocess", str(tmp_path / "meshes"), str(tmp_path / "data"),
+                     "--dataset", "x", "--test", "--workers", "1", "--no-progress"]]
+    for argv in commands:
+        code = main(argv)
+        _one_line(capsys, code, "Permission denied")

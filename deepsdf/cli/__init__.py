@@ -11,6 +11,7 @@ but ``preprocess --backend pyrender`` loads OpenGL.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 
@@ -120,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The errnos of "not allowed here": answered in one line by :func:`main`.
+PERMISSION_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -140,6 +145,14 @@ def main(argv=None) -> int:
         message = str(error).strip().splitlines() or [type(error).__name__]
         print(f"deepsdf {args.command}: error: {message[0]}"
               + (" (-v for details)" if len(message) > 1 else ""), file=sys.stderr)
+        return 2
+    except OSError as error:  # a read-only folder, another user's file: the door for all
+        if args.verbose or error.errno not in PERMISSION_ERRORS:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(f"deepsdf {args.command}: error: {error.strerror}:{where} (a read-only folder, "
+              "or another user's? this step needs to read its inputs and write its outputs)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"deepsdf {args.command}: interrupted; {_how_to_resume(args)}", file=sys.stderr)
