@@ -14,7 +14,8 @@ from . import formats
 from .cameras import CameraRig
 from .checks import sample_count_problem, sign_disagreement
 from .errors import InputError, PreprocessError
-from .mesh_io import closed_orientation, distinct_triangles, load_mesh, validate_mesh
+from .mesh_io import (closed_orientation, distinct_triangles, load_mesh, position_ids,
+                      validate_mesh)
 from .normalize import normalization_parameters, to_normalized, to_original
 from .partial_scan import VirtualScanConfig, instance_scan
 from .provenance import fingerprints
@@ -183,6 +184,37 @@ def sample_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner: Scanne
     return _sample_valid_mesh(validate_mesh(mesh), config, scanner, rng)
 
 
+#: How far (in the unit sphere) the frame may move when the unseen parts are left out.
+FRAME_TOLERANCE = 0.01
+
+
+def unseen_parts_that_set_the_frame(vertices, faces, seen_faces) -> dict | None:
+    """The connected parts (faces joined through corners at the same position) of which no
+    triangle was seen, when leaving them out moves the normalization by more than
+    :data:`FRAME_TOLERANCE` (a speck far from the object: it sets the unit sphere but is
+    never sampled); else None.  ``vertices`` normalized (m, 3), ``faces`` (f, 3), and
+    ``seen_faces`` the indices of faces any camera saw."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ids = position_ids(vertices, faces)
+    count = int(ids.max()) + 1
+    edges = np.concatenate([ids[:, [0, 1]], ids[:, [1, 2]]])
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count))
+    labels = connected_components(graph, directed=False)[1][ids[:, 0]]  # (f,) part of a face
+    seen = np.zeros(labels.max() + 1, dtype=bool)
+    seen[labels[np.unique(seen_faces)]] = True
+    hidden = ~seen[labels]
+    if not hidden.any():
+        return None
+    offset, scale = normalization_parameters(vertices, faces[~hidden])
+    if abs(scale - 1.0) <= FRAME_TOLERANCE and np.linalg.norm(offset) <= FRAME_TOLERANCE:
+        return None  # inside the frame the seen parts set (an inner part, say)
+    where = vertices[np.unique(faces[hidden])].mean(axis=0)
+    return {"parts": int(np.count_nonzero(~seen)), "faces": int(hidden.sum()),
+            "where": "(" + ", ".join(f"{c:.2f}" for c in where) + ")"}
+
+
 def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner: Scanner,
                        rng: np.random.Generator) -> MeshSamples:
     """:func:`sample_mesh` of a mesh already validated (by :func:`~.mesh_io.load_mesh`)."""
@@ -206,6 +238,13 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
     surface = VisibleSurface.from_scan(normalized, faces, sides, whole_triangles=whole)
     if not surface.area > 0:
         raise PreprocessError("nothing rendered: the visible triangles have zero area")
+    unseen = unseen_parts_that_set_the_frame(normalized, faces, surface.face_index)
+    if unseen:
+        raise PreprocessError(
+            f"{unseen['parts']} part(s) of the mesh ({unseen['faces']} triangle(s), around "
+            f"{unseen['where']} in the normalized frame) set the normalization but no camera "
+            f"saw them (too small for {config.rig.resolution}-pixel cameras): their "
+            "distances would be wrong; remove them from the mesh, or raise --resolution")
 
     mark = time.perf_counter()
     points = draw_samples(surface, config.sampling, rng)[0]

@@ -1290,3 +1290,26 @@ def test_a_folder_this_user_may_not_write_or_read_is_one_line(experiment, tmp_pa
     for argv in commands:
         code = main(argv)
         _one_line(capsys, code, "Permission denied")
+
+
+def test_a_speck_far_from_the_object_that_sets_the_frame_fails_with_its_reason(tmp_path):
+    """A tiny part far away counts in the normalization but no camera sees it: failed with
+    the reason (it was `ok` with distance errors up to 0.99); a hidden part inside the object
+    (which sets no frame) is no reason to fail."""
+    import trimesh
+
+    from deepsdf_preprocess import pipeline
+    from deepsdf_preprocess.errors import PreprocessError
+
+    from conftest import SMALL_CONFIG
+
+    box = trimesh.creation.box()
+    speck = trimesh.creation.icosphere(subdivisions=1, radius=1e-4)
+    speck.apply_translation([4.0, 0.0, 0.0])
+    scanner = pipeline.make_scanner("raycast", SMALL_CONFIG.rig)
+    with pytest.raises(PreprocessError, match="set the normalization but no camera saw"):
+        pipeline.sample_mesh(trimesh.util.concatenate([box, speck]), SMALL_CONFIG, scanner, 0)
+    inner = trimesh.creation.icosphere(subdivisions=1, radius=0.05)  # inside the box
+    samples = pipeline.sample_mesh(trimesh.util.concatenate([box, inner]), SMALL_CONFIG,
+                                   scanner, 0)
+    assert len(samples.points) > 0
