@@ -38,7 +38,11 @@ ROTATION_TOLERANCE = 1e-3
 
 
 def nearest_rotation(matrix) -> np.ndarray:
-    """The proper rotation nearest (Frobenius) to a (3, 3) matrix close to one (SVD)."""
+    """The proper rotation nearest (Frobenius) to a (3, 3) matrix close to one (SVD); a
+    matrix orthonormal to 1e-12 already is returned as it is (bit for bit)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if np.allclose(matrix @ matrix.T, np.eye(3), rtol=0, atol=1e-12):
+        return matrix.copy()
     u, _, vt = np.linalg.svd(matrix)
     if np.linalg.det(u @ vt) < 0:
         u[:, -1] *= -1
