@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,11 @@ def load_mesh(path) -> trimesh.Trimesh:
     if not path.is_file():
         raise MeshError(f"no such file: {path}")
     try:
-        loaded = trimesh.load(path, force="mesh", process=False, skip_materials=True)
+        loaded = _load_obj_polygons(path) if path.suffix.lower() == ".obj" else None
+        if loaded is None:
+            loaded = trimesh.load(path, force="mesh", process=False, skip_materials=True)
+    except MeshError:
+        raise
     except Exception as error:  # trimesh raises many types for corrupt files
         raise MeshError(f"cannot read {path.name}: {type(error).__name__}: {error}") from error
     if isinstance(loaded, trimesh.PointCloud):
@@ -55,6 +60,34 @@ def load_mesh(path) -> trimesh.Trimesh:
         raise MeshError(f"{path.name} is not a triangle mesh: no faces could be read from it "
                         "(an empty, corrupt or foreign file, or a point cloud)")
     return validate_mesh(loaded, name=path.name)
+
+
+#: An OBJ face line with four or more corners.
+_POLYGON_FACE = re.compile(rb"^[ \t]*f(?:[ \t]+\S+){4,}", re.MULTILINE)
+
+
+def _load_obj_polygons(path: Path):
+    """An OBJ holding polygon faces, read with its non-convex polygons ear-clipped
+    (:mod:`.polygons`; a reader's fan would cross their notches); None for an OBJ of
+    triangles and convex polygons only (read as it is)."""
+    import io
+
+    from .polygons import rewrite_obj_polygons
+
+    raw = path.read_bytes()
+    if not _POLYGON_FACE.search(raw):
+        return None
+    text, rewritten, refused = rewrite_obj_polygons(raw.decode("utf-8", errors="replace"))
+    if refused:
+        raise MeshError(f"{path.name}: the polygon face on line {refused[0]} (and "
+                        f"{len(refused)} in all) crosses itself or has no area; it cannot be "
+                        "split into triangles inside it")
+    if not rewritten:
+        return None
+    logger.info("%s: %d non-convex polygon face(s) split into triangles inside them",
+                path.name, rewritten)
+    return trimesh.load(io.StringIO(text), file_type="obj", force="mesh", process=False,
+                        skip_materials=True)
 
 
 def validate_mesh(mesh: trimesh.Trimesh, *, name: str = "mesh") -> trimesh.Trimesh:
