@@ -12,10 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: The layers, lowest first: a module may import its own layer's modules and lower ones.
 PREPROCESS_CONTRACT = {"contract", "errors", "paths", "validate", "provenance", "formats",
-                       "manifest", "progress"}
+                       "manifest", "progress", "locks"}
 MODEL = {"settings", "config", "decoder", "latents", "loss", "checkpoint", "original", "device", "data",
          "sample_store", "reconstruct", "mesh", "field", "metrics", "retrieval", "code_space",
-         "frames", "sensing", "constraints", "observations"}
+         "frames", "sensing", "constraints", "observations", "refine"}
 EXPERIMENT = {"experiment", "outputs"}
 WORKFLOWS = {"train", "train_log", "train_state", "inference", "evaluate", "completion",
              "interpolate", "export", "demo", "recipe",
