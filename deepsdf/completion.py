@@ -29,7 +29,8 @@ from deepsdf_preprocess.pinhole import PinholeCamera
 from deepsdf_preprocess.errors import InputError
 
 from .device import module_device
-from .experiment import Experiment, summarize, write_code, write_mesh, write_table
+from .experiment import (Experiment, summarize, write_code, write_decoder, write_mesh,
+                         write_table)
 from .latents import split_instances
 from .mesh import NoSurfaceError, check_grid_memory, code_mesh
 from .metrics import (CHAMFER_POINTS, COMPLETION_METRICS, chamfer_unseen, surface_metrics,
@@ -74,8 +75,7 @@ def _refined(decoder, rows, code, refine, config, resolution: int, paths: dict):
     refined = refine_shape(decoder, [np.asarray(rows, dtype=np.float32)], 0,
                            code.to(module_device(decoder)), refine, clamp=config.clamp)
     write_code(paths["code"], refined.code)
-    with contract.atomic_path(paths["decoder"]) as temporary:
-        torch.save({k: v.cpu() for k, v in refined.decoder.state_dict().items()}, temporary)
+    write_decoder(paths["decoder"], refined.decoder)
     try:
         return code_mesh(refined.decoder, refined.code, resolution, clamp=config.trained_clamp)
     except NoSurfaceError as error:

@@ -419,6 +419,12 @@ def write_code(path, code: torch.Tensor) -> None:
         torch.save(code.detach().cpu().reshape(1, -1), temporary)
 
 
+def write_decoder(path, decoder: torch.nn.Module) -> None:
+    """Save a decoder's state dict (on the CPU) atomically: a refined shape's own weights."""
+    with contract.atomic_path(path) as temporary:
+        torch.save({k: v.detach().cpu() for k, v in decoder.state_dict().items()}, temporary)
+
+
 def read_code(path, latent_size: int) -> torch.Tensor:
     """A (d,) float32 code from a ``.pth`` file: this project's (1, d), the original's (1, d)
     or (1, 1, d), or a bare (d,) tensor.  Loaded without unpickling code.

@@ -22,7 +22,7 @@ from deepsdf_preprocess.normalize import to_original
 from deepsdf_preprocess.progress import progress_bar
 
 from .data import cache_folder, pack_split
-from .experiment import Experiment, read_code, write_code, write_mesh
+from .experiment import Experiment, read_code, write_code, write_decoder, write_mesh
 from .mesh import NoSurfaceError, check_grid_memory, code_mesh
 from .outputs import fit_outputs
 from .reconstruct import fit_codes
@@ -80,7 +80,8 @@ def reconstruct_split(experiment, split: dict, *, solver=RECONSTRUCT_STARTS, dat
     ``refine`` (a :class:`~deepsdf.refine.RefineConfig`): after the latent fit, refine each
     shape's decoder and code (:func:`~deepsdf.refine.refine_shape`) and write the result under
     ``Refined/`` beside the latent-only one, which stays as it is.  A shape skipped with
-    ``skip`` whose refined mesh is missing is refined from its written code.
+    ``skip`` that has no refined result yet (no refined decoder file) is refined from its
+    written code.
     """
     check_grid_memory(resolution)
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir, device=device)
@@ -96,9 +97,9 @@ def reconstruct_split(experiment, split: dict, *, solver=RECONSTRUCT_STARTS, dat
         stale = experiment.reconstruction_stale(key, settings) if skip else "no --skip"
         if stale is None:
             report.skipped.append(key)
-            code_file = experiment.reconstruction(key)["code"]
             if refine is not None and not refined_outputs(experiment, key)["decoder"].is_file():
-                unrefined.append((scene, read_code(code_file, model.codes.shape[1])))
+                unrefined.append((scene, read_code(experiment.reconstruction(key)["code"],
+                                                   model.codes.shape[1])))
         else:
             todo.append(scene)
             if skip and any(p.exists() for p in experiment.reconstruction(key).values()):
@@ -142,18 +143,13 @@ def refined_outputs(experiment: Experiment, key: str) -> dict:
 
 def _refine(experiment: Experiment, packed, scene: int, code, refine, resolution, report):
     """Refine one shape and write it under ``Refined/`` (the latent result is left alone)."""
-    import torch
-
-    from deepsdf_preprocess import contract
-
     from .refine import refine_shape
 
     key = packed.instance_ids[scene]
     refined = refine_shape(experiment.model.decoder, packed, scene, code, refine,
                            clamp=experiment.config.clamp)
     paths = refined_outputs(experiment, key)
-    with contract.atomic_path(paths["decoder"]) as temporary:
-        torch.save({k: v.cpu() for k, v in refined.decoder.state_dict().items()}, temporary)
+    write_decoder(paths["decoder"], refined.decoder)
     report.refined.append(key)
     _write(experiment, key, refined.code, resolution, report, paths=paths,
            decoder=refined.decoder, written=[], no_surface=report.refined_no_surface)
