@@ -45,18 +45,7 @@ def _on_floor(category, params, parts) -> ProceduralShape:
 
 
 def _lifted(part, lift):
-    up = np.array([0.0, lift, 0.0])
-    if isinstance(part, Capsule):
-        return Capsule(part.start + up, part.end + up, part.radius)
-    if isinstance(part, OrientedBox):
-        return OrientedBox(part.center + up, part.half, part.rotation)
-    if isinstance(part, Torus):
-        return Torus(part.center + up, part.major, part.minor, part.rotation)
-    if isinstance(part, RevolvedPolygon):
-        return RevolvedPolygon(part.polygon, part.center + up, part.rotation)
-    if isinstance(part, RevolvedProfile):
-        return RevolvedPolygon(part.polygon(), up)
-    raise TypeError(f"cannot move a {type(part).__name__}")
+    return _moved(part, np.eye(3), lift)
 
 
 def _slab(root, direction, length, chord, thickness, up_hint=(0.0, 1.0, 0.0)) -> OrientedBox:
@@ -347,7 +336,7 @@ def generate_frame(rng: np.random.Generator) -> ProceduralShape:
             parts.append(Capsule(np.array([-w / 2, y, 0]), np.array([w / 2, y, 0]),
                                  0.4 * min(bar, depth)))
         lean = np.radians(rng.uniform(0.0, 15.0))
-        parts = [_tilted(part, rotation_x(-lean)) for part in parts]
+        parts = [_moved(part, rotation_x(-lean)) for part in parts]
     else:
         p["columns"], p["rows"] = int(rng.integers(1, 4)), int(rng.integers(1, 4))
         for y in np.linspace(bar / 2, h - bar / 2, p["rows"] + 1):
@@ -357,19 +346,29 @@ def generate_frame(rng: np.random.Generator) -> ProceduralShape:
         if kind == "easel":
             lift = rng.uniform(0.1, 0.4) * h
             lean = rotation_x(np.radians(-12.0))
-            parts = [_tilted(part, lean, lift) for part in parts]
+            parts = [_moved(part, lean, lift) for part in parts]
             top = lean @ np.array([0.0, h - bar / 2, 0.0]) + [0.0, lift, 0.0]  # the top bar
             for foot in ([-w / 2, 0, 0.15 * h], [w / 2, 0, 0.15 * h], [0, 0, -0.45 * h]):
                 parts.append(Capsule(np.asarray(foot, float), top, 0.5 * bar))
     return _on_floor("frames", p, parts)
 
 
-def _tilted(part, rotation, lift=0.0):
-    """``part`` turned by ``rotation`` about the origin and lifted by ``lift``."""
+def _moved(part, rotation, lift=0.0):
+    """``part`` turned by ``rotation`` about the origin, then lifted by ``lift``."""
     up = np.array([0.0, lift, 0.0])
     if isinstance(part, OrientedBox):
         return OrientedBox(rotation @ part.center + up, part.half, rotation @ part.rotation)
-    return Capsule(rotation @ part.start + up, rotation @ part.end + up, part.radius)
+    if isinstance(part, Capsule):
+        return Capsule(rotation @ part.start + up, rotation @ part.end + up, part.radius)
+    if isinstance(part, Torus):
+        return Torus(rotation @ part.center + up, part.major, part.minor,
+                     rotation @ part.rotation)
+    if isinstance(part, RevolvedPolygon):
+        return RevolvedPolygon(part.polygon, rotation @ part.center + up,
+                               rotation @ part.rotation)
+    if isinstance(part, RevolvedProfile):
+        return RevolvedPolygon(part.polygon(), up, rotation)
+    raise TypeError(f"cannot move a {type(part).__name__}")
 
 
 HARD_CATEGORIES = {"airplanes": generate_airplane, "lamps": generate_lamp,
