@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import TINY_SPECS, make_experiment
@@ -243,6 +243,7 @@ def test_split_refuses_train_and_test_in_one_file(tmp_path, capsys):
                  lambda inner: st.lists(inner, max_size=3)
                  | st.dictionaries(st.text(max_size=6), inner, max_size=3),
                  max_leaves=8).map(json.dumps)))
+@example(content="\r").via("CI found it: a lone carriage return must come back as written")
 def test_split_overwrite_replaces_only_split_files(tmp_path, content, capsys):
     """`split --overwrite` pointed at any file that is not a split file (a manifest, notes,
     any JSON that is not {dataset: {class: [names]}}) refuses it and leaves it as it was."""
@@ -259,7 +260,8 @@ def test_split_overwrite_replaces_only_split_files(tmp_path, content, capsys):
     code = main(["split", str(meshes), "--dataset", "gen", "--train", str(target), "--test",
                  str(tmp_path / "test.json"), "--overwrite"])
     _one_line(capsys, code, "not a split file")
-    assert target.read_text() == content and not (tmp_path / "test.json").exists()
+    # bytes, not text: reading text back would turn a lone "\r" into "\n"
+    assert target.read_bytes() == content.encode() and not (tmp_path / "test.json").exists()
 
 
 def test_split_overwrite_spares_the_manifest_and_folders_and_replaces_a_split(tmp_path, capsys):
@@ -282,7 +284,7 @@ def test_split_overwrite_spares_the_manifest_and_folders_and_replaces_a_split(tm
 
 
 def _write(path, content):
-    path.write_text(content)
+    path.write_bytes(content.encode())
     return path
 
 
