@@ -5,11 +5,39 @@ The preprocessor is mapped to a namespaced import name so that a user's own ``pr
 (or the unrelated PyPI package ``preprocess``) can never shadow it.
 """
 
+import re
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+#: The version is written once, in deepsdf/__init__.py (``deepsdf --version`` reads it there).
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "deepsdf" / "__init__.py").read_text(),
+                    re.MULTILINE).group(1)
+#: Files of experiments/ the package reads (`deepsdf new`, `deepsdf demo`): shipped inside the
+#: package as deepsdf/templates/, found there through importlib.resources.
+TEMPLATE_FILES = ("*/specs.json", "splits/*.json", "README.md", "scripts/*.sh")
+
+
+class BuildWithTemplates(build_py):
+    """build_py that also copies the shipped experiment specs into ``deepsdf/templates``."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "deepsdf" / "templates"
+        for pattern in TEMPLATE_FILES:
+            for source in sorted((HERE / "experiments").glob(pattern)):
+                destination = target / source.relative_to(HERE / "experiments")
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, destination)
+
 
 setup(
     name="deepsdf",
-    version="0.1.0",
+    version=VERSION,
+    cmdclass={"build_py": BuildWithTemplates},
     description="DeepSDF made practical: preprocessing, training, inference, completion",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -29,6 +57,8 @@ setup(
         "charset-normalizer>=3",
         "manifold3d>=2.3",  # robust booleans for the procedural example shapes
         "libigl>=2.5",  # exact point-to-mesh distance (AABB tree), winding numbers
+        # PLY polygon faces as written (trimesh fans a notched polygon across its notch)
+        "plyfile>=1.0",
         "pyrender>=0.1.45",  # headless EGL context for the depth cameras
         # Ray casting (the OpenGL-free scanner, virtual partial scans, the pictures' fallback):
         # Embree where it has wheels, and what trimesh's own intersector needs everywhere.
@@ -43,7 +73,12 @@ setup(
     extras_require={
         # Hypothesis generates the reliability tests' cases (arrays of every dtype and value,
         # links and wrong kinds at every path the tools touch).
-        "test": ["pytest>=7", "hypothesis>=6.100"],
+        "test": ["pytest>=7", "hypothesis>=6.100",
+                 # drives headless Chromium through the explorer (clicks, typing) in its test
+                 "playwright>=1.40"],
+        # `deepsdf explore`: viser, the 3-D web viewer nerfstudio uses (scene, controls,
+        # its own prebuilt browser client; no Node at run time)
+        "explore": ["viser>=1.0"],
         "bench": ["mesh-to-sdf==0.0.15", "scikit-learn"],
     },
     entry_points={"console_scripts": ["deepsdf=deepsdf.cli:main"]},

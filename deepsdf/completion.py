@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from deepsdf_preprocess import contract
+from deepsdf_preprocess import contract, provenance
 from deepsdf_preprocess.formats import DataTree, InstanceFiles
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.pinhole import PinholeCamera
@@ -417,5 +417,7 @@ def _write_report(out: CompletionFolder, report: CompletionReport, retrieval: bo
                      [row.get("retrieval_chamfer") for row in report.rows]) if retrieval else None
     if judged is not None:  # mean, median and shapes won, never the mean alone
         summary["versus_retrieval"] = judged.to_dict()
+    summary["table_sha256"] = provenance.sha256_of(out.table)  # vouches for the table
+    summary = contract.sealed(summary)
     contract.write_json(out.summary, summary)
     return summary

@@ -33,7 +33,7 @@ from deepsdf_preprocess.errors import InputError
 from .latents import split_hash, split_instances
 
 __all__ = ["DataError", "PackedSamples", "pack_split", "scene_samples", "epoch_batches",
-           "SceneBatches", "cache_folder", "CACHE_VARIABLE"]
+           "SceneBatches", "cache_folder", "samples_digest", "CACHE_VARIABLE"]
 
 #: Environment variable naming the folder of packed caches (shared between experiments).
 CACHE_VARIABLE = "DEEPSDF_CACHE"
@@ -95,6 +95,7 @@ class PackedSamples:
     neg_start: np.ndarray
     neg_count: np.ndarray
     unusable: dict = field(default_factory=dict)  # instance -> why it was left out
+    samples_digest: str | None = None  # :func:`samples_digest` of the sources packed
     _rows: np.ndarray | None = None
 
     @property
@@ -142,8 +143,33 @@ def _source_files(data_dir: Path, split: dict) -> list[tuple[str, Path]]:
     return [(key, data.instance(key).sdf_samples) for key in split_instances(split)]
 
 
-def _fingerprint(files) -> list:
-    return [[key, path.stat().st_size, path.stat().st_mtime_ns] for key, path in files]
+def _fingerprint(files, known=None) -> list:
+    """``[[key, size, mtime_ns, sha256], ...]`` of the source files; a file whose size and
+    time match its row in ``known`` (the cache index's) is not read again."""
+    rows = {row[0]: row for row in known or []
+            if isinstance(row, list) and len(row) == 4 and isinstance(row[0], str)}
+    result = []
+    for key, path in files:
+        row = rows.get(key)
+        found = provenance.fingerprint(path, known=None if row is None else dict(
+            size=row[1], mtime_ns=row[2], sha256=row[3]))
+        result.append([key, found["size"], found["mtime_ns"], found["sha256"]])
+    return result
+
+
+def _by_content(fingerprint) -> list | None:
+    """The rows of :func:`_fingerprint` without their times (what the cache's reuse and a
+    checkpoint's record of its samples compare)."""
+    if not isinstance(fingerprint, list):
+        return None
+    return [[row[0], row[1], row[3]] if isinstance(row, list) and len(row) == 4 else None
+            for row in fingerprint]
+
+
+def samples_digest(fingerprint) -> str:
+    """SHA-256 over the split's SdfSamples by name, size and contents: what a checkpoint
+    records of the data it was trained on, so that resuming on other samples is refused."""
+    return hashlib.sha256(json.dumps(_by_content(fingerprint)).encode()).hexdigest()
 
 
 #: Rows with a coordinate or distance beyond this (normalized frame: samples lie within about
@@ -157,8 +183,8 @@ def pack_split(data_dir, split: dict, *, cache_root=None, skip_unusable: bool = 
 
     Every listed ``SdfSamples`` file is checked before the cache is used: missing files,
     unreadable files, files without positive or negative samples are all named in one
-    :class:`DataError`.  The cache is rebuilt when a source file's size or modification time
-    changed.  Rows that are not finite or lie beyond :data:`ROW_LIMIT` are dropped, and each
+    :class:`DataError`.  The cache is rebuilt when a source file's contents changed (its size
+    and time are the fast path: a file whose time moved is read and compared by SHA-256).  Rows that are not finite or lie beyond :data:`ROW_LIMIT` are dropped, and each
     file's count of dropped rows is logged.  Each file is read once.
 
     Parameters
@@ -186,16 +212,23 @@ def pack_split(data_dir, split: dict, *, cache_root=None, skip_unusable: bool = 
     present = [(key, path) for key, path in files if key not in unusable]
     root_digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
     folder = cache_folder(cache_root) / f"{split_hash(split)}-{root_digest}"
-    fingerprint = _fingerprint(present)
     index_path = folder / "index.json"
+    index = {}
     if index_path.is_file():
         try:
             index = json.loads(index_path.read_text())
         except (OSError, json.JSONDecodeError):
             index = {}
-        if index.get("format") == _CACHE_FORMAT and index.get("sources") == fingerprint:
+    fingerprint = _fingerprint(present, known=index.get("sources") if isinstance(index, dict)
+                               else None)
+    if index_path.is_file() and isinstance(index, dict):
+        if index.get("format") == _CACHE_FORMAT \
+                and _by_content(index.get("sources")) == _by_content(fingerprint):
             stale = _stale_samples(folder, index)
             if stale is None:
+                if index["sources"] != fingerprint:  # same contents, new times (a copy)
+                    index["sources"] = fingerprint
+                    contract.write_json(index_path, index)
                 return _open(folder, index, unusable)
             logger.warning("the packed cache %s is stale (%s); rebuilding it from the data",
                            folder, stale)
@@ -228,7 +261,8 @@ def _samples_problem(folder: Path, rows: int, record: dict | None = None) -> str
     if status.st_size != rows * _ROW_BYTES:
         return (f"samples.f32 holds {status.st_size} bytes; the index needs "
                 f"{rows * _ROW_BYTES}")
-    if record is not None and record != provenance.fingerprint(path):
+    if record is not None and (record.get("size"), record.get("mtime_ns")) != (
+            status.st_size, status.st_mtime_ns):
         return "samples.f32 was modified after packing (size or modification time differs)"
     return None
 
@@ -291,15 +325,23 @@ def _build(folder: Path, files, fingerprint, unusable: dict, skip_unusable: bool
     index = {"format": _CACHE_FORMAT, "instances": keys, "pos_start": pos_start,
              "pos_count": pos_count, "neg_start": neg_start, "neg_count": neg_count,
              "sources": fingerprint if not problems else None,
-             "samples": provenance.fingerprint(folder / "samples.f32")}
+             # the cache is this project's own and can be large: size and time only
+             "samples": _size_and_time(folder / "samples.f32")}
     contract.write_json(folder / "index.json", index)
     logger.info("packed %d shapes (%d rows) into %s", len(keys), offset, folder)
     return index
 
 
+def _size_and_time(path: Path) -> dict:
+    status = os.stat(path)
+    return {"size": int(status.st_size), "mtime_ns": int(status.st_mtime_ns)}
+
+
 def _open(folder: Path, index: dict, unusable: dict) -> PackedSamples:
+    sources = index.get("sources")
     return PackedSamples(path=folder, instance_ids=list(index["instances"]),
                          unusable=dict(unusable),
+                         samples_digest=samples_digest(sources) if sources else None,
                          pos_start=np.asarray(index["pos_start"], np.int64),
                          pos_count=np.asarray(index["pos_count"], np.int64),
                          neg_start=np.asarray(index["neg_start"], np.int64),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import trimesh
 
-from deepsdf_preprocess import contract
+from deepsdf_preprocess import contract, provenance
 from deepsdf_preprocess.normalize import to_normalized, to_original
 from deepsdf_preprocess.errors import InputError
 
@@ -110,9 +110,9 @@ def evaluate_split(experiment, split: dict, *, data_dir=None, checkpoint=None,
     scored = _score_reconstructions(experiment, split)
     if scored.stale:
         key, reason = next(iter(scored.stale.items()))
-        logger.warning("%d reconstruction(s) left out: not this checkpoint's (e.g. %s: %s); "
-                       "rerun `deepsdf reconstruct --skip` to redo them", len(scored.stale),
-                       key, reason)
+        logger.warning("%d reconstruction(s) left out: they cannot be trusted as this "
+                       "checkpoint's (e.g. %s: %s); rerun `deepsdf reconstruct --skip` to redo "
+                       "them", len(scored.stale), key, reason)
     if scored.unrecorded:
         logger.warning("%d reconstruction(s) have no record of what made them (the original "
                        "release's, or files put there by hand): evaluated as found, e.g. %s",
@@ -130,8 +130,12 @@ def _score_reconstructions(experiment: Experiment, split: dict) -> _Scored:
     """Score each current reconstruction of ``split`` against its shape's truth."""
     data, scored = experiment.data, _Scored()
     for key in split_instances(split):
-        paths = experiment.reconstruction(key)
-        reason = experiment.reconstruction_stale(key)
+        try:
+            paths = experiment.reconstruction(key)
+            reason = experiment.reconstruction_stale(key)
+        except InputError as error:  # a record or output that is a folder, a link, ...:
+            scored.stale[key] = str(error)  # that one shape is left out, the rest scored
+            continue
         if reason == "no record of what made it":
             if any(p.is_file() for p in paths.values()):
                 scored.unrecorded.append(key)
@@ -222,6 +226,9 @@ def _write_evaluation(experiment: Experiment, scored: _Scored, retrieval: bool) 
                              [row.get(f"{name}_chamfer") for row in rows])
             if judged is not None:
                 summary[f"versus_{name}"] = judged.to_dict()
+    # the summary vouches for the table it was made with, and for itself
+    summary["table_sha256"] = provenance.sha256_of(experiment.evaluation_table)
+    summary = contract.sealed(summary)
     contract.write_json(experiment.evaluation_summary, summary)
     return summary
 

@@ -47,7 +47,7 @@ from deepsdf_preprocess import contract, formats, provenance
 from deepsdf_preprocess.errors import InputError
 from deepsdf_preprocess.paths import Tree
 
-from .checkpoint import CheckpointError, load_checkpoint, safe_load
+from .checkpoint import CheckpointError, content_digest, load_checkpoint, safe_load
 from .config import TrainConfig
 from .device import resolve_device
 from .outputs import fit_outputs
@@ -100,6 +100,7 @@ class Experiment:
         #: given this Experiment trains there, and otherwise on its own default.
         self.device_chosen = device is not None
         self._model = None
+        self._identity = None
 
     @classmethod
     def of(cls, experiment, *, checkpoint=None, data=None, device=None) -> "Experiment":
@@ -309,11 +310,19 @@ class Experiment:
 
     @property
     def checkpoint_identity(self) -> dict:
-        """What outputs made from this checkpoint record: its epoch and its file's size and
-        time (``latest`` names another file after more training)."""
-        epoch = self.model.payload.get("epoch")
-        return {"epoch": None if epoch is None else int(epoch),
-                **provenance.fingerprint(self.model_file)}
+        """What outputs made from this checkpoint record: its epoch and the SHA-256 of its
+        contents (``latest`` holds another model after more training; a copied experiment
+        holds the same one).  A checkpoint of this project carries that digest, verified on
+        load; an older or original release's one is digested from the loaded tensors."""
+        model = self.model
+        if self._identity is None:
+            epoch = model.payload.get("epoch")
+            digest = model.payload.get("checksum")
+            if not isinstance(digest, str):
+                digest = content_digest({"decoder": model.decoder.state_dict(),
+                                         "codes": model.codes, "instances": model.instance_ids})
+            self._identity = {"epoch": None if epoch is None else int(epoch), "sha256": digest}
+        return dict(self._identity)
 
     def evaluation_stale(self, summary: dict) -> str | None:
         """Why an evaluation ``summary`` (of :attr:`evaluation_summary`) is not this
@@ -350,21 +359,28 @@ class Experiment:
         path = self.data.instance(key).sdf_samples
         return provenance.file_identity(path) if path.is_file() else None
 
+    def _samples_file(self, key: str) -> Path | None:
+        path = self.data.instance(key).sdf_samples
+        return path if path.is_file() else None
+
     def reconstruction_stale(self, key: str, settings: dict | None = None) -> str | None:
         """Why the reconstruction of ``key`` cannot be trusted as this checkpoint's (and,
         given ``settings``, as made with them), or None.  Outputs without a record (the
         original release's) give ``"no record of what made it"``."""
         path = self.reconstruction_record(key)
-        try:
-            record = json.loads(path.read_text()) if path.is_file() else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            record = None
-        if not isinstance(record, dict):
+        if not path.is_file():
             return "no record of what made it"
+        try:
+            record = contract.loads_strict(path.read_text(encoding="utf-8"), path)
+        except (ValueError, UnicodeDecodeError, InputError):
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("outputs"), dict):
+            # A record that is there but cut short or edited is not the absence of one:
+            # nothing says these files are this checkpoint's.
+            return f"its record {path.name} is damaged (not a record of `deepsdf reconstruct`)"
         paths = {name: p for name, p in self.reconstruction(key).items()
                  if name in (record.get("outputs") or {}) or name == "code"}
-        made_by = {"checkpoint": self.checkpoint_identity,
-                   "samples": self._samples_identity(key)}
+        made_by = {"checkpoint": self.checkpoint_identity, "samples": self._samples_file(key)}
         if settings is not None:
             made_by["settings"] = settings
         reason = provenance.stale_reason(record, paths, made_by=made_by)

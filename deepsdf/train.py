@@ -356,12 +356,14 @@ class Trainer:
                 "reference's rule without this warning)",
                 len(packed) - left, len(packed), config.scenes_per_batch, left, len(packed))
         main = self.rank == 0
-        keeper = CheckpointKeeper(self.experiment, config, self.device)
+        keeper = CheckpointKeeper(self.experiment, config, self.device,
+                                  samples=packed.samples_digest)
         if main:
             self.experiment.tree.folder(create=True)
-            self.experiment.write_resolved(config)
             remove_stale_temporaries(self.experiment.checkpoints)
         start, log = self._resume(keeper, model, optimizer, resume, resume_from, main)
+        if main:  # after the resume's checks: a refused resume leaves the folder as it was
+            self.experiment.write_resolved(config)
         stop = config.epochs if epochs is None else min(config.epochs, start + epochs)
         wrapped = model
         if self.world > 1:

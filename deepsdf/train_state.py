@@ -37,8 +37,10 @@ def json_short(value, limit: int = 80) -> str:
 class CheckpointKeeper:
     """Writes and reads one experiment's training checkpoints for a configuration."""
 
-    def __init__(self, experiment: Experiment, config: TrainConfig, device: torch.device):
+    def __init__(self, experiment: Experiment, config: TrainConfig, device: torch.device,
+                 samples: str | None = None):
         self.experiment, self.config, self.device = experiment, config, device
+        self.samples = samples  # data.samples_digest of what this run trains on
 
     def state(self, model, optimizer, epoch: int, loss: float, log: TrainingLog) -> dict:
         """Everything a checkpoint holds after ``epoch`` finished epochs."""
@@ -64,6 +66,7 @@ class CheckpointKeeper:
                 "codes": model.codes.weight.detach().cpu().clone(),
                 "instance_ids": model.codes.instance_ids,
                 "split_hash": model.codes.split_digest,
+                "samples_digest": self.samples,
                 "optimizer": optimizer.state_dict(),
                 "rng": {"torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
@@ -92,6 +95,22 @@ class CheckpointKeeper:
             return f"The last good checkpoint is {self.experiment.checkpoint_file(newest)}."
         return "No checkpoint was written yet."
 
+    def _compare_samples(self, payload: dict, source: Path) -> None:
+        """Refuse to resume on other samples than the checkpoint was trained on (the data
+        root preprocessed again, with other settings, or another data root): the model would
+        go on learning another dataset under the same epochs.  Checkpoints written before
+        samples were recorded are resumed with a warning."""
+        recorded = payload.get("samples_digest")
+        if recorded is None or self.samples is None:
+            logger.warning("%s does not record the samples it was trained on: resuming "
+                           "without checking them", source)
+        elif recorded != self.samples:
+            raise TrainingError(
+                f"the SdfSamples of this split are not those {source.name} (epoch "
+                f"{payload.get('epoch')}) was trained on: the data root was preprocessed "
+                "again or is another one; restore those samples, or train afresh (a new "
+                "experiment folder, or overwrite this one)")
+
     def resume(self, model, optimizer, source: Path) -> tuple[int, TrainingLog]:
         """Load ``source`` into the model and optimizer (and the random state); returns the
         epochs it finished and its log."""
@@ -107,6 +126,7 @@ class CheckpointKeeper:
             raise TrainingError("the latest checkpoint was trained on a different split "
                                 f"(hash {payload['split_hash']} != "
                                 f"{model.codes.split_digest}); start a new experiment folder")
+        self._compare_samples(payload, source)
         self.compare_settings(payload.get("config", {}), source)
         model.decoder.load_state_dict(payload["decoder"])
         with torch.no_grad():

@@ -107,7 +107,7 @@ def escaping_share(vertices, faces, points, *, directions: int = RAY_DIRECTIONS)
 
 
 def sign_disagreement(vertices, faces, points, sdf, *, margin: float = CHECK_MARGIN,
-                      count: int = CHECK_COUNT) -> dict:
+                      count: int = CHECK_COUNT, closed: bool = False) -> dict:
     """How many far-from-surface samples ray reachability labels otherwise than ``sdf``.
 
     Parameters
@@ -122,13 +122,19 @@ def sign_disagreement(vertices, faces, points, sdf, *, margin: float = CHECK_MAR
         Only samples with ``|sdf| >= margin`` are judged.
     count : int, keyword-only
         At most this many samples are judged, evenly spaced over the candidates.
+    closed : bool, keyword-only
+        The mesh is closed (by position) and the samples were signed with its sealed
+        cavities (:func:`~.surface.sealed_surfaces`).  Then an enclosed sample (no ray
+        escapes) is judged by the generalized winding number, exact on such a mesh: 0 in a
+        cavity sealed inside the solid (empty space no ray reaches), inside anywhere else.
 
     Returns
     -------
     dict
         ``method`` ("rays"), ``checked`` (samples the rays could judge: enclosed or open),
         ``disagree`` (of those, labelled otherwise), ``fraction`` (their ratio),
-        ``enclosed`` and ``open`` (how many judged samples were each), ``limit``
+        ``enclosed`` and ``open`` (how many judged samples were each; with ``closed``,
+        ``cavity``: how many of the enclosed lay in a sealed cavity), ``limit``
         (:func:`disagreement_limit` of ``checked``), ``failed`` (``disagree > limit``) and
         ``power`` (the chance that an instance at :data:`BAD_RATE` would have failed).
     """
@@ -143,13 +149,24 @@ def sign_disagreement(vertices, faces, points, sdf, *, margin: float = CHECK_MAR
     share = escaping_share(vertices, faces, np.asarray(points)[candidates])
     enclosed = share == 0.0
     open_ = share >= OPEN_SHARE
+    cavity = np.zeros_like(enclosed)
+    if closed and enclosed.any():
+        import igl
+
+        winding = igl.fast_winding_number(np.asarray(vertices, np.float64),
+                                          np.asarray(faces, np.int64),
+                                          np.asarray(points, np.float64)[candidates[enclosed]])
+        cavity[np.nonzero(enclosed)[0][np.abs(winding) < 0.5]] = True
+    solid = enclosed & ~cavity
     labelled_outside = sdf[candidates] > 0
-    disagree = int(np.count_nonzero((enclosed & labelled_outside) | (open_ & ~labelled_outside)))
+    disagree = int(np.count_nonzero((solid & labelled_outside)
+                                    | ((open_ | cavity) & ~labelled_outside)))
     checked = int(np.count_nonzero(enclosed | open_))
     limit = disagreement_limit(checked)
     result.update(checked=checked, disagree=disagree,
                   fraction=disagree / checked if checked else 0.0,
-                  enclosed=int(enclosed.sum()), open=int(open_.sum()), limit=limit,
+                  enclosed=int(enclosed.sum()), open=int(open_.sum()),
+                  **({"cavity": int(cavity.sum())} if closed else {}), limit=limit,
                   failed=disagree > limit,
                   power=round(binomial_tail(limit, checked, BAD_RATE), 4))
     return result

@@ -32,7 +32,8 @@ from .errors import DiskFullError, InputError
 from .validate import printable, unique_entries
 
 __all__ = ["check_name", "split_key", "InstanceKey", "atomic_path", "remove_stale_temporaries",
-           "write_json", "read_split", "write_split", "printable", "loads_strict"]
+           "write_json", "read_split", "write_split", "printable", "loads_strict", "sealed",
+           "seal_problem"]
 
 
 def check_name(name, what: str = "name") -> str:
@@ -247,3 +248,33 @@ def write_split(path, split: dict) -> None:
     """Write a split file with sorted instance lists."""
     write_json(path, {d: {c: sorted(v) for c, v in sorted(classes.items())}
                       for d, classes in sorted(split.items())})
+
+
+#: The key under which :func:`sealed` records a JSON record's own digest.
+SEAL = "checksum"
+
+
+def _digest(payload: dict) -> str:
+    import hashlib
+
+    body = {key: value for key, value in payload.items() if key != SEAL}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                     allow_nan=True).encode()).hexdigest()
+
+
+def sealed(payload: dict) -> dict:
+    """``payload`` with a ``checksum``: the SHA-256 of its other fields as canonical JSON
+    (what the project writes of its manifests and summaries, so that a bit flipped or a value
+    edited after writing is seen by :func:`seal_problem`)."""
+    return {**payload, SEAL: _digest(payload)}
+
+
+def seal_problem(payload, source) -> str | None:
+    """Why ``payload`` (read from ``source``) no longer matches its ``checksum``, or None (also
+    for a record written before checksums, which has none)."""
+    if not isinstance(payload, dict) or SEAL not in payload:
+        return None
+    if payload[SEAL] != _digest(payload):
+        return (f"{source} changed since it was written (its contents no longer match its "
+                "checksum)")
+    return None

@@ -307,7 +307,7 @@ def preprocess_dataset(mesh_dir, data_dir, dataset: str, *, config: PreprocessCo
                 partial_scans=config.partial_scan is not None)
             record = recorded.get(job.key)
             made_by = {"settings": settings, "source": None if job.mesh_path is None
-                       else file_identity(job.mesh_path)}
+                       else Path(job.mesh_path)}  # by content: a copied mesh is the same
             stale = (stale_reason(record, outputs, made_by=made_by)
                      if record is not None and record.get("status") == "ok" else None)
             if record is not None and record.get("status") == "ok" and stale is None:
@@ -426,6 +426,13 @@ def merge_dataset(data_dir, dataset: str, listed, *, run_fields: dict | None = N
                          split_path=split_path)
 
 
+def _same_split(first: dict, second: dict) -> bool:
+    def listed(split):
+        return {d: {c: sorted(v) for c, v in classes.items() if v}
+                for d, classes in split.items()}
+    return listed(first) == listed(second)
+
+
 def _split_keeping_earlier(data_dir, dataset: str, path: Path, split: dict, *,
                            in_tree: bool = True) -> Path:
     """Where this run's split goes without losing an earlier one: ``path`` when there is
@@ -455,6 +462,13 @@ def _split_keeping_earlier(data_dir, dataset: str, path: Path, split: dict, *,
                      else path.with_name(f"{path.stem}-{number}{path.suffix}"))
         if not candidate.exists():
             break
+        try:
+            if _same_split(contract.read_split(candidate), split):  # an earlier rerun's
+                logger.info("kept the earlier split %s; this run's split is %s, as before",
+                            path, candidate)
+                return candidate
+        except InputError:
+            pass
         number += 1
     logger.warning("kept the earlier split %s (it lists instances this run does not); this "
                    "run's split is %s", path, candidate)

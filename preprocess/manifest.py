@@ -222,6 +222,7 @@ def merge_journals(data_dir, dataset: str, *, update: dict | None = None,
             if _newer(record, records.get(key)):
                 records[key] = record
         manifest["merged"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        manifest = contract.sealed(manifest)
         contract.write_json(path, manifest)
         own = journal_path(data_dir, dataset)
         tree = _tree(data_dir)
@@ -245,6 +246,10 @@ def read_manifest(data_dir, dataset: str) -> dict:
             or not all(isinstance(r, dict) for r in manifest.get("instances", {}).values()):
         raise InputError(f"{path} is not a manifest (expected a JSON object whose "
                          '"instances" maps class/instance to records); move it away and rerun')
+    damage = contract.seal_problem(manifest, path)
+    if damage:  # no record in it can be trusted: the instances are redone, as without one
+        logger.warning("%s; its records are not trusted, and its instances are redone", damage)
+        return {}
     return manifest
 
 

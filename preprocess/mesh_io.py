@@ -45,7 +45,9 @@ def load_mesh(path) -> trimesh.Trimesh:
     if not path.is_file():
         raise MeshError(f"no such file: {path}")
     try:
-        loaded = _load_obj_polygons(path) if path.suffix.lower() == ".obj" else None
+        suffix = path.suffix.lower()
+        loaded = (_load_obj_polygons(path) if suffix == ".obj" else
+                  _load_ply(path) if suffix == ".ply" else None)
         if loaded is None:
             loaded = trimesh.load(path, force="mesh", process=False, skip_materials=True)
     except MeshError:
@@ -88,6 +90,64 @@ def _load_obj_polygons(path: Path):
                 path.name, rewritten)
     return trimesh.load(io.StringIO(text), file_type="obj", force="mesh", process=False,
                         skip_materials=True)
+
+
+_PLY_FACE_COUNT = re.compile(rb"^element[ \t]+face[ \t]+(\d+)[ \t]*\r?$", re.MULTILINE)
+
+
+def _ply_face_count(path: Path) -> int | None:
+    """The face count a PLY header declares (None without a face element or a header)."""
+    with open(path, "rb") as stream:
+        head = stream.read(1 << 16)
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        return None
+    found = _PLY_FACE_COUNT.search(head[:end])
+    return int(found.group(1)) if found else None
+
+
+def _load_ply(path: Path):
+    """A PLY file as trimesh reads it, unless it holds polygon faces: then (when trimesh read
+    more triangles than the header declares faces, or could not read the mixed polygons at
+    all) it is read again through plyfile, its convex polygons fanned and its non-convex
+    ones ear-clipped (:mod:`.polygons`; trimesh fans them across their notches)."""
+    try:
+        loaded = trimesh.load(path, force="mesh", process=False, skip_materials=True)
+    except Exception:  # noqa: BLE001 - e.g. "PLY is unexpected length!" on mixed polygons
+        if _ply_face_count(path) is None:
+            raise
+        return _load_ply_polygons(path, always=True)
+    declared = _ply_face_count(path)
+    if declared is None or not isinstance(loaded, trimesh.Trimesh) \
+            or len(loaded.faces) <= declared:
+        return loaded
+    return _load_ply_polygons(path) or loaded
+
+
+def _load_ply_polygons(path: Path, *, always: bool = False):
+    """A PLY's polygon faces read through plyfile and triangulated inside themselves; None
+    when none needed clipping (unless ``always``)."""
+    from plyfile import PlyData
+
+    from .polygons import triangulate_faces
+
+    ply = PlyData.read(str(path))
+    vertex = ply["vertex"].data
+    points = np.stack([np.asarray(vertex[axis], dtype=np.float64) for axis in "xyz"], axis=1)
+    face = ply["face"].data
+    name = next((n for n in ("vertex_indices", "vertex_index") if n in face.dtype.names), None)
+    if name is None:
+        return None
+    triangles, rewritten, refused = triangulate_faces(points, face[name])
+    if refused:
+        raise MeshError(f"{path.name}: polygon face {refused[0]} (and {len(refused)} in all) "
+                        "crosses itself, has no area or names a missing vertex; it cannot be "
+                        "split into triangles inside it")
+    if not rewritten and not always:
+        return None
+    logger.info("%s: %d non-convex polygon face(s) split into triangles inside them",
+                path.name, rewritten)
+    return trimesh.Trimesh(points, triangles, process=False)
 
 
 def validate_mesh(mesh: trimesh.Trimesh, *, name: str = "mesh") -> trimesh.Trimesh:

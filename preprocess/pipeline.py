@@ -22,7 +22,7 @@ from .provenance import fingerprints
 from .sampling import PRESETS, SamplingConfig, draw_samples
 from .scan import GRAZING, ScanAccumulator, Scanner
 from .sdf import SIGN_METHODS, signed_distance
-from .surface import VisibleSurface, one_closed_surface
+from .surface import VisibleSurface, one_closed_surface, sealed_surfaces
 
 __all__ = ["PreprocessConfig", "MeshSamples", "sample_mesh", "preprocess_instance",
            "instance_seed", "make_scanner", "BACKENDS"]
@@ -215,6 +215,18 @@ def unseen_parts_that_set_the_frame(vertices, faces, seen_faces) -> dict | None:
             "where": "(" + ", ".join(f"{c:.2f}" for c in where) + ")"}
 
 
+def orientation_by_position(vertices, faces) -> int:
+    """:func:`~.mesh_io.closed_orientation` of the mesh with corners at the same position
+    merged (+1 closed and wound outward, -1 inward, 0 open): an STL, or any file that stores
+    each triangle's corners apart, is closed by position though it shares no index."""
+    ids = position_ids(vertices, faces)
+    if ids.size == 0:
+        return 0
+    positions = np.zeros((int(ids.max()) + 1, 3))
+    positions[ids.reshape(-1)] = np.asarray(vertices, np.float64)[np.asarray(faces).reshape(-1)]
+    return closed_orientation(positions, ids)
+
+
 def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner: Scanner,
                        rng: np.random.Generator) -> MeshSamples:
     """:func:`sample_mesh` of a mesh already validated (by :func:`~.mesh_io.load_mesh`)."""
@@ -246,6 +258,13 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
             f"saw them (too small for {config.rig.resolution}-pixel cameras): their "
             "distances would be wrong; remove them from the mesh, or raise --resolution")
 
+    # cavities sealed inside a closed solid (and solids sealed in them): never seen, yet
+    # surface; without them the cavity would be filled.  Closed is judged by position here
+    # (an STL stores every triangle's corners apart: closed, though no index is shared).
+    closed = orientation or orientation_by_position(normalized, faces)
+    sealed, sealed_outward = sealed_surfaces(normalized, faces, surface.face_index, closed)
+    surface = surface.with_triangles(normalized, faces, sealed, sealed_outward)
+
     mark = time.perf_counter()
     points = draw_samples(surface, config.sampling, rng)[0]
     result = signed_distance(surface, points, method=config.sign_method,
@@ -267,6 +286,7 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
     stats["closed"] = bool(orientation != 0)
     stats["scanned_triangles"] = int(len(faces))  # repeated faces removed
     stats["hidden_triangles"] = int(len(faces) - sides.stats["visible_triangles"])
+    stats["sealed_triangles"] = int(len(sealed))  # hidden, yet surface (a sealed cavity)
     stats["two_sided_triangles"] = int(np.count_nonzero(surface.outward == 0))
     stats["sheet_triangles"] = int(np.count_nonzero(surface.sheet))
     stats["samples_drawn"] = int(len(points))
@@ -279,7 +299,11 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
                                    min_fraction=config.min_sign_fraction)
     if problem:
         raise PreprocessError(problem)
-    check = sign_disagreement(normalized, faces, points[result.keep], kept_sdf)
+    # where sealed boundaries joined the surface, enclosed samples are judged by the winding
+    # number too (elsewhere a part wound inside-out among others would read as a cavity where
+    # it overlaps them, though the cameras saw it as a solid)
+    check = sign_disagreement(normalized, faces, points[result.keep], kept_sdf,
+                              closed=len(sealed) > 0)
     stats["sign_check"] = check
     if check["failed"]:
         views = config.rig.count

@@ -44,8 +44,10 @@ logger = logging.getLogger(__name__)
 
 def scans_identity(job: ScanJob) -> dict:
     """What a record of an instance made from scans keeps of them: the folder and a digest
-    of its files' names, sizes and modification times (a changed view redoes the instance)."""
-    files = [(p.name, *fingerprint(p).values()) for p in job.files()]
+    of its files' names, sizes and contents (a changed view redoes the instance; a copied
+    folder is the same scans)."""
+    files = [(p.name, record["size"], record["sha256"])
+             for p in job.files() for record in [fingerprint(p)]]
     digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
     return {"path": str(job.folder.resolve()), "files": len(files), "digest": digest}
 

@@ -25,7 +25,8 @@ from .scan import MINORITY, SHEET_BALANCE, TriangleSides, face_normals
 from .errors import InputError
 from .mesh_io import closed_orientation, position_ids, two_manifold
 
-__all__ = ["VisibleSurface", "surface_pieces", "welded_corners", "one_closed_surface"]
+__all__ = ["VisibleSurface", "surface_pieces", "welded_corners", "one_closed_surface",
+           "sealed_surfaces"]
 
 
 @dataclass
@@ -104,6 +105,30 @@ class VisibleSurface:
         return cls(vertices=vertices, faces=faces, face_index=index,
                    outward=np.asarray(outward, dtype=np.int8), normals=normals,
                    areas=0.5 * np.linalg.norm(cross, axis=1), sheet=np.asarray(sheet, bool))
+
+    def with_triangles(self, vertices, faces, index, outward) -> "VisibleSurface":
+        """This surface and the whole mesh triangles ``faces[index]`` with the given outward
+        sides: triangles no camera saw whose sides are known all the same
+        (:func:`sealed_surfaces`).  ``vertices`` and ``faces`` are the mesh this surface was
+        built from (its vertices come first in :attr:`vertices`)."""
+        index = np.asarray(index, dtype=np.int64)
+        if len(index) == 0:
+            return self
+        vertices = np.asarray(vertices, dtype=np.float64)
+        faces = np.asarray(faces, dtype=np.int64)
+        if not np.array_equal(self.vertices[:len(vertices)], vertices):
+            raise InputError("with_triangles needs the mesh this surface was built from")
+        added = VisibleSurface._of(vertices, faces[index], index, outward,
+                                   face_normals(vertices, faces)[index],
+                                   np.zeros(len(index), bool))
+        sheet = self.sheet if self.sheet is not None else np.zeros(len(self.faces), bool)
+        return VisibleSurface(
+            vertices=self.vertices, faces=np.concatenate([self.faces, added.faces]),
+            face_index=np.concatenate([self.face_index, index]),
+            outward=np.concatenate([self.outward, added.outward]),
+            normals=np.concatenate([self.normals, added.normals]),
+            areas=np.concatenate([self.areas, added.areas]),
+            sheet=np.concatenate([sheet, added.sheet]))
 
     @property
     def area(self) -> float:
@@ -226,3 +251,87 @@ def one_closed_surface(vertices, faces, *, orientation: int | None = None) -> bo
     # connected through edges of the stored indices: with pinches allowed, parts that only
     # touch along an edge would be one piece by position
     return int(_pieces(faces).max()) == 0
+
+
+#: Triangles of each hidden part on which :func:`sealed_surfaces` reads the winding number.
+SEALED_PROBES = 5
+
+
+def sealed_surfaces(vertices, faces, seen_faces, orientation: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The hidden parts of a closed mesh that still part solid from empty space, and the side
+    of each of their triangles that faces the empty space.
+
+    No camera sees a cavity sealed inside a solid (a hollow shell: an outer surface and an
+    inner one wound the other way), nor a solid sealed inside such a cavity; sampling only
+    what was seen would fill the cavity.  On a closed, consistently wound mesh
+    (``orientation`` is :func:`~.mesh_io.closed_orientation`, not 0) the generalized winding
+    number is exact: it is 0 in empty space and nonzero inside.  Each connected part of which
+    no triangle was seen (``seen_faces``: indices of faces any camera saw) is probed just off
+    a few of its largest triangles, on both sides: where one side is empty and the other is
+    not, the part is a boundary of the solid and its triangles count as surface; where both
+    sides are inside (a part buried in another, ShapeNet's overlapping parts) it is not.  On
+    any other mesh (open, inconsistently wound: a soup) the winding number means nothing and
+    nothing is returned.
+
+    Parameters
+    ----------
+    vertices : (v, 3) float, normalized frame
+    faces : (f, 3) int
+    seen_faces : (k,) int
+    orientation : int
+
+    Returns
+    -------
+    index : (m,) int64
+        Faces of the sealed boundaries.
+    outward : (m,) int8
+        +1 where the winding normal points to the empty side, -1 where it points away.
+    """
+    import igl
+
+    none = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int8)
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    if not orientation or len(faces) == 0:
+        return none
+    labels = surface_pieces(vertices, faces)
+    seen = np.zeros(int(labels.max()) + 1, dtype=bool)
+    seen[labels[np.unique(np.asarray(seen_faces, dtype=np.int64))]] = True
+    if seen.all():
+        return none
+    corners = vertices[faces]
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    doubled_area = np.linalg.norm(cross, axis=1)
+    order = np.lexsort((-doubled_area, labels))  # by part, largest triangle first
+    starts = np.searchsorted(labels[order], np.arange(len(seen)))
+    parts = np.nonzero(~seen)[0]
+    probes, owner = [], []
+    for part in parts:
+        members = order[starts[part]:starts[part] + SEALED_PROBES]
+        members = members[(labels[members] == part) & (doubled_area[members] > 0)]
+        probes.append(members)
+        owner.append(np.full(len(members), part))
+    probes, owner = np.concatenate(probes), np.concatenate(owner)
+    if len(probes) == 0:
+        return none
+    normal = cross[probes] / doubled_area[probes, None]
+    # a step well inside the triangle's own size and any wall's thickness
+    step = np.minimum(1e-4, 0.05 * np.sqrt(doubled_area[probes]))[:, None]
+    centre = corners[probes].mean(axis=1)
+    query = np.concatenate([centre + step * normal, centre - step * normal])
+    winding = igl.fast_winding_number(vertices, faces, query)
+    empty_front, empty_back = np.abs(winding[:len(probes)]) < 0.5, \
+        np.abs(winding[len(probes):]) < 0.5
+    boundary = empty_front != empty_back
+    index, outward = [none[0]], [none[1]]
+    for part in parts:
+        mine = owner == part
+        if np.count_nonzero(boundary[mine]) * 2 <= np.count_nonzero(mine):
+            continue  # buried in another part (or undecided): not surface
+        front = np.count_nonzero(empty_front[mine] & boundary[mine])
+        side = 1 if 2 * front > np.count_nonzero(boundary[mine]) else -1
+        members = np.nonzero(labels == part)[0]
+        index.append(members)
+        outward.append(np.full(len(members), side, dtype=np.int8))
+    return np.concatenate(index), np.concatenate(outward)

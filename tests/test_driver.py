@@ -204,3 +204,23 @@ def test_a_mesh_reached_through_a_link_is_read_and_its_file_recorded(mesh_dir, t
     assert record["mesh"] == str(subset / "linked.obj")
     assert record["mesh_file"] == os.path.realpath(target)
     assert sorted(p.name for p in (mesh_dir / "chairs").iterdir()) == before
+
+
+def test_reruns_that_keep_an_earlier_split_write_their_own_once(tmp_path):
+    """A rerun whose split lists fewer instances than the split already there keeps that one
+    and writes its own beside it, once: the next identical rerun reuses that file instead of
+    adding -3, -4, ..."""
+    from deepsdf_preprocess import contract, formats
+    from deepsdf_preprocess.driver import _split_keeping_earlier
+
+    data = tmp_path / "data"
+    default = formats.split_path(data, "D")
+    default.parent.mkdir(parents=True)
+    contract.write_split(default, {"D": {"chairs": ["a", "b", "c"]}})
+    smaller = {"D": {"chairs": ["b", "a"]}}
+    first = _split_keeping_earlier(data, "D", default, smaller)
+    contract.write_split(first, smaller)
+    again = _split_keeping_earlier(data, "D", default, smaller)
+    assert first == again == formats.split_path(data, "D-2")
+    other = _split_keeping_earlier(data, "D", default, {"D": {"chairs": ["c"]}})
+    assert other == formats.split_path(data, "D-3")

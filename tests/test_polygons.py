@@ -108,3 +108,88 @@ def test_preprocessing_a_notched_export_gives_the_exact_solids_signs(tmp_path):
     far = np.abs(samples.sdf) > 0.02
     original = to_original(samples.points[far], offset, scale)
     assert np.array_equal(np.sign(samples.sdf[far]), _l_prism_sdf_sign(original))
+
+
+def _l_prism_polygons(height=0.5):
+    """(vertices, faces) of the L prism: two hexagon caps and a quad per side."""
+    n = len(L_OUTLINE)
+    vertices = [(x, y, 0.0) for x, y in L_OUTLINE] + [(x, y, height) for x, y in L_OUTLINE]
+    faces = [list(range(n - 1, -1, -1)), [n + i for i in range(n)]]
+    faces += [[i, (i + 1) % n, n + (i + 1) % n, n + i] for i in range(n)]
+    return vertices, faces
+
+
+def _write_ply(path, vertices, faces, binary):
+    """A PLY written by hand, as exporters write polygon faces (a list per face)."""
+    import struct
+
+    header = ("ply\nformat " + ("binary_little_endian" if binary else "ascii") + " 1.0\n"
+              "comment written the way CAD exports write polygons\n"
+              f"element vertex {len(vertices)}\nproperty float x\nproperty float y\n"
+              f"property float z\nelement face {len(faces)}\n"
+              "property list uchar int vertex_indices\nend_header\n")
+    if binary:
+        body = b"".join(struct.pack("<3f", *v) for v in vertices)
+        body += b"".join(struct.pack(f"<B{len(f)}i", len(f), *f) for f in faces)
+        path.write_bytes(header.encode() + body)
+    else:
+        path.write_text(header + "".join(f"{x} {y} {z}\n" for x, y, z in vertices)
+                        + "".join(f"{len(f)} " + " ".join(map(str, f)) + "\n" for f in faces))
+    return path
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_ply_with_notched_polygon_faces_loads_as_the_solid_it_describes(tmp_path, binary):
+    import trimesh
+
+    path = _write_ply(tmp_path / "l.ply", *_l_prism_polygons(), binary=binary)
+    mesh = load_mesh(path)
+    assert mesh.is_watertight and mesh.volume == pytest.approx(1.5)  # 3 x 0.5
+    points = np.random.default_rng(1).uniform([-0.5, -0.5, -0.5], [2.5, 2.5, 1.0], (4000, 3))
+    assert np.array_equal(np.sign(mesh_sdf(mesh, points)), _l_prism_sdf_sign(points))
+    # for contrast, trimesh alone: it fans the ASCII file's hexagons across the notch, and
+    # refuses the binary one ("PLY is unexpected length!" for mixed polygon sizes)
+    try:
+        fanned = trimesh.load(path, force="mesh", process=False)
+    except ValueError:
+        assert binary
+    else:  # a cap triangle over the notch, outside the L
+        centres = fanned.triangles_center
+        caps = centres[np.isclose(centres[:, 2] % 0.5, 0.0)] * [1, 1, 0] + [0, 0, 0.25]
+        assert np.any(_l_prism_sdf_sign(caps) == 1)
+    centres = mesh.triangles_center  # ours: every cap triangle inside it
+    caps = centres[np.isclose(centres[:, 2] % 0.5, 0.0)] * [1, 1, 0] + [0, 0, 0.25]
+    assert np.all(_l_prism_sdf_sign(caps) == -1)
+
+
+def test_a_ply_of_convex_polygons_or_a_bow_tie(tmp_path):
+    cube = [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)]
+    quads = [[0, 3, 2, 1], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5], [2, 3, 7, 6], [3, 0, 4, 7]]
+    assert load_mesh(_write_ply(tmp_path / "box.ply", cube, quads, True)).volume \
+        == pytest.approx(1.0)
+    bow = [(0, 0, 0), (1, 1, 0), (1, 0, 0), (0, 1, 0), (0.5, 0.5, 1)]
+    faces = [[0, 1, 2, 3], [0, 1, 4], [1, 2, 4], [2, 3, 4], [3, 0, 4]]
+    with pytest.raises(MeshError, match="polygon face 0"):
+        load_mesh(_write_ply(tmp_path / "bow.ply", bow, faces, False))
+
+
+@pytest.mark.parametrize("outline", [
+    [(0, 0), (2, 1), (2, 0), (0, 1)],  # an asymmetric bow tie
+    [(np.cos(a), np.sin(a)) for a in np.pi / 2 + 4 * np.pi / 5 * np.arange(5)],  # a pentagram
+    [(0, 0), (3, 0), (3, 2), (1, -1), (0, 2)],  # a crossed pentagon
+], ids=["bow tie", "pentagram", "crossed pentagon"])
+def test_polygons_that_cross_themselves_are_refused_in_obj_and_ply(tmp_path, outline):
+    """A polygon whose edges cross bounds no single region: neither fanned (a pentagram turns
+    one way at every corner, like a convex polygon) nor clipped; the mesh fails with it named."""
+    points = np.array([(x, y, 0.0) for x, y in outline])
+    assert not is_convex(points) and triangulate_polygon(points) is None
+    n = len(outline)
+    vertices = [(x, y, 0.0) for x, y in outline] + [(0.5, 0.5, 1.0)]
+    faces = [list(range(n))] + [[i, (i + 1) % n, n] for i in range(n)]
+    with pytest.raises(MeshError, match="polygon face 0"):
+        load_mesh(_write_ply(tmp_path / "star.ply", vertices, faces, binary=True))
+    obj = tmp_path / "star.obj"
+    obj.write_text("".join(f"v {x} {y} {z}\n" for x, y, z in vertices)
+                   + "".join("f " + " ".join(str(i + 1) for i in face) + "\n" for face in faces))
+    with pytest.raises(MeshError, match="line"):
+        load_mesh(obj)

@@ -457,6 +457,12 @@ def test_reconstructions_fitted_to_other_samples_are_stale(experiment, tmp_path)
     copy = tmp_path / "other"
     shutil.copytree(load_specs(experiment).data_source, copy)
     assert Experiment(experiment).reconstruction_stale(key) is None
+    # an identical copy is the same samples (provenance by content: tests/test_provenance.py)
+    assert Experiment(experiment, data=copy).reconstruction_stale(key) is None
+    samples = copy / "SdfSamples" / f"{key}.npz"
+    arrays = dict(np.load(samples))
+    arrays["neg"][0, 3] -= 0.125
+    np.savez(samples, **arrays)
     assert "other SdfSamples" in Experiment(experiment, data=copy).reconstruction_stale(key)
 
 

@@ -201,10 +201,15 @@ def test_the_driver_records_fails_and_skips_as_the_mesh_driver(tmp_path):
                              progress=False)
     assert again.skipped == report.succeeded
     view = scans / "box_1" / "view_00.npz"
-    os.utime(view, ns=(view.stat().st_atime_ns, view.stat().st_mtime_ns + 10**9))
+    touched = scans / "box_2" / "view_00.npz"  # a new time, the same bytes: still done
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    arrays = dict(np.load(view))
+    arrays["depth"] = np.where(arrays["depth"] > 0, arrays["depth"] * 1.001, 0)  # a new take
+    np.savez(view, **arrays)
     third = preprocess_scans(tmp_path / "scans", data, "scanned", config=config,
                              progress=False)
     assert "boxes/box_1" not in third.skipped and "boxes/box_0" in third.skipped
+    assert "boxes/box_2" in third.skipped
 
 
 def test_scans_to_a_trained_model_and_its_reconstructions(tmp_path, monkeypatch, capsys):
