@@ -18,7 +18,7 @@ from deepsdf_preprocess.errors import InputError
 
 from .settings import INTERPOLATIONS
 
-__all__ = ["lerp", "slerp", "sample_codes", "INTERPOLATIONS"]
+__all__ = ["lerp", "slerp", "sample_codes", "principal_directions", "INTERPOLATIONS"]
 
 
 def _weights(steps: int) -> torch.Tensor:
@@ -70,3 +70,19 @@ def sample_codes(train_codes, count: int, *, seed: int = 0) -> torch.Tensor:
     draws = rng.multivariate_normal(codes.mean(axis=0), np.cov(codes, rowvar=False),
                                     size=count, method="eigh")
     return torch.from_numpy(draws).float()
+
+
+def principal_directions(codes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The principal directions of (n, d) codes (PCA): ``(mean (d,), directions (k, d),
+    spreads (k,))``, the directions orthonormal and ordered by the codes' standard deviation
+    along each (``spreads``, with n - 1 in the denominator); directions along which the codes
+    do not spread are left out, so k <= min(n - 1, d).  A code's map coordinates in σ are
+    ``(code - mean) @ directions.T / spreads``."""
+    codes = np.asarray(torch.as_tensor(codes, dtype=torch.float64))
+    if codes.ndim != 2 or len(codes) < 2:
+        raise InputError("principal directions need at least 2 codes")
+    mean = codes.mean(axis=0)
+    _, singular, rows = np.linalg.svd(codes - mean, full_matrices=False)
+    spreads = singular / np.sqrt(len(codes) - 1)
+    keep = spreads > 1e-9 * max(float(spreads[0]), 1e-300)
+    return mean, rows[keep], spreads[keep]

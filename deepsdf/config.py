@@ -55,14 +55,36 @@ MAX_LEARNING_RATE = 10.0
 #: The most epochs a spec may ask for (the paper trains 2 001; beyond this a typo, not a run).
 MAX_EPOCHS = 10 ** 8
 
-#: The experiment specs this project ships (``experiments/<name>/specs.json``).
-TEMPLATES_FOLDER = Path(__file__).resolve().parents[1] / "experiments"
+def templates_folder() -> Path:
+    """The experiment specs this project ships: ``deepsdf/templates`` inside an installed
+    package (a wheel: package data, found through :mod:`importlib.resources`), else the
+    source tree's ``experiments/`` (a checkout, an editable install)."""
+    from importlib.resources import files
+
+    packaged = Path(str(files("deepsdf").joinpath("templates")))
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[1]
+    # only a source tree's (its setup.py beside): never another package's "experiments"
+    return checkout / "experiments" if (checkout / "setup.py").is_file() else packaged
 
 
 def template_specs(name: str) -> Path:
-    """``experiments/<name>/specs.json`` of the shipped experiments (``demo``: the CPU demo's
-    small decoder; ``chairs``: the paper's ShapeNet chairs spec)."""
-    return TEMPLATES_FOLDER / name / "specs.json"
+    """``<templates>/<name>/specs.json`` of the shipped experiments (``demo``: the CPU demo's
+    small decoder; ``chairs``: the paper's ShapeNet chairs spec); see
+    :func:`templates_folder`.
+
+    Raises
+    ------
+    ConfigError
+        When the installation lacks it (a package built without its templates).
+    """
+    path = templates_folder() / name / "specs.json"
+    if not path.is_file():
+        raise ConfigError(f"the shipped spec {name!r} is missing from this installation "
+                          f"({path}); reinstall deepsdf (a wheel built by its setup.py "
+                          "carries deepsdf/templates/)")
+    return path
 
 #: SampleStore values: "auto" (on the device when the samples fit), "device", "mmap".
 SAMPLE_STORES = ("auto", "device", "mmap")

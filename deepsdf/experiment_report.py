@@ -176,7 +176,23 @@ def read_completion(folder) -> tuple[list, dict]:
         raise InputError(f"{summary} is not valid JSON: {error}") from None
     if not isinstance(payload, dict):
         raise InputError(f"{summary} is not a completion summary (not a JSON object)")
+    _check_sealed(payload, summary, table, "deepsdf complete --virtual-scan")
     return _rows(table), _check_completion_summary(payload, summary)
+
+
+def _check_sealed(summary: dict, source, table, command: str) -> None:
+    """Refuse a summary edited since it was written, or a table that is not the one it was
+    written with (summaries of earlier versions, without these fields, are read as found)."""
+    from deepsdf_preprocess import contract, provenance
+
+    if not isinstance(summary, dict):
+        return  # the summary's own check says what it is not
+    problem = contract.seal_problem(summary, source)
+    if problem is None and isinstance(summary.get("table_sha256"), str) and table.is_file() \
+            and provenance.sha256_of(table) != summary["table_sha256"]:
+        problem = f"{table} is not the table {source.name} was written with (changed since)"
+    if problem:
+        raise InputError(f"{problem}: rerun `{command}`")
 
 
 def _report_folder(folder, replace: bool) -> ReportFolder:
@@ -240,6 +256,8 @@ def _evaluation(trained, evaluation: dict | None) -> tuple[dict, list]:
             evaluation = json.loads(trained.evaluation_summary.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError):
             evaluation = None
+        _check_sealed(evaluation, trained.evaluation_summary, trained.evaluation_table,
+                      "deepsdf evaluate")
         evaluation = _check_evaluation(evaluation, trained.evaluation_summary)
         stale = trained.evaluation_stale(evaluation)
         if stale is not None:
@@ -346,6 +364,7 @@ def write_report(folder, experiment, *, evaluation: dict | None = None, completi
         page.paragraph(INTERPOLATION_NOTE, css="note")
         for picture, caption in path_pictures:
             page.picture(relative(picture), caption)
+    _shape_space_section(page, out, trained, shapes)
     _run_section(page, out, trained, timings)
     page.write(out.index)
 
@@ -494,6 +513,43 @@ def _pictures(page, out: ReportFolder, trained, shapes: list, completed: dict,
             "ground truth": truth, "reconstruction": recon, "completion": finished}
     page.heading("Interactive 3D view")
     page.raw(write_viewer(out.root, viewer_meshes))
+
+
+def _shape_space_section(page, out: ReportFolder, trained, shapes: list) -> None:
+    """The codes on their first two principal directions (a static picture that works
+    offline), and how to walk the space live with ``deepsdf explore``."""
+    from deepsdf.code_space import principal_directions
+    from deepsdf.experiment import read_code
+    from deepsdf.report import code_map
+
+    model = trained.model
+    codes = model.codes.detach().double().cpu().numpy()
+    if len(codes) < 2:
+        return
+    mean, directions, spreads = principal_directions(codes)
+    if len(spreads) == 0:
+        return
+
+    def place(code, name, held):
+        values = (np.asarray(code, np.float64) - mean) @ directions[:2].T / spreads[:2]
+        return (float(values[0]), float(values[1]) if len(values) > 1 else 0.0,
+                name.split("/")[-2] if name.count("/") >= 1 else "", held)
+
+    points = [place(code, name, False) for code, name in zip(codes, model.instance_ids)]
+    for shape in shapes:
+        path = trained.reconstruction(shape["instance"])["code"]
+        if path.is_file():
+            points.append(place(read_code(path, codes.shape[1]).double().numpy(),
+                                shape["instance"], True))
+    page.heading("The shape space")
+    code_map(points, out.code_map)
+    page.picture(out.link(out.code_map), "the codes on their first two principal directions, "
+                 "in standard deviations: training shapes filled, held-out shapes' fitted "
+                 "codes as rings")
+    page.paragraph(f"Walk it in a browser: deepsdf explore {trained.folder} (pip install "
+                   "'deepsdf[explore]'): click a shape, drag through the map, move sliders "
+                   "along the principal directions, interpolate, draw random shapes, export.",
+                   css="note")
 
 
 def _run_section(page, out: ReportFolder, trained, timings: dict | None) -> None:

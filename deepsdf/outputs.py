@@ -13,7 +13,7 @@ files, a completion run, one scan's completion, an interpolation, and a report.
     OUT/metrics.json                                                        ScanCompletionFolder
     OUT/step_XX.ply, OUT/strip.png, OUT/interpolation.gif
     OUT/sample_XX.ply, OUT/grid.png                                         InterpolationFolder
-    REPORT/index.html, REPORT/summary.json, REPORT/training_curve.png,
+    REPORT/index.html, REPORT/summary.json, REPORT/training_curve.png, REPORT/code_map.png,
     REPORT/shapes/<class>/<instance>.png, REPORT/.deepsdf-report            ReportFolder
 
 Every path is made by the folder's :class:`~deepsdf_preprocess.paths.Tree` (no link out of
@@ -267,9 +267,14 @@ class ReportFolder(_OwnedFolder):
     def training_curve(self) -> Path:
         return self.tree.file("training_curve.png")
 
+    @property
+    def code_map(self) -> Path:
+        return self.tree.file("code_map.png")
+
     def own_paths(self) -> list:
         """The files and folders a report writes (the viewer's scripts included)."""
-        return [self.index, self.summary, self.training_curve, self.tree.file("meshes.js"),
+        return [self.index, self.summary, self.training_curve, self.code_map,
+                self.tree.file("meshes.js"),
                 self.tree.file("viewer.js"), self.tree.folder("shapes")]
 
     _owned = own_paths

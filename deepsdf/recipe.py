@@ -35,12 +35,13 @@ from .config import MAX_EPOCHS, template_specs
 
 __all__ = ["Recipe", "plan_batches", "plan_recipe", "time_step", "write_recipe", "TEMPLATES"]
 
-#: The model template per kind of device: (spec file, the run it was tuned for).
+#: The model template per kind of device: (shipped spec name, the run it was tuned for); the
+#: spec file is :func:`~deepsdf.config.template_specs` of the name, found when it is used.
 TEMPLATES = {
-    "cpu": (template_specs("demo"),
+    "cpu": ("demo",
             "the demo's small decoder: 4 x 128 with a Fourier encoding of xyz, codes of 64 "
             "(tuned on the 2-core CPU machine: docs/benchmarks.md)"),
-    "gpu": (template_specs("chairs"),
+    "gpu": ("chairs",
             "the paper's decoder: 8 x 512 with weight norm and dropout 0.2, codes of 256"),
 }
 #: The model of each template kind, as ``deepsdf new --model`` names it.
@@ -164,7 +165,8 @@ def plan_recipe(*, data: Path, train: Path, test: Path | None, kind: str,
         raise InputError(f"unknown device kind {kind!r}; use one of {sorted(TEMPLATES)}")
     if (budget_minutes is None) == (steps is None):
         raise InputError("give a time budget (minutes) or a number of steps, not both")
-    template_path, template_note = TEMPLATES[kind]
+    template_name, template_note = TEMPLATES[kind]
+    template_path = template_specs(template_name)
     if not template_path.is_file():
         raise InputError(f"the template spec {template_path} is missing (run from a source "
                          "checkout)")

@@ -51,6 +51,41 @@ def training_curve(history, path) -> Path:
     return Path(path)
 
 
+def code_map(points, path) -> Path:
+    """PNG map of codes on their first two principal directions: ``points`` are ``(x, y,
+    class name, held out)`` in σ; training shapes filled, held-out ones as rings, a colour per
+    class."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot
+
+    from deepsdf_preprocess.contract import atomic_path
+
+    figure, axis = pyplot.subplots(figsize=(5.2, 4.4), dpi=100)
+    palette = pyplot.get_cmap("tab10")
+    classes = sorted({point[2] for point in points})
+    for index, name in enumerate(classes):
+        for held in (False, True):
+            chosen = [(x, y) for x, y, c, h in points if c == name and h == held]
+            if not chosen:
+                continue
+            x, y = zip(*chosen)
+            colour = palette(index % 10)
+            axis.scatter(x, y, s=40 if held else 20, facecolors="none" if held else colour,
+                         edgecolors=colour, linewidths=1.4 if held else 0.5,
+                         label=f"{name} ({'held out' if held else 'training'})")
+    axis.set_xlabel("first principal direction of the codes (σ)")
+    axis.set_ylabel("second (σ)")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    pyplot.close(figure)
+    return Path(path)
+
+
 @dataclass
 class Report:
     """Sections of headings, paragraphs, tables and pictures, written as ``index.html``."""

@@ -11,7 +11,8 @@ from deepsdf.cli import main
 from browser import load
 
 SECTIONS = ("Summary over all", "Per shape", "Pictures", "Interactive 3D view",
-            "Interpolation (slerp between two training codes)", "Training curve", "The run")
+            "Interpolation (slerp between two training codes)", "The shape space",
+            "Training curve", "The run")
 
 
 @pytest.mark.slow
@@ -33,10 +34,11 @@ def test_quick_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
             width, height = image.size  # five 160-pixel panels and the gaps between
             assert 5 * 160 <= width < 5 * 170 and 160 <= height < 170
     for picture in ("interpolation/strip.png", "interpolation/interpolation.gif",
-                    "training_curve.png"):
+                    "training_curve.png", "code_map.png"):
         assert f'src="{picture}"' in page
         with Image.open(report / picture) as image:
             assert min(image.size) >= 160
+    assert "deepsdf explore" in page  # the report says how to walk the space live
     # links to the meshes and the CSVs resolve inside the output folder
     for target in re.findall(r'href="([^"]+)"', page):
         assert (report / target).resolve().is_file(), target

@@ -19,7 +19,7 @@ MODEL = {"settings", "config", "decoder", "latents", "loss", "checkpoint", "orig
 EXPERIMENT = {"experiment", "outputs"}
 WORKFLOWS = {"train", "train_log", "train_state", "inference", "evaluate", "completion",
              "interpolate", "export", "demo", "recipe",
-             "experiment_report", "viewer", "report", "pictures"}
+             "experiment_report", "viewer", "report", "pictures", "explore"}
 CLI = {"cli", "__main__", "__init__"}
 
 

@@ -20,7 +20,7 @@ from deepsdf.cli.data_steps import add_generate, add_preprocess, add_preprocess_
 from deepsdf.cli.fitting_steps import (add_complete, add_evaluate, add_interpolate, add_mesh,
                                        add_reconstruct)
 from deepsdf.cli.options import NEGATIVE_NUMBER, StepFormatter
-from deepsdf.cli.report_steps import add_demo, add_report
+from deepsdf.cli.report_steps import add_demo, add_explore, add_report
 from deepsdf.cli.training_steps import add_export, add_new, add_train
 from deepsdf_preprocess.errors import InputError
 
@@ -40,6 +40,7 @@ Pipeline steps:
   report      an HTML page of an evaluated experiment: tables, pictures, 3D view
   complete    complete shapes from partial depth scans
   interpolate meshes, pictures and a GIF along a path in the shape space
+  explore     walk a trained shape space in a browser (a local web app)
   export      write an experiment in the original release's layout
   demo        the main job on the embedded data: generate, preprocess, split, train,
               reconstruct, evaluate and complete (one depth view each) the held-out
@@ -52,13 +53,13 @@ Run `deepsdf <step> --help` for the options of a step.
 #: The steps in the order ``deepsdf --help`` lists them.
 STEPS = (add_generate, add_preprocess, add_preprocess_scans, add_split, add_new, add_train,
          add_reconstruct, add_mesh, add_evaluate, add_report, add_complete, add_interpolate,
-         add_export, add_demo)
+         add_explore, add_export, add_demo)
 
 
 def _training_failures(command) -> tuple:
     """Exception types of the learning library that end a command with a clear message."""
     if command not in ("new", "train", "demo", "reconstruct", "mesh", "evaluate", "report",
-                       "complete", "interpolate", "export"):
+                       "complete", "interpolate", "export", "explore"):
         return ()
     from deepsdf.checkpoint import CheckpointError
     from deepsdf.data import DataError

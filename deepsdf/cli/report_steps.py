@@ -121,3 +121,69 @@ def _run_demo(args) -> int:
         judged = f"score a mean Chamfer of {summary['mean_chamfer']:.3g} (no baseline)"
     print(f"held-out reconstructions {judged}; open {summary['report']}")
     return 0
+
+
+def add_explore(commands):
+    parser = commands.add_parser(
+        "explore", help="walk a trained shape space in a browser",
+        description="Serve a local web app over a trained experiment (viser; install it with "
+                    "pip install 'deepsdf[explore]') and print its address. It shows a map of "
+                    "the codes (their first two principal directions, in standard deviations: "
+                    "every training shape coloured by class, and the held-out shapes whose "
+                    "reconstructions are current, in white) and the shape at the chosen code. "
+                    "Click a shape on the map to show it; drag the handle or type a point of "
+                    "the map; move the sliders along the principal directions; pick two shapes "
+                    "to interpolate between; draw a random shape from the Gaussian of the "
+                    "training codes; export the shown mesh (PLY or OBJ, normalized frame) to "
+                    "--out. While something moves the mesh is decoded at --preview, at "
+                    "--resolution once it rests. The model is loaded once; Ctrl-C stops.")
+    parser.add_argument("experiment_dir", type=Path, help="the trained experiment folder")
+    parser.add_argument("--checkpoint", default="latest",
+                        help="checkpoint: a snapshot epoch or latest")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: this machine only; 0.0.0.0 "
+                             "opens it to the network)")
+    parser.add_argument("--port", type=int_at_least(1), default=8080, help="port to listen on")
+    parser.add_argument("--resolution", type=int_at_least(8), default=96,
+                        help="mesh grid points per axis of a resting view")
+    parser.add_argument("--preview", type=int_at_least(8), default=40,
+                        help="mesh grid points per axis while something moves")
+    parser.add_argument("--out", type=Path,
+                        help="folder of exported meshes (default: EXP/Explore)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--no-progress", action="store_true",
+                        help="accepted by every step; explore prints no progress bar")
+    parser.set_defaults(run=_run_explore)
+
+
+def _run_explore(args) -> int:
+    from deepsdf.device import resolve_device
+    from deepsdf.experiment import Experiment
+    from deepsdf.explore import EXPLORE_EXTRA, ShapeSpace, port_problem, serve
+
+    from importlib.util import find_spec
+
+    if find_spec("viser") is None:  # said before the model is loaded
+        raise InputError(f"deepsdf explore needs viser: {EXPLORE_EXTRA}")
+    if args.port > 65535:
+        raise InputError(f"--port {args.port} is not a port (1 to 65535)")
+    problem = port_problem(args.host, args.port)
+    if problem:
+        raise InputError(problem)
+    if args.experiment_dir.exists() and not args.experiment_dir.is_dir():
+        raise InputError(f"{args.experiment_dir} is a file, not an experiment folder")
+    if not args.experiment_dir.is_dir():
+        raise InputError(f"experiment folder {args.experiment_dir} does not exist")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out} is a file, not a folder for the exports")
+    experiment = Experiment(args.experiment_dir, checkpoint=args.checkpoint,
+                            device=resolve_device(args.device))
+    space = ShapeSpace(experiment)
+    held = sum(point.held_out for point in space.points)
+    serve(space, host=args.host, port=args.port, resolution=args.resolution,
+          preview=args.preview, out=args.out,
+          ready=lambda address: print(
+              f"exploring {len(space.points) - held} training and {held} held-out shapes of "
+              f"{experiment.folder} (checkpoint {args.checkpoint}) at {address} (Ctrl-C stops)",
+              flush=True))
+    return 0
