@@ -27,6 +27,7 @@ import torch
 from deepsdf import __version__
 from deepsdf.config import MAX_EPOCHS
 from deepsdf_preprocess.contract import atomic_path, remove_stale_temporaries
+from deepsdf_preprocess.errors import DeepSDFError
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint",
            "git_hash", "CheckpointError", "safe_load", "content_digest"]
@@ -37,7 +38,7 @@ CHECKPOINT_FORMAT = "deepsdf-checkpoint-2"
 READ_FORMATS = ("deepsdf-checkpoint-1", CHECKPOINT_FORMAT)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DeepSDFError, RuntimeError):
     """A checkpoint that cannot be used here; the message says why."""
 
 

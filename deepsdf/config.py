@@ -346,13 +346,16 @@ def _describe(value) -> str:
 
 
 def _integer(value, key: str, *, least: int | None = None, most: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key} must be an integer, got {_describe(value)}")
-    if least is not None and value < least:
-        raise ConfigError(f"{key} must be >= {least}, got {value}")
-    if most is not None and value > most:
-        raise ConfigError(f"{key} must be <= {most}, got {value}")
-    return value
+    """The one rule for integers (:func:`deepsdf_preprocess.validate.integer`: a bool or a
+    fraction refused, 3.0 read as 3), as a :class:`ConfigError` naming the key."""
+    from deepsdf_preprocess import validate
+
+    try:
+        return validate.integer(value, what=key, minimum=least, maximum=most)
+    except InputError as error:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be an integer, got {_describe(value)}") from None
+        raise ConfigError(str(error)) from None
 
 
 def _check_fields(config, keys, where: str = "") -> None:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from deepsdf_preprocess import contract, formats, provenance
-from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.errors import DeepSDFError, InputError
 
 from .latents import split_hash, split_instances
 
@@ -70,7 +70,7 @@ logger = logging.getLogger(__name__)
 _CACHE_FORMAT = 1
 
 
-class DataError(RuntimeError):
+class DataError(DeepSDFError, RuntimeError):
     """The training data cannot be used; the message names every problem found."""
 
 

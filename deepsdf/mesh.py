@@ -21,7 +21,7 @@ import itertools
 
 import numpy as np
 import torch
-from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.errors import DeepSDFError, InputError
 from deepsdf_preprocess import validate
 from deepsdf_preprocess.validate import available_memory, require_memory
 
@@ -37,7 +37,7 @@ __all__ = ["NoSurfaceError", "code_mesh", "grid_axis", "decoder_field", "dense_g
 GRID_BYTES_PER_POINT = 21
 
 
-class NoSurfaceError(ValueError):
+class NoSurfaceError(DeepSDFError, ValueError):
     """The SDF has no zero crossing on the grid (all inside or all outside)."""
 
 

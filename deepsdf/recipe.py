@@ -166,10 +166,7 @@ def plan_recipe(*, data: Path, train: Path, test: Path | None, kind: str,
     if (budget_minutes is None) == (steps is None):
         raise InputError("give a time budget (minutes) or a number of steps, not both")
     template_name, template_note = TEMPLATES[kind]
-    template_path = template_specs(template_name)
-    if not template_path.is_file():
-        raise InputError(f"the template spec {template_path} is missing (run from a source "
-                         "checkout)")
+    template_path = template_specs(template_name)  # a ConfigError names a missing one
     template = json.loads(template_path.read_text())
     train_ids = split_instances(contract.read_split(train))
     test_ids = split_instances(contract.read_split(test)) if test else []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from deepsdf_preprocess.errors import DiskFullError
+from deepsdf_preprocess.errors import DeepSDFError, DiskFullError
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -24,7 +24,7 @@ __all__ = ["TrainingError", "CheckpointKeeper", "json_short"]
 logger = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(DeepSDFError, RuntimeError):
     """Training cannot go on (a NaN loss, a checkpoint that does not match the split)."""
 
 

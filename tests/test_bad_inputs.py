@@ -199,7 +199,7 @@ SPEC_CASES = {
     "NumEpochs as a list": ({"NumEpochs": [5]}, "NumEpochs must be an integer, got [5]"),
     "NumEpochs as text": ({"NumEpochs": "ten"}, "NumEpochs must be an integer"),
     "fractional NumEpochs": ({"NumEpochs": 2.7}, "NumEpochs must be an integer, got 2.7"),
-    "NumEpochs 0": ({"NumEpochs": 0}, "NumEpochs must be >= 1"),
+    "NumEpochs 0": ({"NumEpochs": 0}, "NumEpochs must be at least 1"),
     "dims as a number": (_network(dims=128), "NetworkSpecs.dims must be a list of integers"),
     "dropout as text": (_network(dropout="abc"), "NetworkSpecs.dropout must be a list"),
     "dropout_prob as text": (_network(dropout_prob="abc"), "NetworkSpecs.dropout_prob must be"),
@@ -209,7 +209,7 @@ SPEC_CASES = {
     "CodeRegularization as the string false": ({"CodeRegularization": "false"},
                                                "CodeRegularization must be true or false"),
     "CodeInitStdDev -1": ({"CodeInitStdDev": -1}, "CodeInitStdDev must be > 0"),
-    "LogFrequency 0": ({"LogFrequency": 0}, "LogFrequency must be >= 1"),
+    "LogFrequency 0": ({"LogFrequency": 0}, "LogFrequency must be at least 1"),
     "negative learning rate": (
         {"LearningRateSchedule": [{"Type": "Step", "Initial": -0.001, "Interval": 5,
                                    "Factor": 0.5}, TINY_SPECS["LearningRateSchedule"][1]]},

@@ -22,7 +22,7 @@ from deepsdf.cli.fitting_steps import (add_complete, add_evaluate, add_interpola
 from deepsdf.cli.options import NEGATIVE_NUMBER, StepFormatter
 from deepsdf.cli.report_steps import add_demo, add_explore, add_report
 from deepsdf.cli.training_steps import add_export, add_new, add_train
-from deepsdf_preprocess.errors import InputError
+from deepsdf_preprocess.errors import DeepSDFError
 
 DESCRIPTION = """\
 DeepSDF made practical: meshes -> signed-distance training data -> shape models.
@@ -54,19 +54,6 @@ Run `deepsdf <step> --help` for the options of a step.
 STEPS = (add_generate, add_preprocess, add_preprocess_scans, add_split, add_new, add_train,
          add_reconstruct, add_mesh, add_evaluate, add_report, add_complete, add_interpolate,
          add_explore, add_export, add_demo)
-
-
-def _training_failures(command) -> tuple:
-    """Exception types of the learning library that end a command with a clear message."""
-    if command not in ("new", "train", "demo", "reconstruct", "mesh", "evaluate", "report",
-                       "complete", "interpolate", "export", "explore"):
-        return ()
-    from deepsdf.checkpoint import CheckpointError
-    from deepsdf.data import DataError
-    from deepsdf.mesh import NoSurfaceError
-    from deepsdf.train import TrainingError
-
-    return (DataError, TrainingError, CheckpointError, NoSurfaceError)
 
 
 class _ConsoleHandler(logging.StreamHandler):
@@ -133,14 +120,11 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     _configure_logging(args.verbose)
-    from deepsdf_preprocess.errors import DiskFullError, PreprocessError
-
-    # This project's error types: one line (-v: the traceback).  Anything else is a bug and
-    # shows its traceback.
-    failures = (InputError, PreprocessError, DiskFullError) + _training_failures(args.command)
+    # This project's errors (one hierarchy, deepsdf_preprocess.errors.DeepSDFError): one line
+    # (-v: the traceback).  Anything else is a bug and shows its traceback.
     try:
         return args.run(args)
-    except failures as error:
+    except DeepSDFError as error:
         if args.verbose:  # -v: the whole story, for a bug report
             raise
         message = str(error).strip().splitlines() or [type(error).__name__]
