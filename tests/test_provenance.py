@@ -85,11 +85,24 @@ def test_stale_reason_compares_inputs_named_by_path_by_content(tmp_path):
         == "made from another source"
 
 
-@pytest.fixture
-def own_data(tiny_data, tmp_path):
-    """A private copy of the tiny data root (these tests edit samples) and its split."""
+@pytest.fixture(scope="module")
+def made(tiny_data, tmp_path_factory):
+    """One experiment trained an epoch (of 2) and reconstructed, on a private copy of the tiny
+    data root; tests work on copies of it."""
     data, split = tiny_data
-    return _copy_tree(data, tmp_path / "data"), split
+    root = tmp_path_factory.mktemp("provenance")
+    data = _copy_tree(data, root / "data")
+    experiment = make_experiment(root / "exp", data, split, NumEpochs=2, SamplesPerScene=512)
+    _train(experiment)
+    _reconstruct(experiment)
+    return experiment, data, split
+
+
+@pytest.fixture
+def copied(made, tmp_path):
+    """(this test's copy of the experiment, the shared data root, the split)."""
+    experiment, data, split = made
+    return _copy_tree(experiment, tmp_path / "exp"), data, split
 
 
 def _train(experiment, **options):
@@ -116,11 +129,8 @@ def _edit_samples(data: Path, key: str) -> None:
     np.savez(path, **arrays)
 
 
-def test_a_copied_experiment_and_data_root_stay_valid(own_data, tmp_path, capsys):
-    data, split = own_data
-    experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=2, SamplesPerScene=512)
-    _train(experiment)
-    _reconstruct(experiment)
+def test_a_copied_experiment_and_data_root_stay_valid(made, tmp_path, capsys):
+    experiment, data, split = made
     copy = _copy_tree(experiment, tmp_path / "copy")
     data_copy = _copy_tree(data, tmp_path / "data-copy")
     for key in _keys(experiment):
@@ -142,14 +152,11 @@ def test_a_copied_experiment_and_data_root_stay_valid(own_data, tmp_path, capsys
 
 
 @pytest.mark.parametrize("damage", ["cut", "list", "no outputs"])
-def test_a_damaged_record_is_not_evaluated_as_found(own_data, tmp_path, capsys, damage):
+def test_a_damaged_record_is_not_evaluated_as_found(copied, tmp_path, capsys, damage):
     """A reconstruction record cut short (or edited into something else) leaves its
     reconstruction out of the evaluation as stale; it is not "no record" (evaluated as
     found), and `reconstruct --skip` redoes it."""
-    data, split = own_data
-    experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=2, SamplesPerScene=512)
-    _train(experiment)
-    _reconstruct(experiment)
+    experiment, data, split = copied
     records = [Experiment(experiment).reconstruction_record(key) for key in _keys(experiment)]
     for record in records:
         text = record.read_text()
@@ -165,10 +172,8 @@ def test_a_damaged_record_is_not_evaluated_as_found(own_data, tmp_path, capsys, 
                for key in _keys(experiment))
 
 
-def test_resume_refuses_other_samples_and_takes_a_copy(own_data, tmp_path, capsys):
-    data, split = own_data
-    experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=3, SamplesPerScene=512)
-    _train(experiment)
+def test_resume_refuses_other_samples_and_takes_a_copy(copied, tmp_path, capsys):
+    experiment, data, split = copied  # trained 1 epoch of 2
     # the same samples under another path and new times: resumed
     data_copy = _copy_tree(data, tmp_path / "data-copy")
     assert main(["train", str(experiment), "--data", str(data_copy), "--resume", "--epochs",
@@ -209,14 +214,10 @@ def test_a_source_given_through_a_link_is_compared_by_what_it_points_to(tmp_path
     assert "symbolic link" in provenance.stale_reason(record, {"out": linked_output})
 
 
-def test_one_unusable_reconstruction_leaves_only_itself_out(own_data, tmp_path, capsys,
-                                                            caplog):
+def test_one_unusable_reconstruction_leaves_only_itself_out(copied, tmp_path, capsys, caplog):
     """A record that is a folder, or a mesh replaced by a link to a file outside: that shape
     is left out with its reason, the others are scored."""
-    data, split = own_data
-    experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=2, SamplesPerScene=512)
-    _train(experiment)
-    _reconstruct(experiment)
+    experiment, data, split = copied
     keys = _keys(experiment)
     record = Experiment(experiment).reconstruction_record(keys[0])
     record.unlink()
@@ -235,14 +236,11 @@ def test_one_unusable_reconstruction_leaves_only_itself_out(own_data, tmp_path, 
 
 
 @pytest.mark.parametrize("tamper", ["table", "summary"])
-def test_a_report_refuses_tables_and_summaries_changed_since_written(own_data, tmp_path, capsys,
+def test_a_report_refuses_tables_and_summaries_changed_since_written(copied, tmp_path, capsys,
                                                                      tamper):
     """The evaluation summary carries its own checksum and the digest of the table it was
     written with: a value changed in either (still a valid number) is refused by `report`."""
-    data, split = own_data
-    experiment = make_experiment(tmp_path / "exp", data, split, NumEpochs=2, SamplesPerScene=512)
-    _train(experiment)
-    _reconstruct(experiment)
+    experiment, data, split = copied
     assert main(["evaluate", str(experiment), "--split", str(split), "--no-retrieval"]) == 0
     trained = Experiment(experiment)
     if tamper == "table":
