@@ -261,7 +261,9 @@ def _sample_valid_mesh(mesh: trimesh.Trimesh, config: PreprocessConfig, scanner:
     # cavities sealed inside a closed solid (and solids sealed in them): never seen, yet
     # surface; without them the cavity would be filled.  Closed is judged by position here
     # (an STL stores every triangle's corners apart: closed, though no index is shared).
-    closed = orientation or orientation_by_position(normalized, faces)
+    hidden = np.ones(len(faces), dtype=bool)
+    hidden[surface.face_index] = False
+    closed = (orientation or orientation_by_position(normalized, faces)) if hidden.any() else 0
     sealed, sealed_outward = sealed_surfaces(normalized, faces, surface.face_index, closed)
     surface = surface.with_triangles(normalized, faces, sealed, sealed_outward)
 
