@@ -304,15 +304,16 @@ def sealed_surfaces(vertices, faces, seen_faces, orientation: int
     cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     doubled_area = np.linalg.norm(cross, axis=1)
     order = np.lexsort((-doubled_area, labels))  # by part, largest triangle first
-    starts = np.searchsorted(labels[order], np.arange(len(seen)))
+    bounds = np.searchsorted(labels[order], np.arange(len(seen) + 1))  # part p: [b[p], b[p+1])
     parts = np.nonzero(~seen)[0]
-    probes, owner = [], []
+    probes, spans, count = [], [], 0  # each hidden part's probe triangles, and their span
     for part in parts:
-        members = order[starts[part]:starts[part] + SEALED_PROBES]
-        members = members[(labels[members] == part) & (doubled_area[members] > 0)]
+        members = order[bounds[part]:min(bounds[part] + SEALED_PROBES, bounds[part + 1])]
+        members = members[doubled_area[members] > 0]
         probes.append(members)
-        owner.append(np.full(len(members), part))
-    probes, owner = np.concatenate(probes), np.concatenate(owner)
+        spans.append((count, count + len(members)))
+        count += len(members)
+    probes = np.concatenate(probes).astype(np.int64)
     if len(probes) == 0:
         return none
     normal = cross[probes] / doubled_area[probes, None]
@@ -325,13 +326,13 @@ def sealed_surfaces(vertices, faces, seen_faces, orientation: int
         np.abs(winding[len(probes):]) < 0.5
     boundary = empty_front != empty_back
     index, outward = [none[0]], [none[1]]
-    for part in parts:
-        mine = owner == part
-        if np.count_nonzero(boundary[mine]) * 2 <= np.count_nonzero(mine):
+    for part, (low, high) in zip(parts, spans):
+        judged = boundary[low:high]
+        if np.count_nonzero(judged) * 2 <= high - low:
             continue  # buried in another part (or undecided): not surface
-        front = np.count_nonzero(empty_front[mine] & boundary[mine])
-        side = 1 if 2 * front > np.count_nonzero(boundary[mine]) else -1
-        members = np.nonzero(labels == part)[0]
-        index.append(members)
+        front = np.count_nonzero(empty_front[low:high] & judged)
+        side = 1 if 2 * front > np.count_nonzero(judged) else -1
+        members = order[bounds[part]:bounds[part + 1]]
+        index.append(np.sort(members))
         outward.append(np.full(len(members), side, dtype=np.int8))
     return np.concatenate(index), np.concatenate(outward)
