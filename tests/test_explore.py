@@ -35,6 +35,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow  # a trained model (the shared fixture)
 def test_the_map_is_the_codes_principal_directions_in_standard_deviations(space):
     codes = space.codes
     values = np.array([space.coefficients(code) for code in codes])
@@ -53,6 +54,7 @@ def test_the_map_is_the_codes_principal_directions_in_standard_deviations(space)
                        space.spreads ** 2)
 
 
+@pytest.mark.slow  # a trained model (the shared fixture)
 def test_moving_on_the_map_keeps_the_other_directions(space):
     code = space.codes[1]
     moved = space.with_map_position(code, (1.5, -0.5))
@@ -60,6 +62,7 @@ def test_moving_on_the_map_keeps_the_other_directions(space):
     assert np.allclose(space.coefficients(moved)[2:], space.coefficients(code)[2:])
 
 
+@pytest.mark.slow  # a trained model (the shared fixture)
 def test_interpolation_and_random_draws(space):
     first, second = space.points[0], space.points[-1]
     assert np.allclose(space.interpolate(first.name, second.name, 0.0), first.code)
@@ -74,6 +77,7 @@ def test_interpolation_and_random_draws(space):
     assert not np.array_equal(space.random(3), space.random(4))
 
 
+@pytest.mark.slow  # a trained model (the shared fixture)
 def test_decoding_is_the_projects_mesh_extraction(space):
     code = space.codes[0]
     mesh = space.decode(code, 24)
@@ -114,6 +118,7 @@ def test_a_port_in_use_is_named(tmp_path):
     assert "not a name or address" in port_problem("no-such-host.invalid", 8080)
 
 
+@pytest.mark.slow  # a trained model (the shared fixture)
 def test_exports_never_replace_an_earlier_one(space, tmp_path):
     """Each export takes the number after the highest one in the folder: a deleted export
     leaves a gap, never a number used twice; an --out that is a file is said, not raised."""
@@ -136,6 +141,7 @@ def test_exports_never_replace_an_earlier_one(space, tmp_path):
         assert app.out.read_text() == "notes"
 
 
+@pytest.mark.slow  # a trained model (the shared fixture)
 def test_explore_refuses_in_one_line(trained, tmp_path, capsys, monkeypatch):
     experiment, _ = trained
     with socket.socket() as holder:
@@ -196,6 +202,7 @@ def _wait(condition, seconds=60.0):
     return False
 
 
+@pytest.mark.slow  # a trained model (the shared fixture)
 def test_the_explorer_in_a_browser(space, trained, tmp_path, capsys):
     from browser import chromium
 
