@@ -21,21 +21,29 @@ from .settings import INTERPOLATIONS
 __all__ = ["lerp", "slerp", "sample_codes", "principal_directions", "INTERPOLATIONS"]
 
 
-def _weights(steps: int) -> torch.Tensor:
-    if steps < 2:
+def _weights(steps: int | None, at=None) -> torch.Tensor:
+    """``linspace(0, 1, steps)``, or the fractions ``at`` (each in [0, 1]) instead."""
+    if at is not None:
+        t = torch.as_tensor(at, dtype=torch.float64).reshape(-1)
+        if not bool(torch.all((t >= 0) & (t <= 1))):
+            raise InputError(f"interpolation fractions must lie in [0, 1], got {t.tolist()}")
+        return t
+    if steps is None or steps < 2:
         raise InputError(f"an interpolation needs at least 2 steps, got {steps}")
     return torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
 
 
-def lerp(a, b, steps: int) -> torch.Tensor:
-    """(steps, d) float32 codes ``(1 - t) a + t b`` for ``t`` in ``linspace(0, 1, steps)``."""
+def lerp(a, b, steps: int | None = None, *, at=None) -> torch.Tensor:
+    """(steps, d) float32 codes ``(1 - t) a + t b`` for ``t`` in ``linspace(0, 1, steps)``
+    (or for the fractions ``at``: (len(at), d))."""
     a, b = (torch.as_tensor(x, dtype=torch.float64).reshape(-1) for x in (a, b))
-    t = _weights(steps)[:, None]
+    t = _weights(steps, at)[:, None]
     return ((1 - t) * a + t * b).float()
 
 
-def slerp(a, b, steps: int) -> torch.Tensor:
-    """(steps, d) float32 codes: great-circle direction, linearly interpolated norm.
+def slerp(a, b, steps: int | None = None, *, at=None) -> torch.Tensor:
+    """(steps, d) float32 codes: great-circle direction, linearly interpolated norm (or for the
+    fractions ``at`` instead of ``linspace(0, 1, steps)``: (len(at), d)).
 
     Endpoints are returned exactly (up to float32).  Parallel directions reduce to
     :func:`lerp`; opposite directions have no unique great circle and raise ``ValueError``.
@@ -46,9 +54,9 @@ def slerp(a, b, steps: int) -> torch.Tensor:
         raise InputError("slerp needs non-zero codes (use linear interpolation)")
     u, v = a / norm_a, b / norm_b
     cosine = float(torch.clamp(u @ v, -1.0, 1.0))
-    t = _weights(steps)[:, None]
+    t = _weights(steps, at)[:, None]
     if cosine > 1 - 1e-12:
-        return lerp(a, b, steps)
+        return lerp(a, b, steps, at=at)
     if cosine < -1 + 1e-9:
         raise InputError("the codes point in opposite directions: slerp is not unique")
     angle = np.arccos(cosine)

@@ -161,16 +161,12 @@ class ShapeSpace:
 
     def interpolate(self, first: str, second: str, t: float) -> np.ndarray:
         """The code a fraction ``t`` of the way from shape ``first`` to ``second`` (slerp:
-        the norm of the codes is kept, as ``deepsdf interpolate`` does)."""
-        a = torch.from_numpy(self.find(first).code).float()
-        b = torch.from_numpy(self.find(second).code).float()
+        great-circle direction, linearly interpolated norm, as ``deepsdf interpolate``)."""
+        a, b = self.find(first).code, self.find(second).code
         t = float(np.clip(t, 0.0, 1.0))
-        if t == 0.0:
-            return a.double().numpy()
-        if t == 1.0:
-            return b.double().numpy()
-        steps = 1001
-        return slerp(a, b, steps)[int(round(t * (steps - 1)))].double().numpy()
+        if t in (0.0, 1.0):
+            return (a if t == 0.0 else b).copy()
+        return slerp(a, b, at=[t])[0].double().numpy()
 
     def random(self, seed: int) -> np.ndarray:
         """A (d,) code drawn from N(mean, covariance) of the training codes."""

@@ -131,3 +131,19 @@ def test_pictures_frame_the_meshes_given_in_any_frame(offset, size):
     # centred: the box's pixels straddle the image centre
     assert rows.min() < image.shape[0] / 2 < rows.max()
     assert cols.min() < image.shape[1] / 2 < cols.max()
+
+
+def test_a_path_at_given_fractions_is_the_same_path():
+    """``at=[t]`` gives the code a sampled path has at t (slerp and lerp), and refuses t
+    outside [0, 1]."""
+    import pytest
+    import torch
+
+    from deepsdf.code_space import lerp, slerp
+    from deepsdf_preprocess.errors import InputError
+
+    a, b = torch.tensor([1.0, 0.2, -0.3]), torch.tensor([-0.1, 0.9, 0.4])
+    for path in (slerp, lerp):
+        assert torch.allclose(path(a, b, at=[0.25, 0.75]), path(a, b, 5)[[1, 3]], atol=1e-6)
+        with pytest.raises(InputError):
+            path(a, b, at=[1.5])
