@@ -323,8 +323,9 @@ def run_recipe(name: str, work: Path, data: Path, train: Path, test: Path, args,
     test_split = read_split(test)
     started = time.perf_counter()
     fit = {"solver": GAUSS_NEWTON} if args.solver == "gauss-newton" else {}
+    prune = {"prune": None} if args.keep_all_parts else {}
     reconstruct_split(folder, test_split, data_dir=data, resolution=args.resolution,
-                      skip=True, progress=False, **fit)
+                      skip=True, progress=False, **fit, **prune)
     try:
         evaluation = evaluate_split(folder, test_split, data_dir=data)
     except ValueError:  # not one mesh: every held-out shape failed
@@ -344,7 +345,8 @@ def run_recipe(name: str, work: Path, data: Path, train: Path, test: Path, args,
     for variant, options in (variants.items() if complete else ()):
         folder_name = "completion-" + "".join(c if c.isalnum() else "-" for c in variant)
         completion[variant] = complete_views(folder, data, test_split, args.views,
-                                             args.resolution, folder_name, **options)
+                                             args.resolution, folder_name, **options,
+                                             **prune)
     steps = specs["NumEpochs"] * _steps_per_epoch(specs, train)
     result = {"recipe": name, "changes": RECIPES[name][0], "epochs": specs["NumEpochs"],
               "steps": steps, "samples_per_step": specs["ScenesPerBatch"]
@@ -370,11 +372,12 @@ def measure_refinement(folder: Path, data: Path, test_split: dict, args, fit: di
     from deepsdf.settings import REFINE
 
     started = time.perf_counter()
+    prune = {"prune": None} if args.keep_all_parts else {}
     reconstruct_split(folder, test_split, data_dir=data, resolution=args.resolution, skip=True,
-                      progress=False, refine=REFINE, **fit)
+                      progress=False, refine=REFINE, **fit, **prune)
     seconds = time.perf_counter() - started
     completion = complete_views(folder, data, test_split, 1, args.resolution,
-                                "completion-refined", refine=REFINE)
+                                "completion-refined", refine=REFINE, **prune)
     return {"reconstruct_refine_seconds": seconds, "completion_seconds": completion["seconds"],
             "settings": {k: getattr(REFINE, k) for k in REFINE.__dataclass_fields__}}
 
@@ -608,6 +611,9 @@ def main(argv=None) -> None:
     parser.add_argument("--refine", action="store_true",
                         help="also measure test-time refinement (reconstruct/complete "
                              "--refine) on every held-out shape")
+    parser.add_argument("--keep-all-parts", action="store_true",
+                        help="reconstruct and complete without dropping the pieces the "
+                             "observations rule out (the fits before pruning; its own --work)")
     parser.add_argument("--no-ablation", action="store_true",
                         help="complete with several starts only (no single-start, "
                              "surface-only or short-solver variants)")

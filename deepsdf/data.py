@@ -115,6 +115,12 @@ class PackedSamples:
                                    shape=(self.total_rows, 4))
         return self._rows
 
+    def positive_rows(self, scene: int) -> np.ndarray:
+        """(pos_count, 4) ``[x, y, z, sdf]`` rows of shape ``scene`` with sdf >= 0 (a view of
+        the memory map)."""
+        start = int(self.pos_start[scene])
+        return self.rows[start:start + int(self.pos_count[scene])]
+
     def __getstate__(self):  # worker processes map the file themselves
         state = dict(self.__dict__)
         state["_rows"] = None

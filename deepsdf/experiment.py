@@ -388,9 +388,13 @@ class Experiment:
             reason = ("fitted to other SdfSamples (another data root, or the samples changed "
                       "since)")
         if reason == "made from another checkpoint":
-            epoch = (record.get("checkpoint") or {}).get("epoch")
-            reason = (f"made from another {self.checkpoint} checkpoint (epoch {epoch}; now "
-                      f"epoch {self.checkpoint_identity['epoch']})")
+            recorded = record.get("checkpoint") if isinstance(record.get("checkpoint"),
+                                                               dict) else {}
+            epoch, now = recorded.get("epoch"), self.checkpoint_identity["epoch"]
+            reason = (f"recorded by an older version (its checkpoint named without a checksum)"
+                      if epoch == now and "sha256" not in recorded else
+                      f"made from another {self.checkpoint} checkpoint (epoch {epoch}; now "
+                      f"epoch {now})")
         return reason
 
     # ------------------------------------------------------------------ paths

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 from deepsdf_preprocess.normalize import to_original
 from deepsdf_preprocess.progress import progress_bar
 
 from .data import cache_folder, pack_split
 from .experiment import Experiment, read_code, write_code, write_decoder, write_mesh
-from .mesh import NoSurfaceError, check_grid_memory, code_mesh
+from .mesh import NoSurfaceError, check_grid_memory
 from .outputs import fit_outputs
+from .pruning import observed_mesh
 from .reconstruct import fit_codes
-from .settings import MESH_RESOLUTION, RECONSTRUCT_BATCH, RECONSTRUCT_STARTS
+from .settings import MESH_RESOLUTION, PRUNE, RECONSTRUCT_BATCH, RECONSTRUCT_STARTS
 
 __all__ = ["load_trained", "reconstruct_split", "ReconstructionReport"]
 
@@ -55,13 +57,14 @@ class ReconstructionReport:
     point_passes: int = 0
     refined: list = field(default_factory=list)  # instances refined (written under Refined/)
     refined_no_surface: list = field(default_factory=list)  # ... whose refined field has none
+    pruned: dict = field(default_factory=dict)  # instance -> pieces its samples ruled out
 
 
 def reconstruct_split(experiment, split: dict, *, solver=RECONSTRUCT_STARTS, data_dir=None,
                       checkpoint=None, resolution: int = MESH_RESOLUTION,
                       batch: int = RECONSTRUCT_BATCH,
                       skip: bool = False, device=None, progress: bool = True, cache=None,
-                      refine=None) -> ReconstructionReport:
+                      refine=None, prune=PRUNE) -> ReconstructionReport:
     """Fit codes for every instance of ``split`` and write codes and meshes.
 
     ``experiment`` is an :class:`~deepsdf.experiment.Experiment` or a folder (opened at
@@ -82,6 +85,10 @@ def reconstruct_split(experiment, split: dict, *, solver=RECONSTRUCT_STARTS, dat
     ``Refined/`` beside the latent-only one, which stays as it is.  A shape skipped with
     ``skip`` that has no refined result yet (no refined decoder file) is refined from its
     written code.
+
+    ``prune`` (a :class:`~deepsdf.settings.PruneConfig`, or None to keep every piece): the
+    connected pieces of each mesh that the shape's own SdfSamples rule out (certainly empty
+    space, :mod:`deepsdf.pruning`) are dropped; ``report.pruned`` counts them per shape.
     """
     check_grid_memory(resolution)
     experiment = Experiment.of(experiment, checkpoint=checkpoint, data=data_dir, device=device)
@@ -91,7 +98,10 @@ def reconstruct_split(experiment, split: dict, *, solver=RECONSTRUCT_STARTS, dat
     report = ReconstructionReport(unusable=dict(packed.unusable))
     for key, reason in packed.unusable.items():
         logger.warning("%s: not reconstructed: %s", key, reason)
-    settings = {"solver": _plain(solver), "resolution": resolution}
+    settings = {"solver": _plain(solver), "resolution": resolution,
+                "prune": None if prune is None else _plain(prune)}
+    write = partial(_write, experiment, packed=packed, prune=prune, report=report,
+                    resolution=resolution)
     todo, redone, unrefined = [], {}, []
     for scene, key in enumerate(packed.instance_ids):
         stale = experiment.reconstruction_stale(key, settings) if skip else "no --skip"
@@ -117,16 +127,16 @@ def reconstruct_split(experiment, split: dict, *, solver=RECONSTRUCT_STARTS, dat
         report.point_passes += result.point_passes
         for row, scene in enumerate(scenes):
             key = packed.instance_ids[scene]
-            _write(experiment, key, result.codes[row], resolution, report)
+            write(scene, result.codes[row])
             experiment.record_reconstruction(key, settings)
             if refine is not None:
-                _refine(experiment, packed, scene, result.codes[row], refine, resolution,
+                _refine(experiment, packed, scene, result.codes[row], refine, write,
                         report)
             bar.update(1)
     bar.close()
     for scene, code in unrefined:
-        _refine(experiment, packed, scene, code.to(experiment.device), refine, resolution,
-                report)
+        _refine(experiment, packed, scene, code.to(experiment.device), refine, write,
+                        report)
     return report
 
 
@@ -141,7 +151,7 @@ def refined_outputs(experiment: Experiment, key: str) -> dict:
     return paths
 
 
-def _refine(experiment: Experiment, packed, scene: int, code, refine, resolution, report):
+def _refine(experiment: Experiment, packed, scene: int, code, refine, write, report):
     """Refine one shape and write it under ``Refined/`` (the latent result is left alone)."""
     from .refine import refine_shape
 
@@ -151,8 +161,8 @@ def _refine(experiment: Experiment, packed, scene: int, code, refine, resolution
     paths = refined_outputs(experiment, key)
     write_decoder(paths["decoder"], refined.decoder)
     report.refined.append(key)
-    _write(experiment, key, refined.code, resolution, report, paths=paths,
-           decoder=refined.decoder, written=[], no_surface=report.refined_no_surface)
+    write(scene, refined.code, paths=paths, decoder=refined.decoder, written=[],
+          no_surface=report.refined_no_surface)
 
 
 def _plain(settings) -> dict:
@@ -163,13 +173,17 @@ def _plain(settings) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(settings), default=str))
 
 
-def _write(experiment: Experiment, key, code, resolution, report, *, paths=None, decoder=None,
-           written=None, no_surface=None):
+def _write(experiment: Experiment, scene: int, code, *, packed, prune, report, resolution,
+           paths=None, decoder=None, written=None, no_surface=None):
+    """Write shape ``scene``'s code and meshes (its pieces its samples rule out dropped)."""
+    key = packed.instance_ids[scene]
     paths = experiment.reconstruction(key) if paths is None else paths
     write_code(paths["code"], code)
     try:
-        mesh = code_mesh(experiment.model.decoder if decoder is None else decoder, code,
-                         resolution, clamp=experiment.config.trained_clamp)
+        pruned = observed_mesh(experiment.model.decoder if decoder is None else decoder, code,
+                               packed.positive_rows(scene) if prune is not None else None,
+                               resolution, clamp=experiment.config.trained_clamp,
+                               config=prune)
     except NoSurfaceError as error:
         logger.warning("%s: no surface (%s); code written, no mesh", key, error)
         for stale in (paths["mesh"], paths["original"]):  # an earlier run's, not this code's
@@ -177,6 +191,9 @@ def _write(experiment: Experiment, key, code, resolution, report, *, paths=None,
                 stale.unlink()
         (report.no_surface if no_surface is None else no_surface).append(key)
         return
+    mesh = pruned.mesh
+    if pruned.dropped:
+        report.pruned[key] = pruned.dropped
     offset, scale = experiment.data.instance(key).normalization()
     write_mesh(paths["mesh"], mesh)
     original = mesh.copy()

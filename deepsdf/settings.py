@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from deepsdf_preprocess.errors import InputError
 
-__all__ = ["RefineConfig", "REFINE", "StartedFit", "RECONSTRUCT_STARTS", "RECONSTRUCT_STARTS_FULL", "describe_solver",
+__all__ = ["PruneConfig", "PRUNE", "RefineConfig", "REFINE", "StartedFit", "RECONSTRUCT_STARTS", "RECONSTRUCT_STARTS_FULL", "describe_solver",
            "SOLVERS", "SolverConfig", "GAUSS_NEWTON", "SHORT_GAUSS_NEWTON", "ADAM",
            "SOLVER_PRESETS", "MultiStart", "SINGLE_START", "MESH_RESOLUTION",
            "INTERPOLATION_RESOLUTION", "INTERPOLATION_STEPS", "PICTURE_SIZE",
@@ -233,3 +233,33 @@ class RefineConfig:
 
 #: The default refinement.
 REFINE = RefineConfig()
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Which pieces of a fitted shape's mesh its observations rule out
+    (:mod:`deepsdf.pruning`): a connected piece is dropped when more than ``share`` of its area
+    lies where the observations certify the shape's SDF above ``margin`` (normalized units),
+    each point's certificate being the ``rank``-th largest over its ``neighbours`` nearest
+    rows."""
+
+    margin: float = 0.02
+    share: float = 0.9
+    neighbours: int = 16
+    rank: int = 3
+
+    def __post_init__(self):
+        if not (isinstance(self.margin, (int, float)) and math.isfinite(self.margin)
+                and self.margin >= 0):
+            raise InputError(f"prune margin must be a finite number >= 0, got {self.margin}")
+        if not (isinstance(self.share, (int, float)) and 0 <= self.share < 1):
+            raise InputError(f"prune share must lie in [0, 1), got {self.share}")
+        if not (isinstance(self.neighbours, int) and isinstance(self.rank, int)
+                and 1 <= self.rank <= self.neighbours <= 1024):
+            raise InputError(f"prune rank and neighbours must satisfy 1 <= rank <= neighbours "
+                             f"<= 1024, got {self.rank} and {self.neighbours}")
+
+
+#: What ``reconstruct`` and ``complete`` drop unless told to keep every piece
+#: (``--keep-all-parts``; docs/inference.md has the figures).
+PRUNE = PruneConfig()

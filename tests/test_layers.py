@@ -15,7 +15,7 @@ PREPROCESS_CONTRACT = {"contract", "errors", "paths", "validate", "provenance", 
                        "manifest", "progress", "locks"}
 MODEL = {"settings", "config", "decoder", "latents", "loss", "checkpoint", "original", "device", "data",
          "sample_store", "reconstruct", "mesh", "field", "metrics", "retrieval", "code_space",
-         "frames", "sensing", "constraints", "observations", "refine"}
+         "frames", "sensing", "constraints", "observations", "refine", "pruning"}
 EXPERIMENT = {"experiment", "outputs"}
 WORKFLOWS = {"train", "train_log", "train_state", "inference", "evaluate", "completion",
              "interpolate", "export", "demo", "recipe",

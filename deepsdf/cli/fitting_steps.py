@@ -13,7 +13,7 @@ from deepsdf.constraints import ConstraintConfig
 from deepsdf.pictures import RENDERERS
 from deepsdf.settings import (DEFAULT_QUALITY, GAUSS_NEWTON, INTERPOLATION_RESOLUTION,
                               INTERPOLATION_STEPS, INTERPOLATIONS, MESH_RESOLUTION, PICTURE_SIZE,
-                              QUALITIES, RECONSTRUCT_BATCH, RECONSTRUCT_STARTS, REFINE,
+                              PRUNE, QUALITIES, RECONSTRUCT_BATCH, RECONSTRUCT_STARTS, REFINE,
                               SOLVER_PRESETS,
                               MultiStart, StartedFit, describe_solver)
 from deepsdf_preprocess.errors import InputError
@@ -90,8 +90,20 @@ def _add_fit_options(parser, *, solver_help: str) -> None:
                              f"it); about {REFINE.steps} Adam steps per shape")
     parser.add_argument("--refine-steps", type=int_at_least(1, 100_000), default=REFINE.steps,
                         help="Adam steps of --refine")
+    parser.add_argument("--keep-all-parts", action="store_true",
+                        help="keep every connected piece of each mesh; by default a piece "
+                             "lying, for more than "
+                             f"{100 * PRUNE.share:.0f}%% of its area, where the shape's own "
+                             "observations (its SdfSamples, or the scan's empty space) say "
+                             f"certainly empty by more than {PRUNE.margin:g} is dropped as "
+                             "debris of the fit (docs/inference.md)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _prune_from_args(args):
+    """The PruneConfig of the fitting commands (None with --keep-all-parts)."""
+    return None if args.keep_all_parts else PRUNE
 
 
 def _refine_from_args(args):
@@ -144,13 +156,15 @@ def _run_reconstruct(args) -> int:
     refine = _refine_from_args(args)
     report = reconstruct_split(experiment, experiment.split(args.split), solver=solver,
                                resolution=args.resolution, batch=args.batch, skip=args.skip,
-                               progress=not args.no_progress, cache=args.cache, refine=refine)
+                               progress=not args.no_progress, cache=args.cache, refine=refine,
+                               prune=_prune_from_args(args))
     refined = (f", {len(report.refined)} refined under "
                f"{experiment.reconstructions / 'Refined'}"
                + (f" ({len(report.refined_no_surface)} of them without a surface)"
                   if report.refined_no_surface else "") if refine else "")
+    pruned = (f", debris dropped from {len(report.pruned)}" if report.pruned else "")
     print(f"reconstructed {len(report.written)} shapes ({len(report.skipped)} skipped, "
-          f"{len(report.no_surface)} without a surface{refined}); "
+          f"{len(report.no_surface)} without a surface{refined}{pruned}); "
           f"{report.point_passes:,} point-passes; "
           f"{time.perf_counter() - started:.0f} s ({args.quality} quality, "
           f"{describe_solver(solver)}, {args.resolution}^3)")
@@ -353,7 +367,8 @@ def _run_complete(args) -> int:
                                 constraints=constraints, resolution=args.resolution,
                                 retrieval=not args.no_retrieval,
                                 progress=not args.no_progress,
-                                refine=_refine_from_args(args))
+                                refine=_refine_from_args(args),
+                                prune=_prune_from_args(args))
         summary = report.summary
         from deepsdf.metrics import Verdict
 
@@ -372,7 +387,7 @@ def _run_complete(args) -> int:
                              _similarity_from_args(args), out_dir=args.out, solver=solver,
                              starts=starts, constraints=constraints,
                              resolution=args.resolution, truth=args.truth,
-                             refine=_refine_from_args(args))
+                             refine=_refine_from_args(args), prune=_prune_from_args(args))
     print(f"wrote {summary['mesh']} ({summary['observed_points']} observed points); "
           f"{time.perf_counter() - started:.0f} s ({settings})")
     return 0

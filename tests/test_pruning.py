@@ -1,0 +1,132 @@
+"""deepsdf.pruning: pieces of a decoded surface that the observations rule out are dropped,
+and nothing else; checked against spheres whose signed distance is exact."""
+
+import numpy as np
+import pytest
+import trimesh
+
+from deepsdf.pruning import drop_contradicted_parts, outside_bound
+from deepsdf.settings import PRUNE, PruneConfig
+from deepsdf_preprocess.errors import InputError
+
+
+def _spheres_sdf(points, spheres):
+    """Exact signed distance of a union of disjoint balls ``[(centre, radius), ...]``."""
+    return np.min([np.linalg.norm(points - np.asarray(c), axis=1) - r for c, r in spheres],
+                  axis=0)
+
+
+def _samples(spheres, seed=0, near=60_000, uniform=15_000):
+    """SdfSamples-like rows [x, y, z, sdf] of the balls: points near each surface (the
+    preprocessor's two noise widths) and uniform in the unit cube, exact distances."""
+    rng = np.random.default_rng(seed)
+    clouds = []
+    for centre, radius in spheres:
+        direction = rng.normal(size=(near // len(spheres), 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        surface = np.asarray(centre) + radius * direction
+        half = len(surface) // 2
+        clouds += [surface[:half] + rng.normal(0, 0.0707, (half, 3)),
+                   surface[half:] + rng.normal(0, 0.0224, (len(surface) - half, 3))]
+    points = np.concatenate(clouds + [rng.uniform(-1, 1, (uniform, 3))])
+    return np.column_stack([points, _spheres_sdf(points, spheres)]).astype(np.float32)
+
+
+def _ball(centre, radius):
+    mesh = trimesh.creation.icosphere(subdivisions=3, radius=radius)
+    mesh.apply_translation(centre)
+    return mesh
+
+
+BODY = ((0.0, 0.0, 0.0), 0.5)
+
+
+def test_a_floater_in_empty_space_is_dropped_and_the_body_kept_exactly():
+    body, floater = _ball(*BODY), _ball((0.0, 0.8, 0.0), 0.08)
+    decoded = trimesh.util.concatenate([body, floater])
+    result = drop_contradicted_parts(decoded, _samples([BODY]), PRUNE)
+    assert result.dropped == 1 and not result.kept_all
+    assert result.dropped_area == pytest.approx(floater.area / decoded.area, rel=1e-6)
+    kept = result.mesh
+    assert len(kept.faces) == len(body.faces)
+    np.testing.assert_allclose(np.sort(kept.vertices, axis=0), np.sort(body.vertices, axis=0))
+
+
+def test_every_true_part_is_kept_even_a_small_one():
+    small = ((0.0, 0.75, 0.0), 0.08)  # the floater's place, but here it is part of the shape
+    decoded = trimesh.util.concatenate([_ball(*BODY), _ball(*small)])
+    result = drop_contradicted_parts(decoded, _samples([BODY, small]), PRUNE)
+    assert result.dropped == 0 and len(result.mesh.faces) == len(decoded.faces)
+
+
+def test_a_piece_slightly_off_the_truth_is_kept():
+    # a decoded body 0.01 too large (within the margin) is the model's error, not debris
+    decoded = _ball(BODY[0], BODY[1] + 0.01)
+    assert drop_contradicted_parts(decoded, _samples([BODY]), PRUNE).dropped == 0
+
+
+def test_a_few_wrong_rows_cannot_remove_a_true_part():
+    small = ((0.0, 0.75, 0.0), 0.08)
+    rows = _samples([BODY, small])
+    # two rows on the small part's surface claim to be far outside (flipped signs, noise)
+    liars = np.array([[0.0, 0.83, 0.0, 0.3], [0.0, 0.831, 0.0, 0.3]], np.float32)
+    lied = np.concatenate([rows, liars])
+    decoded = trimesh.util.concatenate([_ball(*BODY), _ball(*small)])
+    assert drop_contradicted_parts(decoded, lied, PRUNE).dropped == 0
+    # beside them, trusting every row (rank 1) certifies the true surface as outside; the
+    # default rank 3 does not: the rank is what protects from up to two wrong rows
+    here = np.array([[0.0, 0.829, 0.0]])
+    truth = _spheres_sdf(here, [BODY, small])
+    assert outside_bound(lied, rank=1)(here)[0] > truth[0] + 0.2
+    assert outside_bound(lied, rank=3)(here)[0] <= truth[0] + 1e-6
+
+
+def test_the_bound_never_exceeds_the_true_distance():
+    rows = _samples([BODY], seed=1)
+    points = np.random.default_rng(2).uniform(-1, 1, (5000, 3))
+    bound = outside_bound(rows, neighbours=16, rank=3)(points)
+    assert np.all(bound <= _spheres_sdf(points, [BODY]) + 1e-6)
+    assert np.mean(bound > 0.02) > 0.5  # and it certifies most of the empty cube
+
+
+def test_one_sided_rows_rule_out_seen_space_only():
+    # one view from +z: free-space rows between the camera and the near side; nothing behind
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(-0.45, 0.45, (4000, 2))
+    xy = xy[np.linalg.norm(xy, axis=1) < 0.45]
+    depth = np.sqrt(BODY[1] ** 2 - (xy ** 2).sum(axis=1))  # the front surface's z
+    t = rng.uniform(0.05, 1.0, len(xy))
+    free = np.column_stack([xy, depth + t * (1.0 - depth)])
+    targets = _spheres_sdf(free, [BODY])
+    rows = np.column_stack([free, np.maximum(targets, 0.0), np.ones(len(free))])
+    seen_floater = _ball((0.0, 0.0, 0.8), 0.06)  # in front of the surface, in the view
+    unseen_floater = _ball((0.0, 0.0, -0.8), 0.06)  # behind the body: nothing says empty
+    decoded = trimesh.util.concatenate([_ball(*BODY), seen_floater, unseen_floater])
+    kept = drop_contradicted_parts(decoded, rows.astype(np.float32), PRUNE).mesh
+    assert kept.vertices[:, 2].max() < 0.6  # the seen floater went
+    assert kept.vertices[:, 2].min() < -0.7  # the unseen one stays: the model's guess
+
+
+def test_a_surface_ruled_out_everywhere_is_kept_and_reported():
+    decoded = _ball((0.0, 0.8, 0.0), 0.08)  # only debris: the fit missed the body
+    result = drop_contradicted_parts(decoded, _samples([BODY]), PRUNE)
+    assert result.kept_all and result.dropped == 0 and result.mesh is decoded
+
+
+def test_none_keeps_every_piece_and_bad_settings_are_refused():
+    decoded = trimesh.util.concatenate([_ball(*BODY), _ball((0.0, 0.8, 0.0), 0.08)])
+    assert drop_contradicted_parts(decoded, _samples([BODY]), None).mesh is decoded
+    for bad in ({"share": 1.0}, {"margin": -0.1}, {"rank": 0}, {"rank": 20, "neighbours": 16},
+                {"margin": float("nan")}):
+        with pytest.raises(InputError):
+            PruneConfig(**bad)
+    with pytest.raises(InputError):
+        outside_bound(np.zeros((5, 3)))
+
+
+def test_rows_without_positive_targets_certify_nothing():
+    rows = _samples([BODY])
+    inside_only = rows[rows[:, 3] <= 0]
+    decoded = trimesh.util.concatenate([_ball(*BODY), _ball((0.0, 0.8, 0.0), 0.08)])
+    assert drop_contradicted_parts(decoded, inside_only, PRUNE).dropped == 0
+    assert np.isneginf(outside_bound(inside_only)(np.zeros((3, 3)))).all()
