@@ -52,6 +52,10 @@ def main() -> int:
                         help="mesh the reference's codes on the dense grid (the original's "
                              "protocol: its wall-clock then includes the dense grid)")
     parser.add_argument("--per-shape", action="store_true", help="print every shape's Chamfer")
+    parser.add_argument("--prune", action="store_true",
+                        help="also score every solver's meshes with the pieces the shape's "
+                             "SdfSamples rule out dropped (what `reconstruct` writes by "
+                             "default; deepsdf.pruning)")
     args = parser.parse_args()
 
     from deepsdf.data import pack_split
@@ -59,7 +63,8 @@ def main() -> int:
     from deepsdf.mesh import coarse_to_fine_grid, decoder_field, dense_grid, extract_mesh
     from deepsdf.metrics import CHAMFER_POINTS, chamfer, surface_points
     from deepsdf.reconstruct import GAUSS_NEWTON, SolverConfig, fit_codes, reconstruct_codes
-    from deepsdf.settings import RECONSTRUCT_STARTS, StartedFit
+    from deepsdf.pruning import drop_contradicted_parts
+    from deepsdf.settings import PRUNE, RECONSTRUCT_STARTS, StartedFit
     from deepsdf_preprocess import formats
 
     decoder, config, payload = load_trained(args.experiment, device=args.device)
@@ -101,33 +106,46 @@ def main() -> int:
             codes.append(result.codes)
         fitting = time.perf_counter() - start
         codes = torch.cat(codes)
-        distances = []
+        distances = {}
         start = time.perf_counter()
         for scene, key in enumerate(packed.instance_ids):
             points, offset, scale = truth[key]
             field = decoder_field(decoder, codes[scene])
             grid = (dense_grid(field, args.resolution) if name == "adam (reference)"
                     and args.reference_dense else coarse_to_fine_grid(field, args.resolution))
-            mesh = extract_mesh(grid, offset=offset, scale=scale)
-            ours, _ = surface_points(mesh, CHAMFER_POINTS)
-            distances.append(chamfer(ours, points))
+            mesh = extract_mesh(grid)
+            meshes = {name: mesh}
+            if args.prune:
+                meshes[name + ", pruned"] = drop_contradicted_parts(
+                    mesh, packed.positive_rows(scene), PRUNE).mesh
+            for label, one in meshes.items():
+                one = one.copy()
+                one.vertices = one.vertices / scale - offset  # the original frame
+                ours, _ = surface_points(one, CHAMFER_POINTS)
+                distances.setdefault(label, []).append(chamfer(ours, points))
         meshing = time.perf_counter() - start
-        per_shape[name] = np.asarray(distances)
-        rows[name] = (passes / len(scenes), fitting, meshing, float(np.mean(distances)),
-                      float(np.median(distances)))
+        for label, values in distances.items():
+            per_shape[label] = np.asarray(values)
+            rows[label] = (passes / len(scenes), fitting, meshing, float(np.mean(values)),
+                           float(np.median(values)))
 
     print(f"# {time.strftime('%Y-%m-%d')} {platform.node()}, {os.cpu_count()} cores, device "
           f"{args.device}, torch {torch.__version__}; {len(scenes)} shapes; experiment "
           f"{args.experiment}; meshes at {args.resolution}^3"
           + (" (the reference's dense, ours coarse-to-fine)" if args.reference_dense else ""))
+    # every row against the reference as the original release writes it (every piece kept)
+    # and, with --prune, against the reference's own mesh pruned the same way
+    references = ["adam (reference)"] + (["adam (reference), pruned"] if args.prune else [])
     print("| solver | point-passes per shape | fit s | mesh s | Chamfer mean | median | "
-          "worst / reference | shapes > 1.02x reference |")
-    print("|---|---|---|---|---|---|---|---|")
-    reference_shapes = per_shape["adam (reference)"]
+          + " | ".join(f"worst / {r} | shapes > 1.02x {r}" for r in references) + " |")
+    print("|---|---|---|---|---|---|" + "---|---|" * len(references))
     for name, (passes, fitting, meshing, mean, median) in rows.items():
-        ratio = per_shape[name] / np.maximum(reference_shapes, 1e-12)
+        cells = []
+        for reference_name in references:
+            ratio = per_shape[name] / np.maximum(per_shape[reference_name], 1e-12)
+            cells.append(f"{ratio.max():.3f} | {int(np.sum(ratio > 1.02))}/{len(ratio)}")
         print(f"| {name} | {passes:,.0f} | {fitting:.1f} | {meshing:.1f} | {mean:.3e} | "
-              f"{median:.3e} | {ratio.max():.3f} | {int(np.sum(ratio > 1.02))}/{len(ratio)} |")
+              f"{median:.3e} | " + " | ".join(cells) + " |")
     reference = rows["adam (reference)"]
     for name, fast in rows.items():
         if name != "adam (reference)":

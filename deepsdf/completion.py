@@ -38,9 +38,8 @@ from .metrics import (CHAMFER_POINTS, COMPLETION_METRICS, chamfer_unseen, surfac
 from .outputs import CompletionFolder, ScanCompletionFolder
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
-from .pruning import drop_contradicted_parts, observed_mesh
 from .reconstruct import GAUSS_NEWTON, RankedFits, SolverConfig, fit_from_starts
-from .settings import COMPLETE_BATCH, MESH_RESOLUTION, PRUNE, SINGLE_START, MultiStart
+from .settings import COMPLETE_BATCH, MESH_RESOLUTION, SINGLE_START, MultiStart
 
 __all__ = ["complete_observations", "complete_scans", "complete_split", "scan_observation",
            "first_surface", "completion_metrics", "Completion", "CompletionReport",
@@ -67,10 +66,10 @@ def constraint_rows(observations, constraints: ConstraintConfig, seed: int, seed
             for o, s in zip(observations, seeds)]
 
 
-def _refined(decoder, rows, code, refine, config, resolution: int, paths: dict, prune):
+def _refined(decoder, rows, code, refine, config, resolution: int, paths: dict):
     """Refine ``decoder`` and ``code`` on one shape's constraint ``rows``; write its code and
-    decoder to ``paths``; its normalized-frame mesh (the pieces ``rows`` rule out dropped with
-    ``prune``), or None (with a warning) when the refined field has no surface."""
+    decoder to ``paths``; its normalized-frame mesh, or None (with a warning) when the refined
+    field has no surface."""
     from .refine import refine_shape
 
     refined = refine_shape(decoder, [np.asarray(rows, dtype=np.float32)], 0,
@@ -78,8 +77,7 @@ def _refined(decoder, rows, code, refine, config, resolution: int, paths: dict, 
     write_code(paths["code"], refined.code)
     write_decoder(paths["decoder"], refined.decoder)
     try:
-        return observed_mesh(refined.decoder, refined.code, rows, resolution,
-                             clamp=config.trained_clamp, config=prune).mesh
+        return code_mesh(refined.decoder, refined.code, resolution, clamp=config.trained_clamp)
     except NoSurfaceError as error:
         logger.warning("the refined field has no surface (%s): only the latent result is "
                        "written", error)
@@ -139,7 +137,7 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
                    constraints: ConstraintConfig = ConstraintConfig(),
                    starts: MultiStart = MultiStart(), checkpoint=None,
                    resolution: int = MESH_RESOLUTION, truth=None, device=None,
-                   refine=None, prune=PRUNE) -> dict:
+                   refine=None) -> dict:
     """Complete one shape from a world-frame observation (real depth images, a point cloud).
 
     ``similarity`` maps the world frame to the model frame.  Writes ``OUT/code.pth``,
@@ -148,8 +146,7 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
 
     With ``refine`` (a :class:`~deepsdf.settings.RefineConfig`), the refined result
     (:mod:`deepsdf.refine`) is written beside, under ``OUT/Refined/``, and its metrics are
-    ``refined_metrics``.  ``prune``: as :func:`complete_split` (the pieces in what the
-    observation saw as empty space are dropped; None keeps every piece).
+    ``refined_metrics``.
 
     Returns a summary dict (paths, observed point count, metrics if any).
     """
@@ -170,9 +167,6 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
                                    solver=solver, constraints=constraints, starts=starts,
                                    train_codes=experiment.model.codes, device=experiment.device)
     mesh, rank = first_surface(decoder, result, 0, resolution, clamp=config.trained_clamp)
-    rows = constraint_rows([model], constraints, solver.seed, None)[0]
-    pruned = drop_contradicted_parts(mesh, rows, prune)
-    mesh = pruned.mesh
     code = result.ranked[0, rank]
     write_code(out.code, code)
     write_mesh(out.normalized_mesh, mesh)
@@ -180,10 +174,11 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
     write_mesh(out.mesh, mesh)
     summary = {"mesh": str(out.mesh), "observed_points": len(observation),
                "loss": float(result.data[0, rank]), "start": result.start_kind[0][rank],
-               "fallback_rank": rank, "dropped_parts": pruned.dropped}
+               "fallback_rank": rank}
     refined = None
     if refine is not None:
-        refined = _refined(decoder, rows, code, refine, config, resolution, out.refined, prune)
+        rows = constraint_rows([model], constraints, solver.seed, None)[0]
+        refined = _refined(decoder, rows, code, refine, config, resolution, out.refined)
         if refined is not None:
             write_mesh(out.refined["normalized_mesh"], refined)
             refined.vertices = similarity.inverse_points(refined.vertices)
@@ -268,7 +263,6 @@ class _Run:
     train_ids: list
     refine: object = None  # a RefineConfig, or None
     config: object = None  # the experiment's ModelConfig (clamps), for refinement
-    prune: object = None  # a PruneConfig, or None to keep every piece
 
 
 @dataclass
@@ -305,7 +299,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
                    resolution: int = MESH_RESOLUTION, batch: int = COMPLETE_BATCH,
                    retrieval: bool = True,
                    view: int = 0, device=None, progress: bool = True,
-                   refine=None, prune=PRUNE) -> CompletionReport:
+                   refine=None) -> CompletionReport:
     """Complete every shape of ``split`` from its single-view scan and evaluate.
 
     Each shape's scan is mapped to the model frame with its ``NormalizationParameters``; the
@@ -315,10 +309,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
     the training shape nearest to the observed points (normalized frame) answers each shape
     too, with the same metrics.  Each shape is fitted from ``starts``; about ``batch``
     fits (shapes times starts) run together.  ``view`` 0 is the preprocessor's scan; another
-    ``view`` is a further seeded viewpoint, rendered from the source mesh.  ``prune`` (a
-    :class:`~deepsdf.settings.PruneConfig`; None keeps every piece): the pieces of each mesh
-    that the scan saw as empty space are dropped (:mod:`deepsdf.pruning`); unseen space keeps
-    what the model put there.
+    ``view`` is a further seeded viewpoint, rendered from the source mesh.
     """
     from deepsdf_preprocess.pipeline import instance_seed
 
@@ -334,7 +325,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
         raise InputError("the split lists no instance")
     run = _Run(decoder, out, resolution, config.trained_clamp,
                _training_clouds(data, model.instance_ids) if retrieval else None,
-               model.instance_ids, refine, config, prune)
+               model.instance_ids, refine, config)
     source = _ScanSource(data, meshes_dir, view)
     report = CompletionReport()
     from deepsdf_preprocess.progress import progress_bar
@@ -349,8 +340,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
             constraints=constraints, starts=starts, train_codes=model.codes, seeds=seeds,
             device=device)
         rows = (constraint_rows([shape.observed for shape in shapes], constraints, solver.seed,
-                                seeds) if refine is not None or prune is not None
-                else [None] * len(shapes))
+                                seeds) if refine is not None else [None] * len(shapes))
         for index, shape in enumerate(shapes):
             row = _complete_one(shape, result, index, run, report, rows[index])
             if row is not None:
@@ -382,8 +372,6 @@ def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
     if rank:
         logger.info("%s: the best fit has no surface; kept fit %d (from the %s start)",
                     shape.key, rank, result.start_kind[index][rank])
-    pruned = drop_contradicted_parts(mesh, constraint_rows, run.prune)
-    mesh = pruned.mesh
     write_code(paths["code"], result.ranked[index, rank])
     mesh.vertices = to_original(mesh.vertices, shape.offset, shape.scale)
     write_mesh(paths["mesh"], mesh)  # the completion's Meshes are in the original frame
@@ -392,12 +380,11 @@ def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
     points = surface_points(mesh, CHAMFER_POINTS)[0]
     row = {"instance": shape.key, "observed_points": len(shape.observed),
            "start": result.start_kind[index][rank], "fallback_rank": rank,
-           "dropped_parts": pruned.dropped,
            **completion_metrics(points, truth, seen, shape.scale)}
     if run.refine is not None:
         refined_paths = run.out.refined(shape.key)
         refined = _refined(run.decoder, constraint_rows, result.ranked[index, rank], run.refine,
-                           run.config, run.resolution, refined_paths, run.prune)
+                           run.config, run.resolution, refined_paths)
         if refined is not None:
             refined.vertices = to_original(refined.vertices, shape.offset, shape.scale)
             write_mesh(refined_paths["mesh"], refined)
@@ -415,8 +402,7 @@ def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
 
 
 def _write_report(out: CompletionFolder, report: CompletionReport, retrieval: bool) -> dict:
-    columns = ["instance", "observed_points", "start", "fallback_rank", "dropped_parts",
-               *COMPLETION_METRICS]
+    columns = ["instance", "observed_points", "start", "fallback_rank", *COMPLETION_METRICS]
     refined = any("refined_chamfer" in row for row in report.rows)
     if refined:
         columns += [f"refined_{k}" for k in COMPLETION_METRICS]

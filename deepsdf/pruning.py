@@ -1,13 +1,13 @@
 """Dropping the pieces of a decoded surface that the observations rule out.
 
-A code fitted to one shape's observations (its SdfSamples, or a scan's constraint rows) can
-decode to the right surface *and* to pieces far from anything observed: blobs the fit never
-paid for, because few rows fall where they are.  Squared Chamfer punishes such a piece
-heavily, and a user sees debris.  The observations themselves rule these pieces out.
+A code fitted to one shape's SdfSamples can decode to the right surface *and* to pieces far
+from it: blobs the fit never paid for, because few samples fall where they are.  Squared
+Chamfer punishes such a piece heavily, and a user sees debris.  The samples themselves rule
+these pieces out.
 
 **The bound.**  A row ``[x, y, z, t, ...]`` with ``t > 0`` at point ``s`` says the shape's
-signed distance there is ``t`` (an SDF sample) or at least ``t`` (a one-sided free-space row,
-:mod:`deepsdf.observations`).  A signed distance is 1-Lipschitz, so at any point ``p``
+signed distance there is ``t`` (an SDF sample) or at least ``t`` (a one-sided row with a
+positive target).  A signed distance is 1-Lipschitz, so at any point ``p``
 ``sdf(p) >= t - |p - s|``: each row certifies a ball of radius ``t`` around it as outside the
 shape.  :func:`outside_bound` takes, at each point, the ``rank``-th largest of these bounds
 over its ``neighbours`` nearest rows: a lower bound on the true SDF that up to ``rank - 1``
@@ -19,11 +19,14 @@ outside the shape, by more than ``margin``) is contradicted by the observations 
 Nothing else changes: the field is never edited, every kept triangle is the decoder's own, and
 a model that decodes no surface still has none.  (Clipping the field by the bound instead
 would be a reconstruction from the samples alone, which dense SdfSamples allow without any
-model: not what a shape model is asked for.)  Where observations are partial (one depth view),
-only what was seen as empty can rule a piece out; unseen space keeps what the model put there.
+model: not what a shape model is asked for.)  The default margin is the paper's clamping
+distance, 0.1: a piece nearer the truth than that is the model's error and stays.
 
-Frames: rows and the mesh are in the model's normalized frame (the unit sphere); ``margin`` is
-in its units.
+Completion does not prune.  A scan's free-space rows say "outside" with target 0, which
+certifies no ball; and a certificate of what the sensor saw empty (every ray through a ball
+running free beyond it) was tried on one-view completions of the hard categories: their
+extra surface is attached to the body, not in separate pieces, and it dropped almost nothing
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from deepsdf_preprocess.errors import InputError
 
 from .settings import PruneConfig
 
-__all__ = ["outside_bound", "drop_contradicted_parts", "Pruned", "observed_mesh"]
+__all__ = ["outside_bound", "drop_contradicted_parts", "drop_ruled_out", "Pruned",
+           "observed_mesh"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +68,16 @@ def outside_bound(rows, *, neighbours: int = 16, rank: int = 3):
 
     def bound(points) -> np.ndarray:
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        if not len(points):
-            return np.zeros(0)
-        distance, index = tree.query(points, k=k)
+        out = np.full(len(points), -np.inf)  # a point that is not finite: nothing certified
+        finite = np.isfinite(points).all(axis=1)
+        if not finite.any():
+            return out
+        distance, index = tree.query(points[finite], k=k)
         if k == 1:
             distance, index = distance[:, None], index[:, None]
         certified = targets[index] - distance  # (m, k) each row's bound at each point
-        return -np.partition(-certified, rank - 1, axis=1)[:, rank - 1]
+        out[finite] = -np.partition(-certified, rank - 1, axis=1)[:, rank - 1]
+        return out
 
     return bound
 
@@ -88,21 +95,34 @@ class Pruned:
 
 
 def drop_contradicted_parts(mesh, rows, config: PruneConfig | None = None) -> Pruned:
-    """``mesh`` (normalized frame) without the connected pieces the observation ``rows``
-    rule out (see the module docstring).  ``config`` None keeps every piece."""
-    import trimesh
-
+    """``mesh`` (normalized frame) without the connected pieces the sample ``rows`` rule out
+    (see the module docstring).  ``config`` None keeps every piece.  Pieces are sets of faces
+    joined by edges, coincident vertices counting as one."""
     if config is None or len(mesh.faces) == 0:
         return Pruned(mesh, 0, 0.0)
-    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency,
-                                                      node_count=len(mesh.faces))
     bound = outside_bound(rows, neighbours=config.neighbours, rank=config.rank)
-    outside = bound(mesh.vertices) > config.margin
-    face_outside = outside[mesh.faces].all(axis=1)
+    return drop_ruled_out(mesh, lambda points: bound(points) > config.margin, config.share)
+
+
+def drop_ruled_out(mesh, outside, share: float) -> Pruned:
+    """``mesh`` without the connected pieces of which more than ``share`` of the area has
+    all three corners ``outside`` (a function ``(m, 3) points -> (m,) bool``: certainly
+    empty).  Every piece ruled out keeps the mesh whole (``kept_all``)."""
+    import trimesh
+
+    if len(mesh.faces) == 0:
+        return Pruned(mesh, 0, 0.0)
+    # pieces by shared edges once coincident vertices are merged (a mesh stored as a soup of
+    # triangles is still cut into its surfaces, not into single faces)
+    joined = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    joined.merge_vertices()
+    labels = trimesh.graph.connected_component_labels(joined.face_adjacency,
+                                                      node_count=len(joined.faces))
+    face_outside = np.asarray(outside(mesh.vertices), dtype=bool)[mesh.faces].all(axis=1)
     area = mesh.area_faces
     total = np.bincount(labels, weights=area)
     contradicted = np.bincount(labels, weights=area * face_outside, minlength=len(total))
-    ruled_out = contradicted > config.share * np.maximum(total, 1e-30)
+    ruled_out = contradicted > share * np.maximum(total, 1e-30)
     if not ruled_out.any():
         return Pruned(mesh, 0, 0.0)
     if ruled_out.all():

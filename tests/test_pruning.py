@@ -60,9 +60,49 @@ def test_every_true_part_is_kept_even_a_small_one():
 
 
 def test_a_piece_slightly_off_the_truth_is_kept():
-    # a decoded body 0.01 too large (within the margin) is the model's error, not debris
-    decoded = _ball(BODY[0], BODY[1] + 0.01)
+    # a decoded body 0.05 too large (within the margin) is the model's error, not debris
+    decoded = _ball(BODY[0], BODY[1] + 0.05)
     assert drop_contradicted_parts(decoded, _samples([BODY]), PRUNE).dropped == 0
+
+
+def test_a_body_decoded_too_large_is_kept_beside_a_small_true_part():
+    # a model's typical error: the body 0.06 too thick (a hostile probe's case, where a 0.02
+    # margin dropped 97% of the true shape and kept only the small part)
+    small = ((0.0, 0.75, 0.0), 0.08)
+    decoded = trimesh.util.concatenate([_ball(BODY[0], BODY[1] + 0.06), _ball(*small)])
+    result = drop_contradicted_parts(decoded, _samples([BODY, small]), PRUNE)
+    assert result.dropped == 0 and len(result.mesh.faces) == len(decoded.faces)
+
+
+def test_thin_true_parts_decoded_thick_or_shifted_are_kept():
+    rod = ((0.0, 0.7, 0.0), 0.01)  # a thin part, its samples exact
+    rows = _samples([BODY, rod])
+    for decoded_rod in (_ball(rod[0], 0.06), _ball((0.05, 0.7, 0.0), 0.01)):
+        decoded = trimesh.util.concatenate([_ball(*BODY), decoded_rod])
+        assert drop_contradicted_parts(decoded, rows, PRUNE).dropped == 0
+
+
+def test_the_inner_wall_of_a_hollow_ball_decoded_too_far_in_is_kept():
+    outer, inner = 0.5, 0.47  # a shell 0.03 thick: sdf = max(|p| - 0.5, 0.47 - |p|)
+    rng = np.random.default_rng(4)
+    points = np.concatenate([rng.normal(size=(60_000, 3)), rng.uniform(-1, 1, (15_000, 3))])
+    points[:60_000] *= (rng.choice([outer, inner], 60_000)
+                        / np.linalg.norm(points[:60_000], axis=1))[:, None]
+    points[:60_000] += rng.normal(0, 0.03, (60_000, 3))
+    radius = np.linalg.norm(points, axis=1)
+    rows = np.column_stack([points, np.maximum(radius - outer, inner - radius)])
+    decoded = trimesh.util.concatenate([_ball((0, 0, 0), outer), _ball((0, 0, 0), inner - 0.04)])
+    assert drop_contradicted_parts(decoded, rows.astype(np.float32), PRUNE).dropped == 0
+
+
+def test_a_triangle_soup_is_cut_into_surfaces_not_faces():
+    floater = _ball((0.0, 0.8, 0.0), 0.08)
+    decoded = trimesh.util.concatenate([_ball(BODY[0], BODY[1] + 0.06), floater])
+    soup = trimesh.Trimesh(decoded.vertices[decoded.faces].reshape(-1, 3),
+                           np.arange(3 * len(decoded.faces)).reshape(-1, 3), process=False)
+    result = drop_contradicted_parts(soup, _samples([BODY]), PRUNE)
+    assert result.dropped == 1
+    assert len(result.mesh.faces) == len(decoded.faces) - len(floater.faces)
 
 
 def test_a_few_wrong_rows_cannot_remove_a_true_part():
@@ -86,7 +126,8 @@ def test_the_bound_never_exceeds_the_true_distance():
     points = np.random.default_rng(2).uniform(-1, 1, (5000, 3))
     bound = outside_bound(rows, neighbours=16, rank=3)(points)
     assert np.all(bound <= _spheres_sdf(points, [BODY]) + 1e-6)
-    assert np.mean(bound > 0.02) > 0.5  # and it certifies most of the empty cube
+    assert np.mean(bound > PRUNE.margin) > 0.5  # and it certifies most of the empty cube
+    assert np.isneginf(outside_bound(rows)(np.array([[np.nan, 0.0, 0.0]]))).all()
 
 
 def test_one_sided_rows_rule_out_seen_space_only():

@@ -50,6 +50,12 @@ step).""".format(starts=describe_solver(RECONSTRUCT_STARTS), gn=GAUSS_NEWTON,
                              "and the training codes, judged on N of its samples (costs (codes "
                              "+ 1) x N point-passes per shape; default: the solver's, 0 for "
                              "adam); the default fit's several starts need no screening")
+    parser.add_argument("--keep-all-parts", action="store_true",
+                        help="keep every connected piece of each mesh; by default a piece "
+                             f"lying, for more than {100 * PRUNE.share:.0f}%% of its area, "
+                             "where the shape's own SdfSamples say certainly empty by more "
+                             f"than {PRUNE.margin:g} (normalized units) is dropped as debris "
+                             "of the fit (docs/inference.md)")
     parser.add_argument("--batch", type=int_at_least(1), default=RECONSTRUCT_BATCH,
                         help="shapes fitted together")
     parser.add_argument("--skip", action="store_true",
@@ -90,13 +96,6 @@ def _add_fit_options(parser, *, solver_help: str) -> None:
                              f"it); about {REFINE.steps} Adam steps per shape")
     parser.add_argument("--refine-steps", type=int_at_least(1, 100_000), default=REFINE.steps,
                         help="Adam steps of --refine")
-    parser.add_argument("--keep-all-parts", action="store_true",
-                        help="keep every connected piece of each mesh; by default a piece "
-                             "lying, for more than "
-                             f"{100 * PRUNE.share:.0f}%% of its area, where the shape's own "
-                             "observations (its SdfSamples, or the scan's empty space) say "
-                             f"certainly empty by more than {PRUNE.margin:g} is dropped as "
-                             "debris of the fit (docs/inference.md)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -367,8 +366,7 @@ def _run_complete(args) -> int:
                                 constraints=constraints, resolution=args.resolution,
                                 retrieval=not args.no_retrieval,
                                 progress=not args.no_progress,
-                                refine=_refine_from_args(args),
-                                prune=_prune_from_args(args))
+                                refine=_refine_from_args(args))
         summary = report.summary
         from deepsdf.metrics import Verdict
 
@@ -387,7 +385,7 @@ def _run_complete(args) -> int:
                              _similarity_from_args(args), out_dir=args.out, solver=solver,
                              starts=starts, constraints=constraints,
                              resolution=args.resolution, truth=args.truth,
-                             refine=_refine_from_args(args), prune=_prune_from_args(args))
+                             refine=_refine_from_args(args))
     print(f"wrote {summary['mesh']} ({summary['observed_points']} observed points); "
           f"{time.perf_counter() - started:.0f} s ({settings})")
     return 0
