@@ -38,8 +38,9 @@ from .metrics import (CHAMFER_POINTS, COMPLETION_METRICS, chamfer_unseen, surfac
 from .outputs import CompletionFolder, ScanCompletionFolder
 from .observations import (ConstraintConfig, Observation, Similarity, observe_depth,
                            sdf_constraints)
+from .pruning import drop_seen_empty_parts
 from .reconstruct import GAUSS_NEWTON, RankedFits, SolverConfig, fit_from_starts
-from .settings import COMPLETE_BATCH, MESH_RESOLUTION, SINGLE_START, MultiStart
+from .settings import COMPLETE_BATCH, MESH_RESOLUTION, PRUNE, SINGLE_START, MultiStart
 
 __all__ = ["complete_observations", "complete_scans", "complete_split", "scan_observation",
            "first_surface", "completion_metrics", "Completion", "CompletionReport",
@@ -105,6 +106,15 @@ def complete_observations(decoder, observations, *, clamp: float,
                            device=device)
 
 
+def _pruned(mesh, observation: Observation, prune, name: str):
+    """``mesh`` (model frame) without the pieces ``observation`` saw as empty space."""
+    pruned = drop_seen_empty_parts(mesh, observation, prune)
+    if pruned.kept_all:
+        logger.warning("%s: most of the completed surface lies in what the scan saw as empty "
+                       "space (mesh kept whole): is the world -> model transform right?", name)
+    return pruned
+
+
 def first_surface(decoder, completion: Completion, index: int, resolution: int, *,
                   clamp: float):
     """``(mesh, rank)`` of shape ``index``'s best-ranked fit whose SDF has a surface: the
@@ -137,7 +147,7 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
                    constraints: ConstraintConfig = ConstraintConfig(),
                    starts: MultiStart = MultiStart(), checkpoint=None,
                    resolution: int = MESH_RESOLUTION, truth=None, device=None,
-                   refine=None) -> dict:
+                   refine=None, prune=PRUNE) -> dict:
     """Complete one shape from a world-frame observation (real depth images, a point cloud).
 
     ``similarity`` maps the world frame to the model frame.  Writes ``OUT/code.pth``,
@@ -146,7 +156,8 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
 
     With ``refine`` (a :class:`~deepsdf.settings.RefineConfig`), the refined result
     (:mod:`deepsdf.refine`) is written beside, under ``OUT/Refined/``, and its metrics are
-    ``refined_metrics``.
+    ``refined_metrics``.  ``prune``: as :func:`complete_split` (the pieces in what the
+    observation saw as empty space are dropped; None keeps every piece).
 
     Returns a summary dict (paths, observed point count, metrics if any).
     """
@@ -167,6 +178,8 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
                                    solver=solver, constraints=constraints, starts=starts,
                                    train_codes=experiment.model.codes, device=experiment.device)
     mesh, rank = first_surface(decoder, result, 0, resolution, clamp=config.trained_clamp)
+    pruned = _pruned(mesh, model, prune, "the completion")
+    mesh = pruned.mesh
     code = result.ranked[0, rank]
     write_code(out.code, code)
     write_mesh(out.normalized_mesh, mesh)
@@ -174,12 +187,13 @@ def complete_scans(experiment, observation: Observation, similarity: Similarity,
     write_mesh(out.mesh, mesh)
     summary = {"mesh": str(out.mesh), "observed_points": len(observation),
                "loss": float(result.data[0, rank]), "start": result.start_kind[0][rank],
-               "fallback_rank": rank}
+               "fallback_rank": rank, "dropped_parts": pruned.dropped}
     refined = None
     if refine is not None:
         rows = constraint_rows([model], constraints, solver.seed, None)[0]
         refined = _refined(decoder, rows, code, refine, config, resolution, out.refined)
         if refined is not None:
+            refined = _pruned(refined, model, prune, "the refined completion").mesh
             write_mesh(out.refined["normalized_mesh"], refined)
             refined.vertices = similarity.inverse_points(refined.vertices)
             write_mesh(out.refined["mesh"], refined)
@@ -263,6 +277,7 @@ class _Run:
     train_ids: list
     refine: object = None  # a RefineConfig, or None
     config: object = None  # the experiment's ModelConfig (clamps), for refinement
+    prune: object = None  # a PruneConfig, or None to keep every piece
 
 
 @dataclass
@@ -299,7 +314,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
                    resolution: int = MESH_RESOLUTION, batch: int = COMPLETE_BATCH,
                    retrieval: bool = True,
                    view: int = 0, device=None, progress: bool = True,
-                   refine=None) -> CompletionReport:
+                   refine=None, prune=PRUNE) -> CompletionReport:
     """Complete every shape of ``split`` from its single-view scan and evaluate.
 
     Each shape's scan is mapped to the model frame with its ``NormalizationParameters``; the
@@ -309,7 +324,11 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
     the training shape nearest to the observed points (normalized frame) answers each shape
     too, with the same metrics.  Each shape is fitted from ``starts``; about ``batch``
     fits (shapes times starts) run together.  ``view`` 0 is the preprocessor's scan; another
-    ``view`` is a further seeded viewpoint, rendered from the source mesh.
+    ``view`` is a further seeded viewpoint, rendered from the source mesh.  ``prune`` (a
+    :class:`~deepsdf.settings.PruneConfig`; None keeps every piece): the pieces of each mesh
+    lying in what the scan saw as empty space are dropped
+    (:func:`~deepsdf.pruning.drop_seen_empty_parts`); unseen space keeps what the model put
+    there.
     """
     from deepsdf_preprocess.pipeline import instance_seed
 
@@ -325,7 +344,7 @@ def complete_split(experiment, split: dict, *, out_dir, data_dir=None, meshes_di
         raise InputError("the split lists no instance")
     run = _Run(decoder, out, resolution, config.trained_clamp,
                _training_clouds(data, model.instance_ids) if retrieval else None,
-               model.instance_ids, refine, config)
+               model.instance_ids, refine, config, prune)
     source = _ScanSource(data, meshes_dir, view)
     report = CompletionReport()
     from deepsdf_preprocess.progress import progress_bar
@@ -372,6 +391,8 @@ def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
     if rank:
         logger.info("%s: the best fit has no surface; kept fit %d (from the %s start)",
                     shape.key, rank, result.start_kind[index][rank])
+    pruned = _pruned(mesh, shape.observed, run.prune, shape.key)
+    mesh = pruned.mesh
     write_code(paths["code"], result.ranked[index, rank])
     mesh.vertices = to_original(mesh.vertices, shape.offset, shape.scale)
     write_mesh(paths["mesh"], mesh)  # the completion's Meshes are in the original frame
@@ -380,12 +401,14 @@ def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
     points = surface_points(mesh, CHAMFER_POINTS)[0]
     row = {"instance": shape.key, "observed_points": len(shape.observed),
            "start": result.start_kind[index][rank], "fallback_rank": rank,
+           "dropped_parts": pruned.dropped,
            **completion_metrics(points, truth, seen, shape.scale)}
     if run.refine is not None:
         refined_paths = run.out.refined(shape.key)
         refined = _refined(run.decoder, constraint_rows, result.ranked[index, rank], run.refine,
                            run.config, run.resolution, refined_paths)
         if refined is not None:
+            refined = _pruned(refined, shape.observed, run.prune, shape.key).mesh
             refined.vertices = to_original(refined.vertices, shape.offset, shape.scale)
             write_mesh(refined_paths["mesh"], refined)
             row.update({f"refined_{k}": v for k, v in completion_metrics(
@@ -402,7 +425,8 @@ def _complete_one(shape: _Shape, result: Completion, index: int, run: _Run,
 
 
 def _write_report(out: CompletionFolder, report: CompletionReport, retrieval: bool) -> dict:
-    columns = ["instance", "observed_points", "start", "fallback_rank", *COMPLETION_METRICS]
+    columns = ["instance", "observed_points", "start", "fallback_rank", "dropped_parts",
+               *COMPLETION_METRICS]
     refined = any("refined_chamfer" in row for row in report.rows)
     if refined:
         columns += [f"refined_{k}" for k in COMPLETION_METRICS]

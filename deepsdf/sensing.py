@@ -38,7 +38,11 @@ class Observation:
     All arrays (n, 3) or (m, 3) float64, one frame (world or model, see :meth:`transformed`).
     Normals are unit vectors pointing towards the sensor's side of the surface (outside the
     object).  ``empty_origins`` / ``empty_directions`` (unit) are the rays of pixels without
-    a measurement (background): the object is nowhere on them.
+    a measurement (background): the object is nowhere on them.  ``hit_points`` /
+    ``hit_sensors`` (k, 3) are every measured return and its sensor, kept or not (depth edges
+    and grazing pixels too): the ray from the sensor is free up to the return.  They say what
+    the sensor saw empty (:func:`deepsdf.pruning.seen_empty`); an observation without them
+    certifies no empty space.
     """
 
     points: np.ndarray
@@ -46,17 +50,24 @@ class Observation:
     sensors: np.ndarray
     empty_origins: np.ndarray = field(default_factory=_no_rays)
     empty_directions: np.ndarray = field(default_factory=_no_rays)
+    hit_points: np.ndarray = field(default_factory=_no_rays)
+    hit_sensors: np.ndarray = field(default_factory=_no_rays)
 
     def __post_init__(self):
         # A NaN or infinite point, normal or sensor would poison every loss term while the
         # optimizer still returns a finite code: refuse it when the observation is built.
-        for name in ("points", "normals", "sensors", "empty_origins", "empty_directions"):
+        for name in ("points", "normals", "sensors", "empty_origins", "empty_directions",
+                     "hit_points", "hit_sensors"):
             setattr(self, name, validate.points(getattr(self, name), source="Observation",
                                                 field=name, minimum=0))
         if not len(self.points) == len(self.normals) == len(self.sensors):
             raise InputError(f"Observation: points, normals and sensors hold {len(self.points)}"
                              f", {len(self.normals)} and {len(self.sensors)} rows; one row "
                              "each per observed point is needed")
+        if len(self.hit_points) != len(self.hit_sensors):
+            raise InputError(f"Observation: hit_points and hit_sensors hold "
+                             f"{len(self.hit_points)} and {len(self.hit_sensors)} rows; one "
+                             "sensor per measured return is needed")
         if len(self.empty_origins) != len(self.empty_directions):
             raise InputError(f"Observation: empty_origins and empty_directions hold "
                              f"{len(self.empty_origins)} and {len(self.empty_directions)} "
@@ -84,16 +95,19 @@ class Observation:
             raise InputError(f"the world -> model map (scale {similarity.scale:g}) puts the "
                              f"observed points up to {reach:g} from the origin; the model "
                              "frame is the unit sphere: check the normalization or transform")
+        with np.errstate(over="ignore", invalid="ignore"):
+            hits, hit_sensors = (similarity.points(self.hit_points),
+                                 similarity.points(self.hit_sensors))
         return Observation(points, similarity.directions(self.normals), sensors,
                            similarity.points(self.empty_origins),
-                           similarity.directions(self.empty_directions))
+                           similarity.directions(self.empty_directions), hits, hit_sensors)
 
     @staticmethod
     def concatenate(observations) -> "Observation":
         observations = list(observations)
         return Observation(*(np.concatenate([getattr(o, name) for o in observations])
                              for name in ("points", "normals", "sensors", "empty_origins",
-                                          "empty_directions")))
+                                          "empty_directions", "hit_points", "hit_sensors")))
 
 
 def observe_depth(depth, camera: PinholeCamera, *, max_jump: float = 0.05,

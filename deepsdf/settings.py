@@ -241,19 +241,23 @@ class PruneConfig:
     (:mod:`deepsdf.pruning`): a connected piece is dropped when more than ``share`` of its area
     lies where the observations certify the shape's SDF above ``margin`` (normalized units),
     each point's certificate being the ``rank``-th largest over its ``neighbours`` nearest
-    rows."""
+    rows; when the pieces ruled out hold more than ``most`` of the area, nothing is dropped
+    (a wrong fit, reported, rather than debris)."""
 
     margin: float = 0.1
     share: float = 0.75
     neighbours: int = 16
     rank: int = 3
+    most: float = 0.5
 
     def __post_init__(self):
         if not (isinstance(self.margin, (int, float)) and math.isfinite(self.margin)
                 and self.margin >= 0):
             raise InputError(f"prune margin must be a finite number >= 0, got {self.margin}")
-        if not (isinstance(self.share, (int, float)) and 0 <= self.share < 1):
-            raise InputError(f"prune share must lie in [0, 1), got {self.share}")
+        for name in ("share", "most"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise InputError(f"prune {name} must lie in [0, 1), got {value}")
         if not (isinstance(self.neighbours, int) and isinstance(self.rank, int)
                 and 1 <= self.rank <= self.neighbours <= 1024):
             raise InputError(f"prune rank and neighbours must satisfy 1 <= rank <= neighbours "

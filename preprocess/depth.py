@@ -31,14 +31,18 @@ def _no_rays() -> np.ndarray:
 
 class SurfacePoints(NamedTuple):
     """Observed points (n, 3), unit normals towards the sensor's side (n, 3), the sensor
-    position each was seen from (n, 3), and the rays (m, 3) origins and unit directions of
-    pixels that measured nothing (the object is nowhere on them), all float64, world frame."""
+    position each was seen from (n, 3), the rays (m, 3) origins and unit directions of
+    pixels that measured nothing (the object is nowhere on them), and every measured return
+    (k, 3) with its sensor (k, 3), whether or not its point was kept (depth edges and grazing
+    pixels included: the ray is free up to it), all float64, world frame."""
 
     points: np.ndarray
     normals: np.ndarray
     sensors: np.ndarray
     empty_origins: np.ndarray
     empty_directions: np.ndarray
+    hit_points: np.ndarray = np.zeros((0, 3))
+    hit_sensors: np.ndarray = np.zeros((0, 3))
 
 
 def load_depth(path, *, depth_scale: float | None = None) -> np.ndarray:
@@ -146,6 +150,7 @@ def depth_surface(depth, camera: PinholeCamera, *, max_jump: float = 0.05,
     depth = np.asarray(depth, dtype=np.float64)
     height, width = depth.shape
     points, pixels = camera.depth_to_points(depth)
+    returns = points  # every measured pixel, before edges and grazing normals are dropped
     grid = np.full((height, width, 3), np.nan)
     grid.reshape(-1, 3)[pixels] = points
     z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
@@ -165,6 +170,9 @@ def depth_surface(depth, camera: PinholeCamera, *, max_jump: float = 0.05,
     points, normals = grid[rows, cols], normals[rows, cols]
     observed = _oriented(points, normals, np.broadcast_to(camera.centre, points.shape),
                          min_cosine)
+    observed = observed._replace(hit_points=np.array(returns, dtype=np.float64),
+                                 hit_sensors=np.repeat(np.reshape(camera.centre, (1, 3)),
+                                                       len(returns), axis=0))
     if background:
         origins, directions = camera.rays()
         empty = ~(np.isfinite(depth) & (depth > 0)).ravel()
@@ -193,7 +201,8 @@ def cloud_surface(points, sensor, *, neighbours: int = 16,
     local = points[index] - points[index].mean(axis=1, keepdims=True)
     _, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", local, local))
     sensors = np.broadcast_to(sensor, points.shape)
-    return _oriented(points, vectors[:, :, 0], sensors, min_cosine)
+    return _oriented(points, vectors[:, :, 0], sensors, min_cosine)._replace(
+        hit_points=np.array(points, dtype=np.float64), hit_sensors=np.array(sensors))
 
 
 def _oriented(points, normals, sensors, min_cosine: float) -> SurfacePoints:

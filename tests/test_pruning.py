@@ -171,3 +171,139 @@ def test_rows_without_positive_targets_certify_nothing():
     decoded = trimesh.util.concatenate([_ball(*BODY), _ball((0.0, 0.8, 0.0), 0.08)])
     assert drop_contradicted_parts(decoded, inside_only, PRUNE).dropped == 0
     assert np.isneginf(outside_bound(inside_only)(np.zeros((3, 3)))).all()
+
+
+# ---------------------------------------------------------------- completion: what a view saw
+
+def _render(shapes, size=128, focal=200.0, centre=(0.0, 0.0, -2.5), rotation=np.eye(3)):
+    """A depth image (along the optical axis) of balls ``("ball", c, r)`` and boxes
+    ``("box", lo, hi)`` seen by an OpenCV camera at ``centre`` (camera-to-world
+    ``rotation``; the identity looks along +z), ray-cast analytically here (not by the
+    project's renderers); 0 where nothing is hit."""
+    k = np.array([[focal, 0, size / 2 - 0.5], [0, focal, size / 2 - 0.5], [0, 0, 1.0]])
+    v, u = np.mgrid[0:size, 0:size]
+    d = np.stack([(u - k[0, 2]) / focal, (v - k[1, 2]) / focal, np.ones_like(u, float)], -1)
+    d = d.reshape(-1, 3) @ np.asarray(rotation).T
+    o = np.asarray(centre, float)
+    best = np.full(len(d), np.inf)
+    for kind, a, b in shapes:
+        if kind == "ball":
+            oc = o - np.asarray(a)
+            qa, qb, qc = (d * d).sum(1), 2 * (d @ oc), oc @ oc - b * b
+            disc = qb * qb - 4 * qa * qc
+            t = np.where(disc >= 0, (-qb - np.sqrt(np.maximum(disc, 0))) / (2 * qa), np.inf)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t1, t2 = (np.asarray(a) - o) / d, (np.asarray(b) - o) / d
+            near = np.nanmax(np.minimum(t1, t2), axis=1)
+            far = np.nanmin(np.maximum(t1, t2), axis=1)
+            t = np.where((far >= near) & (near > 0), near, np.inf)
+        best = np.minimum(best, np.where(t > 0, t, np.inf))
+    depth = np.where(np.isfinite(best), best, 0.0).reshape(size, size)
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = rotation, o
+    return depth, k, pose
+
+
+def _seen(shapes, dark=(), background=True, **kw):
+    """The project's observation of the rendered view; ``dark`` shapes return nothing (their
+    pixels read 0, as a dark or shiny part does on a real sensor)."""
+    from deepsdf.observations import observe_depth
+    from deepsdf_preprocess.pinhole import PinholeCamera
+
+    depth, k, pose = _render(list(shapes) + list(dark), **kw)
+    if dark:
+        with_dark = depth
+        without = _render(shapes, **kw)[0]
+        depth = np.where((with_dark > 0) & ((without == 0) | (with_dark < without - 1e-9)),
+                         0.0, with_dark)
+    return observe_depth(depth, PinholeCamera.create(k, pose, depth.shape[1], depth.shape[0]),
+                         background=background)
+
+
+def test_debris_the_view_saw_as_empty_is_dropped_and_unseen_space_kept():
+    from deepsdf.pruning import drop_seen_empty_parts
+
+    seen = _seen([("ball",) + BODY])
+    front = _ball((0.0, 0.0, -0.8), 0.06)  # between the camera and the body: seen empty
+    behind = _ball((0.0, 0.0, 0.8), 0.06)  # behind the body: never seen
+    beside = _ball((0.9, 0.0, 0.0), 0.06)  # outside the image (it shows |x| < 0.8): unseen
+    decoded = trimesh.util.concatenate([_ball(*BODY), front, behind, beside])
+    kept = drop_seen_empty_parts(decoded, seen, PRUNE)
+    assert kept.dropped == 1
+    assert kept.mesh.vertices[:, 2].min() > -0.6  # the front one went
+    assert kept.mesh.vertices[:, 2].max() > 0.7 and kept.mesh.vertices[:, 0].max() > 0.8
+
+
+def test_a_thin_plate_seen_edge_on_is_kept_though_its_pixels_are_dropped():
+    """A grazing band: the plate covers about one image row; observe_depth drops those pixels
+    (depth edges, grazing normals), yet their returns still block the rays behind them."""
+    from deepsdf.pruning import drop_seen_empty_parts
+    from deepsdf.sensing import Observation
+
+    plate = ("box", (-0.85, -0.001, -0.3), (-0.75, 0.009, 0.3))  # 0.01 thick, edge-on
+    seen = _seen([("ball",) + BODY, plate], size=192)
+    on_plate = lambda p: (p[:, 0] < -0.74) & (np.abs(p[:, 1]) < 0.01)  # noqa: E731
+    assert on_plate(seen.hit_points).sum() >= 5 and not on_plate(seen.points).any()
+    decoded_plate = trimesh.creation.box(extents=(0.1, 0.02, 0.6))  # decoded a bit thick
+    decoded_plate.apply_translation((-0.8, 0.004, 0.0))
+    decoded = trimesh.util.concatenate([_ball(*BODY), decoded_plate])
+    assert drop_seen_empty_parts(decoded, seen, PRUNE).dropped == 0
+    # the returns are what clear it: without the dropped pixels' returns, the same view would
+    # certify most of the plate's surface empty (the thin-piece rule would still keep it)
+    from deepsdf.pruning import seen_empty
+
+    kept_only = Observation(seen.points, seen.normals, seen.sensors, seen.empty_origins,
+                            seen.empty_directions, seen.points, seen.sensors)
+    probes = trimesh.sample.sample_surface(decoded_plate, 400, seed=0)[0]
+    assert not seen_empty(seen, margin=PRUNE.margin)(probes).any()
+    assert seen_empty(kept_only, margin=PRUNE.margin)(probes).mean() > 0.5
+
+
+def test_an_observation_without_returns_certifies_nothing():
+    from deepsdf.pruning import drop_seen_empty_parts
+    from deepsdf.sensing import Observation
+
+    seen = _seen([("ball",) + BODY])
+    bare = Observation(seen.points, seen.normals, seen.sensors, seen.empty_origins,
+                       seen.empty_directions)
+    decoded = trimesh.util.concatenate([_ball(*BODY), _ball((0.0, 0.0, -0.8), 0.06)])
+    assert drop_seen_empty_parts(decoded, bare, PRUNE).dropped == 0
+    assert drop_seen_empty_parts(decoded, seen, None).mesh is decoded
+
+
+def test_a_plate_one_view_saw_is_kept_though_another_saw_past_it():
+    from deepsdf.pruning import drop_seen_empty_parts
+    from deepsdf.sensing import Observation
+
+    plate = ("box", (-0.4, 0.697, -0.4), (0.4, 0.703, 0.4))
+    down = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]).T  # camera z -> world -y
+    above = _seen([("ball",) + BODY, plate], centre=(0.0, 2.5, 0.0), rotation=down)
+    front = _seen([("ball",) + BODY, plate])  # edge-on: the plate falls between its rows
+    decoded_plate = trimesh.creation.box(extents=(0.8, 0.02, 0.8))
+    decoded_plate.apply_translation((0.0, 0.7, 0.0))
+    decoded = trimesh.util.concatenate([_ball(*BODY), decoded_plate])
+    for views in ([front], [above, front], [front, above]):
+        both = Observation.concatenate(views)
+        assert drop_seen_empty_parts(decoded, both, PRUNE).dropped == 0
+
+
+def test_a_dark_part_that_returned_nothing_is_kept():
+    """Its pixels read 0 and (background=False, as a user told of dark parts passes) say
+    nothing: a hole in the view, which certifies nothing."""
+    from deepsdf.pruning import drop_seen_empty_parts
+
+    dark = ("ball", (0.0, 0.0, -0.75), 0.1)  # in front of the body, inside its silhouette
+    seen = _seen([("ball",) + BODY], dark=[dark], background=False)
+    decoded = trimesh.util.concatenate([_ball(*BODY), _ball(*dark[1:])])
+    assert drop_seen_empty_parts(decoded, seen, PRUNE).dropped == 0
+
+
+def test_repeated_frames_certify_as_one_frame_does():
+    from deepsdf.pruning import drop_seen_empty_parts
+    from deepsdf.sensing import Observation
+
+    seen = _seen([("ball",) + BODY])
+    decoded = trimesh.util.concatenate([_ball(*BODY), _ball((0.0, 0.0, -0.8), 0.06)])
+    twice = Observation.concatenate([seen, seen])
+    assert drop_seen_empty_parts(decoded, twice, PRUNE).dropped == 1

@@ -335,6 +335,13 @@ OUT/completed_normalized.ply, OUT/code.pth; with --truth MESH also OUT/metrics.j
                         help="pixels without a measurement are sensor dropouts, not background "
                              "(do not use their rays as free space)")
     parser.add_argument("--no-retrieval", action="store_true", help="skip the baseline")
+    parser.add_argument("--keep-all-parts", action="store_true",
+                        help="keep every connected piece of the completed mesh; by default a "
+                             f"piece lying, for more than {100 * PRUNE.share:.0f}%% of its "
+                             "area, in what the scan saw as empty (the ball of "
+                             f"{PRUNE.margin:g}, normalized units, around each point crossed "
+                             "only by rays that run free beyond it) is dropped as debris of "
+                             "the fit; unseen space keeps what the model put there")
     parser.add_argument("--single-start", action="store_true",
                         help="fit each shape from one random code, as the reference does "
                              "(default: several starts fitted together, the best kept: the "
@@ -366,7 +373,8 @@ def _run_complete(args) -> int:
                                 constraints=constraints, resolution=args.resolution,
                                 retrieval=not args.no_retrieval,
                                 progress=not args.no_progress,
-                                refine=_refine_from_args(args))
+                                refine=_refine_from_args(args),
+                                prune=_prune_from_args(args))
         summary = report.summary
         from deepsdf.metrics import Verdict
 
@@ -385,7 +393,7 @@ def _run_complete(args) -> int:
                              _similarity_from_args(args), out_dir=args.out, solver=solver,
                              starts=starts, constraints=constraints,
                              resolution=args.resolution, truth=args.truth,
-                             refine=_refine_from_args(args))
+                             refine=_refine_from_args(args), prune=_prune_from_args(args))
     print(f"wrote {summary['mesh']} ({summary['observed_points']} observed points); "
           f"{time.perf_counter() - started:.0f} s ({settings})")
     return 0
@@ -407,8 +415,17 @@ def _observation_from_args(args):
     poses, intrinsics = args.pose or [], args.K or []
     if len(poses) != len(args.depth) or len(intrinsics) not in (1, len(args.depth)):
         raise InputError("give one --pose per --depth, and one --K (shared) or one per --depth")
-    return observe_depth_files(args.depth, intrinsics, poses, depth_scale=args.depth_scale,
-                               convention=args.convention)
+    observed = observe_depth_files(args.depth, intrinsics, poses, depth_scale=args.depth_scale,
+                                   convention=args.convention)
+    if getattr(args, "no_background", False):
+        # pixels without a measurement may be the object (a dark or shiny part): they say
+        # nothing, to the fit and to what the scan saw as empty alike
+        from deepsdf.sensing import Observation
+
+        observed = Observation(observed.points, observed.normals, observed.sensors,
+                               hit_points=observed.hit_points,
+                               hit_sensors=observed.hit_sensors)
+    return observed
 
 
 def _similarity_from_args(args):
