@@ -23,9 +23,9 @@ model: not what a shape model is asked for.)  The default margin is the paper's 
 distance, 0.1: a piece nearer the truth than that is the model's error and stays.
 
 **Completion** has no distances to certify with: its rule is what the sensor saw
-(:func:`seen_empty`): a point is certified when the ball of ``margin`` around it was crossed
-only by rays running free beyond it, every measured pixel counting (those the completion's
-fit drops as depth edges or grazing included) and the ball fully inside the image.  Unseen
+(:func:`seen_empty`: a ball of ``margin`` crossed only by rays running free beyond it, every
+measured pixel blocking its ray, the cone covered by rays, no return of any view nearby), and
+a piece thinner than ``margin`` is never dropped there (it could lie between the rays).  Unseen
 space keeps what the model put there.
 """
 
@@ -112,8 +112,9 @@ def drop_ruled_out(mesh, outside, share: float, most: float = 0.5,
     empty).  When the pieces ruled out hold more than ``most`` of the area, the mesh is kept
     whole (``kept_all``): a fit the observations reject that widely is a wrong fit, not one
     with debris, and dropping most of it would hide that.  A piece thinner than ``thinnest``
-    in some direction (its vertices' extent along their least principal axis) is never
-    dropped: a sensor can miss such a part between its rays."""
+    in some direction (:func:`_thickness` of its vertices: a ball of diameter ``thinnest``,
+    a plate about 0.6 ``thinnest`` thick) is never dropped: a sensor can miss such a part
+    between its rays."""
     import trimesh
 
     if len(mesh.faces) == 0:
@@ -156,8 +157,9 @@ def drop_seen_empty_parts(mesh, observation, config: PruneConfig | None = None) 
 
 
 def _thickness(points) -> float:
-    """The extent of ``points`` (n, 3) along their least principal axis (a uniform slab of
-    width w has ``sqrt(12 * variance) = w``); 0 for fewer than 4 finite points."""
+    """``sqrt(12 * variance)`` of ``points`` (n, 3) along their least principal axis: for a
+    piece's surface vertices, a ball's diameter, about 1.7 times a thin plate's thickness;
+    0 for fewer than 4 finite points."""
     points = np.asarray(points, dtype=np.float64)
     points = points[np.isfinite(points).all(axis=1)]
     if len(points) < 4:
