@@ -251,17 +251,16 @@ class PruneConfig:
     most: float = 0.5
 
     def __post_init__(self):
-        if not (isinstance(self.margin, (int, float)) and math.isfinite(self.margin)
-                and self.margin >= 0):
-            raise InputError(f"prune margin must be a finite number >= 0, got {self.margin}")
+        from deepsdf_preprocess import validate
+
+        validate.number(self.margin, what="prune margin", minimum=0.0)
         for name in ("share", "most"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise InputError(f"prune {name} must lie in [0, 1), got {value}")
-        if not (isinstance(self.neighbours, int) and isinstance(self.rank, int)
-                and 1 <= self.rank <= self.neighbours <= 1024):
-            raise InputError(f"prune rank and neighbours must satisfy 1 <= rank <= neighbours "
-                             f"<= 1024, got {self.rank} and {self.neighbours}")
+            value = validate.number(getattr(self, name), what=f"prune {name}", minimum=0.0)
+            if not value < 1:
+                raise InputError(f"prune {name} must be below 1, got {value:g}")
+        neighbours = validate.integer(self.neighbours, what="prune neighbours", minimum=1,
+                                      maximum=1024)
+        validate.integer(self.rank, what="prune rank", minimum=1, maximum=neighbours)
 
 
 #: What ``reconstruct`` drops unless told to keep every piece (``--keep-all-parts``;
